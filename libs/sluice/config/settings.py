@@ -1,0 +1,235 @@
+"""Sluice's static settings.
+
+Read from a YAML file (``--config`` or ``SLUICE_CONFIG``) and overridden by
+environment variables: ``SLUICE_<SECTION>__<KEY>``, e.g.
+``SLUICE_AUTH__REDIS_URL=redis://10.0.0.5:6379/0``. Every field is checked
+before anything binds a port; all problems are reported at once, each named
+by its dotted key. Unknown keys are errors, so a typo cannot be ignored.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+SERVICE_NAMES = ("gateway", "auth", "safety", "cache", "routing", "inference", "simulator")
+_ADDRESS = re.compile(r"^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9_.-]+):\d{1,5}$")
+
+
+class ConfigError(Exception):
+    """The configuration is invalid; the message lists every problem."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _check_address(value: str) -> str:
+    if not _ADDRESS.match(value):
+        raise ValueError(f"must be host:port, got {value!r}")
+    return value
+
+
+class Endpoint(_Section):
+    """Where one service listens (its own process) or is reached (from others)."""
+
+    # gRPC address, host:port. Port 0 picks a free port (tests).
+    grpc: str
+    # Prometheus /metrics and /healthz for the process, host:port; empty = off.
+    metrics: str = ""
+
+    _v_grpc = field_validator("grpc")(_check_address)
+
+    @field_validator("metrics")
+    @classmethod
+    def _v_metrics(cls, value: str) -> str:
+        return _check_address(value) if value else value
+
+
+def _default_endpoints() -> dict[str, Endpoint]:
+    return {
+        name: Endpoint(grpc=f"127.0.0.1:{50051 + i}", metrics="")
+        for i, name in enumerate(SERVICE_NAMES)
+    }
+
+
+class ServerSettings(_Section):
+    # Seconds in-flight calls get to finish after SIGTERM before they are cancelled.
+    drain_grace_seconds: float = Field(10.0, ge=0, le=600)
+    # Largest gRPC message accepted, bytes.
+    max_message_bytes: int = Field(32 * 1024 * 1024, ge=1024)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+
+class GatewaySettings(_Section):
+    # Anthropic-compatible HTTP facade, host:port.
+    http_listen: str = "127.0.0.1:8080"
+    # Deadline for a request whose client set none, seconds.
+    default_timeout_seconds: float = Field(600.0, gt=0)
+    # Largest HTTP request body accepted; larger gets 413 request_too_large.
+    max_body_bytes: int = Field(32 * 1024 * 1024, ge=1024)
+    # Deadline for each of auth, safety, cache and routing, seconds.
+    stage_timeout_seconds: float = Field(2.0, gt=0)
+
+    _v_listen = field_validator("http_listen")(_check_address)
+
+
+class Tenant(_Section):
+    tier: str = "standard"
+    region: str = "local"
+    # Empty = every model the catalog allows in the tenant's region.
+    allowed_models: list[str] = []
+    default_model: str = ""
+
+
+class SeedKey(_Section):
+    # A full API key, sk-sluice-<key id>-<secret>. Hashed at start; never stored.
+    key: SecretStr
+    tenant: str
+
+
+class AuthSettings(_Section):
+    # Key store: redis://host:port/db, or memory:// for the in-process stand-in.
+    redis_url: str = "memory://"
+    # Server-side secret mixed into every key hash (a pepper). Set it in production.
+    key_pepper: SecretStr = SecretStr("sluice-dev-pepper-change-me")
+    tenants: dict[str, Tenant] = {"demo": Tenant()}
+    # Keys loaded into the store at start.
+    seed_keys: list[SeedKey] = []
+    # Create and print a fresh demo key at start (for `make run`).
+    create_demo_key: bool = False
+
+    @field_validator("redis_url")
+    @classmethod
+    def _v_redis(cls, value: str) -> str:
+        if not re.match(r"^(memory|redis|rediss|unix)://", value):
+            raise ValueError("must start with memory://, redis://, rediss:// or unix://")
+        return value
+
+
+class RoutingSettings(_Section):
+    # Model catalog YAML; empty = the catalog shipped with Sluice.
+    catalog_path: str = ""
+    # Model for requests that name none and whose tenant sets no default.
+    default_model: str = "claude-sonnet-4-6"
+
+
+class UpstreamSettings(_Section):
+    kind: Literal["anthropic"] = "anthropic"
+    # Base URL of the Messages API; the simulator's address in local runs.
+    base_url: str = "https://api.anthropic.com"
+    api_key: SecretStr = SecretStr("")
+    # Connect timeout, seconds. The read deadline is the request's own.
+    connect_timeout_seconds: float = Field(5.0, gt=0)
+    max_connections: int = Field(256, ge=1)
+
+
+class InferenceSettings(_Section):
+    # Upstream adapters by the provider names used in the catalog.
+    upstreams: dict[str, UpstreamSettings] = {
+        "anthropic": UpstreamSettings(base_url="http://127.0.0.1:8090", api_key=SecretStr("sk-sim"))
+    }
+    # Extra attempts per candidate for retryable failures before the first event.
+    retries_per_candidate: int = Field(1, ge=0, le=10)
+    retry_backoff_seconds: float = Field(0.05, ge=0)
+
+
+class SimulatorSettings(_Section):
+    listen: str = "127.0.0.1:8090"
+    # Delay before the first event, and between content deltas, milliseconds.
+    time_to_first_token_ms: float = Field(20.0, ge=0)
+    inter_token_ms: float = Field(5.0, ge=0)
+    # Tokens generated when max_tokens allows; a directive can change it per request.
+    output_tokens: int = Field(32, ge=1)
+    # Words per content_block_delta.
+    tokens_per_delta: int = Field(1, ge=1)
+    # Probabilities of injected failures, for soak and fallback tests.
+    failure_rate_529: float = Field(0.0, ge=0, le=1)
+    failure_rate_500: float = Field(0.0, ge=0, le=1)
+    # Honour in-prompt directives such as [[sim:status=529]] (tests, demos).
+    allow_directives: bool = True
+
+    _v_listen = field_validator("listen")(_check_address)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="SLUICE_", env_nested_delimiter="__", extra="forbid", frozen=True
+    )
+
+    # Region this deployment serves; a tenant of another region is never served here.
+    region: str = "local"
+    services: dict[str, Endpoint] = Field(default_factory=_default_endpoints)
+    server: ServerSettings = ServerSettings()
+    gateway: GatewaySettings = GatewaySettings()
+    auth: AuthSettings = AuthSettings()
+    routing: RoutingSettings = RoutingSettings()
+    inference: InferenceSettings = InferenceSettings()
+    simulator: SimulatorSettings = SimulatorSettings()
+
+    @field_validator("services")
+    @classmethod
+    def _v_services(cls, value: dict[str, Endpoint]) -> dict[str, Endpoint]:
+        unknown = sorted(set(value) - set(SERVICE_NAMES))
+        if unknown:
+            raise ValueError(f"unknown service(s) {unknown}; known: {list(SERVICE_NAMES)}")
+        merged = _default_endpoints()
+        merged.update(value)
+        return merged
+
+    @classmethod
+    def settings_customise_sources(
+        cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource, dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Environment wins over the file (passed as init values).
+        return env_settings, init_settings
+
+
+def _format(err: ValidationError, source: str) -> str:
+    lines = [f"invalid configuration ({source}):"]
+    for e in err.errors():
+        key = ".".join(str(p) for p in e["loc"]) or "(root)"
+        lines.append(f"  {key}: {e['msg']}")
+    return "\n".join(lines)
+
+
+def load(path: str | os.PathLike[str] | None = None, overrides: dict[str, Any] | None = None) -> Settings:
+    """Loads and validates settings; raises ConfigError naming every bad key."""
+    path = path or os.environ.get("SLUICE_CONFIG") or None
+    data: dict[str, Any] = {}
+    source = "defaults + environment"
+    if path:
+        source = f"{path} + environment"
+        try:
+            loaded = yaml.safe_load(Path(path).read_text())
+        except OSError as exc:
+            raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"config file {path} is not valid YAML: {exc}") from None
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigError(f"config file {path}: top level must be a mapping")
+        data = loaded or {}
+    if overrides:
+        data = _deep_merge(data, overrides)
+    try:
+        return Settings(**data)
+    except ValidationError as exc:
+        raise ConfigError(_format(exc, source)) from None
+
+
+def _deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out

@@ -1,0 +1,1 @@
+"""gRPC plumbing shared by every service: errors, call context, servers, clients."""

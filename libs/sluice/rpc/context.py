@@ -1,0 +1,60 @@
+"""The per-request call context that travels with a request through every hop.
+
+The entry point (gateway servicer or HTTP facade, or the server wrapper for a
+call that arrived over gRPC) sets it; `outgoing()` turns it into the metadata
+and timeout of each downstream call, so the request id and the client's
+deadline reach every service and, from inference, the upstream model.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from contextvars import ContextVar
+from dataclasses import dataclass
+
+from sluice.rpc import headers
+
+_current: ContextVar[CallContext | None] = ContextVar("sluice_call_context", default=None)
+
+
+@dataclass(frozen=True, slots=True)
+class CallContext:
+    request_id: str
+    # time.monotonic() value after which the request is abandoned; None = no deadline.
+    deadline: float | None
+
+    def remaining(self) -> float | None:
+        if self.deadline is None:
+            return None
+        return self.deadline - time.monotonic()
+
+
+def new_request_id() -> str:
+    # Same shape as Anthropic's request ids, so logs line up across both.
+    return "req_" + secrets.token_hex(12)
+
+
+def current() -> CallContext | None:
+    return _current.get()
+
+
+def begin(request_id: str | None, timeout: float | None) -> CallContext:
+    """Starts a request's context in the current task."""
+    deadline = time.monotonic() + timeout if timeout is not None else None
+    ctx = CallContext(request_id or new_request_id(), deadline)
+    _current.set(ctx)
+    return ctx
+
+
+def outgoing(timeout: float | None = None) -> tuple[tuple[tuple[str, str], ...], float | None]:
+    """Metadata and timeout for a downstream call made on behalf of the current request."""
+    ctx = _current.get()
+    if ctx is None:
+        return (), timeout
+    remaining = ctx.remaining()
+    if remaining is not None:
+        # A non-positive timeout makes gRPC fail at once with DEADLINE_EXCEEDED.
+        remaining = max(remaining, 0.0)
+        timeout = remaining if timeout is None else min(timeout, remaining)
+    return ((headers.REQUEST_ID, ctx.request_id),), timeout

@@ -1,0 +1,226 @@
+"""One error type for every service, and the one table that maps it.
+
+A core raises `SluiceError(Reason.X, message)`. The server wrapper turns it into
+a gRPC status with google.rpc details (ErrorInfo always; BadRequest,
+QuotaFailure and RetryInfo when present). A caller turns the status back into
+a `SluiceError` with `from_rpc_error`, and the HTTP facade renders it as
+Anthropic's error JSON with `REASONS[reason].http_status`.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+import grpc
+from google.protobuf import any_pb2, duration_pb2
+from google.rpc import error_details_pb2, status_pb2
+
+ERROR_DOMAIN = "sluice.dev"
+_STATUS_DETAILS_KEY = "grpc-status-details-bin"
+
+
+class Mapping(NamedTuple):
+    grpc_code: grpc.StatusCode
+    http_status: int
+    anthropic_type: str
+
+
+class Reason(enum.Enum):
+    """Stable, UPPER_SNAKE reasons carried in ErrorInfo.reason."""
+
+    INVALID_REQUEST = "INVALID_REQUEST"
+    REQUEST_TOO_LARGE = "REQUEST_TOO_LARGE"
+    MISSING_API_KEY = "MISSING_API_KEY"
+    MALFORMED_API_KEY = "MALFORMED_API_KEY"
+    INVALID_API_KEY = "INVALID_API_KEY"
+    MODEL_NOT_ALLOWED = "MODEL_NOT_ALLOWED"
+    WRONG_REGION = "WRONG_REGION"
+    POLICY_BLOCKED = "POLICY_BLOCKED"
+    MODEL_NOT_FOUND = "MODEL_NOT_FOUND"
+    NOT_FOUND = "NOT_FOUND"
+    RATE_LIMITED = "RATE_LIMITED"
+    UPSTREAM_RATE_LIMITED = "UPSTREAM_RATE_LIMITED"
+    UPSTREAM_OVERLOADED = "UPSTREAM_OVERLOADED"
+    UPSTREAM_ERROR = "UPSTREAM_ERROR"
+    UPSTREAM_UNAVAILABLE = "UPSTREAM_UNAVAILABLE"
+    UPSTREAM_REJECTED = "UPSTREAM_REJECTED"
+    NO_UPSTREAM = "NO_UPSTREAM"
+    DEADLINE_EXCEEDED = "DEADLINE_EXCEEDED"
+    CANCELLED = "CANCELLED"
+    DEPENDENCY_UNAVAILABLE = "DEPENDENCY_UNAVAILABLE"
+    INTERNAL = "INTERNAL"
+
+
+_C = grpc.StatusCode
+REASONS: dict[Reason, Mapping] = {
+    Reason.INVALID_REQUEST: Mapping(_C.INVALID_ARGUMENT, 400, "invalid_request_error"),
+    Reason.REQUEST_TOO_LARGE: Mapping(_C.INVALID_ARGUMENT, 413, "request_too_large"),
+    Reason.MISSING_API_KEY: Mapping(_C.UNAUTHENTICATED, 401, "authentication_error"),
+    Reason.MALFORMED_API_KEY: Mapping(_C.UNAUTHENTICATED, 401, "authentication_error"),
+    Reason.INVALID_API_KEY: Mapping(_C.UNAUTHENTICATED, 401, "authentication_error"),
+    Reason.MODEL_NOT_ALLOWED: Mapping(_C.PERMISSION_DENIED, 403, "permission_error"),
+    Reason.WRONG_REGION: Mapping(_C.PERMISSION_DENIED, 403, "permission_error"),
+    Reason.POLICY_BLOCKED: Mapping(_C.PERMISSION_DENIED, 403, "permission_error"),
+    Reason.MODEL_NOT_FOUND: Mapping(_C.NOT_FOUND, 404, "not_found_error"),
+    Reason.NOT_FOUND: Mapping(_C.NOT_FOUND, 404, "not_found_error"),
+    Reason.RATE_LIMITED: Mapping(_C.RESOURCE_EXHAUSTED, 429, "rate_limit_error"),
+    Reason.UPSTREAM_RATE_LIMITED: Mapping(_C.RESOURCE_EXHAUSTED, 429, "rate_limit_error"),
+    Reason.UPSTREAM_OVERLOADED: Mapping(_C.UNAVAILABLE, 529, "overloaded_error"),
+    Reason.UPSTREAM_ERROR: Mapping(_C.INTERNAL, 500, "api_error"),
+    Reason.UPSTREAM_UNAVAILABLE: Mapping(_C.UNAVAILABLE, 502, "api_error"),
+    # The upstream refused the request itself (its 400/413/422): not retryable.
+    Reason.UPSTREAM_REJECTED: Mapping(_C.INVALID_ARGUMENT, 400, "invalid_request_error"),
+    Reason.NO_UPSTREAM: Mapping(_C.FAILED_PRECONDITION, 500, "api_error"),
+    Reason.DEADLINE_EXCEEDED: Mapping(_C.DEADLINE_EXCEEDED, 504, "timeout_error"),
+    Reason.CANCELLED: Mapping(_C.CANCELLED, 499, "api_error"),
+    Reason.DEPENDENCY_UNAVAILABLE: Mapping(_C.UNAVAILABLE, 503, "api_error"),
+    Reason.INTERNAL: Mapping(_C.INTERNAL, 500, "api_error"),
+}
+assert set(REASONS) == set(Reason), "every Reason needs a mapping"
+
+# What a status with no (or an unknown) ErrorInfo reason means, by code.
+_REASON_FOR_CODE: dict[grpc.StatusCode, Reason] = {
+    _C.INVALID_ARGUMENT: Reason.INVALID_REQUEST,
+    _C.UNAUTHENTICATED: Reason.INVALID_API_KEY,
+    _C.PERMISSION_DENIED: Reason.MODEL_NOT_ALLOWED,
+    _C.NOT_FOUND: Reason.NOT_FOUND,
+    _C.RESOURCE_EXHAUSTED: Reason.RATE_LIMITED,
+    _C.DEADLINE_EXCEEDED: Reason.DEADLINE_EXCEEDED,
+    _C.CANCELLED: Reason.CANCELLED,
+    _C.UNAVAILABLE: Reason.DEPENDENCY_UNAVAILABLE,
+}
+
+
+@dataclass(frozen=True)
+class FieldViolation:
+    field: str
+    description: str
+
+
+@dataclass(frozen=True)
+class QuotaViolation:
+    subject: str
+    description: str
+
+
+@dataclass
+class SluiceError(Exception):
+    """A failure with a stable reason; see REASONS for how it is reported."""
+
+    reason: Reason
+    message: str
+    field_violations: list[FieldViolation] = field(default_factory=list)
+    quota_violations: list[QuotaViolation] = field(default_factory=list)
+    retry_after_s: float | None = None
+    metadata: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        super().__init__(self.message)
+
+    def __str__(self) -> str:
+        return f"{self.reason.value}: {self.message}"
+
+    @property
+    def mapping(self) -> Mapping:
+        return REASONS[self.reason]
+
+    @classmethod
+    def bad_request(cls, field_name: str, description: str) -> SluiceError:
+        return cls(
+            Reason.INVALID_REQUEST,
+            f"{field_name}: {description}",
+            field_violations=[FieldViolation(field_name, description)],
+        )
+
+    # -- to and from google.rpc.Status ---------------------------------------
+
+    def to_status(self) -> status_pb2.Status:
+        details: list[any_pb2.Any] = []
+        info = error_details_pb2.ErrorInfo(
+            reason=self.reason.value, domain=ERROR_DOMAIN, metadata=self.metadata
+        )
+        details.append(_pack(info))
+        if self.field_violations:
+            bad = error_details_pb2.BadRequest(
+                field_violations=[
+                    error_details_pb2.BadRequest.FieldViolation(field=v.field, description=v.description)
+                    for v in self.field_violations
+                ]
+            )
+            details.append(_pack(bad))
+        if self.quota_violations:
+            quota = error_details_pb2.QuotaFailure(
+                violations=[
+                    error_details_pb2.QuotaFailure.Violation(subject=v.subject, description=v.description)
+                    for v in self.quota_violations
+                ]
+            )
+            details.append(_pack(quota))
+        if self.retry_after_s is not None:
+            delay = duration_pb2.Duration()
+            delay.FromMilliseconds(int(self.retry_after_s * 1000))
+            details.append(_pack(error_details_pb2.RetryInfo(retry_delay=delay)))
+        return status_pb2.Status(
+            code=self.mapping.grpc_code.value[0], message=self.message, details=details
+        )
+
+    def trailing_metadata(self) -> tuple[tuple[str, bytes], ...]:
+        return ((_STATUS_DETAILS_KEY, self.to_status().SerializeToString()),)
+
+    @classmethod
+    def from_status(cls, code: grpc.StatusCode, message: str, status: status_pb2.Status | None) -> SluiceError:
+        reason: Reason | None = None
+        fields: list[FieldViolation] = []
+        quotas: list[QuotaViolation] = []
+        retry_after: float | None = None
+        metadata: dict[str, str] = {}
+        for any_detail in status.details if status else ():
+            if any_detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+                info = error_details_pb2.ErrorInfo()
+                any_detail.Unpack(info)
+                reason = Reason.__members__.get(info.reason)
+                metadata = dict(info.metadata)
+            elif any_detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
+                bad = error_details_pb2.BadRequest()
+                any_detail.Unpack(bad)
+                fields = [FieldViolation(v.field, v.description) for v in bad.field_violations]
+            elif any_detail.Is(error_details_pb2.QuotaFailure.DESCRIPTOR):
+                quota = error_details_pb2.QuotaFailure()
+                any_detail.Unpack(quota)
+                quotas = [QuotaViolation(v.subject, v.description) for v in quota.violations]
+            elif any_detail.Is(error_details_pb2.RetryInfo.DESCRIPTOR):
+                info_retry = error_details_pb2.RetryInfo()
+                any_detail.Unpack(info_retry)
+                retry_after = info_retry.retry_delay.ToMilliseconds() / 1000
+        if reason is None:
+            reason = _REASON_FOR_CODE.get(code, Reason.INTERNAL)
+        return cls(reason, message, fields, quotas, retry_after, metadata)
+
+
+def _pack(message) -> any_pb2.Any:
+    packed = any_pb2.Any()
+    packed.Pack(message)
+    return packed
+
+
+def from_rpc_error(err: grpc.RpcError) -> SluiceError:
+    """Rebuilds the SluiceError a downstream service raised from its status."""
+    code = err.code()  # type: ignore[attr-defined]
+    details = err.details() or ""  # type: ignore[attr-defined]
+    status: status_pb2.Status | None = None
+    for key, value in err.trailing_metadata() or ():  # type: ignore[attr-defined]
+        if key == _STATUS_DETAILS_KEY:
+            status = status_pb2.Status.FromString(value)
+            break
+    return SluiceError.from_status(code, details, status)
+
+
+def anthropic_error_body(err: SluiceError, request_id: str) -> dict:
+    """Anthropic's error JSON for `err`."""
+    return {
+        "type": "error",
+        "error": {"type": err.mapping.anthropic_type, "message": err.message},
+        "request_id": request_id,
+    }

@@ -1,0 +1,287 @@
+"""The servicers a process hosts, reachable over gRPC and in-process alike.
+
+`ServiceRegistry.add` wraps each RPC of a servicer once: the wrapper sets the
+call context from the caller's metadata and deadline, turns `SluiceError` (or a
+downstream's gRPC error) into a status with google.rpc details, turns anything
+unexpected into INTERNAL without letting it escape, and records metrics. The
+same wrapped handlers back both the gRPC server and `LocalStub`, which `all`
+mode uses instead of a socket, so a service cannot tell how it was called.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message_factory
+
+from sluice.rpc import context as call_context
+from sluice.rpc import headers
+from sluice.rpc.errors import Reason, SluiceError, from_rpc_error
+from sluice.telemetry import metrics
+
+log = logging.getLogger(__name__)
+
+UnaryFn = Callable[[Any, Any], Awaitable[Any]]
+StreamFn = Callable[[Any, Any], AsyncIterator[Any]]
+
+
+def _enter(ctx: Any) -> None:
+    # A call that arrived over gRPC starts a fresh context from its metadata
+    # and deadline; a local call already runs inside its caller's context.
+    if call_context.current() is not None:
+        return
+    request_id = None
+    for key, value in ctx.invocation_metadata() or ():
+        if key == headers.REQUEST_ID:
+            request_id = value
+            break
+    call_context.begin(request_id, ctx.time_remaining())
+
+
+def _as_sluice_error(exc: BaseException, service: str, method: str) -> SluiceError:
+    if isinstance(exc, SluiceError):
+        return exc
+    if isinstance(exc, grpc.RpcError):
+        return from_rpc_error(exc)
+    log.exception("unhandled error in %s/%s", service, method, exc_info=exc)
+    return SluiceError(Reason.INTERNAL, "internal error")
+
+
+async def _abort(ctx: Any, err: SluiceError, service: str) -> None:
+    metrics.ERRORS.labels(service, err.reason.value).inc()
+    await ctx.abort(err.mapping.grpc_code, err.message, trailing_metadata=err.trailing_metadata())
+
+
+def wrap_unary(service: str, method: str, fn: UnaryFn) -> UnaryFn:
+    handled = {}  # code name -> bound counter, so the hot path skips label lookups
+    seconds = metrics.RPC_SECONDS.labels(service, method)
+
+    def count(code: str) -> None:
+        counter = handled.get(code)
+        if counter is None:
+            counter = handled[code] = metrics.RPC_HANDLED.labels(service, method, code)
+        counter.inc()
+
+    async def handler(request: Any, ctx: Any) -> Any:
+        _enter(ctx)
+        start = time.perf_counter()
+        try:
+            response = await fn(request, ctx)
+            count("OK")
+            return response
+        except (grpc.aio.AbortError, asyncio.CancelledError):
+            count("CANCELLED")
+            raise
+        except Exception as exc:  # noqa: BLE001 - every failure becomes a status
+            err = _as_sluice_error(exc, service, method)
+            count(err.mapping.grpc_code.name)
+            await _abort(ctx, err, service)
+        finally:
+            seconds.observe(time.perf_counter() - start)
+
+    return handler
+
+
+def wrap_stream(service: str, method: str, fn: StreamFn) -> StreamFn:
+    handled = {}
+    seconds = metrics.RPC_SECONDS.labels(service, method)
+
+    def count(code: str) -> None:
+        counter = handled.get(code)
+        if counter is None:
+            counter = handled[code] = metrics.RPC_HANDLED.labels(service, method, code)
+        counter.inc()
+
+    async def handler(request: Any, ctx: Any) -> AsyncIterator[Any]:
+        _enter(ctx)
+        start = time.perf_counter()
+        stream = fn(request, ctx)
+        try:
+            async for item in stream:
+                yield item
+            count("OK")
+        except (grpc.aio.AbortError, asyncio.CancelledError, GeneratorExit):
+            count("CANCELLED")
+            raise
+        except Exception as exc:  # noqa: BLE001
+            err = _as_sluice_error(exc, service, method)
+            count(err.mapping.grpc_code.name)
+            await _abort(ctx, err, service)
+        finally:
+            await stream.aclose()
+            seconds.observe(time.perf_counter() - start)
+
+    return handler
+
+
+@dataclass(frozen=True)
+class _Method:
+    name: str
+    streaming: bool
+    handler: Any
+    request_cls: type
+    response_cls: type
+
+
+class ServiceRegistry:
+    """Servicers hosted by this process, by full service name."""
+
+    def __init__(self) -> None:
+        self._methods: dict[str, dict[str, _Method]] = {}
+        self._generic: list[grpc.GenericRpcHandler] = []
+
+    def add(self, servicer: object, service: _descriptor.ServiceDescriptor) -> None:
+        short = service.name
+        methods: dict[str, _Method] = {}
+        grpc_handlers: dict[str, grpc.RpcMethodHandler] = {}
+        for m in service.methods:
+            if m.client_streaming:
+                raise ValueError(f"{service.full_name}/{m.name}: client streaming is not supported")
+            fn = getattr(servicer, m.name)
+            req_cls = message_factory.GetMessageClass(m.input_type)
+            resp_cls = message_factory.GetMessageClass(m.output_type)
+            if m.server_streaming:
+                wrapped = wrap_stream(short, m.name, fn)
+                grpc_handlers[m.name] = grpc.unary_stream_rpc_method_handler(
+                    wrapped, request_deserializer=req_cls.FromString,
+                    response_serializer=resp_cls.SerializeToString,
+                )
+            else:
+                wrapped = wrap_unary(short, m.name, fn)
+                grpc_handlers[m.name] = grpc.unary_unary_rpc_method_handler(
+                    wrapped, request_deserializer=req_cls.FromString,
+                    response_serializer=resp_cls.SerializeToString,
+                )
+            methods[m.name] = _Method(m.name, m.server_streaming, wrapped, req_cls, resp_cls)
+        self._methods[service.full_name] = methods
+        self._generic.append(grpc.method_handlers_generic_handler(service.full_name, grpc_handlers))
+
+    def hosts(self, full_name: str) -> bool:
+        return full_name in self._methods
+
+    @property
+    def service_names(self) -> list[str]:
+        return list(self._methods)
+
+    @property
+    def generic_handlers(self) -> list[grpc.GenericRpcHandler]:
+        return list(self._generic)
+
+    def local_stub(self, full_name: str) -> LocalStub:
+        return LocalStub(self._methods[full_name])
+
+
+# -- in-process calls ---------------------------------------------------------
+
+
+class _LocalAbort(Exception):
+    def __init__(self, code: grpc.StatusCode, details: str, trailing: Any) -> None:
+        super().__init__(details)
+        self.code, self.details, self.trailing = code, details, trailing
+
+
+class LocalContext:
+    """The part of grpc.aio.ServicerContext that Sluice servicers use."""
+
+    __slots__ = ("_metadata", "_deadline")
+
+    def __init__(self, metadata: Any, timeout: float | None) -> None:
+        self._metadata = tuple(metadata or ())
+        self._deadline = time.monotonic() + timeout if timeout is not None else None
+
+    def invocation_metadata(self) -> tuple:
+        return self._metadata
+
+    def time_remaining(self) -> float | None:
+        return None if self._deadline is None else max(0.0, self._deadline - time.monotonic())
+
+    def peer(self) -> str:
+        return "local"
+
+    async def abort(self, code: grpc.StatusCode, details: str = "", trailing_metadata: Any = ()) -> None:
+        raise _LocalAbort(code, details, trailing_metadata)
+
+
+def _rpc_error(code: grpc.StatusCode, details: str, trailing: Any = ()) -> grpc.aio.AioRpcError:
+    return grpc.aio.AioRpcError(
+        code, grpc.aio.Metadata(), grpc.aio.Metadata(*trailing), details=details
+    )
+
+
+class _LocalStreamCall:
+    """Iterates a local streaming handler like a grpc.aio.UnaryStreamCall."""
+
+    def __init__(self, stream: AsyncIterator[Any], ctx: LocalContext) -> None:
+        self._stream = stream
+        self._ctx = ctx
+
+    def __aiter__(self) -> _LocalStreamCall:
+        return self
+
+    async def __anext__(self) -> Any:
+        remaining = self._ctx.time_remaining()
+        try:
+            if remaining is None:
+                return await self._stream.__anext__()
+            async with asyncio.timeout(remaining):
+                return await self._stream.__anext__()
+        except StopAsyncIteration:
+            raise
+        except _LocalAbort as abort:
+            raise _rpc_error(abort.code, abort.details, abort.trailing) from None
+        except TimeoutError:
+            await self._stream.aclose()
+            raise _rpc_error(grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded") from None
+
+    def cancel(self) -> bool:
+        # Closing the generator runs the callee's cleanup (e.g. closing the
+        # upstream HTTP stream) in the caller's task.
+        asyncio.get_running_loop().create_task(self._stream.aclose())
+        return True
+
+    async def aclose(self) -> None:
+        await self._stream.aclose()
+
+
+class LocalStub:
+    """Calls a hosted service's wrapped handlers directly, no socket.
+
+    Attribute access mirrors the generated stub: `await stub.Method(req,
+    timeout=..., metadata=...)`, or `async for ev in stub.StreamMethod(req)`.
+    Errors surface as grpc.aio.AioRpcError, exactly as over a channel.
+    """
+
+    def __init__(self, methods: dict[str, _Method]) -> None:
+        for name, method in methods.items():
+            setattr(self, name, self._bind(method))
+
+    @staticmethod
+    def _bind(method: _Method) -> Callable[..., Any]:
+        handler = method.handler
+        if method.streaming:
+            def call_stream(request: Any, timeout: float | None = None, metadata: Any = None) -> Any:
+                ctx = LocalContext(metadata, timeout)
+                return _LocalStreamCall(handler(request, ctx), ctx)
+
+            return call_stream
+
+        async def call_unary(request: Any, timeout: float | None = None, metadata: Any = None) -> Any:
+            ctx = LocalContext(metadata, timeout)
+            try:
+                if timeout is None:
+                    return await handler(request, ctx)
+                async with asyncio.timeout(timeout):
+                    return await handler(request, ctx)
+            except _LocalAbort as abort:
+                raise _rpc_error(abort.code, abort.details, abort.trailing) from None
+            except TimeoutError:
+                raise _rpc_error(grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded") from None
+
+        return call_unary

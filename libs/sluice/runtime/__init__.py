@@ -1,0 +1,1 @@
+"""Composition root: which services run in this process and how they are wired."""

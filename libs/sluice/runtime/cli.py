@@ -1,0 +1,109 @@
+"""The `sluice` command.
+
+    sluice serve all                    every service in one process
+    sluice serve all,simulator          ... plus the Anthropic simulator (make run)
+    sluice serve auth                   one service of a mesh
+    sluice check-config                 validate settings and exit
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+from typing import TextIO
+
+from sluice.config import ConfigError, Settings, load
+from sluice.runtime.modules import resolve_targets
+from sluice.telemetry import logging as sluice_logging
+
+
+def _banner(process) -> str:  # type: ignore[no-untyped-def]
+    notes = process.runtime.announcements
+    lines = ["", "Sluice is up: " + ", ".join(process.targets)]
+    if process.grpc:
+        lines.append(f"  gRPC            {process.grpc.address}")
+    for site, _ in process._runners:  # noqa: SLF001 - reading our own process
+        lines.append(f"  HTTP {site.name:<10} http://{site.address}")
+    key = notes.get("demo_api_key")
+    if "gateway" in process.targets:
+        base = f"http://{process.http_address('gateway')}"
+        key_text = key or "<your sk-sluice-... key>"
+        lines += [
+            "",
+            f"  Demo API key    {key_text}" if key else "",
+            "",
+            "  Anthropic SDK (pip install anthropic):",
+            "    import anthropic",
+            f"    client = anthropic.Anthropic(base_url=\"{base}\", api_key=\"{key_text}\")",
+            "    msg = client.messages.create(model=\"claude-sonnet-4-6\", max_tokens=64,",
+            "        messages=[{\"role\": \"user\", \"content\": \"Hello, Sluice\"}])",
+            "    print(msg.content[0].text)",
+            "",
+            "  curl:",
+            f"    curl -s {base}/v1/messages -H 'x-api-key: {key_text}' -H 'content-type: application/json' \\",
+            "      -d '{\"model\":\"claude-sonnet-4-6\",\"max_tokens\":64,\"messages\":[{\"role\":\"user\",\"content\":\"Hello\"}]}'",
+            "",
+            "  gRPC (grpcurl; reflection is on):",
+            f"    grpcurl -plaintext -H 'x-api-key: {key_text}' -d '{{\"params\":{{\"model\":\"claude-sonnet-4-6\",\"max_tokens\":64,"
+            "\"messages\":[{\"role\":\"ROLE_USER\",\"content\":[{\"text\":{\"text\":\"Hello\"}}]}]}}' \\",
+            f"      {process.grpc.address if process.grpc else ''} sluice.gateway.v1.GatewayService/StreamMessage",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+async def _serve(settings: Settings, targets: list[str], out: TextIO) -> None:
+    from sluice.runtime.process import SluiceProcess
+
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    process = SluiceProcess(settings, targets)
+    try:
+        await process.start()
+        out.write(_banner(process))
+        out.flush()
+        await stop.wait()
+        out.write("Sluice: draining...\n")
+        out.flush()
+    finally:
+        await process.stop()
+
+
+def main(argv: list[str] | None = None, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
+    parser = argparse.ArgumentParser(prog="sluice", description="Sluice LLM gateway mesh")
+    parser.add_argument("--config", help="YAML settings file (default: $SLUICE_CONFIG or built-in defaults)")
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="run services")
+    serve.add_argument("targets", help="all, a service name, or a comma list")
+    sub.add_parser("check-config", help="validate settings and exit")
+    args = parser.parse_args(argv)
+
+    try:
+        settings = load(args.config)
+    except ConfigError as exc:
+        err.write(f"sluice: {exc}\n")
+        return 2
+    if args.command == "check-config":
+        out.write("configuration ok\n")
+        return 0
+    try:
+        targets = resolve_targets(args.targets)
+    except ValueError as exc:
+        err.write(f"sluice: {exc}\n")
+        return 2
+    sluice_logging.setup(settings.server.log_level)
+    try:
+        import uvloop
+
+        uvloop.run(_serve(settings, targets, out))
+    except (ConfigError, OSError) as exc:
+        err.write(f"sluice: {exc}\n")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,52 @@
+"""Prometheus metrics. One registry per process, scraped from /metrics."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+
+_LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+
+RPC_HANDLED = Counter(
+    "sluice_rpc_handled_total",
+    "RPCs handled by a Sluice service, by final status code.",
+    ["service", "method", "code"],
+    registry=REGISTRY,
+)
+RPC_SECONDS = Histogram(
+    "sluice_rpc_handling_seconds",
+    "Time to handle an RPC (for streams: until the stream ends).",
+    ["service", "method"],
+    buckets=_LATENCY_BUCKETS,
+    registry=REGISTRY,
+)
+ERRORS = Counter(
+    "sluice_errors_total",
+    "Errors returned to a caller, by the service that raised them and reason.",
+    ["service", "reason"],
+    registry=REGISTRY,
+)
+HTTP_REQUESTS = Counter(
+    "sluice_http_requests_total",
+    "Requests on the Anthropic-compatible HTTP facade, by status and error type.",
+    ["route", "status", "error_type"],
+    registry=REGISTRY,
+)
+UPSTREAM_ATTEMPTS = Counter(
+    "sluice_upstream_attempts_total",
+    "Upstream model calls, by provider, model and outcome.",
+    ["provider", "model", "outcome"],
+    registry=REGISTRY,
+)
+UPSTREAM_TTFT_SECONDS = Histogram(
+    "sluice_upstream_time_to_first_event_seconds",
+    "Time from sending the upstream request to its first stream event.",
+    ["provider", "model"],
+    buckets=_LATENCY_BUCKETS,
+    registry=REGISTRY,
+)
+
+
+def render() -> bytes:
+    return generate_latest(REGISTRY)

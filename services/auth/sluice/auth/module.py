@@ -1,0 +1,25 @@
+"""Auth service wiring."""
+
+from __future__ import annotations
+
+from sluice.auth.core import Authenticator
+from sluice.auth.keystore import RedisKeyStore
+from sluice.auth.servicer import AuthServicer
+from sluice.auth.v1 import auth_service_pb2
+from sluice.runtime.modules import Module, Runtime
+from sluice.storage import redis as redis_storage
+
+
+async def init(rt: Runtime) -> None:
+    cfg = rt.settings.auth
+    client = redis_storage.connect(cfg.redis_url)
+    rt.on_stop(client.aclose)
+    core = Authenticator(RedisKeyStore(client), cfg.key_pepper.get_secret_value().encode(), dict(cfg.tenants))
+    for seed in cfg.seed_keys:
+        await core.import_key(seed.key.get_secret_value(), seed.tenant)
+    if cfg.create_demo_key:
+        rt.announcements["demo_api_key"] = await core.create_key(next(iter(cfg.tenants)))
+    rt.serve(AuthServicer(core), auth_service_pb2.DESCRIPTOR.services_by_name["AuthService"])
+
+
+MODULE = Module(name="auth", depends_on=(), init=init)

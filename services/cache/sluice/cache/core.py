@@ -1,0 +1,14 @@
+"""Response cache. Nothing is stored yet, so every lookup is a miss; the exact
+response cache and prompt-prefix accounting come with their own issue."""
+
+from __future__ import annotations
+
+from sluice.auth.v1 import principal_pb2
+from sluice.llm.v1 import messages_pb2
+
+
+class NoResponseCache:
+    async def lookup(
+        self, principal: principal_pb2.Principal, params: messages_pb2.MessageParams
+    ) -> messages_pb2.AssistantMessage | None:
+        return None

@@ -1,0 +1,38 @@
+"""Gateway wiring: clients for every stage, the gRPC API and the HTTP facade."""
+
+from __future__ import annotations
+
+from sluice.auth.v1 import auth_service_pb2, auth_service_pb2_grpc
+from sluice.cache.v1 import cache_service_pb2, cache_service_pb2_grpc
+from sluice.gateway.http_facade import MessagesFacade
+from sluice.gateway.pipeline import Pipeline, Stages
+from sluice.gateway.servicer import GatewayServicer
+from sluice.gateway.v1 import gateway_service_pb2
+from sluice.inference.v1 import inference_service_pb2, inference_service_pb2_grpc
+from sluice.routing.v1 import routing_service_pb2, routing_service_pb2_grpc
+from sluice.runtime.modules import Module, Runtime
+from sluice.safety.v1 import safety_service_pb2, safety_service_pb2_grpc
+
+
+def _svc(module, name: str):  # type: ignore[no-untyped-def]
+    return module.DESCRIPTOR.services_by_name[name]
+
+
+async def init(rt: Runtime) -> None:
+    cfg = rt.settings.gateway
+    stages = Stages(
+        auth=rt.client("auth", _svc(auth_service_pb2, "AuthService"), auth_service_pb2_grpc.AuthServiceStub),
+        safety=rt.client("safety", _svc(safety_service_pb2, "SafetyService"), safety_service_pb2_grpc.SafetyServiceStub),
+        cache=rt.client("cache", _svc(cache_service_pb2, "CacheService"), cache_service_pb2_grpc.CacheServiceStub),
+        routing=rt.client("routing", _svc(routing_service_pb2, "RoutingService"),
+                          routing_service_pb2_grpc.RoutingServiceStub),
+        inference=rt.client("inference", _svc(inference_service_pb2, "InferenceService"),
+                            inference_service_pb2_grpc.InferenceServiceStub),
+    )
+    pipeline = Pipeline(stages, cfg.stage_timeout_seconds)
+    rt.serve(GatewayServicer(pipeline, cfg.default_timeout_seconds), _svc(gateway_service_pb2, "GatewayService"))
+    rt.add_http("gateway", MessagesFacade(pipeline, cfg.max_body_bytes, cfg.default_timeout_seconds).app(),
+                cfg.http_listen)
+
+
+MODULE = Module(name="gateway", depends_on=("auth", "safety", "cache", "routing", "inference"), init=init)

@@ -1,0 +1,235 @@
+"""The Anthropic Messages API through the official `anthropic` SDK.
+
+The same adapter serves the real API and the local simulator; only base_url
+differs. The SDK's own retries are off (max_retries=0) because the inference
+core owns retries and fallback, and must not retry after the first event.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import anthropic
+import httpx2
+from google.protobuf import json_format
+
+from sluice.config.settings import UpstreamSettings
+from sluice.llm.v1 import messages_pb2 as m
+from sluice.routing.v1 import candidate_pb2
+from sluice.rpc.errors import Reason, SluiceError
+
+_TTL = {m.CacheControl.TTL_FIVE_MINUTES: "5m", m.CacheControl.TTL_ONE_HOUR: "1h"}
+_ROLE = {m.ROLE_USER: "user", m.ROLE_ASSISTANT: "assistant"}
+_TOOL_CHOICE = {m.ToolChoice.MODE_AUTO: "auto", m.ToolChoice.MODE_ANY: "any",
+                m.ToolChoice.MODE_TOOL: "tool", m.ToolChoice.MODE_NONE: "none"}
+# Upstream HTTP status -> reason. 408/409 and other 5xx are retryable server trouble.
+_STATUS_REASON = {
+    400: Reason.UPSTREAM_REJECTED, 401: Reason.UPSTREAM_ERROR, 403: Reason.UPSTREAM_ERROR,
+    404: Reason.UPSTREAM_REJECTED, 413: Reason.UPSTREAM_REJECTED, 422: Reason.UPSTREAM_REJECTED,
+    429: Reason.UPSTREAM_RATE_LIMITED, 529: Reason.UPSTREAM_OVERLOADED,
+}
+_ERROR_TYPE_REASON = {
+    "overloaded_error": Reason.UPSTREAM_OVERLOADED,
+    "rate_limit_error": Reason.UPSTREAM_RATE_LIMITED,
+    "invalid_request_error": Reason.UPSTREAM_REJECTED,
+    "request_too_large": Reason.UPSTREAM_REJECTED,
+}
+
+
+class AnthropicUpstream:
+    def __init__(self, name: str, settings: UpstreamSettings) -> None:
+        self.name = name
+        self._client = anthropic.AsyncAnthropic(
+            api_key=settings.api_key.get_secret_value() or "unset",
+            base_url=settings.base_url,
+            max_retries=0,
+            timeout=anthropic.Timeout(None, connect=settings.connect_timeout_seconds),
+            http_client=anthropic.DefaultAsyncHttpxClient(
+                limits=httpx2.Limits(
+                    max_connections=settings.max_connections, max_keepalive_connections=settings.max_connections
+                ),
+            ),
+        )
+
+    async def aclose(self) -> None:
+        await self._client.close()
+
+    async def stream(
+        self, candidate: candidate_pb2.Candidate, params: m.MessageParams, timeout: float | None
+    ) -> AsyncIterator[m.StreamEvent]:
+        kwargs = request_kwargs(params, candidate.upstream_model)
+        usage = m.Usage()
+        try:
+            response = await self._client.messages.create(**kwargs, stream=True, timeout=timeout)
+            async with response:
+                async for raw in response:
+                    event = to_event(raw, usage)
+                    if event is not None:
+                        if event.HasField("message_start"):
+                            event.message_start.message.model = candidate.model_id
+                        yield event
+        except anthropic.APIStatusError as exc:
+            raise _status_error(exc) from None
+        except anthropic.APITimeoutError:
+            raise SluiceError(Reason.DEADLINE_EXCEEDED, "upstream did not answer in time") from None
+        except (anthropic.APIConnectionError, httpx2.TransportError) as exc:
+            raise SluiceError(Reason.UPSTREAM_UNAVAILABLE, f"upstream connection failed: {_describe(exc)}") from None
+        except anthropic.APIError as exc:
+            raise SluiceError(Reason.UPSTREAM_ERROR, f"upstream error: {exc.message}") from None
+
+
+def _describe(exc: BaseException) -> str:
+    cause = exc.__cause__ or exc.__context__
+    return f"{type(exc).__name__}: {cause or exc}"
+
+
+def _status_error(exc: anthropic.APIStatusError) -> SluiceError:
+    body = exc.body if isinstance(exc.body, dict) else {}
+    error = body.get("error") if isinstance(body.get("error"), dict) else {}
+    err_type = error.get("type", "")
+    message = error.get("message") or str(exc.message)
+    reason = _ERROR_TYPE_REASON.get(err_type) or _STATUS_REASON.get(exc.status_code)
+    if reason is None:
+        reason = Reason.UPSTREAM_ERROR
+    retry_after = None
+    header = exc.response.headers.get("retry-after") if exc.response is not None else None
+    if header:
+        try:
+            retry_after = float(header)
+        except ValueError:
+            retry_after = None
+    return SluiceError(reason, f"upstream: {message}", retry_after_s=retry_after,
+                       metadata={"upstream_status": str(exc.status_code), "upstream_type": err_type})
+
+
+# -- proto -> SDK request --------------------------------------------------------
+
+
+def _cache_control(block: Any) -> dict[str, str] | None:
+    if not block.HasField("cache_control"):
+        return None
+    cc = {"type": "ephemeral"}
+    ttl = _TTL.get(block.cache_control.ttl)
+    if ttl:
+        cc["ttl"] = ttl
+    return cc
+
+
+def _block(block: m.ContentBlock) -> dict[str, Any]:
+    kind = block.WhichOneof("block")
+    if kind == "text":
+        out: dict[str, Any] = {"type": "text", "text": block.text.text}
+    elif kind == "image":
+        img = block.image
+        if img.WhichOneof("source") == "base64":
+            source = {"type": "base64", "media_type": img.base64.media_type, "data": img.base64.data}
+        else:
+            source = {"type": "url", "url": img.url}
+        out = {"type": "image", "source": source}
+    elif kind == "tool_use":
+        out = {"type": "tool_use", "id": block.tool_use.id, "name": block.tool_use.name,
+               "input": json_format.MessageToDict(block.tool_use.input)}
+    elif kind == "tool_result":
+        tr = block.tool_result
+        out = {"type": "tool_result", "tool_use_id": tr.tool_use_id, "content": [_block(b) for b in tr.content]}
+        if tr.is_error:
+            out["is_error"] = True
+    else:
+        raise SluiceError.bad_request("content", "empty content block")
+    cc = _cache_control(block)
+    if cc:
+        out["cache_control"] = cc
+    return out
+
+
+def request_kwargs(params: m.MessageParams, model: str) -> dict[str, Any]:
+    """Keyword arguments for `messages.create` from the request proto."""
+    kwargs: dict[str, Any] = {
+        "model": model,
+        "max_tokens": params.max_tokens,
+        "messages": [{"role": _ROLE[msg.role], "content": [_block(b) for b in msg.content]} for msg in params.messages],
+    }
+    if params.system:
+        kwargs["system"] = [_block(b) for b in params.system]
+    for name in ("temperature", "top_p", "top_k"):
+        if params.HasField(name):
+            kwargs[name] = getattr(params, name)
+    if params.stop_sequences:
+        kwargs["stop_sequences"] = list(params.stop_sequences)
+    if params.metadata.user_id:
+        kwargs["metadata"] = {"user_id": params.metadata.user_id}
+    if params.tools:
+        tools = []
+        for tool in params.tools:
+            t: dict[str, Any] = {"name": tool.name, "input_schema": json_format.MessageToDict(tool.input_schema)}
+            if tool.description:
+                t["description"] = tool.description
+            cc = _cache_control(tool)
+            if cc:
+                t["cache_control"] = cc
+            tools.append(t)
+        kwargs["tools"] = tools
+    if params.tool_choice.mode:
+        choice: dict[str, Any] = {"type": _TOOL_CHOICE[params.tool_choice.mode]}
+        if params.tool_choice.mode == m.ToolChoice.MODE_TOOL:
+            choice["name"] = params.tool_choice.name
+        if params.tool_choice.disable_parallel_tool_use:
+            choice["disable_parallel_tool_use"] = True
+        kwargs["tool_choice"] = choice
+    return kwargs
+
+
+# -- SDK event -> proto ----------------------------------------------------------
+
+
+def _usage_into(target: m.Usage, source: Any) -> None:
+    # message_delta usage is cumulative and may leave fields null: keep what we had.
+    for name in ("input_tokens", "output_tokens", "cache_creation_input_tokens", "cache_read_input_tokens"):
+        value = getattr(source, name, None)
+        if value is not None:
+            setattr(target, name, value)
+
+
+def to_event(raw: Any, usage: m.Usage) -> m.StreamEvent | None:
+    """Converts one SDK stream event; `usage` accumulates across the stream so
+    message_delta always carries complete cumulative usage."""
+    kind = raw.type
+    if kind == "content_block_delta":
+        delta = raw.delta
+        if delta.type == "text_delta":
+            return m.StreamEvent(content_block_delta=m.ContentBlockDelta(index=raw.index, text_delta=delta.text))
+        if delta.type == "input_json_delta":
+            return m.StreamEvent(
+                content_block_delta=m.ContentBlockDelta(index=raw.index, input_json_delta=delta.partial_json)
+            )
+        raise SluiceError(Reason.UPSTREAM_ERROR, f"unsupported delta type {delta.type!r} from upstream")
+    if kind == "message_start":
+        msg = raw.message
+        _usage_into(usage, msg.usage)
+        shell = m.AssistantMessage(id=msg.id, model=msg.model, usage=usage)
+        return m.StreamEvent(message_start=m.MessageStart(message=shell))
+    if kind == "content_block_start":
+        cb = raw.content_block
+        block = m.ContentBlock()
+        if cb.type == "text":
+            block.text.text = cb.text
+        elif cb.type == "tool_use":
+            block.tool_use.id = cb.id
+            block.tool_use.name = cb.name
+            block.tool_use.input.SetInParent()
+        else:
+            raise SluiceError(Reason.UPSTREAM_ERROR, f"unsupported content block type {cb.type!r} from upstream")
+        return m.StreamEvent(content_block_start=m.ContentBlockStart(index=raw.index, content_block=block))
+    if kind == "content_block_stop":
+        return m.StreamEvent(content_block_stop=m.ContentBlockStop(index=raw.index))
+    if kind == "message_delta":
+        _usage_into(usage, raw.usage)
+        return m.StreamEvent(
+            message_delta=m.MessageDelta(
+                stop_reason=raw.delta.stop_reason or "", stop_sequence=raw.delta.stop_sequence or "", usage=usage
+            )
+        )
+    if kind == "message_stop":
+        return m.StreamEvent(message_stop=m.MessageStop())
+    return None
