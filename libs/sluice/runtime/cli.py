@@ -53,7 +53,33 @@ def _banner(process) -> str:  # type: ignore[no-untyped-def]
     return "\n".join(lines) + "\n"
 
 
-async def _serve(settings: Settings, targets: list[str], out: TextIO) -> None:
+async def _first_request(process, out: TextIO) -> None:  # type: ignore[no-untyped-def]
+    """Sends one request through the running gateway with the official SDK and shows it."""
+    import anthropic
+
+    key = process.runtime.announcements.get("demo_api_key")
+    if "gateway" not in process.targets or not key:
+        out.write("(no first request: it needs the gateway and auth.create_demo_key)\n")
+        return
+    client = anthropic.AsyncAnthropic(base_url=f"http://{process.http_address('gateway')}", api_key=key, max_retries=0)
+    try:
+        message = await client.messages.create(
+            model="claude-sonnet-4-6", max_tokens=32, messages=[{"role": "user", "content": "Hello, Sluice"}]
+        )
+        out.write(
+            "First request (anthropic SDK -> gateway -> auth -> safety/cache/routing -> inference -> upstream):\n"
+            f"  model={message.model} stop_reason={message.stop_reason} "
+            f"input_tokens={message.usage.input_tokens} output_tokens={message.usage.output_tokens}\n"
+            f"  text: {message.content[0].text!r}\n\nPress Ctrl-C to stop.\n"
+        )
+    except anthropic.APIError as exc:
+        out.write(f"First request failed: {exc}\n")
+    finally:
+        await client.close()
+        out.flush()
+
+
+async def _serve(settings: Settings, targets: list[str], out: TextIO, first_request: bool = False) -> None:
     from sluice.runtime.process import SluiceProcess
 
     loop = asyncio.get_running_loop()
@@ -65,6 +91,8 @@ async def _serve(settings: Settings, targets: list[str], out: TextIO) -> None:
         await process.start()
         out.write(_banner(process))
         out.flush()
+        if first_request:
+            await _first_request(process, out)
         await stop.wait()
         out.write("Sluice: draining...\n")
         out.flush()
@@ -78,6 +106,8 @@ def main(argv: list[str] | None = None, out: TextIO = sys.stdout, err: TextIO = 
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="run services")
     serve.add_argument("targets", help="all, a service name, or a comma list")
+    serve.add_argument("--first-request", action="store_true",
+                       help="once up, send one request through the gateway and print it")
     sub.add_parser("check-config", help="validate settings and exit")
     args = parser.parse_args(argv)
 
@@ -98,7 +128,7 @@ def main(argv: list[str] | None = None, out: TextIO = sys.stdout, err: TextIO = 
     try:
         import uvloop
 
-        uvloop.run(_serve(settings, targets, out))
+        uvloop.run(_serve(settings, targets, out, getattr(args, "first_request", False)))
     except (ConfigError, OSError) as exc:
         err.write(f"sluice: {exc}\n")
         return 1

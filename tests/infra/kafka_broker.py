@@ -1,0 +1,123 @@
+"""A real Apache Kafka broker for tests, in KRaft mode (broker + controller).
+
+Jars come from Maven Central through tests/infra/kafka/pom.xml and are cached
+in .cache/kafka/<version>/lib (git-ignored), so only the first run downloads.
+Java 17 runs `kafka.Kafka` directly; no Docker, no ZooKeeper.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from tests.infra import docker
+from tests.infra.ports import free_port, wait_for_port
+
+ROOT = Path(__file__).resolve().parents[2]
+POM = Path(__file__).resolve().parent / "kafka" / "pom.xml"
+KAFKA_VERSION = "3.9.1"
+CACHE = ROOT / ".cache" / "kafka" / KAFKA_VERSION
+
+_LOG4J = """log4j.rootLogger=WARN, stderr
+log4j.appender.stderr=org.apache.log4j.ConsoleAppender
+log4j.appender.stderr.Target=System.err
+log4j.appender.stderr.layout=org.apache.log4j.PatternLayout
+log4j.appender.stderr.layout.ConversionPattern=[%d] %p %m (%c)%n
+"""
+
+
+def ensure_jars() -> Path:
+    """Downloads the broker's jars once; returns the lib folder."""
+    lib = CACHE / "lib"
+    marker = CACHE / ".complete"
+    if marker.exists():
+        return lib
+    if shutil.which("mvn") is None or shutil.which("java") is None:
+        raise RuntimeError("Kafka needs java (17) and mvn: run `make deps`")
+    tmp = CACHE.with_name(CACHE.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    subprocess.run(
+        ["mvn", "-q", "-B", "-f", str(POM), "dependency:copy-dependencies",
+         f"-DoutputDirectory={tmp / 'lib'}", "-DincludeScope=runtime", f"-Dkafka.version={KAFKA_VERSION}"],
+        check=True,
+    )
+    shutil.rmtree(CACHE, ignore_errors=True)
+    tmp.rename(CACHE)
+    marker.touch()
+    return lib
+
+
+class LocalKafka:
+    """One KRaft node on free loopback ports, its data in a temp folder."""
+
+    def __init__(self) -> None:
+        lib = ensure_jars()
+        self.port, self._controller_port = free_port(), free_port()
+        self._dir = Path(tempfile.mkdtemp(prefix="sluice-kafka-"))
+        (self._dir / "log4j.properties").write_text(_LOG4J)
+        config = self._dir / "server.properties"
+        config.write_text("\n".join([
+            "process.roles=broker,controller",
+            "node.id=1",
+            f"controller.quorum.voters=1@127.0.0.1:{self._controller_port}",
+            f"listeners=PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self._controller_port}",
+            f"advertised.listeners=PLAINTEXT://127.0.0.1:{self.port}",
+            "controller.listener.names=CONTROLLER",
+            "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            "inter.broker.listener.name=PLAINTEXT",
+            f"log.dirs={self._dir / 'data'}",
+            "num.partitions=3",
+            "offsets.topic.replication.factor=1",
+            "offsets.topic.num.partitions=3",
+            "transaction.state.log.replication.factor=1",
+            "transaction.state.log.min.isr=1",
+            "group.initial.rebalance.delay.ms=0",
+            "auto.create.topics.enable=true",
+        ]) + "\n")
+        java = ["java", "-Xms256m", "-Xmx512m", f"-Dlog4j.configuration=file:{self._dir / 'log4j.properties'}",
+                "-cp", f"{lib}/*"]
+        cluster_id = str(uuid.uuid4()).replace("-", "")[:22]
+        subprocess.run([*java, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(config)],
+                       check=True, stdout=subprocess.DEVNULL)
+        self._log = open(self._dir / "broker.log", "wb")  # noqa: SIM115 - closed in stop()
+        self._proc = subprocess.Popen([*java, "kafka.Kafka", str(config)], stdout=self._log, stderr=subprocess.STDOUT)
+        try:
+            wait_for_port(self.port, 60, alive=lambda: self._proc.poll() is None)
+        except Exception:
+            self.stop()
+            raise
+        self.bootstrap = f"127.0.0.1:{self.port}"
+
+    def stop(self) -> None:
+        self._proc.terminate()
+        try:
+            self._proc.wait(15)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+            self._proc.wait()
+        self._log.close()
+        shutil.rmtree(self._dir, ignore_errors=True)
+
+
+@contextmanager
+def kafka_bootstrap() -> Iterator[str]:
+    if os.environ.get("SLUICE_KAFKA_BOOTSTRAP"):
+        yield os.environ["SLUICE_KAFKA_BOOTSTRAP"]
+        return
+    if docker.engine_available():
+        from testcontainers.kafka import KafkaContainer
+
+        with KafkaContainer("confluentinc/cp-kafka:7.7.1").with_kraft() as container:
+            yield container.get_bootstrap_server()
+        return
+    broker = LocalKafka()
+    try:
+        yield broker.bootstrap
+    finally:
+        broker.stop()

@@ -1,0 +1,57 @@
+"""A real Redis server for tests: SLUICE_REDIS_URL, a container, or redis-server."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from tests.infra import docker
+from tests.infra.ports import free_port, wait_for_port
+
+
+class LocalRedis:
+    """A redis-server process on a free loopback port, no persistence."""
+
+    def __init__(self) -> None:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            raise RuntimeError("redis-server not found: run `make deps` (apt-get install -y redis-server)")
+        self.port = free_port()
+        self._dir = tempfile.mkdtemp(prefix="sluice-redis-")
+        self._proc = subprocess.Popen(
+            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+             "--dir", self._dir, "--loglevel", "warning"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        )
+        wait_for_port(self.port, 10, alive=lambda: self._proc.poll() is None)
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+
+    def stop(self) -> None:
+        self._proc.terminate()
+        try:
+            self._proc.wait(5)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+        shutil.rmtree(self._dir, ignore_errors=True)
+
+
+@contextmanager
+def redis_url() -> Iterator[str]:
+    if os.environ.get("SLUICE_REDIS_URL"):
+        yield os.environ["SLUICE_REDIS_URL"]
+        return
+    if docker.engine_available():
+        from testcontainers.redis import RedisContainer
+
+        with RedisContainer("redis:7-alpine") as container:
+            yield f"redis://{container.get_container_host_ip()}:{container.get_exposed_port(6379)}/0"
+        return
+    server = LocalRedis()
+    try:
+        yield server.url
+    finally:
+        server.stop()

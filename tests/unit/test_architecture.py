@@ -1,0 +1,37 @@
+"""Services meet only through protos: no service imports another's package."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+SERVICES = sorted(p.name for p in (ROOT / "services").iterdir() if (p / "sluice").is_dir())
+
+
+def _imports(path: Path) -> list[str]:
+    tree = ast.parse(path.read_text())
+    names = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names += [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.append(node.module)
+    return names
+
+
+def test_no_service_imports_another_services_code():
+    offenders = []
+    for service in SERVICES:
+        for path in (ROOT / "services" / service).rglob("*.py"):
+            for name in _imports(path):
+                parts = name.split(".")
+                if len(parts) >= 2 and parts[0] == "sluice" and parts[1] in SERVICES and parts[1] != service:
+                    if len(parts) < 3 or parts[2] != "v1":
+                        offenders.append(f"{path.relative_to(ROOT)} imports {name}")
+    assert not offenders, offenders
+
+
+def test_generated_code_lives_only_in_libs():
+    stray = [p for p in (ROOT / "services").rglob("*_pb2*.py")]
+    assert not stray, stray

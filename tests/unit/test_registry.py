@@ -1,0 +1,123 @@
+"""A local call behaves like a gRPC call: same errors, deadlines, cleanup."""
+
+from __future__ import annotations
+
+import asyncio
+
+import grpc
+import pytest
+
+from sluice.auth.v1 import auth_service_pb2 as auth_pb
+from sluice.inference.v1 import inference_service_pb2 as inf_pb
+from sluice.llm.v1 import messages_pb2 as m
+from sluice.rpc import context as call_context
+from sluice.rpc.errors import Reason, SluiceError, from_rpc_error
+from sluice.rpc.registry import ServiceRegistry
+
+AUTH = auth_pb.DESCRIPTOR.services_by_name["AuthService"]
+INFERENCE = inf_pb.DESCRIPTOR.services_by_name["InferenceService"]
+
+
+class FakeAuth:
+    def __init__(self, behaviour):
+        self.behaviour = behaviour
+
+    async def Authenticate(self, request, context):
+        return await self.behaviour(request, context)
+
+
+def stub_for(behaviour):
+    registry = ServiceRegistry()
+    registry.add(FakeAuth(behaviour), AUTH)
+    return registry.local_stub(AUTH.full_name)
+
+
+async def test_sluice_error_becomes_a_status_with_details():
+    async def fail(request, context):
+        raise SluiceError.bad_request("api_key", "too long")
+
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await stub_for(fail).Authenticate(auth_pb.AuthenticateRequest())
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    back = from_rpc_error(err.value)
+    assert back.reason is Reason.INVALID_REQUEST and back.field_violations[0].field == "api_key"
+
+
+async def test_unexpected_exception_becomes_internal_not_a_crash():
+    async def boom(request, context):
+        raise KeyError("oops")
+
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await stub_for(boom).Authenticate(auth_pb.AuthenticateRequest())
+    assert err.value.code() == grpc.StatusCode.INTERNAL
+    assert "oops" not in err.value.details(), "internals must not leak to callers"
+
+
+async def test_timeout_is_deadline_exceeded():
+    async def slow(request, context):
+        await asyncio.sleep(5)
+
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await stub_for(slow).Authenticate(auth_pb.AuthenticateRequest(), timeout=0.05)
+    assert err.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+
+
+async def test_metadata_and_deadline_reach_the_callee():
+    seen = {}
+
+    async def look(request, context):
+        seen["metadata"] = dict(context.invocation_metadata())
+        seen["remaining"] = context.time_remaining()
+        return auth_pb.AuthenticateResponse()
+
+    await stub_for(look).Authenticate(auth_pb.AuthenticateRequest(), timeout=3,
+                                      metadata=(("x-request-id", "req_abc"),))
+    assert seen["metadata"] == {"x-request-id": "req_abc"}
+    assert 2.5 < seen["remaining"] <= 3
+
+
+class FakeInference:
+    def __init__(self):
+        self.closed = asyncio.Event()
+
+    async def Generate(self, request, context):
+        try:
+            for i in range(1000):
+                yield inf_pb.GenerateResponse(event=m.StreamEvent(ping=m.Ping()))
+                await asyncio.sleep(0.01)
+        finally:
+            self.closed.set()
+
+
+async def test_closing_a_local_stream_runs_the_callees_cleanup():
+    registry = ServiceRegistry()
+    servicer = FakeInference()
+    registry.add(servicer, INFERENCE)
+    call = registry.local_stub(INFERENCE.full_name).Generate(inf_pb.GenerateRequest())
+    assert (await call.__anext__()).event.HasField("ping")
+    call.cancel()
+    await asyncio.wait_for(servicer.closed.wait(), 2)
+
+
+async def test_stream_deadline_is_deadline_exceeded_and_cleans_up():
+    registry = ServiceRegistry()
+    servicer = FakeInference()
+    registry.add(servicer, INFERENCE)
+    call = registry.local_stub(INFERENCE.full_name).Generate(inf_pb.GenerateRequest(), timeout=0.1)
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        async for _ in call:
+            pass
+    assert err.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    assert servicer.closed.is_set()
+
+
+def test_outgoing_caps_timeout_at_the_request_deadline():
+    token = call_context._current.set(None)  # noqa: SLF001
+    try:
+        call_context.begin("req_x", 2.0)
+        metadata, timeout = call_context.outgoing(10.0)
+        assert metadata == (("x-request-id", "req_x"),)
+        assert 1.5 < timeout <= 2.0
+        assert call_context.outgoing(0.5)[1] == 0.5
+    finally:
+        call_context._current.reset(token)  # noqa: SLF001

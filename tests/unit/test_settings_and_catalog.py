@@ -1,0 +1,74 @@
+from __future__ import annotations
+
+import pytest
+
+from sluice.catalog import CatalogError, load_catalog
+from sluice.config import ConfigError, load
+
+
+def test_defaults_are_valid():
+    settings = load(None)
+    assert settings.services["gateway"].grpc == "127.0.0.1:50051"
+
+
+def test_every_bad_key_is_named_at_once(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("gateway:\n  http_listen: nowhere\n  colour: blue\nauth:\n  redis_url: mysql://x\n"
+                    "services:\n  billing: {grpc: '127.0.0.1:1'}\n")
+    with pytest.raises(ConfigError) as err:
+        load(path)
+    text = str(err.value)
+    for key in ("gateway.http_listen", "gateway.colour", "auth.redis_url", "services"):
+        assert key in text, text
+
+
+def test_environment_overrides_the_file(tmp_path, monkeypatch):
+    path = tmp_path / "c.yaml"
+    path.write_text("auth:\n  redis_url: memory://\n")
+    monkeypatch.setenv("SLUICE_AUTH__REDIS_URL", "redis://10.1.2.3:6379/1")
+    assert load(path).auth.redis_url == "redis://10.1.2.3:6379/1"
+
+
+def test_unreadable_and_non_mapping_files(tmp_path):
+    with pytest.raises(ConfigError, match="cannot read"):
+        load(tmp_path / "missing.yaml")
+    path = tmp_path / "list.yaml"
+    path.write_text("- a\n- b\n")
+    with pytest.raises(ConfigError, match="mapping"):
+        load(path)
+
+
+def test_builtin_catalog_has_a_dozen_sdk_models():
+    import typing
+
+    from anthropic.types import model_param
+
+    catalog = load_catalog()
+    known = set(typing.get_args(typing.get_args(model_param.ModelParam)[0]))
+    assert len(catalog.models) == 12
+    for model in catalog.models:
+        assert model.id in known, f"{model.id} is not a model id the anthropic SDK knows"
+        p = model.prices
+        assert p.cache_write_5m == pytest.approx(p.input * 1.25)
+        assert p.cache_write_1h == pytest.approx(p.input * 2)
+    assert catalog.lookup("claude-haiku-4-5-20251001").id == "claude-haiku-4-5"
+
+
+def test_catalog_errors_name_model_and_field(tmp_path):
+    path = tmp_path / "cat.yaml"
+    path.write_text("version: '1'\nmodels:\n  - id: m1\n    context_window: -5\n    max_output_tokens: 1\n"
+                    "    min_cacheable_tokens: 1\n    tiers: [a]\n    regions: [r]\n"
+                    "    prices: {input: 1, output: 1, cache_write_5m: 1, cache_write_1h: 1, cache_read: 1}\n")
+    with pytest.raises(CatalogError) as err:
+        load_catalog(path)
+    assert "model 'm1' field context_window" in str(err.value)
+
+
+def test_catalog_rejects_duplicate_names(tmp_path):
+    entry = ("  - id: {id}\n    aliases: [{alias}]\n    context_window: 5\n    max_output_tokens: 1\n"
+             "    min_cacheable_tokens: 1\n    tiers: [a]\n    regions: [r]\n"
+             "    prices: {{input: 1, output: 1, cache_write_5m: 1, cache_write_1h: 1, cache_read: 1}}\n")
+    path = tmp_path / "cat.yaml"
+    path.write_text("version: '1'\nmodels:\n" + entry.format(id="a", alias="x") + entry.format(id="b", alias="x"))
+    with pytest.raises(CatalogError, match="'x'"):
+        load_catalog(path)
