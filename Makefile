@@ -41,7 +41,7 @@ run: $(STAMP) ## start every service + the simulator on embedded defaults, and s
 
 .PHONY: protos
 protos: $(STAMP) ## regenerate Python code from protos/ into libs/
-	PYTHON=$(BIN)/python scripts/gen_protos.sh
+	PYTHON=$(BIN)/python protos/generate.sh
 
 .PHONY: check-protos
 check-protos: protos ## fail if generated code differs from protos/
@@ -70,7 +70,7 @@ test-e2e: $(STAMP) deps ## all services as real processes, both run modes, simul
 
 .PHONY: bench
 bench: $(STAMP) ## direct-to-simulator vs through Sluice (all, mesh), JSON and SSE
-	$(BIN)/python -m bench
+	$(BIN)/python -m tests.bench
 
 .PHONY: lock
 lock: ## re-resolve dependencies from pyproject.toml into requirements.lock

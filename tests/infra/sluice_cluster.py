@@ -9,7 +9,6 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
@@ -19,9 +18,12 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from tests.infra.ports import free_port, wait_for_port
 
 MESH_SERVICES = ("auth", "safety", "cache", "routing", "inference", "gateway")
+# Fast by default so tests spend little time waiting on the fake model.
+TEST_SIMULATOR = {"time_to_first_token_ms": 5, "inter_token_ms": 1, "output_tokens": 24}
 
 
-def _wait_serving(address: str, timeout: float, proc: subprocess.Popen) -> None:
+def wait_serving(address: str, timeout: float, proc: subprocess.Popen) -> None:
+    """Polls grpc.health.v1 until the server at `address` says SERVING."""
     deadline = time.monotonic() + timeout
     with grpc.insecure_channel(address) as channel:
         stub = health_pb2_grpc.HealthStub(channel)
@@ -37,39 +39,79 @@ def _wait_serving(address: str, timeout: float, proc: subprocess.Popen) -> None:
     raise TimeoutError(f"{address} not SERVING after {timeout}s")
 
 
-@dataclass
-class SluiceCluster:
-    mode: str
-    redis_url: str
-    workdir: Path
-    simulator_overrides: dict = field(default_factory=dict)
-    procs: dict[str, subprocess.Popen] = field(default_factory=dict)
+def _spawn(workdir: Path, config: dict, name: str, targets: str) -> subprocess.Popen:
+    config_path = workdir / f"{name}.yaml"
+    config_path.write_text(yaml.safe_dump(config))
+    log = open(workdir / f"{name}.log", "wb")  # noqa: SIM115 - owned by the process
+    return subprocess.Popen(
+        [sys.executable, "-m", "sluice.runtime.cli", "--config", str(config_path), "serve", targets],
+        stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
 
-    def __post_init__(self) -> None:
+
+def _stop(procs: list[subprocess.Popen]) -> None:
+    for proc in procs:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+    for proc in procs:
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+class SimulatorProcess:
+    """`sluice serve simulator` in its own process."""
+
+    def __init__(self, workdir: Path, overrides: dict | None = None) -> None:
+        self.workdir = workdir
+        self.port = free_port()
+        self.config = {"simulator": {"listen": f"127.0.0.1:{self.port}", **TEST_SIMULATOR, **(overrides or {})},
+                       "server": {"log_level": "WARNING"}}
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> SimulatorProcess:
+        self.proc = _spawn(self.workdir, self.config, "simulator", "simulator")
+        wait_for_port(self.port, 30, alive=lambda: self.proc.poll() is None)
+        return self
+
+    def stop(self) -> None:
+        if self.proc:
+            _stop([self.proc])
+
+
+class SluiceCluster:
+    """Sluice in `all` or `mesh` mode, in front of a simulator it owns or is given."""
+
+    def __init__(self, mode: str, redis_url: str, workdir: Path, simulator: SimulatorProcess | None = None,
+                 log_level: str = "INFO") -> None:
+        self.mode = mode
+        self.workdir = workdir
+        self._owns_simulator = simulator is None
+        self.simulator = simulator or SimulatorProcess(workdir)
+        self.procs: dict[str, subprocess.Popen] = {}
         self.api_key = f"sk-sluice-test{secrets.token_hex(4)}-{secrets.token_hex(24)}"
-        ports = {name: free_port() for name in (*MESH_SERVICES, "simulator_grpc")}
         self.http_port = free_port()
-        self.simulator_port = free_port()
         self.metrics_port = free_port()
         self.config = {
             "region": "local",
             "services": {
-                name: {"grpc": f"127.0.0.1:{ports[name]}",
+                name: {"grpc": f"127.0.0.1:{free_port()}",
                        **({"metrics": f"127.0.0.1:{self.metrics_port}"} if name == "gateway" else {})}
                 for name in MESH_SERVICES
             },
-            "server": {"drain_grace_seconds": 5},
+            "server": {"drain_grace_seconds": 5, "log_level": log_level},
             "gateway": {"http_listen": f"127.0.0.1:{self.http_port}"},
-            "auth": {"redis_url": self.redis_url, "tenants": {"acme": {"tier": "standard", "region": "local"}},
+            "auth": {"redis_url": redis_url, "tenants": {"acme": {"tier": "standard", "region": "local"}},
                      "seed_keys": [{"key": self.api_key, "tenant": "acme"}]},
-            "inference": {"upstreams": {"anthropic": {
-                "base_url": f"http://127.0.0.1:{self.simulator_port}", "api_key": "sk-sim"}},
-                "retry_backoff_seconds": 0.01},
-            "simulator": {"listen": f"127.0.0.1:{self.simulator_port}", "time_to_first_token_ms": 5,
-                          "inter_token_ms": 1, "output_tokens": 24, **self.simulator_overrides},
+            "inference": {"upstreams": {"anthropic": {"base_url": self.simulator.base, "api_key": "sk-sim"}},
+                          "retry_backoff_seconds": 0.01},
         }
-        self.config_path = self.workdir / f"sluice-{self.mode}.yaml"
-        self.config_path.write_text(yaml.safe_dump(self.config))
 
     @property
     def http_base(self) -> str:
@@ -77,33 +119,26 @@ class SluiceCluster:
 
     @property
     def simulator_base(self) -> str:
-        return f"http://127.0.0.1:{self.simulator_port}"
+        return self.simulator.base
 
     @property
     def grpc_address(self) -> str:
         return self.config["services"]["gateway"]["grpc"]
 
-    def _spawn(self, name: str, targets: str) -> subprocess.Popen:
-        log = open(self.workdir / f"{self.mode}-{name}.log", "wb")  # noqa: SIM115 - owned by the process
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "sluice.runtime.cli", "--config", str(self.config_path), "serve", targets],
-            stdout=log, stderr=subprocess.STDOUT, env=env,
-        )
-        self.procs[name] = proc
-        return proc
+    @property
+    def pids(self) -> list[int]:
+        """Sluice's own processes (not the simulator)."""
+        return [p.pid for p in self.procs.values()]
 
     def start(self) -> SluiceCluster:
-        sim = self._spawn("simulator", "simulator")
-        if self.mode == "all":
-            main = self._spawn("all", "all")
-            _wait_serving(self.grpc_address, 30, main)
-        else:
-            for name in MESH_SERVICES:
-                self._spawn(name, name)
-            for name in MESH_SERVICES:
-                _wait_serving(self.config["services"][name]["grpc"], 30, self.procs[name])
-        wait_for_port(self.simulator_port, 30, alive=lambda: sim.poll() is None)
+        if self._owns_simulator:
+            self.simulator.start()
+        names = ("all",) if self.mode == "all" else MESH_SERVICES
+        for name in names:
+            self.procs[name] = _spawn(self.workdir, self.config, f"{self.mode}-{name}", name)
+        for name in names:
+            service = "gateway" if name == "all" else name
+            wait_serving(self.config["services"][service]["grpc"], 30, self.procs[name])
         wait_for_port(self.http_port, 30)
         return self
 
@@ -111,12 +146,6 @@ class SluiceCluster:
         return (self.workdir / f"{self.mode}-{name}.log").read_text(errors="replace")
 
     def stop(self) -> None:
-        for proc in self.procs.values():
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for proc in self.procs.values():
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        _stop(list(self.procs.values()))
+        if self._owns_simulator:
+            self.simulator.stop()

@@ -1,18 +1,13 @@
-"""Proto <-> SDK conversions of the inference adapter, on the SDK's own types."""
+"""The inference adapter's conversions: proto -> SDK request, SSE bytes -> proto events."""
 
 from __future__ import annotations
 
-from anthropic.types import (
-    MessageDeltaUsage, RawContentBlockDeltaEvent, RawContentBlockStartEvent, RawMessageDeltaEvent,
-    RawMessageStartEvent, TextDelta,
-)
-from anthropic.types import Message as SdkMessage
-from anthropic.types import TextBlock as SdkTextBlock
-from anthropic.types import Usage as SdkUsage
+import pytest
 
 from sluice.gateway.anthropic_json import parse_request
-from sluice.inference.anthropic_upstream import request_kwargs, to_event
+from sluice.inference.anthropic_upstream import request_kwargs, sse_events, to_event
 from sluice.llm.v1 import messages_pb2 as m
+from sluice.rpc.errors import Reason, SluiceError
 
 
 def test_request_kwargs_round_trip_the_facade_json():
@@ -34,21 +29,48 @@ def test_request_kwargs_round_trip_the_facade_json():
     assert "top_p" not in kwargs and "top_k" not in kwargs
 
 
+async def _chunks(*parts: bytes):
+    for part in parts:
+        yield part
+
+
+async def _parse(*parts: bytes):
+    return [e async for e in sse_events(_chunks(*parts))]
+
+
+async def test_sse_parser_handles_split_chunks_crlf_and_comments():
+    events = await _parse(b"event: message_start\r\ndata: {\"type\":\"message_st", b"art\"}\r\n\r\n: keepalive\n\n",
+                          b"event: ping\ndata: {\"type\": \"ping\"}\n\nevent: message_stop\ndata: {\"type\":\"message_stop\"}\n\n")
+    assert [k for k, _ in events] == ["message_start", "ping", "message_stop"]
+
+
+async def test_sse_parser_rejects_truncated_and_non_object_events():
+    with pytest.raises(ValueError):
+        await _parse(b"event: ping\ndata: {\"type\":")
+    with pytest.raises(ValueError):
+        await _parse(b"event: x\ndata: [1]\n\n")
+
+
 def test_events_carry_cumulative_usage():
     usage = m.Usage()
-    start = to_event(RawMessageStartEvent(type="message_start", message=SdkMessage(
-        id="msg_1", type="message", role="assistant", model="up", content=[], stop_reason=None, stop_sequence=None,
-        usage=SdkUsage(input_tokens=11, output_tokens=1, cache_creation_input_tokens=0, cache_read_input_tokens=7))),
-        usage)
+    start = to_event("message_start", {"type": "message_start", "message": {
+        "id": "msg_1", "model": "up", "content": [],
+        "usage": {"input_tokens": 11, "output_tokens": 1, "cache_creation_input_tokens": 0,
+                  "cache_read_input_tokens": 7}}}, usage)
     assert start.message_start.message.usage.input_tokens == 11
-    block = to_event(RawContentBlockStartEvent(type="content_block_start", index=0,
-                                               content_block=SdkTextBlock(type="text", text="")), usage)
+    block = to_event("content_block_start", {"index": 0, "content_block": {"type": "text", "text": ""}}, usage)
     assert block.content_block_start.content_block.WhichOneof("block") == "text"
-    delta = to_event(RawContentBlockDeltaEvent(type="content_block_delta", index=0,
-                                               delta=TextDelta(type="text_delta", text="yo")), usage)
+    delta = to_event("content_block_delta", {"index": 0, "delta": {"type": "text_delta", "text": "yo"}}, usage)
     assert delta.content_block_delta.text_delta == "yo"
-    end = to_event(RawMessageDeltaEvent(type="message_delta", delta={"stop_reason": "end_turn", "stop_sequence": None},
-                                        usage=MessageDeltaUsage(output_tokens=30)), usage)
+    end = to_event("message_delta", {"delta": {"stop_reason": "end_turn", "stop_sequence": None},
+                                     "usage": {"output_tokens": 30, "input_tokens": None}}, usage)
     u = end.message_delta.usage
     assert (u.input_tokens, u.output_tokens, u.cache_read_input_tokens) == (11, 30, 7)
     assert end.message_delta.stop_reason == "end_turn"
+    assert to_event("ping", {"type": "ping"}, usage) is None
+
+
+def test_unknown_block_types_are_refused_not_dropped():
+    with pytest.raises(SluiceError) as err:
+        to_event("content_block_start", {"index": 0, "content_block": {"type": "thinking"}}, m.Usage())
+    assert err.value.reason is Reason.UPSTREAM_ERROR

@@ -216,37 +216,73 @@ def _rpc_error(code: grpc.StatusCode, details: str, trailing: Any = ()) -> grpc.
 
 
 class _LocalStreamCall:
-    """Iterates a local streaming handler like a grpc.aio.UnaryStreamCall."""
+    """Iterates a local streaming handler like a grpc.aio.UnaryStreamCall.
+
+    The deadline is one timer for the whole call, not a timeout per event: if
+    it fires while the caller waits for the next event, that wait is cancelled
+    and becomes DEADLINE_EXCEEDED; if it fires between events, the next read
+    fails the same way. Either way the callee's generator is closed.
+    """
+
+    __slots__ = ("_stream", "_deadline", "_timer", "_task", "_waiting", "_expired")
 
     def __init__(self, stream: AsyncIterator[Any], ctx: LocalContext) -> None:
         self._stream = stream
-        self._ctx = ctx
+        self._deadline = ctx._deadline  # noqa: SLF001 - same module
+        self._timer: asyncio.TimerHandle | None = None
+        self._task: asyncio.Task | None = None  # the consumer, found on the first read
+        self._waiting = False
+        self._expired = False
 
     def __aiter__(self) -> _LocalStreamCall:
         return self
 
+    def _on_deadline(self) -> None:
+        self._expired = True
+        if self._waiting and self._task is not None:
+            self._task.cancel()
+
+    def _stop_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
     async def __anext__(self) -> Any:
-        remaining = self._ctx.time_remaining()
+        if self._expired:
+            await self._stream.aclose()
+            raise _rpc_error(grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded")
+        if self._deadline is not None and self._timer is None:
+            self._task = asyncio.current_task()
+            self._timer = asyncio.get_running_loop().call_later(
+                max(0.0, self._deadline - time.monotonic()), self._on_deadline
+            )
+        self._waiting = True
         try:
-            if remaining is None:
-                return await self._stream.__anext__()
-            async with asyncio.timeout(remaining):
-                return await self._stream.__anext__()
+            return await self._stream.__anext__()
         except StopAsyncIteration:
+            self._stop_timer()
             raise
         except _LocalAbort as abort:
+            self._stop_timer()
             raise _rpc_error(abort.code, abort.details, abort.trailing) from None
-        except TimeoutError:
-            await self._stream.aclose()
-            raise _rpc_error(grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded") from None
+        except asyncio.CancelledError:
+            # Ours (the deadline) unless someone else cancelled the task too.
+            if self._expired and self._task is not None and self._task.uncancel() == 0:
+                raise _rpc_error(grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded") from None
+            self._stop_timer()
+            raise
+        finally:
+            self._waiting = False
 
     def cancel(self) -> bool:
         # Closing the generator runs the callee's cleanup (e.g. closing the
         # upstream HTTP stream) in the caller's task.
+        self._stop_timer()
         asyncio.get_running_loop().create_task(self._stream.aclose())
         return True
 
     async def aclose(self) -> None:
+        self._stop_timer()
         await self._stream.aclose()
 
 

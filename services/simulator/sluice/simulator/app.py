@@ -108,7 +108,13 @@ class Simulator:
         message_id = "msg_sim_" + secrets.token_hex(10)
         if body.get("stream"):
             return await self._stream(request, body, d, message_id, words, usage, stop_reason, stop_sequence)
-        await asyncio.sleep(self._ttft(d) + self._itl(d) * max(len(words) - 1, 0))
+        # Paced exactly as the stream is, so JSON and SSE take the same time.
+        await asyncio.sleep(self._ttft(d))
+        itl = self._itl(d)
+        per = self.settings.tokens_per_delta
+        for _ in range(1, (len(words) + per - 1) // per):
+            if itl:
+                await asyncio.sleep(itl)
         message = {
             "id": message_id, "type": "message", "role": "assistant", "model": body["model"],
             "content": [{"type": "text", "text": text}], "stop_reason": stop_reason,
