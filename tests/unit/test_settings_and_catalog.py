@@ -72,3 +72,13 @@ def test_catalog_rejects_duplicate_names(tmp_path):
     path.write_text("version: '1'\nmodels:\n" + entry.format(id="a", alias="x") + entry.format(id="b", alias="x"))
     with pytest.raises(CatalogError, match="'x'"):
         load_catalog(path)
+
+
+def test_env_override_of_one_nested_key_keeps_its_siblings(monkeypatch):
+    # Mesh deployments bind 0.0.0.0 through the environment while the shared
+    # file keeps every other service's DNS address and metrics port.
+    monkeypatch.setenv("SLUICE_SERVICES__AUTH__GRPC", "0.0.0.0:50052")
+    settings = load("deploy/config/mesh.yaml")
+    assert settings.services["auth"].grpc == "0.0.0.0:50052"
+    assert settings.services["auth"].metrics == "0.0.0.0:9464"
+    assert settings.services["safety"].grpc == "safety:50053"
