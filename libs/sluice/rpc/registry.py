@@ -59,15 +59,26 @@ async def _abort(ctx: Any, err: SluiceError, service: str) -> None:
     await ctx.abort(err.mapping.grpc_code, err.message, trailing_metadata=err.trailing_metadata())
 
 
-def wrap_unary(service: str, method: str, fn: UnaryFn) -> UnaryFn:
-    handled = {}  # code name -> bound counter, so the hot path skips label lookups
-    seconds = metrics.RPC_SECONDS.labels(service, method)
+class _MethodMetrics:
+    """One method's metrics, with label children resolved once so the hot path does no label lookups."""
 
-    def count(code: str) -> None:
-        counter = handled.get(code)
+    __slots__ = ("_service", "_method", "_handled", "seconds")
+
+    def __init__(self, service: str, method: str) -> None:
+        self._service, self._method = service, method
+        self._handled: dict[str, Any] = {}
+        self.seconds = metrics.RPC_SECONDS.labels(service, method)
+
+    def count(self, code: str) -> None:
+        counter = self._handled.get(code)
         if counter is None:
-            counter = handled[code] = metrics.RPC_HANDLED.labels(service, method, code)
+            counter = self._handled[code] = metrics.RPC_HANDLED.labels(self._service, self._method, code)
         counter.inc()
+
+
+def wrap_unary(service: str, method: str, fn: UnaryFn) -> UnaryFn:
+    observed = _MethodMetrics(service, method)
+    count, seconds = observed.count, observed.seconds
 
     async def handler(request: Any, ctx: Any) -> Any:
         _enter(ctx)
@@ -90,14 +101,8 @@ def wrap_unary(service: str, method: str, fn: UnaryFn) -> UnaryFn:
 
 
 def wrap_stream(service: str, method: str, fn: StreamFn) -> StreamFn:
-    handled = {}
-    seconds = metrics.RPC_SECONDS.labels(service, method)
-
-    def count(code: str) -> None:
-        counter = handled.get(code)
-        if counter is None:
-            counter = handled[code] = metrics.RPC_HANDLED.labels(service, method, code)
-        counter.inc()
+    observed = _MethodMetrics(service, method)
+    count, seconds = observed.count, observed.seconds
 
     async def handler(request: Any, ctx: Any) -> AsyncIterator[Any]:
         _enter(ctx)
