@@ -74,3 +74,76 @@ def test_unknown_block_types_are_refused_not_dropped():
     with pytest.raises(SluiceError) as err:
         to_event("content_block_start", {"index": 0, "content_block": {"type": "thinking"}}, m.Usage())
     assert err.value.reason is Reason.UPSTREAM_ERROR
+
+
+# -- the adapter against a scripted upstream, through the real SDK -----------------
+
+
+class _ScriptedServer:
+    """A loopback HTTP server answering /v1/messages with a fixed response."""
+
+    def __init__(self, status: int, body: bytes, headers: dict[str, str] | None = None) -> None:
+        self.status, self.body, self.headers = status, body, headers or {}
+
+    async def __aenter__(self) -> str:
+        from aiohttp import web
+
+        async def handler(_):
+            return web.Response(status=self.status, body=self.body, headers=self.headers,
+                                content_type="text/event-stream" if self.status == 200 else "application/json")
+
+        app = web.Application()
+        app.router.add_post("/v1/messages", handler)
+        self._runner = web.AppRunner(app)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        return f"http://127.0.0.1:{self._runner.addresses[0][1]}"
+
+    async def __aexit__(self, *exc) -> None:
+        await self._runner.cleanup()
+
+
+async def _run_adapter(base_url: str) -> list[m.StreamEvent]:
+    from sluice.config.settings import UpstreamSettings
+    from sluice.inference.anthropic_upstream import AnthropicUpstream
+    from sluice.routing.v1.candidate_pb2 import Candidate
+
+    upstream = AnthropicUpstream("anthropic", UpstreamSettings(base_url=base_url, api_key="k"))
+    params, _ = parse_request({"max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]})
+    try:
+        return [e async for e in upstream.stream(Candidate(model_id="claude-haiku-4-5", upstream_model="x"), params, 5)]
+    finally:
+        await upstream.aclose()
+
+
+_START = (b'event: message_start\ndata: {"type":"message_start","message":{"id":"msg_1","model":"x",'
+          b'"usage":{"input_tokens":3,"output_tokens":1}}}\n\n')
+
+
+async def test_malformed_upstream_event_is_an_upstream_error_not_internal():
+    body = _START + b'event: content_block_delta\ndata: {"type":"content_block_delta"}\n\n'
+    async with _ScriptedServer(200, body) as base:
+        with pytest.raises(SluiceError) as err:
+            await _run_adapter(base)
+    assert err.value.reason is Reason.UPSTREAM_ERROR
+    assert "malformed" in err.value.message
+
+
+async def test_error_event_after_start_keeps_its_type():
+    body = _START + b'event: error\ndata: {"type":"error","error":{"type":"overloaded_error","message":"busy"}}\n\n'
+    async with _ScriptedServer(200, body) as base:
+        with pytest.raises(SluiceError) as err:
+            await _run_adapter(base)
+    assert err.value.reason is Reason.UPSTREAM_OVERLOADED
+    assert err.value.message == "upstream: busy"
+
+
+async def test_status_error_carries_type_and_retry_after():
+    body = b'{"type":"error","error":{"type":"overloaded_error","message":"try later"}}'
+    async with _ScriptedServer(529, body, {"retry-after": "3"}) as base:
+        with pytest.raises(SluiceError) as err:
+            await _run_adapter(base)
+    assert err.value.reason is Reason.UPSTREAM_OVERLOADED
+    assert err.value.retry_after_s == 3.0
+    assert err.value.metadata == {"upstream_status": "529", "upstream_type": "overloaded_error"}

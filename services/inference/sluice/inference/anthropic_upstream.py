@@ -1,8 +1,9 @@
 """The Anthropic Messages API through the official `anthropic` SDK.
 
 The same adapter serves the real API and the local simulator; only base_url
-differs. It uses the SDK's own aiohttp transport (`DefaultAioHttpClient`). The SDK's own retries are off (max_retries=0) because the inference
-core owns retries and fallback, and must not retry after the first event.
+differs. It uses the SDK's own aiohttp transport (`DefaultAioHttpClient`).
+The SDK's retries are off (max_retries=0) because the inference core owns
+retries and fallback, and must not retry after the first event.
 """
 
 from __future__ import annotations
@@ -75,7 +76,10 @@ class AnthropicUpstream:
                 async for kind, data in sse_events(response.iter_bytes()):
                     if kind == "error":
                         raise _stream_error(data)
-                    event = to_event(kind, data, usage)
+                    try:
+                        event = to_event(kind, data, usage)
+                    except (KeyError, TypeError, AttributeError) as exc:
+                        raise ValueError(f"{kind} event lacks or mistypes {exc}") from None
                     if event is not None:
                         if event.HasField("message_start"):
                             event.message_start.message.model = candidate.model_id
@@ -126,10 +130,9 @@ async def sse_events(chunks: AsyncIterator[bytes]) -> AsyncIterator[tuple[str, d
 
 def _stream_error(data: dict[str, Any]) -> SluiceError:
     """An `error` event after the stream started (HTTP 200 already sent)."""
-    error = data.get("error") if isinstance(data.get("error"), dict) else {}
-    err_type = str(error.get("type", ""))
+    err_type, message = _error_body(data)
     reason = _ERROR_TYPE_REASON.get(err_type, Reason.UPSTREAM_ERROR)
-    return SluiceError(reason, f"upstream: {error.get('message', 'stream error')}", metadata={"upstream_type": err_type})
+    return SluiceError(reason, f"upstream: {message or 'stream error'}", metadata={"upstream_type": err_type})
 
 
 def _describe(exc: BaseException) -> str:
@@ -137,14 +140,17 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {cause or exc}"
 
 
+def _error_body(body: Any) -> tuple[str, str]:
+    """(type, message) from Anthropic's error JSON, tolerating any shape."""
+    error = body.get("error") if isinstance(body, dict) else None
+    if not isinstance(error, dict):
+        return "", ""
+    return str(error.get("type") or ""), str(error.get("message") or "")
+
+
 def _status_error(exc: anthropic.APIStatusError) -> SluiceError:
-    body = exc.body if isinstance(exc.body, dict) else {}
-    error = body.get("error") if isinstance(body.get("error"), dict) else {}
-    err_type = error.get("type", "")
-    message = error.get("message") or str(exc.message)
-    reason = _ERROR_TYPE_REASON.get(err_type) or _STATUS_REASON.get(exc.status_code)
-    if reason is None:
-        reason = Reason.UPSTREAM_ERROR
+    err_type, message = _error_body(exc.body)
+    reason = _ERROR_TYPE_REASON.get(err_type) or _STATUS_REASON.get(exc.status_code, Reason.UPSTREAM_ERROR)
     retry_after = None
     header = exc.response.headers.get("retry-after") if exc.response is not None else None
     if header:
@@ -152,7 +158,7 @@ def _status_error(exc: anthropic.APIStatusError) -> SluiceError:
             retry_after = float(header)
         except ValueError:
             retry_after = None
-    return SluiceError(reason, f"upstream: {message}", retry_after_s=retry_after,
+    return SluiceError(reason, f"upstream: {message or exc.message}", retry_after_s=retry_after,
                        metadata={"upstream_status": str(exc.status_code), "upstream_type": err_type})
 
 
