@@ -15,6 +15,7 @@ import asyncio
 import json
 import random
 import secrets
+from collections.abc import AsyncIterator
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -108,13 +109,10 @@ class Simulator:
         message_id = "msg_sim_" + secrets.token_hex(10)
         if body.get("stream"):
             return await self._stream(request, body, d, message_id, words, usage, stop_reason, stop_sequence)
-        # Paced exactly as the stream is, so JSON and SSE take the same time.
+        # Paced by the same generator as the stream, so JSON and SSE take the same time.
         await asyncio.sleep(self._ttft(d))
-        itl = self._itl(d)
-        per = self.settings.tokens_per_delta
-        for _ in range(1, (len(words) + per - 1) // per):
-            if itl:
-                await asyncio.sleep(itl)
+        async for _ in self._deltas(d, words):
+            pass
         message = {
             "id": message_id, "type": "message", "role": "assistant", "model": body["model"],
             "content": [{"type": "text", "text": text}], "stop_reason": stop_reason,
@@ -140,9 +138,7 @@ class Simulator:
             await response.write(_sse("content_block_start", {"type": "content_block_start", "index": 0,
                                                               "content_block": {"type": "text", "text": ""}}))
             await response.write(_sse("ping", {"type": "ping"}))
-            per = self.settings.tokens_per_delta
-            itl = self._itl(d)
-            for n, i in enumerate(range(0, len(words), per)):
+            async for n, text in self._deltas(d, words):
                 if d.disconnect_after is not None and n >= d.disconnect_after:
                     # A mid-stream drop: close the socket with the body unfinished.
                     assert request.transport is not None
@@ -152,10 +148,8 @@ class Simulator:
                     await response.write(_sse("error", {"type": "error", "error": {
                         "type": "overloaded_error", "message": "simulated overload mid-stream"}}))
                     return response
-                if n and itl:
-                    await asyncio.sleep(itl)
                 await response.write(_sse("content_block_delta", {"type": "content_block_delta", "index": 0,
-                                          "delta": {"type": "text_delta", "text": "".join(words[i:i + per])}}))
+                                          "delta": {"type": "text_delta", "text": text}}))
             await response.write(_sse("content_block_stop", {"type": "content_block_stop", "index": 0}))
             await response.write(_sse("message_delta", {"type": "message_delta",
                                       "delta": {"stop_reason": stop_reason, "stop_sequence": stop_sequence},
@@ -167,6 +161,16 @@ class Simulator:
         except (ConnectionResetError, asyncio.CancelledError):
             self.stats.client_disconnects += 1
             raise
+
+    async def _deltas(self, d: Any, words: list[str]) -> AsyncIterator[tuple[int, str]]:
+        """(index, text) of each content delta, `tokens_per_delta` words at a
+        time, with the inter-token gap before every delta but the first."""
+        per = self.settings.tokens_per_delta
+        itl = self._itl(d)
+        for n, i in enumerate(range(0, len(words), per)):
+            if n and itl:
+                await asyncio.sleep(itl)
+            yield n, "".join(words[i:i + per])
 
     def _ttft(self, d: Any) -> float:
         return (d.ttft_ms if d.ttft_ms is not None else self.settings.time_to_first_token_ms) / 1000
