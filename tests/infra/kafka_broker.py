@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from tests.infra import docker
-from tests.infra.ports import free_port, wait_for_port
+from tests.infra.processes import free_port, stop_process, wait_for_port
 
 ROOT = Path(__file__).resolve().parents[2]
 POM = Path(__file__).resolve().parent / "kafka" / "pom.xml"
@@ -95,12 +95,7 @@ class LocalKafka:
         self.bootstrap = f"127.0.0.1:{self.port}"
 
     def stop(self) -> None:
-        self._proc.terminate()
-        try:
-            self._proc.wait(15)
-        except subprocess.TimeoutExpired:
-            self._proc.kill()
-            self._proc.wait()
+        stop_process(self._proc, 15)
         self._log.close()
         shutil.rmtree(self._dir, ignore_errors=True)
 

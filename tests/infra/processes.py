@@ -1,8 +1,9 @@
-"""Free loopback ports and waiting for them."""
+"""Local helper processes: free loopback ports, waiting for a listener, stopping."""
 
 from __future__ import annotations
 
 import socket
+import subprocess
 import time
 
 
@@ -24,3 +25,14 @@ def wait_for_port(port: int, timeout: float, host: str = "127.0.0.1", alive=lamb
         except OSError:
             time.sleep(0.05)
     raise TimeoutError(f"nothing listening on {host}:{port} after {timeout}s")
+
+
+def stop_process(proc: subprocess.Popen, timeout: float = 15) -> None:
+    """SIGTERM, then SIGKILL if it has not exited within `timeout`."""
+    if proc.poll() is None:
+        proc.terminate()
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from tests.infra import docker
-from tests.infra.ports import free_port, wait_for_port
+from tests.infra.processes import free_port, stop_process, wait_for_port
 
 
 class LocalRedis:
@@ -24,18 +24,15 @@ class LocalRedis:
         self._dir = tempfile.mkdtemp(prefix="sluice-redis-")
         self._proc = subprocess.Popen(
             [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             "--dir", self._dir, "--loglevel", "warning"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+             "--dir", self._dir, "--loglevel", "warning", "--logfile", f"{self._dir}/redis.log"],
+            # Logged to a file: a pipe nobody reads would stall redis once full.
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
         wait_for_port(self.port, 10, alive=lambda: self._proc.poll() is None)
         self.url = f"redis://127.0.0.1:{self.port}/0"
 
     def stop(self) -> None:
-        self._proc.terminate()
-        try:
-            self._proc.wait(5)
-        except subprocess.TimeoutExpired:
-            self._proc.kill()
+        stop_process(self._proc, 5)
         shutil.rmtree(self._dir, ignore_errors=True)
 
 

@@ -15,7 +15,7 @@ import grpc
 import yaml
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from tests.infra.ports import free_port, wait_for_port
+from tests.infra.processes import free_port, stop_process, wait_for_port
 
 MESH_SERVICES = ("auth", "safety", "cache", "routing", "inference", "gateway")
 # Fast by default so tests spend little time waiting on the fake model.
@@ -50,15 +50,12 @@ def _spawn(workdir: Path, config: dict, name: str, targets: str) -> subprocess.P
 
 
 def _stop(procs: list[subprocess.Popen]) -> None:
+    # Signal all first, so the processes drain in parallel.
     for proc in procs:
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
     for proc in procs:
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc)
 
 
 class SimulatorProcess:

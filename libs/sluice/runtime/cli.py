@@ -128,7 +128,7 @@ def main(argv: list[str] | None = None, out: TextIO = sys.stdout, err: TextIO = 
     try:
         import uvloop
 
-        uvloop.run(_serve(settings, targets, out, getattr(args, "first_request", False)))
+        uvloop.run(_serve(settings, targets, out, args.first_request))
     except (ConfigError, OSError) as exc:
         err.write(f"sluice: {exc}\n")
         return 1
