@@ -20,7 +20,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from tests.infra.sluice_cluster import SimulatorProcess, SluiceCluster
@@ -38,6 +38,11 @@ PROFILES = {
     "fast": ({"time_to_first_token_ms": 10, "inter_token_ms": 0.5, "output_tokens": 20}, 1.0),
     "model": ({"time_to_first_token_ms": 200, "inter_token_ms": 5, "output_tokens": 40}, 0.15),
 }
+ROUNDS = 5
+# Issue #2's target: `all` mode adds at most this much p50 latency over the
+# direct call, judged on the `model` upstream (on `fast`, 10 clients saturate
+# both cores and the figure measures CPU contention instead).
+TARGET_ALL_P50_MS = 3.0
 
 
 @dataclass
@@ -85,14 +90,50 @@ def hey(url: str, body: Path, api_key: str, requests: int, concurrency: int) -> 
     return latencies, errors, span
 
 
-def measure(profile: str, target: str, kind: str, url: str, body: Path, api_key: str, pids: list[int],
-            requests: int, concurrency: int) -> Result:
-    hey(url, body, api_key, max(requests // 10, 50), concurrency)  # warm connections and caches
-    before = cpu_seconds(pids) if pids else 0.0
-    latencies, errors, span = hey(url, body, api_key, requests, concurrency)
-    cpu = (cpu_seconds(pids) - before) / len(latencies) * 1000 if pids else None
-    q = statistics.quantiles(latencies, n=100)
-    return Result(profile, target, kind, len(latencies), len(latencies) / span, q[49] * 1000, q[98] * 1000, cpu, errors)
+@dataclass
+class Samples:
+    """One target's latencies, pooled over the interleaved rounds."""
+    latencies: list[float] = field(default_factory=list)
+    errors: int = 0
+    seconds: float = 0.0
+    cpu_seconds: float = 0.0
+
+    def result(self, profile: str, target: str, kind: str, measured_cpu: bool) -> Result:
+        q = statistics.quantiles(self.latencies, n=100)
+        n = len(self.latencies)
+        cpu = self.cpu_seconds / n * 1000 if measured_cpu else None
+        return Result(profile, target, kind, n, n / self.seconds, q[49] * 1000, q[98] * 1000, cpu, self.errors)
+
+
+@dataclass
+class Target:
+    name: str
+    url: str
+    api_key: str
+    pids: list[int]
+
+
+def run_profile(profile: str, targets: list[Target], files: dict[str, Path], requests: int, concurrency: int
+                ) -> list[Result]:
+    """Every target in turn, ROUNDS times over, so that a burst of noise from
+    a neighbour on this shared machine lands on all targets alike rather than
+    on whichever row happened to be running."""
+    samples = {(t.name, kind): Samples() for t in targets for kind in files}
+    per_round = max(requests // ROUNDS, 20)
+    for target in targets:  # warm connections, caches and code paths
+        for body in files.values():
+            hey(target.url, body, target.api_key, max(per_round // 2, 50), concurrency)
+    for _ in range(ROUNDS):
+        for kind, body in files.items():
+            for target in targets:
+                before = cpu_seconds(target.pids) if target.pids else 0.0
+                latencies, errors, span = hey(target.url, body, target.api_key, per_round, concurrency)
+                pooled = samples[(target.name, kind)]
+                pooled.cpu_seconds += (cpu_seconds(target.pids) - before) if target.pids else 0.0
+                pooled.latencies += latencies
+                pooled.errors += errors
+                pooled.seconds += span
+    return [samples[(t.name, kind)].result(profile, t.name, kind, bool(t.pids)) for kind in files for t in targets]
 
 
 def bodies(workdir: Path) -> dict[str, Path]:
@@ -136,21 +177,18 @@ def main() -> None:
             overrides, scale = PROFILES[profile]
             count = max(int(args.requests * scale), 100)
             simulator = SimulatorProcess(workdir, {**overrides, "allow_directives": False}).start()
+            # memory:// works for the mesh too: only the auth process holds keys.
+            clusters = [SluiceCluster(mode, "memory://bench", workdir, simulator=simulator, log_level="WARNING")
+                        for mode in ("all", "mesh")]
             try:
-                for kind, body in files.items():
-                    results.append(measure(profile, "direct", kind, f"{simulator.base}/v1/messages", body, "sk-sim",
-                                           [], count, args.concurrency))
-                for mode in ("all", "mesh"):
-                    # memory:// works for the mesh too: only the auth process holds keys.
-                    cluster = SluiceCluster(mode, "memory://bench", workdir, simulator=simulator,
-                                            log_level="WARNING").start()
-                    try:
-                        for kind, body in files.items():
-                            results.append(measure(profile, mode, kind, f"{cluster.http_base}/v1/messages", body,
-                                                   cluster.api_key, cluster.pids, count, args.concurrency))
-                    finally:
-                        cluster.stop()
+                for cluster in clusters:
+                    cluster.start()
+                targets = [Target("direct", f"{simulator.base}/v1/messages", "sk-sim", [])] + [
+                    Target(c.mode, f"{c.http_base}/v1/messages", c.api_key, c.pids) for c in clusters]
+                results += run_profile(profile, targets, files, count, args.concurrency)
             finally:
+                for cluster in clusters:
+                    cluster.stop()
                 simulator.stop()
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
@@ -162,6 +200,21 @@ def main() -> None:
     print("+p50/+p99: added over the direct call to the same upstream in the same run. "
           "CPU ms/req: all Sluice processes, simulator excluded.")
     print(table(results))
+    verdict = target_verdict(results)
+    if verdict:
+        print(verdict)
+
+
+def target_verdict(results: list[Result]) -> str:
+    direct = {(r.profile, r.kind): r for r in results if r.target == "direct"}
+    added = {r.kind: r.p50_ms - direct[(r.profile, r.kind)].p50_ms
+             for r in results if r.profile == "model" and r.target == "all"}
+    if not added:
+        return ""
+    worst = max(added.values())
+    figures = ", ".join(f"{kind} {ms:+.2f} ms" for kind, ms in added.items())
+    return (f"Target: all mode adds <= {TARGET_ALL_P50_MS:.0f} ms at p50 on the model upstream: {figures} -> "
+            + ("met" if worst <= TARGET_ALL_P50_MS else "NOT met"))
 
 
 if __name__ == "__main__":

@@ -4,7 +4,9 @@ import pytest
 
 from sluice.auth import keys
 from sluice.auth.core import Authenticator
+from sluice.auth.decision_cache import DecisionCache
 from sluice.auth.keystore import RedisKeyStore, StoredKey
+from sluice.auth.v1 import principal_pb2
 from sluice.config.settings import Tenant
 from sluice.rpc.errors import Reason, SluiceError
 from sluice.storage.redis import connect
@@ -72,3 +74,50 @@ async def test_wrong_secret_and_revoked_key_are_invalid(auth):
 async def test_seed_key_for_unknown_tenant_is_refused(auth):
     with pytest.raises(ValueError, match="unknown tenant"):
         await auth.import_key(keys.generate(), "nobody")
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_decision_cache_spares_the_store_and_revocation_lands_within_the_ttl():
+    client = connect("memory://unit-auth-cache")
+    await client.flushall()
+    clock = _Clock()
+    store = RedisKeyStore(client)
+    auth = Authenticator(store, b"pepper", {"acme": Tenant()}, DecisionCache(ttl_s=5, max_entries=10, clock=clock))
+    key = await auth.create_key("acme")
+    parsed = keys.parse(key)
+    await auth.authenticate(key)
+    stored = await store.get(parsed.key_id)
+    await store.put(StoredKey(stored.key_id, stored.tenant_id, stored.salt, stored.digest, revoked=True))
+
+    clock.now += 4.9  # still inside the TTL: answered from the cache, no store read
+    assert (await auth.authenticate(key)).key_id == parsed.key_id
+    clock.now += 0.2  # past the TTL: the store is asked again and says revoked
+    with pytest.raises(SluiceError) as err:
+        await auth.authenticate(key)
+    assert err.value.reason is Reason.INVALID_API_KEY
+    await client.aclose()
+
+
+def test_decision_cache_keeps_no_secret_and_stays_bounded():
+    cache = DecisionCache(ttl_s=5, max_entries=3, clock=_Clock())
+    api_keys = [keys.generate() for _ in range(5)]
+    for n, key in enumerate(api_keys):
+        cache.put(key, principal_pb2.Principal(key_id=str(n)))
+    assert len(cache) == 3
+    assert cache.get(api_keys[0]) is None and cache.get(api_keys[4]).key_id == "4"
+    assert not any(key.encode() in slot or key.split("-")[-1].encode() in slot
+                   for key in api_keys for slot in cache._entries)  # noqa: SLF001
+
+
+def test_decision_cache_with_zero_ttl_is_off():
+    cache = DecisionCache(ttl_s=0, max_entries=3)
+    key = keys.generate()
+    cache.put(key, principal_pb2.Principal(key_id="x"))
+    assert cache.get(key) is None and len(cache) == 0

@@ -104,6 +104,10 @@ class AuthSettings(_Section):
     seed_keys: list[SeedKey] = []
     # Create and print a fresh demo key at start (for `make run`).
     create_demo_key: bool = False
+    # How long a successful key check is reused in-process without asking the
+    # key store; also the longest a revoked key keeps working. 0 turns it off.
+    decision_cache_ttl_seconds: float = Field(default=5.0, ge=0, le=300)
+    decision_cache_max_entries: int = Field(default=100_000, ge=1)
 
     @field_validator("redis_url")
     @classmethod

@@ -8,6 +8,7 @@ import secrets
 import redis.exceptions
 
 from sluice.auth import keys
+from sluice.auth.decision_cache import DecisionCache
 from sluice.auth.keystore import KeyStore, StoredKey
 from sluice.auth.v1 import principal_pb2
 from sluice.config.settings import Tenant
@@ -20,10 +21,12 @@ _INVALID = "invalid x-api-key"
 
 
 class Authenticator:
-    def __init__(self, store: KeyStore, pepper: bytes, tenants: dict[str, Tenant]) -> None:
+    def __init__(self, store: KeyStore, pepper: bytes, tenants: dict[str, Tenant],
+                 cache: DecisionCache | None = None) -> None:
         self._store = store
         self._pepper = pepper
         self._tenants = tenants
+        self._cache = cache if cache is not None else DecisionCache(ttl_s=0, max_entries=1)
 
     async def authenticate(self, api_key: str) -> principal_pb2.Principal:
         if not api_key:
@@ -31,6 +34,13 @@ class Authenticator:
         parsed = keys.parse(api_key)
         if parsed is None:
             raise SluiceError(Reason.MALFORMED_API_KEY, _INVALID)
+        principal = self._cache.get(api_key)
+        if principal is None:
+            principal = await self._lookup(parsed)
+            self._cache.put(api_key, principal)
+        return principal
+
+    async def _lookup(self, parsed: keys.ParsedKey) -> principal_pb2.Principal:
         try:
             stored = await self._store.get(parsed.key_id)
         except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from sluice.auth.core import Authenticator
+from sluice.auth.decision_cache import DecisionCache
 from sluice.auth.keystore import RedisKeyStore
 from sluice.auth.servicer import AuthServicer
 from sluice.auth.v1 import auth_service_pb2
@@ -14,7 +15,8 @@ async def init(rt: Runtime) -> None:
     cfg = rt.settings.auth
     client = redis_storage.connect(cfg.redis_url)
     rt.on_stop(client.aclose)
-    core = Authenticator(RedisKeyStore(client), cfg.key_pepper.get_secret_value().encode(), dict(cfg.tenants))
+    cache = DecisionCache(cfg.decision_cache_ttl_seconds, cfg.decision_cache_max_entries)
+    core = Authenticator(RedisKeyStore(client), cfg.key_pepper.get_secret_value().encode(), dict(cfg.tenants), cache)
     for seed in cfg.seed_keys:
         await core.import_key(seed.key.get_secret_value(), seed.tenant)
     if cfg.create_demo_key:

@@ -110,8 +110,7 @@ class Simulator:
         if body.get("stream"):
             return await self._stream(request, body, d, message_id, words, usage, stop_reason, stop_sequence)
         # Paced by the same generator as the stream, so JSON and SSE take the same time.
-        await asyncio.sleep(self._ttft(d))
-        async for _ in self._deltas(d, words):
+        async for _ in self._deltas(d, words, _clock() + self._ttft(d)):
             pass
         message = {
             "id": message_id, "type": "message", "role": "assistant", "model": body["model"],
@@ -129,8 +128,9 @@ class Simulator:
         )
         self.stats.streams_started += 1
         try:
+            first_at = _clock() + self._ttft(d)
             await response.prepare(request)
-            await asyncio.sleep(self._ttft(d))
+            await _sleep_until(first_at)
             start_usage = dict(usage, output_tokens=1)
             await response.write(_sse("message_start", {"type": "message_start", "message": {
                 "id": message_id, "type": "message", "role": "assistant", "model": body["model"],
@@ -138,7 +138,7 @@ class Simulator:
             await response.write(_sse("content_block_start", {"type": "content_block_start", "index": 0,
                                                               "content_block": {"type": "text", "text": ""}}))
             await response.write(_sse("ping", {"type": "ping"}))
-            async for n, text in self._deltas(d, words):
+            async for n, text in self._deltas(d, words, first_at):
                 if d.disconnect_after is not None and n >= d.disconnect_after:
                     # A mid-stream drop: close the socket with the body unfinished.
                     assert request.transport is not None
@@ -162,14 +162,15 @@ class Simulator:
             self.stats.client_disconnects += 1
             raise
 
-    async def _deltas(self, d: Any, words: list[str]) -> AsyncIterator[tuple[int, str]]:
+    async def _deltas(self, d: Any, words: list[str], first_at: float) -> AsyncIterator[tuple[int, str]]:
         """(index, text) of each content delta, `tokens_per_delta` words at a
-        time, with the inter-token gap before every delta but the first."""
+        time. Delta n is due at `first_at + n * inter_token` on a fixed
+        schedule, like a model that decodes at its own pace: time spent
+        writing earlier deltas does not stretch the answer."""
         per = self.settings.tokens_per_delta
         itl = self._itl(d)
         for n, i in enumerate(range(0, len(words), per)):
-            if n and itl:
-                await asyncio.sleep(itl)
+            await _sleep_until(first_at + n * itl)
             yield n, "".join(words[i:i + per])
 
     def _ttft(self, d: Any) -> float:
@@ -185,6 +186,16 @@ class Simulator:
         if roll < self.settings.failure_rate_529 + self.settings.failure_rate_500:
             return 500
         return None
+
+
+def _clock() -> float:
+    return asyncio.get_running_loop().time()
+
+
+async def _sleep_until(deadline: float) -> None:
+    delay = deadline - _clock()
+    if delay > 0:
+        await asyncio.sleep(delay)
 
 
 def _rechunk(words: list[str], length: int) -> list[str]:
