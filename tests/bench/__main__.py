@@ -36,9 +36,9 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 # measures the latency Sluice adds when it is not the bottleneck.
 PROFILES = {
     "fast": ({"time_to_first_token_ms": 10, "inter_token_ms": 0.5, "output_tokens": 20}, 1.0),
-    "model": ({"time_to_first_token_ms": 200, "inter_token_ms": 5, "output_tokens": 40}, 0.15),
+    "model": ({"time_to_first_token_ms": 200, "inter_token_ms": 5, "output_tokens": 40}, 0.25),
 }
-ROUNDS = 5
+ROUNDS = 3
 # Issue #2's target: `all` mode adds at most this much p50 latency over the
 # direct call, judged on the `model` upstream (on `fast`, 10 clients saturate
 # both cores and the figure measures CPU contention instead).

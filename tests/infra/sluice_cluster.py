@@ -82,6 +82,10 @@ class SimulatorProcess:
             _stop([self.proc])
 
 
+UNREACHABLE_LIMITS = {"requests_per_minute": 10**9, "tokens_per_minute": 10**12, "concurrent_streams": 10**6,
+                      "daily_spend_usd": 10**9, "monthly_spend_usd": 10**10}
+
+
 class SluiceCluster:
     """Sluice in `all` or `mesh` mode, in front of a simulator it owns or is given."""
 
@@ -105,7 +109,10 @@ class SluiceCluster:
             "server": {"drain_grace_seconds": 5, "log_level": log_level},
             "gateway": {"http_listen": f"127.0.0.1:{self.http_port}"},
             "auth": {"redis_url": redis_url, "tenants": {"acme": {"tier": "standard", "region": "local"}},
-                     "seed_keys": [{"key": self.api_key, "tenant": "acme"}]},
+                     "seed_keys": [{"key": self.api_key, "tenant": "acme"}],
+                     # Every limit present, so each request runs the whole quota
+                     # script, but too high for tests and the bench to reach.
+                     "tiers": {"standard": {"tenant": UNREACHABLE_LIMITS, "key": UNREACHABLE_LIMITS}}},
             "inference": {"upstreams": {"anthropic": {"base_url": self.simulator.base, "api_key": "sk-sim"}},
                           "retry_backoff_seconds": 0.01},
         }

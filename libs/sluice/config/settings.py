@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 SERVICE_NAMES = ("gateway", "auth", "safety", "cache", "routing", "inference", "simulator")
@@ -80,12 +80,57 @@ class GatewaySettings(_Section):
     _v_listen = field_validator("http_listen")(_check_address)
 
 
+class Limits(_Section):
+    """Limits for one scope: a tenant, or each one of its keys. Unset = none."""
+
+    requests_per_minute: int | None = Field(None, ge=1)
+    # Input (incl. cache reads and writes) plus output tokens.
+    tokens_per_minute: int | None = Field(None, ge=1)
+    concurrent_streams: int | None = Field(None, ge=1)
+    # Calendar day and month in UTC.
+    daily_spend_usd: float | None = Field(None, gt=0)
+    monthly_spend_usd: float | None = Field(None, gt=0)
+
+    def with_overrides(self, overrides: Limits) -> Limits:
+        """These limits with every field that `overrides` sets replaced."""
+        return self.model_copy(update=overrides.model_dump(exclude_unset=True))
+
+
+class ScopeLimits(_Section):
+    tenant: Limits = Limits()
+    key: Limits = Limits()
+
+    def with_overrides(self, overrides: ScopeLimits) -> ScopeLimits:
+        return ScopeLimits(tenant=self.tenant.with_overrides(overrides.tenant),
+                           key=self.key.with_overrides(overrides.key))
+
+
+def _default_tiers() -> dict[str, ScopeLimits]:
+    return {
+        "free": ScopeLimits(
+            tenant=Limits(requests_per_minute=50, tokens_per_minute=50_000, concurrent_streams=5,
+                          daily_spend_usd=5, monthly_spend_usd=50),
+            key=Limits(requests_per_minute=50, concurrent_streams=5),
+        ),
+        "standard": ScopeLimits(
+            tenant=Limits(requests_per_minute=1_000, tokens_per_minute=2_000_000, concurrent_streams=100,
+                          daily_spend_usd=500, monthly_spend_usd=10_000),
+            key=Limits(requests_per_minute=1_000, concurrent_streams=100),
+        ),
+        "enterprise": ScopeLimits(
+            tenant=Limits(requests_per_minute=10_000, tokens_per_minute=20_000_000, concurrent_streams=1_000),
+        ),
+    }
+
+
 class Tenant(_Section):
     tier: str = "standard"
     region: str = "local"
     # Empty = every model the catalog allows in the tenant's region.
     allowed_models: list[str] = []
     default_model: str = ""
+    # Per-tenant changes to its tier's limits; only the fields set here apply.
+    limits: ScopeLimits = ScopeLimits()
 
 
 class SeedKey(_Section):
@@ -108,6 +153,21 @@ class AuthSettings(_Section):
     # key store; also the longest a revoked key keeps working. 0 turns it off.
     decision_cache_ttl_seconds: float = Field(default=5.0, ge=0, le=300)
     decision_cache_max_entries: int = Field(default=100_000, ge=1)
+    # Limits by tier; a tenant's `limits` override single fields.
+    tiers: dict[str, ScopeLimits] = Field(default_factory=_default_tiers)
+    # How long a stream's concurrency slot outlives a gateway that died
+    # without releasing it; also caps how long one slot is held.
+    stream_lease_seconds: float = Field(default=900.0, gt=0)
+
+    @model_validator(mode="after")
+    def _v_tenant_tiers(self) -> AuthSettings:
+        unknown = {f"{t}: {c.tier}" for t, c in self.tenants.items() if c.tier not in self.tiers}
+        if unknown:
+            raise ValueError(f"tenants name tiers that auth.tiers does not define ({', '.join(sorted(unknown))})")
+        return self
+
+    def limits_for(self, tenant: Tenant) -> ScopeLimits:
+        return self.tiers[tenant.tier].with_overrides(tenant.limits)
 
     @field_validator("redis_url")
     @classmethod

@@ -9,3 +9,5 @@ RETRY_AFTER = "retry-after"
 SHOULD_RETRY = "x-should-retry"
 # Client-chosen overall timeout for HTTP callers (gRPC callers use deadlines).
 TIMEOUT_MS = "x-sluice-timeout-ms"
+# Prefix of the rate-limit response headers (Anthropic names: requests and tokens, limit/remaining/reset).
+RATE_LIMIT_PREFIX = "anthropic-ratelimit-"

@@ -50,3 +50,14 @@ UPSTREAM_TTFT_SECONDS = Histogram(
 
 def render() -> bytes:
     return generate_latest(REGISTRY)
+QUOTA_REJECTIONS = Counter(
+    "sluice_quota_rejections_total",
+    "Requests refused by a limit, by limit (requests, tokens, streams, daily_spend, monthly_spend) and scope.",
+    ["limit", "scope"],
+    registry=REGISTRY,
+)
+QUOTA_SETTLE_FAILURES = Counter(
+    "sluice_quota_settle_failures_total",
+    "Settlements that could not reach the quota store; the reservation then expires on its own.",
+    registry=REGISTRY,
+)

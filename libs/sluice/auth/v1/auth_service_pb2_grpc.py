@@ -40,6 +40,16 @@ class AuthServiceStub:
                 request_serializer=sluice_dot_auth_dot_v1_dot_auth__service__pb2.AuthenticateRequest.SerializeToString,
                 response_deserializer=sluice_dot_auth_dot_v1_dot_auth__service__pb2.AuthenticateResponse.FromString,
                 _registered_method=True)
+        self.Admit = channel.unary_unary(
+                '/sluice.auth.v1.AuthService/Admit',
+                request_serializer=sluice_dot_auth_dot_v1_dot_auth__service__pb2.AdmitRequest.SerializeToString,
+                response_deserializer=sluice_dot_auth_dot_v1_dot_auth__service__pb2.AdmitResponse.FromString,
+                _registered_method=True)
+        self.Settle = channel.unary_unary(
+                '/sluice.auth.v1.AuthService/Settle',
+                request_serializer=sluice_dot_auth_dot_v1_dot_auth__service__pb2.SettleRequest.SerializeToString,
+                response_deserializer=sluice_dot_auth_dot_v1_dot_auth__service__pb2.SettleResponse.FromString,
+                _registered_method=True)
 
 
 class AuthServiceServicer:
@@ -54,6 +64,24 @@ class AuthServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Admit(self, request, context):
+        """Admit checks and reserves every limit of the principal's key and tenant
+        (requests, tokens and concurrent streams per minute, daily and monthly
+        spend) in one Redis round trip. Fails with RESOURCE_EXHAUSTED, reason
+        RATE_LIMITED, a QuotaFailure naming each exceeded limit and RetryInfo.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Settle(self, request, context):
+        """Settle replaces an admission's estimate with the real usage and frees its
+        stream slot. Call it once per admitted request, however the request ended.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AuthServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -61,6 +89,16 @@ def add_AuthServiceServicer_to_server(servicer, server):
                     servicer.Authenticate,
                     request_deserializer=sluice_dot_auth_dot_v1_dot_auth__service__pb2.AuthenticateRequest.FromString,
                     response_serializer=sluice_dot_auth_dot_v1_dot_auth__service__pb2.AuthenticateResponse.SerializeToString,
+            ),
+            'Admit': grpc.unary_unary_rpc_method_handler(
+                    servicer.Admit,
+                    request_deserializer=sluice_dot_auth_dot_v1_dot_auth__service__pb2.AdmitRequest.FromString,
+                    response_serializer=sluice_dot_auth_dot_v1_dot_auth__service__pb2.AdmitResponse.SerializeToString,
+            ),
+            'Settle': grpc.unary_unary_rpc_method_handler(
+                    servicer.Settle,
+                    request_deserializer=sluice_dot_auth_dot_v1_dot_auth__service__pb2.SettleRequest.FromString,
+                    response_serializer=sluice_dot_auth_dot_v1_dot_auth__service__pb2.SettleResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -91,6 +129,60 @@ class AuthService:
             '/sluice.auth.v1.AuthService/Authenticate',
             sluice_dot_auth_dot_v1_dot_auth__service__pb2.AuthenticateRequest.SerializeToString,
             sluice_dot_auth_dot_v1_dot_auth__service__pb2.AuthenticateResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Admit(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sluice.auth.v1.AuthService/Admit',
+            sluice_dot_auth_dot_v1_dot_auth__service__pb2.AdmitRequest.SerializeToString,
+            sluice_dot_auth_dot_v1_dot_auth__service__pb2.AdmitResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Settle(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sluice.auth.v1.AuthService/Settle',
+            sluice_dot_auth_dot_v1_dot_auth__service__pb2.SettleRequest.SerializeToString,
+            sluice_dot_auth_dot_v1_dot_auth__service__pb2.SettleResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -5,8 +5,11 @@ from __future__ import annotations
 from sluice.auth.core import Authenticator
 from sluice.auth.decision_cache import DecisionCache
 from sluice.auth.keystore import RedisKeyStore
+from sluice.auth.quota import QuotaKeeper
+from sluice.auth.quota_store import QuotaStore
 from sluice.auth.servicer import AuthServicer
 from sluice.auth.v1 import auth_service_pb2
+from sluice.catalog import load_catalog
 from sluice.runtime.modules import Module, Runtime
 from sluice.storage import redis as redis_storage
 
@@ -21,7 +24,14 @@ async def init(rt: Runtime) -> None:
         await core.import_key(seed.key.get_secret_value(), seed.tenant)
     if cfg.create_demo_key:
         rt.announcements["demo_api_key"] = await core.create_key(next(iter(cfg.tenants)))
-    rt.serve(AuthServicer(core), auth_service_pb2.DESCRIPTOR.services_by_name["AuthService"])
+    tenants = dict(cfg.tenants)
+    quota = QuotaKeeper(
+        QuotaStore(client),
+        lambda tenant_id: cfg.limits_for(tenants[tenant_id]) if tenant_id in tenants else None,
+        load_catalog(rt.settings.routing.catalog_path or None),
+        cfg.stream_lease_seconds,
+    )
+    rt.serve(AuthServicer(core, quota), auth_service_pb2.DESCRIPTOR.services_by_name["AuthService"])
 
 
 MODULE = Module(name="auth", depends_on=(), init=init)

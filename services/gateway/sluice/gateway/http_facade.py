@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from sluice.gateway.anthropic_json import parse_request, render_error_event, render_event, render_message
-from sluice.gateway.pipeline import Pipeline
+from sluice.gateway.pipeline import Pipeline, RequestInfo
 from sluice.rpc import context as call_context
 from sluice.rpc import headers
 from sluice.rpc.errors import Reason, SluiceError, anthropic_error_body
@@ -35,6 +35,8 @@ def _count(status: int, error_type: str = "") -> None:
 def error_response(err: SluiceError, request_id: str) -> web.Response:
     mapping = err.mapping
     hdrs = {headers.ANTHROPIC_REQUEST_ID: request_id}
+    # A limit's rejection carries the same rate-limit headers a success would.
+    hdrs.update({k: v for k, v in err.metadata.items() if k.startswith(headers.RATE_LIMIT_PREFIX)})
     if err.retry_after_s is not None:
         hdrs[headers.RETRY_AFTER] = str(max(1, round(err.retry_after_s)))
     if mapping.http_status < 500 and mapping.http_status not in (408, 409, 429):
@@ -103,23 +105,25 @@ class MessagesFacade:
             except (ValueError, UnicodeDecodeError) as exc:
                 raise SluiceError.bad_request("(body)", f"not valid JSON: {exc}") from None
             params, stream = parse_request(body)
+            info = RequestInfo()
             if not stream:
-                message = await self._pipeline.create(principal, params)
+                message = await self._pipeline.create(principal, params, info)
                 _count(200)
                 return web.Response(body=render_message(message), content_type="application/json",
-                                    headers={headers.ANTHROPIC_REQUEST_ID: request_id})
-            events = self._pipeline.stream(principal, params)
+                                    headers={headers.ANTHROPIC_REQUEST_ID: request_id, **info.rate_limit_headers})
+            events = self._pipeline.stream(principal, params, info)
             # Wait for the first event before answering 200, so that failures
             # before the stream starts (404, 429, upstream 529) keep their status.
             first = await anext(events)
         except SluiceError as err:
             return error_response(err, request_id)
-        return await self._stream(request, request_id, first, events)
+        return await self._stream(request, request_id, info, first, events)
 
-    async def _stream(self, request: web.Request, request_id: str, first, events) -> web.StreamResponse:  # type: ignore[no-untyped-def]
+    async def _stream(self, request: web.Request, request_id: str, info: RequestInfo, first, events  # type: ignore[no-untyped-def]
+                      ) -> web.StreamResponse:
         response = web.StreamResponse(headers={
             "content-type": "text/event-stream; charset=utf-8", "cache-control": "no-cache",
-            headers.ANTHROPIC_REQUEST_ID: request_id,
+            headers.ANTHROPIC_REQUEST_ID: request_id, **info.rate_limit_headers,
         })
         await response.prepare(request)
         _count(200)

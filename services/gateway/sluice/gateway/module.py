@@ -30,6 +30,7 @@ async def init(rt: Runtime) -> None:
                             inference_service_pb2_grpc.InferenceServiceStub),
     )
     pipeline = Pipeline(stages, cfg.stage_timeout_seconds)
+    rt.on_stop(pipeline.drain)
     rt.serve(GatewayServicer(pipeline, cfg.default_timeout_seconds), _svc(gateway_service_pb2, "GatewayService"))
     rt.add_http("gateway", MessagesFacade(pipeline, cfg.max_body_bytes, cfg.default_timeout_seconds).app(),
                 cfg.http_listen)

@@ -8,8 +8,9 @@ arrive as gRPC errors and leave as SluiceError with the downstream's reason.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator, Awaitable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import grpc
@@ -23,8 +24,19 @@ from sluice.llm.v1 import messages_pb2 as m
 from sluice.routing.v1 import routing_service_pb2
 from sluice.rpc.errors import Reason, SluiceError, from_rpc_error
 from sluice.safety.v1 import safety_service_pb2, verdict_pb2
+from sluice.telemetry import metrics
+from sluice.tokens.estimator import estimate_params_tokens
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RequestInfo:
+    """What the pipeline learns about a request that its caller reports
+    alongside the response (headers on HTTP, metadata on gRPC)."""
+
+    rate_limit_headers: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -61,6 +73,12 @@ class Pipeline:
     def __init__(self, stages: Stages, stage_timeout_s: float) -> None:
         self._s = stages
         self._stage_timeout = stage_timeout_s
+        self._settling: set[asyncio.Task[None]] = set()
+
+    async def drain(self) -> None:
+        """Waits for settlements still in flight (at shutdown)."""
+        if self._settling:
+            await asyncio.gather(*self._settling, return_exceptions=True)
 
     async def authenticate(self, api_key: str) -> principal_pb2.Principal:
         response = await _call(
@@ -68,43 +86,77 @@ class Pipeline:
         )
         return response.principal
 
-    async def stream(self, principal: principal_pb2.Principal, params: m.MessageParams) -> AsyncIterator[m.StreamEvent]:
+    async def stream(self, principal: principal_pb2.Principal, params: m.MessageParams,
+                     info: RequestInfo | None = None) -> AsyncIterator[m.StreamEvent]:
         """Events of the response, in Messages API order."""
         validate(params)
         t = self._stage_timeout
-        safety, cached, route = await _all_or_nothing(
-            _call(self._s.safety.CheckInput(safety_service_pb2.CheckInputRequest(principal=principal, params=params), timeout=t)),
-            _call(self._s.cache.Lookup(cache_service_pb2.LookupRequest(principal=principal, params=params), timeout=t)),
-            _call(self._s.routing.Route(
-                routing_service_pb2.RouteRequest(principal=principal, requested_model=params.model), timeout=t)),
-        )
-        verdict = safety.verdict
-        if verdict.action == verdict_pb2.ACTION_BLOCK:
-            raise SluiceError(Reason.POLICY_BLOCKED, "request blocked by safety policy",
-                              metadata={"rule_ids": ",".join(verdict.rule_ids), "policy_version": verdict.policy_version})
-        if verdict.action == verdict_pb2.ACTION_REDACT and safety.HasField("redacted_params"):
-            params = safety.redacted_params
-        if cached.hit:
-            for event in message_to_events(cached.message):
-                yield event
-            return
-        call = self._s.inference.Generate(
-            inference_service_pb2.GenerateRequest(params=params, candidates=route.candidates)
-        )
+        admitted = await _call(self._s.auth.Admit(auth_service_pb2.AdmitRequest(
+            principal=principal, model=params.model, estimated_input_tokens=estimate_params_tokens(params),
+            max_output_tokens=params.max_tokens), timeout=t))
+        if info is not None:
+            info.rate_limit_headers = dict(admitted.rate_limit_headers)
+        # What upstream really used, as far as the stream got: settled however it ends.
+        usage, served_model = m.Usage(), params.model
         try:
-            async for response in call:
-                yield response.event
-        except grpc.RpcError as exc:
-            raise from_rpc_error(exc) from None
+            safety, cached, route = await _all_or_nothing(
+                _call(self._s.safety.CheckInput(
+                    safety_service_pb2.CheckInputRequest(principal=principal, params=params), timeout=t)),
+                _call(self._s.cache.Lookup(cache_service_pb2.LookupRequest(principal=principal, params=params),
+                                           timeout=t)),
+                _call(self._s.routing.Route(
+                    routing_service_pb2.RouteRequest(principal=principal, requested_model=params.model), timeout=t)),
+            )
+            verdict = safety.verdict
+            if verdict.action == verdict_pb2.ACTION_BLOCK:
+                raise SluiceError(Reason.POLICY_BLOCKED, "request blocked by safety policy", metadata={
+                    "rule_ids": ",".join(verdict.rule_ids), "policy_version": verdict.policy_version})
+            if verdict.action == verdict_pb2.ACTION_REDACT and safety.HasField("redacted_params"):
+                params = safety.redacted_params
+            if cached.hit:
+                for event in message_to_events(cached.message):
+                    yield event
+                return
+            call = self._s.inference.Generate(
+                inference_service_pb2.GenerateRequest(params=params, candidates=route.candidates)
+            )
+            try:
+                async for response in call:
+                    event = response.event
+                    if event.HasField("message_delta"):
+                        usage = event.message_delta.usage
+                    elif event.HasField("message_start"):
+                        usage, served_model = event.message_start.message.usage, event.message_start.message.model
+                    yield event
+            except grpc.RpcError as exc:
+                raise from_rpc_error(exc) from None
+            finally:
+                # Reaches the upstream when the client went away mid-stream.
+                call.cancel()
         finally:
-            # Reaches the upstream when the client went away mid-stream.
-            call.cancel()
+            self._settle_later(auth_service_pb2.SettleRequest(
+                principal=principal, reservation=admitted.reservation, usage=usage, model=served_model))
 
-    async def create(self, principal: principal_pb2.Principal, params: m.MessageParams) -> m.AssistantMessage:
+    def _settle_later(self, request: auth_service_pb2.SettleRequest) -> None:
+        # Off the response path; `drain` waits for these at shutdown.
+        task = asyncio.get_running_loop().create_task(self._settle(request))
+        self._settling.add(task)
+        task.add_done_callback(self._settling.discard)
+
+    async def _settle(self, request: auth_service_pb2.SettleRequest) -> None:
+        try:
+            await _call(self._s.auth.Settle(request, timeout=self._stage_timeout))
+        except SluiceError as err:
+            # The reservation stands and expires with its window: over-counted, never leaked.
+            metrics.QUOTA_SETTLE_FAILURES.inc()
+            log.warning("settling quota for tenant %s failed: %s", request.principal.tenant_id, err)
+
+    async def create(self, principal: principal_pb2.Principal, params: m.MessageParams,
+                     info: RequestInfo | None = None) -> m.AssistantMessage:
         """The whole response, assembled from the stream."""
         assembler = MessageAssembler()
         try:
-            async for event in self.stream(principal, params):
+            async for event in self.stream(principal, params, info):
                 assembler.feed(event)
         except StreamProtocolError as exc:
             raise SluiceError(Reason.UPSTREAM_ERROR, f"upstream stream was malformed: {exc}") from None

@@ -1,0 +1,188 @@
+"""Admission against a principal's limits, and settling it afterwards.
+
+Which limits apply comes from the tenant's tier with the tenant's overrides
+(config), for two scopes: the tenant as a whole and each of its keys. Tokens
+are reserved from an estimate (prompt estimate + max_tokens, as the Messages
+API itself estimates output), spend from the same tokens at the requested
+model's prices, and both are corrected by Settle with the real usage.
+"""
+
+from __future__ import annotations
+
+import math
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import redis.exceptions
+
+from sluice.auth.quota_store import LimitCheck, LimitState, QuotaStore
+from sluice.auth.v1 import auth_service_pb2 as pb
+from sluice.auth.v1 import principal_pb2
+from sluice.catalog.catalog import Catalog, Prices
+from sluice.config.settings import Limits, ScopeLimits
+from sluice.llm.v1 import messages_pb2
+from sluice.rpc import headers
+from sluice.rpc.errors import QuotaViolation, Reason, SluiceError
+from sluice.telemetry import metrics
+
+MINUTE_MS = 60_000
+HEADER = headers.RATE_LIMIT_PREFIX
+
+
+@dataclass(frozen=True)
+class _Named:
+    check: LimitCheck
+    # "requests", "tokens", "streams", "daily_spend", "monthly_spend"
+    name: str
+    # "tenant:<id>" or "key:<id>"
+    subject: str
+
+
+def usage_tokens(usage: messages_pb2.Usage) -> int:
+    return (usage.input_tokens + usage.cache_creation_input_tokens + usage.cache_read_input_tokens
+            + usage.output_tokens)
+
+
+def cost_micro_usd(prices: Prices, usage: messages_pb2.Usage) -> int:
+    # Prices are USD per million tokens, so tokens * price is micro-USD.
+    return math.ceil(usage.input_tokens * prices.input + usage.output_tokens * prices.output
+                     + usage.cache_creation_input_tokens * prices.cache_write_5m
+                     + usage.cache_read_input_tokens * prices.cache_read)
+
+
+class QuotaKeeper:
+    def __init__(self, store: QuotaStore, limits_for: Callable[[str], ScopeLimits | None], catalog: Catalog,
+                 lease_s: float, clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+        self._store = store
+        self._limits_for = limits_for
+        self._catalog = catalog
+        self._lease_ms = int(lease_s * 1000)
+        self._clock = clock
+        # Unknown or unnamed models are priced as the dearest in the catalog:
+        # an estimate may be high, never low.
+        self._dearest = max((e.prices for e in catalog.models),
+                            key=lambda p: p.input + p.output + p.cache_write_1h)
+
+    def _prices(self, model: str) -> Prices:
+        entry = self._catalog.lookup(model) if model else None
+        return entry.prices if entry else self._dearest
+
+    async def admit(self, request: pb.AdmitRequest) -> pb.AdmitResponse:
+        principal = request.principal
+        now = self._clock()
+        estimate = messages_pb2.Usage(input_tokens=request.estimated_input_tokens,
+                                      output_tokens=request.max_output_tokens)
+        reservation = pb.Reservation(
+            lease_id=secrets.token_hex(8), tokens=usage_tokens(estimate),
+            spend_micro_usd=cost_micro_usd(self._prices(request.model), estimate),
+            day=now.strftime("%Y%m%d"), month=now.strftime("%Y%m"),
+        )
+        named = self._checks(principal, reservation, now)
+        if not named:
+            return pb.AdmitResponse(reservation=reservation)
+        try:
+            allowed, states = await self._store.admit([n.check for n in named], reservation.lease_id, self._lease_ms)
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+            metrics.ERRORS.labels("auth_quota", "store_unavailable").inc()
+            raise SluiceError(Reason.DEPENDENCY_UNAVAILABLE, f"quota store unavailable: {type(exc).__name__}") from None
+        reported = rate_limit_headers(named, states, now)
+        if allowed:
+            return pb.AdmitResponse(reservation=reservation, rate_limit_headers=reported)
+        raise _rejection(named, states, reported)
+
+    async def settle(self, request: pb.SettleRequest) -> None:
+        reservation = request.reservation
+        actual_tokens = usage_tokens(request.usage)
+        actual_spend = cost_micro_usd(self._prices(request.model), request.usage)
+        named = self._checks(request.principal, reservation, self._clock())
+        deltas = []
+        for n in named:
+            if n.name == "tokens":
+                deltas.append(actual_tokens - reservation.tokens)
+            elif n.name.endswith("_spend"):
+                deltas.append(actual_spend - reservation.spend_micro_usd)
+            else:
+                deltas.append(0)
+        if named:
+            await self._store.settle([n.check for n in named], reservation.lease_id, deltas)
+
+    def _checks(self, principal: principal_pb2.Principal, reservation: pb.Reservation, now: datetime
+                ) -> list[_Named]:
+        limits = self._limits_for(principal.tenant_id)
+        if limits is None:
+            return []
+        out: list[_Named] = []
+        tag = f"sluice:q:{{{principal.tenant_id}}}"
+        for scope, scope_limits, prefix in (
+            (f"tenant:{principal.tenant_id}", limits.tenant, f"{tag}:t"),
+            (f"key:{principal.key_id}", limits.key, f"{tag}:k:{principal.key_id}"),
+        ):
+            out += _scope_checks(scope, scope_limits, prefix, reservation, now)
+        return out
+
+
+def _scope_checks(subject: str, limits: Limits, prefix: str, reservation: pb.Reservation, now: datetime
+                  ) -> list[_Named]:
+    out = []
+    if limits.requests_per_minute:
+        out.append(_Named(LimitCheck("rate", f"{prefix}:rpm", limits.requests_per_minute, MINUTE_MS, 1),
+                          "requests", subject))
+    if limits.tokens_per_minute:
+        out.append(_Named(LimitCheck("rate", f"{prefix}:tpm", limits.tokens_per_minute, MINUTE_MS,
+                                     reservation.tokens), "tokens", subject))
+    if limits.concurrent_streams:
+        out.append(_Named(LimitCheck("streams", f"{prefix}:streams", limits.concurrent_streams, 0, 1),
+                          "streams", subject))
+    day_end = datetime(now.year, now.month, now.day, tzinfo=UTC) + timedelta(days=1)
+    month_end = (datetime(now.year, now.month, 1, tzinfo=UTC) + timedelta(days=32)).replace(day=1)
+    for name, usd, period, end in (("daily_spend", limits.daily_spend_usd, reservation.day, day_end),
+                                   ("monthly_spend", limits.monthly_spend_usd, reservation.month, month_end)):
+        if usd:
+            ms_left = max(int((end - now).total_seconds() * 1000), 1)
+            out.append(_Named(LimitCheck("budget", f"{prefix}:usd:{period}", int(usd * 1_000_000), ms_left,
+                                         reservation.spend_micro_usd), name, subject))
+    return out
+
+
+def rate_limit_headers(named: list[_Named], states: list[LimitState], now: datetime) -> dict[str, str]:
+    """Anthropic's response headers for requests and tokens: of the key and
+    tenant limits, the one with the least left is the one reported."""
+    out: dict[str, str] = {}
+    for name in ("requests", "tokens"):
+        pairs = [(n, s) for n, s in zip(named, states, strict=True) if n.name == name]
+        if not pairs:
+            continue
+        n, s = min(pairs, key=lambda p: p[1].remaining)
+        reset = now + timedelta(milliseconds=max(s.reset_ms, 0))
+        out[f"{HEADER}{name}-limit"] = str(n.check.limit)
+        out[f"{HEADER}{name}-remaining"] = str(max(s.remaining, 0))
+        out[f"{HEADER}{name}-reset"] = reset.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return out
+
+
+_DESCRIBE = {
+    "requests": "requests per minute", "tokens": "tokens per minute", "streams": "concurrent streams",
+    "daily_spend": "daily spend (micro-USD)", "monthly_spend": "monthly spend (micro-USD)",
+}
+
+
+def _rejection(named: list[_Named], states: list[LimitState], reported: dict[str, str]) -> SluiceError:
+    violations, waits, hopeless = [], [], False
+    for n, s in zip(named, states, strict=True):
+        if s.retry_after_ms == 0:
+            continue
+        metrics.QUOTA_REJECTIONS.labels(n.name, n.subject.split(":", 1)[0]).inc()
+        what = _DESCRIBE[n.name]
+        if s.retry_after_ms < 0:
+            hopeless = True
+            violations.append(QuotaViolation(
+                n.subject, f"{what}: this request needs {n.check.cost}, more than the limit of {n.check.limit}"))
+        else:
+            waits.append(s.retry_after_ms)
+            violations.append(QuotaViolation(n.subject, f"{what}: limit {n.check.limit} reached"))
+    retry = None if hopeless else max(waits) / 1000
+    message = "; ".join(f"{v.subject} {v.description}" for v in violations)
+    return SluiceError(Reason.RATE_LIMITED, f"rate limit exceeded: {message}", quota_violations=violations,
+                       retry_after_s=retry, metadata=reported)

@@ -1,0 +1,147 @@
+"""Limits on the embedded store (fakeredis running the same Lua scripts)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from sluice.auth.quota import QuotaKeeper
+from sluice.auth.quota_store import QuotaStore
+from sluice.auth.v1 import auth_service_pb2 as pb
+from sluice.auth.v1 import principal_pb2
+from sluice.catalog import load_catalog
+from sluice.config.settings import Limits, ScopeLimits
+from sluice.gateway.http_facade import error_response
+from sluice.llm.v1 import messages_pb2 as m
+from sluice.rpc.errors import Reason, SluiceError
+from sluice.storage.redis import connect
+
+PRINCIPAL = principal_pb2.Principal(tenant_id="acme", key_id="k1", tier="standard")
+CATALOG = load_catalog()
+
+
+@pytest.fixture
+async def client(request):
+    client = connect(f"memory://quota-{request.node.name}")
+    await client.flushall()
+    yield client
+    await client.aclose()
+
+
+def keeper(client, tenant=Limits(), key=Limits(), lease_s=900.0) -> QuotaKeeper:
+    limits = ScopeLimits(tenant=tenant, key=key)
+    return QuotaKeeper(QuotaStore(client), lambda tenant_id: limits, CATALOG, lease_s)
+
+
+def admit(q: QuotaKeeper, input_tokens=10, max_tokens=10, model="claude-haiku-4-5"):
+    return q.admit(pb.AdmitRequest(principal=PRINCIPAL, model=model, estimated_input_tokens=input_tokens,
+                                   max_output_tokens=max_tokens))
+
+
+def settle(q: QuotaKeeper, admitted: pb.AdmitResponse, input_tokens=0, output_tokens=0, model="claude-haiku-4-5"):
+    return q.settle(pb.SettleRequest(principal=PRINCIPAL, reservation=admitted.reservation, model=model,
+                                     usage=m.Usage(input_tokens=input_tokens, output_tokens=output_tokens)))
+
+
+async def test_requests_per_minute_admits_the_limit_then_refuses_with_details(client):
+    q = keeper(client, key=Limits(requests_per_minute=3))
+    remaining = [int((await admit(q)).rate_limit_headers["anthropic-ratelimit-requests-remaining"]) for _ in range(3)]
+    assert remaining == [2, 1, 0]
+    with pytest.raises(SluiceError) as err:
+        await admit(q)
+    e = err.value
+    assert e.reason is Reason.RATE_LIMITED and e.mapping.http_status == 429
+    assert [(v.subject, v.description) for v in e.quota_violations] == [
+        ("key:k1", "requests per minute: limit 3 reached")]
+    # The bucket refills one request every 20 s.
+    assert 0 < e.retry_after_s <= 20
+    assert e.metadata["anthropic-ratelimit-requests-limit"] == "3"
+    assert e.metadata["anthropic-ratelimit-requests-remaining"] == "0"
+
+
+async def test_a_refused_request_charges_nothing(client):
+    q = keeper(client, tenant=Limits(requests_per_minute=100), key=Limits(tokens_per_minute=50))
+    await admit(q, input_tokens=20, max_tokens=20)
+    with pytest.raises(SluiceError):
+        await admit(q, input_tokens=20, max_tokens=20)  # 80 > 50 tokens
+    # Only the first request counted against the tenant's requests.
+    ok = await admit(q, input_tokens=1, max_tokens=1)
+    assert ok.rate_limit_headers["anthropic-ratelimit-requests-remaining"] == "98"
+
+
+async def test_settle_returns_unused_tokens_and_charges_overuse(client):
+    q = keeper(client, key=Limits(tokens_per_minute=1000))
+    first = await admit(q, input_tokens=100, max_tokens=400)  # reserves 500
+    assert int(first.rate_limit_headers["anthropic-ratelimit-tokens-remaining"]) == 500
+    await settle(q, first, input_tokens=100, output_tokens=50)  # used 150: 350 back
+    probe = await admit(q, input_tokens=0, max_tokens=1)
+    assert int(probe.rate_limit_headers["anthropic-ratelimit-tokens-remaining"]) in (848, 849)
+    await settle(q, probe, output_tokens=500)  # used 499 more than reserved
+    with pytest.raises(SluiceError) as err:
+        await admit(q, input_tokens=100, max_tokens=300)
+    assert err.value.quota_violations[0].description == "tokens per minute: limit 1000 reached"
+
+
+async def test_a_request_larger_than_the_limit_is_told_waiting_cannot_help(client):
+    q = keeper(client, key=Limits(tokens_per_minute=100))
+    with pytest.raises(SluiceError) as err:
+        await admit(q, input_tokens=50, max_tokens=64)
+    assert err.value.retry_after_s is None
+    assert "needs 114, more than the limit of 100" in err.value.quota_violations[0].description
+
+
+async def test_concurrent_streams_are_slots_freed_by_settle_or_lease_expiry(client):
+    q = keeper(client, tenant=Limits(concurrent_streams=2), lease_s=0.3)
+    a, _ = await admit(q), await admit(q)
+    with pytest.raises(SluiceError) as err:
+        await admit(q)
+    assert err.value.quota_violations[0].subject == "tenant:acme"
+    await settle(q, a)
+    await admit(q)  # the settled slot is free again
+    # Nobody settles the other two (a gateway died): their leases expire.
+    deadline = time.monotonic() + 5
+    while True:
+        try:
+            await admit(q)
+            break
+        except SluiceError:
+            assert time.monotonic() < deadline, "stream leases never expired"
+            await asyncio.sleep(0.05)
+
+
+async def test_daily_spend_reserves_at_model_prices_and_settles_to_actual(client):
+    # claude-haiku-4-5: $1 in / $5 out per million tokens.
+    q = keeper(client, key=Limits(daily_spend_usd=0.01))  # 10_000 micro-USD
+    first = await admit(q, input_tokens=1000, max_tokens=1000)  # reserves 1000 + 5000
+    assert first.reservation.spend_micro_usd == 6000
+    with pytest.raises(SluiceError) as err:
+        await admit(q, input_tokens=1000, max_tokens=1000)
+    assert err.value.quota_violations[0].description == "daily spend (micro-USD): limit 10000 reached"
+    await settle(q, first, input_tokens=1000, output_tokens=100)  # really cost 1500
+    await admit(q, input_tokens=1000, max_tokens=1000)
+
+
+async def test_unknown_model_is_priced_as_the_dearest(client):
+    q = keeper(client)
+    cheap = await admit(q, model="claude-haiku-4-5")
+    unknown = await admit(q, model="no-such-model")
+    assert unknown.reservation.spend_micro_usd > cheap.reservation.spend_micro_usd
+
+
+async def test_no_limits_means_no_store_round_trip(client):
+    q = keeper(client)
+    response = await admit(q)
+    assert response.rate_limit_headers == {} and await client.dbsize() == 0
+
+
+def test_the_facade_puts_the_rate_limit_headers_on_a_429():
+    err = SluiceError(Reason.RATE_LIMITED, "rate limit exceeded", retry_after_s=12.4, metadata={
+        "anthropic-ratelimit-requests-limit": "3", "anthropic-ratelimit-requests-remaining": "0",
+        "other": "not a header"})
+    response = error_response(err, "req_1")
+    assert response.status == 429
+    assert response.headers["retry-after"] == "12"
+    assert response.headers["anthropic-ratelimit-requests-limit"] == "3"
+    assert "other" not in response.headers
