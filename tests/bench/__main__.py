@@ -126,10 +126,10 @@ def run_profile(profile: str, targets: list[Target], files: dict[str, Path], req
     for _ in range(ROUNDS):
         for kind, body in files.items():
             for target in targets:
-                before = cpu_seconds(target.pids) if target.pids else 0.0
+                before = cpu_seconds(target.pids)
                 latencies, errors, span = hey(target.url, body, target.api_key, per_round, concurrency)
                 pooled = samples[(target.name, kind)]
-                pooled.cpu_seconds += (cpu_seconds(target.pids) - before) if target.pids else 0.0
+                pooled.cpu_seconds += cpu_seconds(target.pids) - before
                 pooled.latencies += latencies
                 pooled.errors += errors
                 pooled.seconds += span
@@ -146,8 +146,13 @@ def bodies(workdir: Path) -> dict[str, Path]:
     return out
 
 
+def _direct(results: list[Result]) -> dict[tuple[str, str], Result]:
+    """The direct-to-upstream row each Sluice row is compared with."""
+    return {(r.profile, r.kind): r for r in results if r.target == "direct"}
+
+
 def table(results: list[Result]) -> str:
-    direct = {(r.profile, r.kind): r for r in results if r.target == "direct"}
+    direct = _direct(results)
     lines = [
         f"{'upstream':<8} {'target':<8} {'kind':<5} {'req':>6} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} "
         f"{'+p50 ms':>8} {'+p99 ms':>8} {'CPU ms/req':>11} {'errors':>6}",
@@ -206,7 +211,7 @@ def main() -> None:
 
 
 def target_verdict(results: list[Result]) -> str:
-    direct = {(r.profile, r.kind): r for r in results if r.target == "direct"}
+    direct = _direct(results)
     added = {r.kind: r.p50_ms - direct[(r.profile, r.kind)].p50_ms
              for r in results if r.profile == "model" and r.target == "all"}
     if not added:

@@ -19,15 +19,17 @@ async def init(rt: Runtime) -> None:
     client = redis_storage.connect(cfg.redis_url)
     rt.on_stop(client.aclose)
     cache = DecisionCache(cfg.decision_cache_ttl_seconds, cfg.decision_cache_max_entries)
-    core = Authenticator(RedisKeyStore(client), cfg.key_pepper.get_secret_value().encode(), dict(cfg.tenants), cache)
+    tenants = dict(cfg.tenants)
+    core = Authenticator(RedisKeyStore(client), cfg.key_pepper.get_secret_value().encode(), tenants, cache)
     for seed in cfg.seed_keys:
         await core.import_key(seed.key.get_secret_value(), seed.tenant)
     if cfg.create_demo_key:
         rt.announcements["demo_api_key"] = await core.create_key(next(iter(cfg.tenants)))
-    tenants = dict(cfg.tenants)
+    # Tier limits merged with each tenant's overrides once, not per request.
+    limits = {tenant_id: cfg.limits_for(tenant) for tenant_id, tenant in tenants.items()}
     quota = QuotaKeeper(
         QuotaStore(client),
-        lambda tenant_id: cfg.limits_for(tenants[tenant_id]) if tenant_id in tenants else None,
+        limits.get,
         load_catalog(rt.settings.routing.catalog_path or None),
         cfg.stream_lease_seconds,
     )

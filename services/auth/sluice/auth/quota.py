@@ -85,7 +85,6 @@ class QuotaKeeper:
         try:
             allowed, states = await self._store.admit([n.check for n in named], reservation.lease_id, self._lease_ms)
         except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
-            metrics.ERRORS.labels("auth_quota", "store_unavailable").inc()
             raise SluiceError(Reason.DEPENDENCY_UNAVAILABLE, f"quota store unavailable: {type(exc).__name__}") from None
         reported = rate_limit_headers(named, states, now)
         if allowed:
@@ -93,20 +92,18 @@ class QuotaKeeper:
         raise _rejection(named, states, reported)
 
     async def settle(self, request: pb.SettleRequest) -> None:
-        reservation = request.reservation
-        actual_tokens = usage_tokens(request.usage)
-        actual_spend = cost_micro_usd(self._prices(request.model), request.usage)
-        named = self._checks(request.principal, reservation, self._clock())
-        deltas = []
-        for n in named:
-            if n.name == "tokens":
-                deltas.append(actual_tokens - reservation.tokens)
-            elif n.name.endswith("_spend"):
-                deltas.append(actual_spend - reservation.spend_micro_usd)
-            else:
-                deltas.append(0)
-        if named:
-            await self._store.settle([n.check for n in named], reservation.lease_id, deltas)
+        reserved = request.reservation
+        used = pb.Reservation(tokens=usage_tokens(request.usage),
+                              spend_micro_usd=cost_micro_usd(self._prices(request.model), request.usage),
+                              day=reserved.day, month=reserved.month)
+        now = self._clock()
+        # The same limits costed twice; requests and stream slots cost the
+        # same either way, so only tokens and spend move.
+        charged = self._checks(request.principal, reserved, now)
+        owed = self._checks(request.principal, used, now)
+        if charged:
+            deltas = [o.check.cost - c.check.cost for c, o in zip(charged, owed, strict=True)]
+            await self._store.settle([c.check for c in charged], reserved.lease_id, deltas)
 
     def _checks(self, principal: principal_pb2.Principal, reservation: pb.Reservation, now: datetime
                 ) -> list[_Named]:
