@@ -9,7 +9,7 @@ import time
 import pytest
 
 from sluice.auth.quota import QuotaKeeper
-from sluice.auth.quota_store import QuotaStore
+from sluice.auth.quota_store import RedisQuotaStore
 from sluice.auth.v1 import auth_service_pb2 as pb
 from sluice.auth.v1 import principal_pb2
 from sluice.catalog import load_catalog
@@ -32,7 +32,7 @@ async def two_gateways(redis_url):
 
 
 def keeper(client, limits: ScopeLimits) -> QuotaKeeper:
-    return QuotaKeeper(QuotaStore(client), lambda _: limits, load_catalog(), 900)
+    return QuotaKeeper(RedisQuotaStore(client), lambda _: limits, load_catalog(), 900)
 
 
 async def test_200_concurrent_clients_on_one_key_admit_exactly_the_limit(two_gateways):

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import pytest
+import redis.exceptions
 
 from sluice.auth import keys
 from sluice.auth.core import Authenticator
@@ -121,3 +122,40 @@ def test_decision_cache_with_zero_ttl_is_off():
     key = keys.generate()
     cache.put(key, principal_pb2.Principal(key_id="x"))
     assert cache.get(key) is None and len(cache) == 0
+
+
+class _DownStore:
+    """A key store whose backend went away after the key was first checked."""
+
+    def __init__(self, inner: RedisKeyStore) -> None:
+        self.inner, self.down = inner, False
+
+    async def get(self, key_id: str) -> StoredKey | None:
+        if self.down:
+            raise redis.exceptions.ConnectionError("connection refused")
+        return await self.inner.get(key_id)
+
+    async def put(self, key: StoredKey) -> None:
+        await self.inner.put(key)
+
+
+async def test_key_store_outage_serves_recent_decisions_stale_and_refuses_unknown_keys():
+    client = connect("memory://unit-auth-stale")
+    await client.flushall()
+    clock = _Clock()
+    store = _DownStore(RedisKeyStore(client))
+    auth = Authenticator(store, b"pepper", {"acme": Tenant()},
+                         DecisionCache(ttl_s=5, max_entries=10, stale_s=60, clock=clock))
+    known, never_seen = await auth.create_key("acme"), await auth.create_key("acme")
+    await auth.authenticate(known)
+    store.down = True
+    clock.now += 30  # past the TTL, inside the stale window
+    assert (await auth.authenticate(known)).tenant_id == "acme"
+    with pytest.raises(SluiceError) as err:
+        await auth.authenticate(never_seen)
+    assert err.value.reason is Reason.DEPENDENCY_UNAVAILABLE
+    clock.now += 40  # past the stale window too
+    with pytest.raises(SluiceError) as err:
+        await auth.authenticate(known)
+    assert err.value.reason is Reason.DEPENDENCY_UNAVAILABLE
+    await client.aclose()

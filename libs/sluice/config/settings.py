@@ -96,13 +96,22 @@ class Limits(_Section):
         return self.model_copy(update=overrides.model_dump(exclude_unset=True))
 
 
+StoreDownPolicy = Literal["fail_open", "fail_closed"]
+
+
 class ScopeLimits(_Section):
     tenant: Limits = Limits()
     key: Limits = Limits()
+    # While Redis is unreachable: fail_open admits against a limiter local to
+    # each auth process (the same limits, per process); fail_closed refuses
+    # with 503 / UNAVAILABLE.
+    when_store_down: StoreDownPolicy = "fail_closed"
 
     def with_overrides(self, overrides: ScopeLimits) -> ScopeLimits:
         return ScopeLimits(tenant=self.tenant.with_overrides(overrides.tenant),
-                           key=self.key.with_overrides(overrides.key))
+                           key=self.key.with_overrides(overrides.key),
+                           when_store_down=overrides.when_store_down if "when_store_down" in overrides.model_fields_set
+                           else self.when_store_down)
 
 
 def _default_tiers() -> dict[str, ScopeLimits]:
@@ -116,9 +125,11 @@ def _default_tiers() -> dict[str, ScopeLimits]:
             tenant=Limits(requests_per_minute=1_000, tokens_per_minute=2_000_000, concurrent_streams=100,
                           daily_spend_usd=500, monthly_spend_usd=10_000),
             key=Limits(requests_per_minute=1_000, concurrent_streams=100),
+            when_store_down="fail_open",
         ),
         "enterprise": ScopeLimits(
             tenant=Limits(requests_per_minute=10_000, tokens_per_minute=20_000_000, concurrent_streams=1_000),
+            when_store_down="fail_open",
         ),
     }
 
@@ -153,6 +164,17 @@ class AuthSettings(_Section):
     # key store; also the longest a revoked key keeps working. 0 turns it off.
     decision_cache_ttl_seconds: float = Field(default=5.0, ge=0, le=300)
     decision_cache_max_entries: int = Field(default=100_000, ge=1)
+    # While the key store is unreachable, a key whose cached decision expired
+    # at most this long ago is still accepted (0: never); revocations made
+    # during an outage cannot be seen anyway.
+    decision_cache_stale_if_error_seconds: float = Field(default=300.0, ge=0)
+    # A quota check slower than this counts as the store being down. Generous
+    # on purpose: a burst opening new connections on a busy process takes
+    # hundreds of ms without Redis being at fault.
+    quota_timeout_ms: int = Field(default=500, ge=1)
+    # After a failure, how long requests go straight to the store-down policy
+    # before Redis is tried again.
+    quota_retry_interval_seconds: float = Field(default=1.0, gt=0)
     # Limits by tier; a tenant's `limits` override single fields.
     tiers: dict[str, ScopeLimits] = Field(default_factory=_default_tiers)
     # How long a stream's concurrency slot outlives a gateway that died

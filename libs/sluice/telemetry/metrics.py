@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 
@@ -54,6 +54,23 @@ QUOTA_REJECTIONS = Counter(
     "sluice_quota_rejections_total",
     "Requests refused by a limit, by limit (requests, tokens, streams, daily_spend, monthly_spend) and scope.",
     ["limit", "scope"],
+    registry=REGISTRY,
+)
+QUOTA_STORE_UP = Gauge(
+    "sluice_quota_store_up",
+    "1 while the shared quota store (Redis) answers, 0 while auth is running on its store-down policy.",
+    registry=REGISTRY,
+)
+QUOTA_STORE_DOWN_DECISIONS = Counter(
+    "sluice_quota_store_down_decisions_total",
+    "Requests decided while the quota store was unreachable, by the tier's policy and outcome "
+    "(fail_open: admitted or rate_limited by the local limiter; fail_closed: refused).",
+    ["policy", "outcome"],
+    registry=REGISTRY,
+)
+AUTH_STALE_DECISIONS = Counter(
+    "sluice_auth_stale_decisions_total",
+    "Keys accepted from an expired decision-cache entry because the key store was unreachable.",
     registry=REGISTRY,
 )
 QUOTA_SETTLE_FAILURES = Counter(

@@ -33,18 +33,20 @@ class AdmitRequest(_message.Message):
     def __init__(self, principal: _Optional[_Union[_principal_pb2.Principal, _Mapping]] = ..., model: _Optional[str] = ..., estimated_input_tokens: _Optional[int] = ..., max_output_tokens: _Optional[int] = ...) -> None: ...
 
 class Reservation(_message.Message):
-    __slots__ = ("lease_id", "tokens", "spend_micro_usd", "day", "month")
+    __slots__ = ("lease_id", "tokens", "spend_micro_usd", "day", "month", "local")
     LEASE_ID_FIELD_NUMBER: _ClassVar[int]
     TOKENS_FIELD_NUMBER: _ClassVar[int]
     SPEND_MICRO_USD_FIELD_NUMBER: _ClassVar[int]
     DAY_FIELD_NUMBER: _ClassVar[int]
     MONTH_FIELD_NUMBER: _ClassVar[int]
+    LOCAL_FIELD_NUMBER: _ClassVar[int]
     lease_id: str
     tokens: int
     spend_micro_usd: int
     day: str
     month: str
-    def __init__(self, lease_id: _Optional[str] = ..., tokens: _Optional[int] = ..., spend_micro_usd: _Optional[int] = ..., day: _Optional[str] = ..., month: _Optional[str] = ...) -> None: ...
+    local: bool
+    def __init__(self, lease_id: _Optional[str] = ..., tokens: _Optional[int] = ..., spend_micro_usd: _Optional[int] = ..., day: _Optional[str] = ..., month: _Optional[str] = ..., local: _Optional[bool] = ...) -> None: ...
 
 class AdmitResponse(_message.Message):
     __slots__ = ("reservation", "rate_limit_headers")

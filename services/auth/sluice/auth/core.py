@@ -13,6 +13,7 @@ from sluice.auth.keystore import KeyStore, StoredKey
 from sluice.auth.v1 import principal_pb2
 from sluice.config.settings import Tenant
 from sluice.rpc.errors import Reason, SluiceError
+from sluice.telemetry import metrics
 
 log = logging.getLogger(__name__)
 
@@ -35,9 +36,17 @@ class Authenticator:
         if parsed is None:
             raise SluiceError(Reason.MALFORMED_API_KEY, _INVALID)
         principal = self._cache.get(api_key)
-        if principal is None:
+        if principal is not None:
+            return principal
+        try:
             principal = await self._lookup(parsed)
-            self._cache.put(api_key, principal)
+        except SluiceError as err:
+            stale = self._cache.get_stale(api_key) if err.reason is Reason.DEPENDENCY_UNAVAILABLE else None
+            if stale is None:
+                raise
+            metrics.AUTH_STALE_DECISIONS.inc()
+            return stale
+        self._cache.put(api_key, principal)
         return principal
 
     async def _lookup(self, parsed: keys.ParsedKey) -> principal_pb2.Principal:

@@ -17,8 +17,11 @@ from sluice.auth.v1 import principal_pb2
 
 
 class DecisionCache:
-    def __init__(self, ttl_s: float, max_entries: int, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, ttl_s: float, max_entries: int, stale_s: float = 0.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self._ttl = ttl_s
+        # Expired entries are kept this much longer, for `get_stale` only.
+        self._stale = stale_s if ttl_s > 0 else 0.0
         self._max = max_entries
         self._clock = clock
         self._entries: OrderedDict[bytes, tuple[float, principal_pb2.Principal]] = OrderedDict()
@@ -27,7 +30,7 @@ class DecisionCache:
     def _slot(api_key: str) -> bytes:
         return hashlib.sha256(api_key.encode()).digest()
 
-    def get(self, api_key: str) -> principal_pb2.Principal | None:
+    def _find(self, api_key: str, grace_s: float) -> principal_pb2.Principal | None:
         if self._ttl <= 0:
             return None
         slot = self._slot(api_key)
@@ -35,10 +38,20 @@ class DecisionCache:
         if entry is None:
             return None
         expires, principal = entry
-        if self._clock() >= expires:
+        now = self._clock()
+        if now >= expires + self._stale:
             del self._entries[slot]
             return None
-        return principal
+        return principal if now < expires + grace_s else None
+
+    def get(self, api_key: str) -> principal_pb2.Principal | None:
+        """A decision still within its TTL."""
+        return self._find(api_key, 0.0)
+
+    def get_stale(self, api_key: str) -> principal_pb2.Principal | None:
+        """A decision expired less than the stale window ago: for when the key
+        store cannot be asked."""
+        return self._find(api_key, self._stale)
 
     def put(self, api_key: str, principal: principal_pb2.Principal) -> None:
         if self._ttl <= 0:

@@ -9,15 +9,18 @@ model's prices, and both are corrected by Settle with the real usage.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import math
 import secrets
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import redis.exceptions
 
-from sluice.auth.quota_store import LimitCheck, LimitState, QuotaStore
+from sluice.auth.quota_store import LimitCheck, LimitState, LocalQuotaStore, QuotaStore
 from sluice.auth.v1 import auth_service_pb2 as pb
 from sluice.auth.v1 import principal_pb2
 from sluice.catalog.catalog import Catalog, Prices
@@ -27,8 +30,13 @@ from sluice.rpc import headers
 from sluice.rpc.errors import QuotaViolation, Reason, SluiceError
 from sluice.telemetry import metrics
 
+log = logging.getLogger(__name__)
+
 MINUTE_MS = 60_000
 HEADER = headers.RATE_LIMIT_PREFIX
+# What "the store is down" looks like: refused or dropped connections, and
+# answers slower than the quota timeout.
+STORE_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, TimeoutError)
 
 
 @dataclass(frozen=True)
@@ -52,13 +60,48 @@ def cost_micro_usd(prices: Prices, usage: messages_pb2.Usage) -> int:
                      + usage.cache_read_input_tokens * prices.cache_read)
 
 
+class StoreHealth:
+    """Whether to ask the shared store at all. After a failure requests go
+    straight to their tier's store-down policy for `retry_s`, then the next
+    one tries Redis again, so an outage costs no timeouts on every request
+    and recovery needs no restart."""
+
+    def __init__(self, retry_s: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self._retry_s = retry_s
+        self._clock = clock
+        self._down_until: float | None = None
+        metrics.QUOTA_STORE_UP.set(1)
+
+    def worth_trying(self) -> bool:
+        return self._down_until is None or self._clock() >= self._down_until
+
+    def failed(self, exc: BaseException) -> None:
+        if self._down_until is None:
+            log.warning("quota store unreachable (%s): tiers now run on their store-down policy; retrying every "
+                        "%.1fs", type(exc).__name__, self._retry_s)
+        self._down_until = self._clock() + self._retry_s
+        metrics.QUOTA_STORE_UP.set(0)
+
+    def succeeded(self) -> None:
+        if self._down_until is not None:
+            log.warning("quota store reachable again: shared limits back in force")
+            self._down_until = None
+            metrics.QUOTA_STORE_UP.set(1)
+
+
 class QuotaKeeper:
     def __init__(self, store: QuotaStore, limits_for: Callable[[str], ScopeLimits | None], catalog: Catalog,
-                 lease_s: float, clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+                 lease_s: float, *, fallback: LocalQuotaStore | None = None, timeout_s: float = 0.5,
+                 health: StoreHealth | None = None,
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         self._store = store
         self._limits_for = limits_for
         self._catalog = catalog
         self._lease_ms = int(lease_s * 1000)
+        # The local limiter of fail-open tiers; None when `store` is already local.
+        self._fallback = fallback
+        self._timeout_s = timeout_s
+        self._health = health or StoreHealth(retry_s=1.0)
         self._clock = clock
         # Unknown or unnamed models are priced as the dearest in the catalog:
         # an estimate may be high, never low.
@@ -79,17 +122,43 @@ class QuotaKeeper:
             spend_micro_usd=cost_micro_usd(self._prices(request.model), estimate),
             day=now.strftime("%Y%m%d"), month=now.strftime("%Y%m"),
         )
-        named = self._checks(principal, reservation, now)
-        if not named:
+        limits = self._limits_for(principal.tenant_id)
+        named = _checks(limits, principal, reservation, now)
+        if limits is None or not named:
             return pb.AdmitResponse(reservation=reservation)
-        try:
-            allowed, states = await self._store.admit([n.check for n in named], reservation.lease_id, self._lease_ms)
-        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
-            raise SluiceError(Reason.DEPENDENCY_UNAVAILABLE, f"quota store unavailable: {type(exc).__name__}") from None
+        checks = [n.check for n in named]
+        outcome = await self._shared_admit(checks, reservation.lease_id)
+        if outcome is None:
+            outcome = await self._store_down_admit(limits.when_store_down, checks, reservation.lease_id)
+            reservation.local = True
+        allowed, states = outcome
         reported = rate_limit_headers(named, states, now)
         if allowed:
             return pb.AdmitResponse(reservation=reservation, rate_limit_headers=reported)
         raise _rejection(named, states, reported)
+
+    async def _shared_admit(self, checks: list[LimitCheck], lease_id: str) -> tuple[bool, list[LimitState]] | None:
+        """The shared store's verdict, or None when it cannot give one."""
+        if not self._health.worth_trying():
+            return None
+        try:
+            async with asyncio.timeout(self._timeout_s):
+                outcome = await self._store.admit(checks, lease_id, self._lease_ms)
+        except STORE_ERRORS as exc:
+            self._health.failed(exc)
+            return None
+        self._health.succeeded()
+        return outcome
+
+    async def _store_down_admit(self, policy: str, checks: list[LimitCheck], lease_id: str
+                                ) -> tuple[bool, list[LimitState]]:
+        if policy == "fail_closed" or self._fallback is None:
+            metrics.QUOTA_STORE_DOWN_DECISIONS.labels("fail_closed", "refused").inc()
+            raise SluiceError(Reason.DEPENDENCY_UNAVAILABLE,
+                              "quota store unavailable and this tier fails closed; retry shortly")
+        allowed, states = await self._fallback.admit(checks, lease_id, self._lease_ms)
+        metrics.QUOTA_STORE_DOWN_DECISIONS.labels("fail_open", "admitted" if allowed else "rate_limited").inc()
+        return allowed, states
 
     async def settle(self, request: pb.SettleRequest) -> None:
         reserved = request.reservation
@@ -97,27 +166,39 @@ class QuotaKeeper:
                               spend_micro_usd=cost_micro_usd(self._prices(request.model), request.usage),
                               day=reserved.day, month=reserved.month)
         now = self._clock()
+        limits = self._limits_for(request.principal.tenant_id)
         # The same limits costed twice; requests and stream slots cost the
         # same either way, so only tokens and spend move.
-        charged = self._checks(request.principal, reserved, now)
-        owed = self._checks(request.principal, used, now)
-        if charged:
-            deltas = [o.check.cost - c.check.cost for c, o in zip(charged, owed, strict=True)]
+        charged = _checks(limits, request.principal, reserved, now)
+        owed = _checks(limits, request.principal, used, now)
+        if not charged:
+            return
+        deltas = [o.check.cost - c.check.cost for c, o in zip(charged, owed, strict=True)]
+        if reserved.local and self._fallback is not None:
+            await self._fallback.settle([c.check for c in charged], reserved.lease_id, deltas)
+            return
+        try:
             await self._store.settle([c.check for c in charged], reserved.lease_id, deltas)
+        except STORE_ERRORS as exc:
+            # The reservation stands until it expires: a rate refills, a
+            # lease lapses, a spend estimate stays charged to its period.
+            self._health.failed(exc)
+            raise SluiceError(Reason.DEPENDENCY_UNAVAILABLE,
+                              f"quota store unavailable, reservation left to expire: {type(exc).__name__}") from None
 
-    def _checks(self, principal: principal_pb2.Principal, reservation: pb.Reservation, now: datetime
-                ) -> list[_Named]:
-        limits = self._limits_for(principal.tenant_id)
-        if limits is None:
-            return []
-        out: list[_Named] = []
-        tag = f"sluice:q:{{{principal.tenant_id}}}"
-        for scope, scope_limits, prefix in (
-            (f"tenant:{principal.tenant_id}", limits.tenant, f"{tag}:t"),
-            (f"key:{principal.key_id}", limits.key, f"{tag}:k:{principal.key_id}"),
-        ):
-            out += _scope_checks(scope, scope_limits, prefix, reservation, now)
-        return out
+
+def _checks(limits: ScopeLimits | None, principal: principal_pb2.Principal, reservation: pb.Reservation,
+            now: datetime) -> list[_Named]:
+    if limits is None:
+        return []
+    out: list[_Named] = []
+    tag = f"sluice:q:{{{principal.tenant_id}}}"
+    for scope, scope_limits, prefix in (
+        (f"tenant:{principal.tenant_id}", limits.tenant, f"{tag}:t"),
+        (f"key:{principal.key_id}", limits.key, f"{tag}:k:{principal.key_id}"),
+    ):
+        out += _scope_checks(scope, scope_limits, prefix, reservation, now)
+    return out
 
 
 def _scope_checks(subject: str, limits: Limits, prefix: str, reservation: pb.Reservation, now: datetime

@@ -24,12 +24,20 @@ Three kinds of limit:
 
 Keys carry the tenant in a hash tag (`sluice:q:{tenant}:...`) so that on a
 Redis Cluster all of one request's keys live in one slot.
+
+`LocalQuotaStore` is the same arithmetic on in-process state: the store for
+the embedded `memory://` mode (one process, so nothing to share) and the
+fallback limiter of fail-open tiers while Redis is unreachable. The two are
+held to each other by one set of tests run against both.
 """
 
 from __future__ import annotations
 
+import math
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, Protocol
 
 import redis.asyncio as aioredis
 
@@ -128,7 +136,8 @@ for i, key in ipairs(KEYS) do
     end
   elseif kind == 'streams' then
     redis.call('ZREM', key, lease)
-  elseif delta ~= 0 then
+  elseif delta ~= 0 and redis.call('EXISTS', key) == 1 then
+    -- A missing counter means its period is over: nothing left to correct.
     local left = redis.call('INCRBY', key, delta)
     if left < 0 then redis.call('SET', key, 0, 'KEEPTTL') end
   end
@@ -158,7 +167,13 @@ class LimitState:
     retry_after_ms: int
 
 
-class QuotaStore:
+class QuotaStore(Protocol):
+    async def admit(self, checks: list[LimitCheck], lease_id: str, lease_ms: int
+                    ) -> tuple[bool, list[LimitState]]: ...
+    async def settle(self, checks: list[LimitCheck], lease_id: str, deltas: list[int]) -> None: ...
+
+
+class RedisQuotaStore:
     def __init__(self, client: aioredis.Redis) -> None:
         self._admit = client.register_script(ADMIT)
         self._settle = client.register_script(SETTLE)
@@ -176,3 +191,116 @@ class QuotaStore:
         for c, delta in zip(checks, deltas, strict=True):
             args += [c.kind, c.limit, c.period_ms, delta]
         await self._settle(keys=[c.key for c in checks], args=args)
+
+
+_DAY_MS = 86_400_000
+
+
+class LocalQuotaStore:
+    """ADMIT and SETTLE above, line for line, on dicts in this process.
+
+    Entries carry their expiry as the Redis keys do, and expired ones are
+    swept as the store grows, so memory follows the live keys, not history.
+    """
+
+    def __init__(self, clock_ms: Callable[[], float] = lambda: time.time() * 1000, sweep_every: int = 10_000
+                 ) -> None:
+        self._clock_ms = clock_ms
+        # key -> (value, expires at ms); value is a TAT, a spend, or {lease: expiry}.
+        self._tat: dict[str, tuple[float, float]] = {}
+        self._spent: dict[str, tuple[int, float]] = {}
+        self._leases: dict[str, tuple[dict[str, float], float]] = {}
+        self._sweep_every = sweep_every
+        self._writes = 0
+
+    async def admit(self, checks: list[LimitCheck], lease_id: str, lease_ms: int
+                    ) -> tuple[bool, list[LimitState]]:
+        now = self._clock_ms()
+        allowed, states, plan = True, [], {}
+        for i, c in enumerate(checks):
+            remaining, reset, retry = 0, 0.0, 0.0
+            if c.kind == "rate":
+                interval = c.period_ms / c.limit
+                tat = max(self._live(self._tat, c.key, now) or now, now)
+                new_tat = tat + c.cost * interval
+                if c.cost > c.limit:
+                    allowed, retry = False, -1
+                    remaining, reset = math.floor((c.period_ms - (tat - now)) / interval), tat - now
+                elif new_tat - now <= c.period_ms:
+                    plan[i] = new_tat
+                    remaining, reset = math.floor((c.period_ms - (new_tat - now)) / interval), new_tat - now
+                else:
+                    allowed, retry = False, new_tat - now - c.period_ms
+                    remaining, reset = math.floor((c.period_ms - (tat - now)) / interval), tat - now
+            elif c.kind == "streams":
+                leases = self._live(self._leases, c.key, now) or {}
+                open_ = sum(1 for expiry in leases.values() if expiry > now)
+                if open_ < c.limit:
+                    remaining = c.limit - open_ - 1
+                else:
+                    allowed, retry = False, 1000
+            else:
+                spent = self._live(self._spent, c.key, now) or 0
+                if c.cost > c.limit:
+                    allowed, retry = False, -1
+                elif spent + c.cost <= c.limit:
+                    remaining = c.limit - spent - c.cost
+                else:
+                    allowed, retry, remaining = False, c.period_ms, max(c.limit - spent, 0)
+                reset = c.period_ms
+            # Redis hands Lua numbers back as integers, truncated.
+            states.append(LimitState(int(remaining), int(reset), int(retry)))
+        if allowed:
+            for i, c in enumerate(checks):
+                if c.kind == "rate":
+                    self._tat[c.key] = (plan[i], now + math.ceil(plan[i] - now) + 1000)
+                elif c.kind == "streams":
+                    leases = {k: v for k, v in (self._live(self._leases, c.key, now) or {}).items() if v > now}
+                    leases[lease_id] = now + lease_ms
+                    self._leases[c.key] = (leases, now + lease_ms)
+                else:
+                    spent = self._live(self._spent, c.key, now) or 0
+                    self._spent[c.key] = (spent + c.cost, now + c.period_ms + _DAY_MS)
+            self._wrote(now)
+        return allowed, states
+
+    async def settle(self, checks: list[LimitCheck], lease_id: str, deltas: list[int]) -> None:
+        now = self._clock_ms()
+        for c, delta in zip(checks, deltas, strict=True):
+            if c.kind == "rate":
+                tat = self._live(self._tat, c.key, now)
+                if tat is not None and delta != 0:
+                    new_tat = tat + delta * c.period_ms / c.limit
+                    if new_tat <= now:
+                        del self._tat[c.key]
+                    else:
+                        self._tat[c.key] = (new_tat, now + math.ceil(new_tat - now) + 1000)
+            elif c.kind == "streams":
+                entry = self._leases.get(c.key)
+                if entry is not None:
+                    entry[0].pop(lease_id, None)
+            elif delta != 0:
+                spent = self._live(self._spent, c.key, now)
+                if spent is not None:
+                    self._spent[c.key] = (max(spent + delta, 0), self._spent[c.key][1])
+
+    @staticmethod
+    def _live(table: dict, key: str, now: float):  # noqa: ANN205 - value type differs per table
+        entry = table.get(key)
+        if entry is None:
+            return None
+        if entry[1] <= now:
+            del table[key]
+            return None
+        return entry[0]
+
+    def _wrote(self, now: float) -> None:
+        self._writes += 1
+        if self._writes % self._sweep_every:
+            return
+        for table in (self._tat, self._spent, self._leases):
+            for key in [k for k, (_, expires) in table.items() if expires <= now]:
+                del table[key]
+
+    def __len__(self) -> int:
+        return len(self._tat) + len(self._spent) + len(self._leases)

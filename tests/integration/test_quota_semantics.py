@@ -1,4 +1,5 @@
-"""Limits on the embedded store (fakeredis running the same Lua scripts)."""
+"""What each limit does, held against both stores: the Lua scripts on a real
+Redis, and the in-process LocalQuotaStore (embedded mode, fail-open fallback)."""
 
 from __future__ import annotations
 
@@ -9,31 +10,47 @@ import time
 import pytest
 
 from sluice.auth.quota import QuotaKeeper
-from sluice.auth.quota_store import QuotaStore
+from sluice.auth.quota_store import LocalQuotaStore, RedisQuotaStore
 from sluice.auth.v1 import auth_service_pb2 as pb
 from sluice.auth.v1 import principal_pb2
 from sluice.catalog import load_catalog
 from sluice.config.settings import Limits, ScopeLimits
-from sluice.gateway.http_facade import error_response
 from sluice.llm.v1 import messages_pb2 as m
 from sluice.rpc.errors import Reason, SluiceError
 from sluice.storage.redis import connect
+
+pytestmark = pytest.mark.integration
 
 PRINCIPAL = principal_pb2.Principal(tenant_id="acme", key_id="k1", tier="standard")
 CATALOG = load_catalog()
 
 
-@pytest.fixture
-async def client(request):
-    client = connect(f"memory://quota-{request.node.name}")
-    await client.flushall()
-    yield client
+class _Stores:
+    """One kind of store, and how many keys it holds."""
+
+    def __init__(self, store, count) -> None:
+        self.store, self.count = store, count
+
+
+@pytest.fixture(params=["redis", "local"])
+async def stores(request):
+    if request.param == "local":
+        local = LocalQuotaStore()
+
+        async def count() -> int:
+            return len(local)
+
+        yield _Stores(local, count)
+        return
+    client = connect(request.getfixturevalue("redis_url"))
+    await client.flushdb()
+    yield _Stores(RedisQuotaStore(client), client.dbsize)
     await client.aclose()
 
 
-def keeper(client, tenant=Limits(), key=Limits(), lease_s=900.0) -> QuotaKeeper:
+def keeper(stores: _Stores, tenant=Limits(), key=Limits(), lease_s=900.0) -> QuotaKeeper:
     limits = ScopeLimits(tenant=tenant, key=key)
-    return QuotaKeeper(QuotaStore(client), lambda tenant_id: limits, CATALOG, lease_s)
+    return QuotaKeeper(stores.store, lambda tenant_id: limits, CATALOG, lease_s)
 
 
 def admit(q: QuotaKeeper, input_tokens=10, max_tokens=10, model="claude-haiku-4-5"):
@@ -46,8 +63,8 @@ def settle(q: QuotaKeeper, admitted: pb.AdmitResponse, input_tokens=0, output_to
                                      usage=m.Usage(input_tokens=input_tokens, output_tokens=output_tokens)))
 
 
-async def test_requests_per_minute_admits_the_limit_then_refuses_with_details(client):
-    q = keeper(client, key=Limits(requests_per_minute=3))
+async def test_requests_per_minute_admits_the_limit_then_refuses_with_details(stores):
+    q = keeper(stores, key=Limits(requests_per_minute=3))
     remaining = [int((await admit(q)).rate_limit_headers["anthropic-ratelimit-requests-remaining"]) for _ in range(3)]
     assert remaining == [2, 1, 0]
     with pytest.raises(SluiceError) as err:
@@ -62,8 +79,8 @@ async def test_requests_per_minute_admits_the_limit_then_refuses_with_details(cl
     assert e.metadata["anthropic-ratelimit-requests-remaining"] == "0"
 
 
-async def test_a_refused_request_charges_nothing(client):
-    q = keeper(client, tenant=Limits(requests_per_minute=100), key=Limits(tokens_per_minute=50))
+async def test_a_refused_request_charges_nothing(stores):
+    q = keeper(stores, tenant=Limits(requests_per_minute=100), key=Limits(tokens_per_minute=50))
     await admit(q, input_tokens=20, max_tokens=20)
     with pytest.raises(SluiceError):
         await admit(q, input_tokens=20, max_tokens=20)  # 80 > 50 tokens
@@ -72,8 +89,8 @@ async def test_a_refused_request_charges_nothing(client):
     assert ok.rate_limit_headers["anthropic-ratelimit-requests-remaining"] == "98"
 
 
-async def test_settle_returns_unused_tokens_and_charges_overuse(client):
-    q = keeper(client, key=Limits(tokens_per_minute=1000))
+async def test_settle_returns_unused_tokens_and_charges_overuse(stores):
+    q = keeper(stores, key=Limits(tokens_per_minute=1000))
     started = time.monotonic()
     first = await admit(q, input_tokens=100, max_tokens=400)  # reserves 500
     assert int(first.rate_limit_headers["anthropic-ratelimit-tokens-remaining"]) == 500
@@ -88,16 +105,16 @@ async def test_settle_returns_unused_tokens_and_charges_overuse(client):
     assert err.value.quota_violations[0].description == "tokens per minute: limit 1000 reached"
 
 
-async def test_a_request_larger_than_the_limit_is_told_waiting_cannot_help(client):
-    q = keeper(client, key=Limits(tokens_per_minute=100))
+async def test_a_request_larger_than_the_limit_is_told_waiting_cannot_help(stores):
+    q = keeper(stores, key=Limits(tokens_per_minute=100))
     with pytest.raises(SluiceError) as err:
         await admit(q, input_tokens=50, max_tokens=64)
     assert err.value.retry_after_s is None
     assert "needs 114, more than the limit of 100" in err.value.quota_violations[0].description
 
 
-async def test_concurrent_streams_are_slots_freed_by_settle_or_lease_expiry(client):
-    q = keeper(client, tenant=Limits(concurrent_streams=2), lease_s=0.3)
+async def test_concurrent_streams_are_slots_freed_by_settle_or_lease_expiry(stores):
+    q = keeper(stores, tenant=Limits(concurrent_streams=2), lease_s=0.3)
     a, _ = await admit(q), await admit(q)
     with pytest.raises(SluiceError) as err:
         await admit(q)
@@ -115,9 +132,9 @@ async def test_concurrent_streams_are_slots_freed_by_settle_or_lease_expiry(clie
             await asyncio.sleep(0.05)
 
 
-async def test_daily_spend_reserves_at_model_prices_and_settles_to_actual(client):
+async def test_daily_spend_reserves_at_model_prices_and_settles_to_actual(stores):
     # claude-haiku-4-5: $1 in / $5 out per million tokens.
-    q = keeper(client, key=Limits(daily_spend_usd=0.01))  # 10_000 micro-USD
+    q = keeper(stores, key=Limits(daily_spend_usd=0.01))  # 10_000 micro-USD
     first = await admit(q, input_tokens=1000, max_tokens=1000)  # reserves 1000 + 5000
     assert first.reservation.spend_micro_usd == 6000
     with pytest.raises(SluiceError) as err:
@@ -127,25 +144,14 @@ async def test_daily_spend_reserves_at_model_prices_and_settles_to_actual(client
     await admit(q, input_tokens=1000, max_tokens=1000)
 
 
-async def test_unknown_model_is_priced_as_the_dearest(client):
-    q = keeper(client)
+async def test_unknown_model_is_priced_as_the_dearest(stores):
+    q = keeper(stores)
     cheap = await admit(q, model="claude-haiku-4-5")
     unknown = await admit(q, model="no-such-model")
     assert unknown.reservation.spend_micro_usd > cheap.reservation.spend_micro_usd
 
 
-async def test_no_limits_means_no_store_round_trip(client):
-    q = keeper(client)
+async def test_no_limits_means_no_store_round_trip(stores):
+    q = keeper(stores)
     response = await admit(q)
-    assert response.rate_limit_headers == {} and await client.dbsize() == 0
-
-
-def test_the_facade_puts_the_rate_limit_headers_on_a_429():
-    err = SluiceError(Reason.RATE_LIMITED, "rate limit exceeded", retry_after_s=12.4, metadata={
-        "anthropic-ratelimit-requests-limit": "3", "anthropic-ratelimit-requests-remaining": "0",
-        "other": "not a header"})
-    response = error_response(err, "req_1")
-    assert response.status == 429
-    assert response.headers["retry-after"] == "12"
-    assert response.headers["anthropic-ratelimit-requests-limit"] == "3"
-    assert "other" not in response.headers
+    assert response.rate_limit_headers == {} and await stores.count() == 0
