@@ -1,8 +1,9 @@
 """`make bench`: the cost of Sluice over calling the upstream directly.
 
 One run, one machine, one upstream (the simulator in its own process):
-direct-to-simulator, then the same requests through Sluice in `all` mode and
-as a mesh, as JSON and as SSE, at 10 concurrent clients. The load comes from
+direct-to-simulator, then the same requests through Sluice in `all` mode
+(on the embedded store, and on a real redis-server as `all+redis`) and as a
+mesh, as JSON and as SSE, at 10 concurrent clients. The load comes from
 `hey` (a compiled client, so the client's own CPU stays small), and each
 Sluice process's CPU time is read from /proc before and after, giving CPU
 milliseconds per request alongside latency.
@@ -23,6 +24,8 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tests.bench import quota
+from tests.infra.redis_server import redis_url
 from tests.infra.sluice_cluster import SimulatorProcess, SluiceCluster
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -154,7 +157,7 @@ def _direct(results: list[Result]) -> dict[tuple[str, str], Result]:
 def table(results: list[Result]) -> str:
     direct = _direct(results)
     lines = [
-        f"{'upstream':<8} {'target':<8} {'kind':<5} {'req':>6} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} "
+        f"{'upstream':<8} {'target':<9} {'kind':<5} {'req':>6} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} "
         f"{'+p50 ms':>8} {'+p99 ms':>8} {'CPU ms/req':>11} {'errors':>6}",
     ]
     for r in results:
@@ -162,7 +165,7 @@ def table(results: list[Result]) -> str:
         extra50 = "" if r.target == "direct" else f"{r.p50_ms - d.p50_ms:+8.2f}"
         extra99 = "" if r.target == "direct" else f"{r.p99_ms - d.p99_ms:+8.2f}"
         cpu = "" if r.cpu_ms_per_request is None else f"{r.cpu_ms_per_request:11.2f}"
-        lines.append(f"{r.profile:<8} {r.target:<8} {r.kind:<5} {r.requests:>6} {r.rps:>8.0f} {r.p50_ms:>8.2f} {r.p99_ms:>8.2f} "
+        lines.append(f"{r.profile:<8} {r.target:<9} {r.kind:<5} {r.requests:>6} {r.rps:>8.0f} {r.p50_ms:>8.2f} {r.p99_ms:>8.2f} "
                      f"{extra50:>8} {extra99:>8} {cpu:>11} {r.errors:>6}")
     return "\n".join(lines)
 
@@ -172,31 +175,20 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=2000, help="requests per row (scaled per profile)")
     parser.add_argument("--concurrency", type=int, default=10)
     parser.add_argument("--profiles", default=",".join(PROFILES))
+    parser.add_argument("--quota-checks", type=int, default=5000, help="checks per quota-stage row")
     args = parser.parse_args()
     ensure_hey()
     workdir = Path(tempfile.mkdtemp(prefix="sluice-bench-"))
     files = bodies(workdir)
     results: list[Result] = []
-    try:
-        for profile in args.profiles.split(","):
-            overrides, scale = PROFILES[profile]
-            count = max(int(args.requests * scale), 100)
-            simulator = SimulatorProcess(workdir, {**overrides, "allow_directives": False}).start()
-            # memory:// works for the mesh too: only the auth process holds keys.
-            clusters = [SluiceCluster(mode, "memory://bench", workdir, simulator=simulator, log_level="WARNING")
-                        for mode in ("all", "mesh")]
-            try:
-                for cluster in clusters:
-                    cluster.start()
-                targets = [Target("direct", f"{simulator.base}/v1/messages", "sk-sim", [])] + [
-                    Target(c.mode, f"{c.http_base}/v1/messages", c.api_key, c.pids) for c in clusters]
-                results += run_profile(profile, targets, files, count, args.concurrency)
-            finally:
-                for cluster in clusters:
-                    cluster.stop()
-                simulator.stop()
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
+    # A real Redis (SLUICE_REDIS_URL, a container, or a local redis-server).
+    with redis_url() as real_redis:
+        try:
+            quota_results = quota.run(real_redis, args.quota_checks)
+            for profile in args.profiles.split(","):
+                results += _profile(profile, args, files, workdir, real_redis)
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
     print()
     print(f"Sluice bench: {args.concurrency} concurrent clients (hey), simulator upstream in its own process, "
           f"{os.cpu_count()} cores. Upstreams: " + "; ".join(
@@ -208,6 +200,40 @@ def main() -> None:
     verdict = target_verdict(results)
     if verdict:
         print(verdict)
+    print()
+    print(f"Auth + quota stage alone, in-process: every limit of both scopes (RPM, TPM, streams, daily and "
+          f"monthly spend); /s (1) one at a time, /s ({quota.CONCURRENCY}) {quota.CONCURRENCY} at once "
+          "including each settle.")
+    print(quota.table(quota_results))
+    print(quota.verdict(quota_results))
+
+
+# The Sluice targets: name, run mode, and which store auth keeps keys and limits in.
+SLUICE_TARGETS = (("all", "all", "embedded"), ("all+redis", "all", "redis"), ("mesh", "mesh", "embedded"))
+
+
+def _profile(profile: str, args: argparse.Namespace, files: dict[str, Path], workdir: Path, real_redis: str
+             ) -> list[Result]:
+    overrides, scale = PROFILES[profile]
+    count = max(int(args.requests * scale), 100)
+    simulator = SimulatorProcess(workdir, {**overrides, "allow_directives": False}).start()
+    # memory:// works for the mesh too: only the auth process holds keys.
+    clusters = {}
+    for name, mode, store in SLUICE_TARGETS:
+        own = workdir / f"{profile}-{name}"  # configs and logs of two `all` clusters must not collide
+        own.mkdir()
+        clusters[name] = SluiceCluster(mode, real_redis if store == "redis" else f"memory://bench-{name}", own,
+                                       simulator=simulator, log_level="WARNING")
+    try:
+        for cluster in clusters.values():
+            cluster.start()
+        targets = [Target("direct", f"{simulator.base}/v1/messages", "sk-sim", [])] + [
+            Target(name, f"{c.http_base}/v1/messages", c.api_key, c.pids) for name, c in clusters.items()]
+        return run_profile(profile, targets, files, count, args.concurrency)
+    finally:
+        for cluster in clusters.values():
+            cluster.stop()
+        simulator.stop()
 
 
 def target_verdict(results: list[Result]) -> str:

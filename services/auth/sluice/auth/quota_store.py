@@ -33,6 +33,7 @@ held to each other by one set of tests run against both.
 
 from __future__ import annotations
 
+import heapq
 import math
 import time
 from collections.abc import Callable
@@ -48,16 +49,23 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
 """
 
-# ARGV: lease id, lease ms, then per key: kind, limit, period ms, cost.
+# One argument per key, "kind limit period cost": fewer, shorter arguments
+# are most of what a client spends packing a script call.
+_SPEC = """
+local function spec(s)
+  local kind, limit, period, amount = string.match(s, '^(%a+) (%S+) (%S+) (%S+)$')
+  return kind, tonumber(limit), tonumber(period), tonumber(amount)
+end
+"""
+
+# ARGV: lease id, lease ms, then a spec per key (amount = cost).
 # Reply: allowed (1/0), then per key: remaining, reset ms, retry-after ms
 # (-1 when the cost alone exceeds the limit, so waiting cannot help).
-ADMIT = _NOW + """
+ADMIT = _NOW + _SPEC + """
 local lease, lease_ms = ARGV[1], tonumber(ARGV[2])
 local out, allowed, plan = {0}, true, {}
 for i, key in ipairs(KEYS) do
-  local base = 2 + (i - 1) * 4
-  local kind, limit = ARGV[base + 1], tonumber(ARGV[base + 2])
-  local period, cost = tonumber(ARGV[base + 3]), tonumber(ARGV[base + 4])
+  local kind, limit, period, cost = spec(ARGV[i + 2])
   local remaining, reset, retry = 0, 0, 0
   if kind == 'rate' then
     local interval = period / limit
@@ -100,9 +108,7 @@ end
 if allowed then
   out[1] = 1
   for i, key in ipairs(KEYS) do
-    local base = 2 + (i - 1) * 4
-    local kind = ARGV[base + 1]
-    local period, cost = tonumber(ARGV[base + 3]), tonumber(ARGV[base + 4])
+    local kind, _, period, cost = spec(ARGV[i + 2])
     if kind == 'rate' then
       redis.call('SET', key, tostring(plan[i]), 'PX', math.ceil(plan[i] - now) + 1000)
     elseif kind == 'streams' then
@@ -117,13 +123,11 @@ end
 return out
 """
 
-# ARGV: lease id, then per key: kind, limit, period ms, delta (actual - reserved).
-SETTLE = _NOW + """
+# ARGV: lease id, then a spec per key (amount = actual - reserved).
+SETTLE = _NOW + _SPEC + """
 local lease = ARGV[1]
 for i, key in ipairs(KEYS) do
-  local base = 1 + (i - 1) * 4
-  local kind, limit = ARGV[base + 1], tonumber(ARGV[base + 2])
-  local period, delta = tonumber(ARGV[base + 3]), tonumber(ARGV[base + 4])
+  local kind, limit, period, delta = spec(ARGV[i + 1])
   if kind == 'rate' then
     local tat = tonumber(redis.call('GET', key))
     if tat and delta ~= 0 then
@@ -179,21 +183,45 @@ class RedisQuotaStore:
         self._settle = client.register_script(SETTLE)
 
     async def admit(self, checks: list[LimitCheck], lease_id: str, lease_ms: int) -> tuple[bool, list[LimitState]]:
-        args: list[str | int] = [lease_id, lease_ms]
-        for c in checks:
-            args += [c.kind, c.limit, c.period_ms, c.cost]
+        args = [lease_id, lease_ms, *(f"{c.kind} {c.limit} {c.period_ms} {c.cost}" for c in checks)]
         reply = await self._admit(keys=[c.key for c in checks], args=args)
         states = [LimitState(int(reply[i]), int(reply[i + 1]), int(reply[i + 2])) for i in range(1, len(reply), 3)]
         return reply[0] == 1, states
 
     async def settle(self, checks: list[LimitCheck], lease_id: str, deltas: list[int]) -> None:
-        args: list[str | int] = [lease_id]
-        for c, delta in zip(checks, deltas, strict=True):
-            args += [c.kind, c.limit, c.period_ms, delta]
+        args = [lease_id, *(f"{c.kind} {c.limit} {c.period_ms} {d}" for c, d in zip(checks, deltas, strict=True))]
         await self._settle(keys=[c.key for c in checks], args=args)
 
 
 _DAY_MS = 86_400_000
+
+
+class _Leases:
+    """Open stream leases of one key: the sorted set of the Lua version, as
+    a dict for removal by id and a heap for expiry, so counting stays cheap
+    however many leases are open."""
+
+    def __init__(self) -> None:
+        self._expiry: dict[str, float] = {}
+        self._heap: list[tuple[float, str]] = []
+
+    def open_count(self, now: float) -> int:
+        heap = self._heap
+        while heap and heap[0][0] <= now:
+            expiry, lease = heapq.heappop(heap)
+            if self._expiry.get(lease) == expiry:
+                del self._expiry[lease]
+        return len(self._expiry)
+
+    def add(self, lease: str, expiry: float) -> None:
+        self._expiry[lease] = expiry
+        heapq.heappush(self._heap, (expiry, lease))
+
+    def remove(self, lease: str) -> None:
+        if self._expiry.pop(lease, None) is not None and len(self._heap) > 2 * len(self._expiry) + 16:
+            # Settled leases linger in the heap until they would expire; compact.
+            self._heap = [(e, lease_id) for lease_id, e in self._expiry.items()]
+            heapq.heapify(self._heap)
 
 
 class LocalQuotaStore:
@@ -206,10 +234,10 @@ class LocalQuotaStore:
     def __init__(self, clock_ms: Callable[[], float] = lambda: time.time() * 1000, sweep_every: int = 10_000
                  ) -> None:
         self._clock_ms = clock_ms
-        # key -> (value, expires at ms); value is a TAT, a spend, or {lease: expiry}.
+        # key -> (value, expires at ms); value is a TAT, a spend, or the leases.
         self._tat: dict[str, tuple[float, float]] = {}
         self._spent: dict[str, tuple[int, float]] = {}
-        self._leases: dict[str, tuple[dict[str, float], float]] = {}
+        self._leases: dict[str, tuple[_Leases, float]] = {}
         self._sweep_every = sweep_every
         self._writes = 0
 
@@ -233,8 +261,8 @@ class LocalQuotaStore:
                     allowed, retry = False, new_tat - now - c.period_ms
                     remaining, reset = math.floor((c.period_ms - (tat - now)) / interval), tat - now
             elif c.kind == "streams":
-                leases = self._live(self._leases, c.key, now) or {}
-                open_ = sum(1 for expiry in leases.values() if expiry > now)
+                leases = self._live(self._leases, c.key, now)
+                open_ = leases.open_count(now) if leases is not None else 0
                 if open_ < c.limit:
                     remaining = c.limit - open_ - 1
                 else:
@@ -255,8 +283,8 @@ class LocalQuotaStore:
                 if c.kind == "rate":
                     self._tat[c.key] = (plan[i], now + math.ceil(plan[i] - now) + 1000)
                 elif c.kind == "streams":
-                    leases = {k: v for k, v in (self._live(self._leases, c.key, now) or {}).items() if v > now}
-                    leases[lease_id] = now + lease_ms
+                    leases = self._live(self._leases, c.key, now) or _Leases()
+                    leases.add(lease_id, now + lease_ms)
                     self._leases[c.key] = (leases, now + lease_ms)
                 else:
                     spent = self._live(self._spent, c.key, now) or 0
@@ -278,7 +306,7 @@ class LocalQuotaStore:
             elif c.kind == "streams":
                 entry = self._leases.get(c.key)
                 if entry is not None:
-                    entry[0].pop(lease_id, None)
+                    entry[0].remove(lease_id)
             elif delta != 0:
                 spent = self._live(self._spent, c.key, now)
                 if spent is not None:
