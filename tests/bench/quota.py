@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from sluice.auth.core import Authenticator
 from sluice.auth.decision_cache import DecisionCache
+from sluice.auth.key_admin import KeyAdmin
 from sluice.auth.keystore import RedisKeyStore
 from sluice.auth.quota import QuotaKeeper
 from sluice.auth.quota_store import LocalQuotaStore, RedisQuotaStore
@@ -77,7 +78,7 @@ async def _bench_store(name: str, redis_url: str | None, n: int) -> list[QuotaRe
     keeper = QuotaKeeper(store, lambda _: limits, load_catalog(), 900)
     auth = Authenticator(RedisKeyStore(client), b"bench-pepper", {"bench": Tenant()},
                          DecisionCache(ttl_s=300, max_entries=1000))
-    api_key = await auth.create_key("bench")
+    _, api_key = await KeyAdmin(RedisKeyStore(client), b"bench-pepper", lambda _: True, 0).create("bench")
     principal = await auth.authenticate(api_key)
 
     def request(p) -> pb.AdmitRequest:

@@ -6,6 +6,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from sluice.auth.core import Authenticator
+from sluice.auth.key_admin import KeyAdmin
 from sluice.auth.keystore import RedisKeyStore
 from sluice.config.settings import Tenant
 from sluice.rpc.errors import Reason, SluiceError
@@ -24,7 +25,7 @@ async def redis_client(redis_url):
 
 async def test_key_round_trips_through_real_redis_hashed(redis_client):
     auth = Authenticator(RedisKeyStore(redis_client), b"pepper", {"acme": Tenant(tier="enterprise", region="local")})
-    api_key = await auth.create_key("acme")
+    _, api_key = await KeyAdmin(RedisKeyStore(redis_client), b"pepper", lambda t: True, 60).create("acme")
     key_id = api_key.split("-")[2]
     secret = api_key.split("-")[3]
 
@@ -41,7 +42,7 @@ async def test_key_round_trips_through_real_redis_hashed(redis_client):
 
 
 async def test_wrong_pepper_rejects_even_with_the_right_key(redis_client):
-    api_key = await Authenticator(RedisKeyStore(redis_client), b"pepper-a", {"t": Tenant()}).create_key("t")
+    _, api_key = await KeyAdmin(RedisKeyStore(redis_client), b"pepper-a", lambda t: True, 60).create("t")
     with pytest.raises(SluiceError) as err:
         await Authenticator(RedisKeyStore(redis_client), b"pepper-b", {"t": Tenant()}).authenticate(api_key)
     assert err.value.reason is Reason.INVALID_API_KEY

@@ -6,6 +6,7 @@ import redis.exceptions
 from sluice.auth import keys
 from sluice.auth.core import Authenticator
 from sluice.auth.decision_cache import DecisionCache
+from sluice.auth.key_admin import KeyAdmin
 from sluice.auth.keystore import RedisKeyStore, StoredKey
 from sluice.auth.v1 import principal_pb2
 from sluice.config.settings import Tenant
@@ -32,16 +33,26 @@ def test_generated_keys_parse():
     assert parsed is not None and key == f"sk-sluice-{parsed.key_id}-{parsed.secret}"
 
 
+def admin_for(store, tenants: dict) -> KeyAdmin:
+    return KeyAdmin(store, b"pepper", lambda tenant_id: tenant_id in tenants, default_overlap_s=60)
+
+
+async def create_key(store, tenants: dict, tenant_id: str = "acme") -> str:
+    _, api_key = await admin_for(store, tenants).create(tenant_id)
+    return api_key
+
+
 @pytest.fixture
 async def auth():
     client = connect("memory://unit-auth")
     await client.flushall()
-    yield Authenticator(RedisKeyStore(client), b"pepper", {"acme": Tenant(tier="free", region="eu-west-1")})
+    tenants = {"acme": Tenant(tier="free", region="eu-west-1")}
+    yield Authenticator(RedisKeyStore(client), b"pepper", tenants)
     await client.aclose()
 
 
 async def test_valid_key_gives_the_tenants_principal(auth):
-    key = await auth.create_key("acme")
+    key = await create_key(auth._store, {"acme": Tenant()})  # noqa: SLF001
     principal = await auth.authenticate(key)
     assert (principal.tenant_id, principal.tier, principal.region) == ("acme", "free", "eu-west-1")
 
@@ -58,23 +69,21 @@ async def test_bad_keys_fail_with_their_reason(auth, key, reason):
 
 
 async def test_wrong_secret_and_revoked_key_are_invalid(auth):
-    key = await auth.create_key("acme")
+    key = await create_key(auth._store, {"acme": Tenant()})  # noqa: SLF001
     parsed = keys.parse(key)
     with pytest.raises(SluiceError) as err:
         await auth.authenticate(f"sk-sluice-{parsed.key_id}-{'c' * 48}")
     assert err.value.reason is Reason.INVALID_API_KEY and err.value.message == "invalid x-api-key"
 
-    store = auth._store  # noqa: SLF001 - revoke directly; the admin API is a later issue
-    stored = await store.get(parsed.key_id)
-    await store.put(StoredKey(stored.key_id, stored.tenant_id, stored.salt, stored.digest, revoked=True))
+    await admin_for(auth._store, {"acme": Tenant()}).revoke(parsed.key_id)  # noqa: SLF001
     with pytest.raises(SluiceError) as err:
         await auth.authenticate(key)
     assert err.value.reason is Reason.INVALID_API_KEY
 
 
 async def test_seed_key_for_unknown_tenant_is_refused(auth):
-    with pytest.raises(ValueError, match="unknown tenant"):
-        await auth.import_key(keys.generate(), "nobody")
+    with pytest.raises(SluiceError, match="no tenant 'nobody'"):
+        await admin_for(auth._store, {"acme": Tenant()}).ensure_key(keys.generate(), "nobody")  # noqa: SLF001
 
 
 class _Clock:
@@ -91,11 +100,11 @@ async def test_decision_cache_spares_the_store_and_revocation_lands_within_the_t
     clock = _Clock()
     store = RedisKeyStore(client)
     auth = Authenticator(store, b"pepper", {"acme": Tenant()}, DecisionCache(ttl_s=5, max_entries=10, clock=clock))
-    key = await auth.create_key("acme")
+    key = await create_key(auth._store, {"acme": Tenant()})  # noqa: SLF001
     parsed = keys.parse(key)
     await auth.authenticate(key)
     stored = await store.get(parsed.key_id)
-    await store.put(StoredKey(stored.key_id, stored.tenant_id, stored.salt, stored.digest, revoked=True))
+    await store.put(StoredKey(stored.key_id, stored.tenant_id, stored.salt, stored.digest, revoked_ms=1))
 
     clock.now += 4.9  # still inside the TTL: answered from the cache, no store read
     assert (await auth.authenticate(key)).key_id == parsed.key_id
@@ -138,6 +147,9 @@ class _DownStore:
     async def put(self, key: StoredKey) -> None:
         await self.inner.put(key)
 
+    async def list(self, tenant_id: str) -> list[StoredKey]:
+        return await self.inner.list(tenant_id)
+
 
 async def test_key_store_outage_serves_recent_decisions_stale_and_refuses_unknown_keys():
     client = connect("memory://unit-auth-stale")
@@ -146,7 +158,7 @@ async def test_key_store_outage_serves_recent_decisions_stale_and_refuses_unknow
     store = _DownStore(RedisKeyStore(client))
     auth = Authenticator(store, b"pepper", {"acme": Tenant()},
                          DecisionCache(ttl_s=5, max_entries=10, stale_s=60, clock=clock))
-    known, never_seen = await auth.create_key("acme"), await auth.create_key("acme")
+    known, never_seen = await create_key(store, {"acme": Tenant()}), await create_key(store, {"acme": Tenant()})
     await auth.authenticate(known)
     store.down = True
     clock.now += 30  # past the TTL, inside the stale window

@@ -82,3 +82,19 @@ def test_env_override_of_one_nested_key_keeps_its_siblings(monkeypatch):
     assert settings.services["auth"].grpc == "0.0.0.0:50052"
     assert settings.services["auth"].metrics == "0.0.0.0:9464"
     assert settings.services["safety"].grpc == "safety:50053"
+
+
+def test_tenants_file_replaces_inline_tenants_and_its_errors_name_the_file_and_field(tmp_path):
+    good = tmp_path / "tenants.yaml"
+    good.write_text("version: 1\nrevision: 3\ntenants:\n  acme: {tier: free, region: eu-west-1}\n")
+    auth = load(overrides={"auth": {"tenants_file": str(good)}}).auth
+    assert set(auth.tenants) == {"acme"} and auth.tenants_revision == 3
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("version: 2\nrevision: 1\ntenants:\n  Acme!: {tier: free}\n")
+    with pytest.raises(ConfigError) as err:
+        load(overrides={"auth": {"tenants_file": str(bad)}})
+    text = str(err.value)
+    assert f"tenants file {bad}" in text and "version" in text and "Acme!" in text
+    with pytest.raises(ConfigError, match="cannot read tenants file"):
+        load(overrides={"auth": {"tenants_file": str(tmp_path / "missing.yaml")}})

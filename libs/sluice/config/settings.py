@@ -12,10 +12,19 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 SERVICE_NAMES = ("gateway", "auth", "safety", "cache", "routing", "inference", "simulator")
@@ -134,14 +143,44 @@ def _default_tiers() -> dict[str, ScopeLimits]:
     }
 
 
+# Tenant ids end up in Redis keys (as hash tags) and metric labels.
+TenantId = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")]
+
+
 class Tenant(_Section):
     tier: str = "standard"
-    region: str = "local"
+    region: str = Field(default="local", min_length=1)
     # Empty = every model the catalog allows in the tenant's region.
     allowed_models: list[str] = []
     default_model: str = ""
+    safety_profile: str = "default"
     # Per-tenant changes to its tier's limits; only the fields set here apply.
     limits: ScopeLimits = ScopeLimits()
+
+
+class TenantsFile(_Section):
+    """The tenants file (auth.tenants_file): kept in version control, applied
+    at start. A tenant in it replaces the stored one only when `revision` is
+    higher than that tenant's stored revision, so a restart does not undo
+    changes made through the admin API; bump it to make the file win."""
+
+    version: Literal[1]
+    revision: int = Field(ge=1)
+    tenants: dict[TenantId, Tenant]
+
+    @classmethod
+    def read(cls, path: str) -> TenantsFile:
+        try:
+            loaded = yaml.safe_load(Path(path).read_text())
+        except OSError as exc:
+            raise ValueError(f"cannot read tenants file {path}: {exc.strerror}") from None
+        except yaml.YAMLError as exc:
+            raise ValueError(f"tenants file {path} is not valid YAML: {exc}") from None
+        try:
+            return cls.model_validate(loaded if isinstance(loaded, dict) else {})
+        except ValidationError as exc:
+            problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
+            raise ValueError(f"tenants file {path}: {problems}") from None
 
 
 class SeedKey(_Section):
@@ -155,7 +194,18 @@ class AuthSettings(_Section):
     redis_url: str = "memory://"
     # Server-side secret mixed into every key hash (a pepper). Set it in production.
     key_pepper: SecretStr = SecretStr("sluice-dev-pepper-change-me")
-    tenants: dict[str, Tenant] = {"demo": Tenant()}
+    # Tenants applied at start, inline (as revision 1) or from a tenants file
+    # (see TenantsFile), which then replaces the inline map.
+    tenants: dict[TenantId, Tenant] = {"demo": Tenant()}
+    tenants_file: str = ""
+    tenants_revision: int = Field(default=1, ge=1)
+    # How often each auth process looks for tenant changes made elsewhere.
+    tenant_refresh_seconds: float = Field(default=1.0, gt=0, le=60)
+    # Bearer tokens accepted by the admin API (keys, tenants). Empty: the
+    # admin API refuses every call.
+    admin_tokens: list[SecretStr] = []
+    # How long a rotated key keeps working unless the rotation says otherwise.
+    rotation_overlap_seconds: int = Field(default=86_400, ge=0)
     # Keys loaded into the store at start.
     seed_keys: list[SeedKey] = []
     # Create and print a fresh demo key at start (for `make run`).
@@ -180,6 +230,14 @@ class AuthSettings(_Section):
     # How long a stream's concurrency slot outlives a gateway that died
     # without releasing it; also caps how long one slot is held.
     stream_lease_seconds: float = Field(default=900.0, gt=0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _v_tenants_file(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("tenants_file"):
+            seed = TenantsFile.read(data["tenants_file"])
+            data = {**data, "tenants": seed.tenants, "tenants_revision": seed.revision}
+        return data
 
     @model_validator(mode="after")
     def _v_tenant_tiers(self) -> AuthSettings:

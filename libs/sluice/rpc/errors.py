@@ -35,6 +35,8 @@ class Reason(enum.Enum):
     MISSING_API_KEY = "MISSING_API_KEY"
     MALFORMED_API_KEY = "MALFORMED_API_KEY"
     INVALID_API_KEY = "INVALID_API_KEY"
+    INVALID_ADMIN_CREDENTIAL = "INVALID_ADMIN_CREDENTIAL"
+    REVISION_CONFLICT = "REVISION_CONFLICT"
     MODEL_NOT_ALLOWED = "MODEL_NOT_ALLOWED"
     WRONG_REGION = "WRONG_REGION"
     POLICY_BLOCKED = "POLICY_BLOCKED"
@@ -60,6 +62,8 @@ REASONS: dict[Reason, Mapping] = {
     Reason.MISSING_API_KEY: Mapping(_C.UNAUTHENTICATED, 401, "authentication_error"),
     Reason.MALFORMED_API_KEY: Mapping(_C.UNAUTHENTICATED, 401, "authentication_error"),
     Reason.INVALID_API_KEY: Mapping(_C.UNAUTHENTICATED, 401, "authentication_error"),
+    Reason.INVALID_ADMIN_CREDENTIAL: Mapping(_C.UNAUTHENTICATED, 401, "authentication_error"),
+    Reason.REVISION_CONFLICT: Mapping(_C.ABORTED, 409, "invalid_request_error"),
     Reason.MODEL_NOT_ALLOWED: Mapping(_C.PERMISSION_DENIED, 403, "permission_error"),
     Reason.WRONG_REGION: Mapping(_C.PERMISSION_DENIED, 403, "permission_error"),
     Reason.POLICY_BLOCKED: Mapping(_C.PERMISSION_DENIED, 403, "permission_error"),

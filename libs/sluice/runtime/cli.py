@@ -4,6 +4,8 @@
     sluice serve all,simulator          ... plus the Anthropic simulator (make run)
     sluice serve auth                   one service of a mesh
     sluice check-config                 validate settings and exit
+    sluice keys create --tenant acme    admin API: keys (create, list, revoke, rotate)
+    sluice tenants list                 admin API: tenants (list, get, apply FILE)
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import sys
 from typing import TextIO
 
 from sluice.config import ConfigError, Settings, load
+from sluice.runtime import admin_cli
 from sluice.runtime.modules import resolve_targets
 from sluice.telemetry import logging as sluice_logging
 
@@ -109,6 +112,7 @@ def main(argv: list[str] | None = None, out: TextIO = sys.stdout, err: TextIO = 
     serve.add_argument("--first-request", action="store_true",
                        help="once up, send one request through the gateway and print it")
     sub.add_parser("check-config", help="validate settings and exit")
+    admin_cli.add_commands(sub)
     args = parser.parse_args(argv)
 
     try:
@@ -119,6 +123,8 @@ def main(argv: list[str] | None = None, out: TextIO = sys.stdout, err: TextIO = 
     if args.command == "check-config":
         out.write("configuration ok\n")
         return 0
+    if args.command in ("keys", "tenants"):
+        return admin_cli.run(args, settings, out, err)
     try:
         targets = resolve_targets(args.targets)
     except ValueError as exc:

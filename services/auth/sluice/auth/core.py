@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import logging
-import secrets
+import time
+from collections.abc import Callable
+from typing import Protocol
 
 import redis.exceptions
 
 from sluice.auth import keys
 from sluice.auth.decision_cache import DecisionCache
-from sluice.auth.keystore import KeyStore, StoredKey
+from sluice.auth.keystore import KeyStore
 from sluice.auth.v1 import principal_pb2
 from sluice.config.settings import Tenant
 from sluice.rpc.errors import Reason, SluiceError
@@ -21,12 +23,18 @@ log = logging.getLogger(__name__)
 _INVALID = "invalid x-api-key"
 
 
+class TenantLookup(Protocol):
+    def get(self, tenant_id: str) -> Tenant | None: ...
+
+
 class Authenticator:
-    def __init__(self, store: KeyStore, pepper: bytes, tenants: dict[str, Tenant],
-                 cache: DecisionCache | None = None) -> None:
+    def __init__(self, store: KeyStore, pepper: bytes, tenants: TenantLookup,
+                 cache: DecisionCache | None = None, clock_ms: Callable[[], int] = lambda: int(time.time() * 1000)
+                 ) -> None:
         self._store = store
         self._pepper = pepper
         self._tenants = tenants
+        self._clock_ms = clock_ms
         self._cache = cache if cache is not None else DecisionCache(ttl_s=0, max_entries=1)
 
     async def authenticate(self, api_key: str) -> principal_pb2.Principal:
@@ -54,7 +62,8 @@ class Authenticator:
             stored = await self._store.get(parsed.key_id)
         except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
             raise SluiceError(Reason.DEPENDENCY_UNAVAILABLE, f"key store unavailable: {type(exc).__name__}") from None
-        if stored is None or stored.revoked or not keys.matches(self._pepper, stored.salt, parsed.secret, stored.digest):
+        if (stored is None or not stored.usable_at(self._clock_ms())
+                or not keys.matches(self._pepper, stored.salt, parsed.secret, stored.digest)):
             raise SluiceError(Reason.INVALID_API_KEY, _INVALID)
         tenant = self._tenants.get(stored.tenant_id)
         if tenant is None:
@@ -67,23 +76,5 @@ class Authenticator:
             region=tenant.region,
             allowed_models=tenant.allowed_models,
             default_model=tenant.default_model,
+            safety_profile=tenant.safety_profile,
         )
-
-    async def import_key(self, api_key: str, tenant_id: str) -> str:
-        """Stores the hash of a full key; returns its key id."""
-        parsed = keys.parse(api_key)
-        if parsed is None:
-            raise ValueError("seed key is not of the form sk-sluice-<key id>-<secret>")
-        if tenant_id not in self._tenants:
-            raise ValueError(f"seed key names unknown tenant {tenant_id!r}")
-        salt = secrets.token_bytes(16)
-        await self._store.put(
-            StoredKey(parsed.key_id, tenant_id, salt, keys.digest(self._pepper, salt, parsed.secret))
-        )
-        return parsed.key_id
-
-    async def create_key(self, tenant_id: str) -> str:
-        """Makes a new key for a tenant; the only time its secret is seen."""
-        api_key = keys.generate()
-        await self.import_key(api_key, tenant_id)
-        return api_key

@@ -1,4 +1,5 @@
-"""Where hashed keys live. One Redis hash per key: sluice:auth:key:<key id>."""
+"""Where hashed keys live: one Redis hash per key (sluice:auth:key:<key id>)
+and a set of key ids per tenant (sluice:auth:tenant-keys:<tenant id>)."""
 
 from __future__ import annotations
 
@@ -14,12 +15,29 @@ class StoredKey:
     tenant_id: str
     salt: bytes
     digest: bytes
-    revoked: bool = False
+    description: str = ""
+    # Unix milliseconds; 0 = not set.
+    created_ms: int = 0
+    revoked_ms: int = 0
+    # A rotated key stops working here.
+    expires_ms: int = 0
+    replaced_by: str = ""
+
+    @property
+    def revoked(self) -> bool:
+        return self.revoked_ms > 0
+
+    def usable_at(self, now_ms: int) -> bool:
+        return not self.revoked and not (self.expires_ms and now_ms >= self.expires_ms)
 
 
 class KeyStore(Protocol):
     async def get(self, key_id: str) -> StoredKey | None: ...
     async def put(self, key: StoredKey) -> None: ...
+    async def list(self, tenant_id: str) -> list[StoredKey]: ...
+
+
+_INT_FIELDS = ("created_ms", "revoked_ms", "expires_ms")
 
 
 class RedisKeyStore:
@@ -32,25 +50,41 @@ class RedisKeyStore:
     def _name(key_id: str) -> str:
         return f"sluice:auth:key:{key_id}"
 
-    async def get(self, key_id: str) -> StoredKey | None:
-        fields = await self._redis.hgetall(self._name(key_id))
-        if not fields:
-            return None
+    @staticmethod
+    def _index(tenant_id: str) -> str:
+        return f"sluice:auth:tenant-keys:{tenant_id}"
+
+    @staticmethod
+    def _decode(key_id: str, fields: dict[bytes, bytes]) -> StoredKey:
         return StoredKey(
             key_id=key_id,
             tenant_id=fields[b"tenant"].decode(),
             salt=fields[b"salt"],
             digest=fields[b"digest"],
-            revoked=fields.get(b"revoked") == b"1",
+            description=fields.get(b"description", b"").decode(),
+            replaced_by=fields.get(b"replaced_by", b"").decode(),
+            **{f: int(fields.get(f.encode(), b"0")) for f in _INT_FIELDS},
         )
 
+    async def get(self, key_id: str) -> StoredKey | None:
+        fields = await self._redis.hgetall(self._name(key_id))
+        return self._decode(key_id, fields) if fields else None
+
     async def put(self, key: StoredKey) -> None:
-        await self._redis.hset(
-            self._name(key.key_id),
-            mapping={
-                "tenant": key.tenant_id,
-                "salt": key.salt,
-                "digest": key.digest,
-                "revoked": "1" if key.revoked else "0",
-            },
-        )
+        async with self._redis.pipeline(transaction=True) as tx:
+            tx.hset(self._name(key.key_id), mapping={
+                "tenant": key.tenant_id, "salt": key.salt, "digest": key.digest,
+                "description": key.description, "replaced_by": key.replaced_by,
+                **{f: getattr(key, f) for f in _INT_FIELDS},
+            })
+            tx.sadd(self._index(key.tenant_id), key.key_id)
+            await tx.execute()
+
+    async def list(self, tenant_id: str) -> list[StoredKey]:
+        key_ids = sorted(k.decode() for k in await self._redis.smembers(self._index(tenant_id)))
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for key_id in key_ids:
+                pipe.hgetall(self._name(key_id))
+            found = await pipe.execute()
+        keys = [self._decode(key_id, fields) for key_id, fields in zip(key_ids, found, strict=True) if fields]
+        return sorted(keys, key=lambda k: (k.created_ms, k.key_id))

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+
+from sluice.auth.admin_servicer import AdminCredentials, AdminServicer
 from sluice.auth.core import Authenticator
 from sluice.auth.decision_cache import DecisionCache
+from sluice.auth.key_admin import KeyAdmin
 from sluice.auth.keystore import RedisKeyStore
 from sluice.auth.quota import QuotaKeeper, StoreHealth
 from sluice.auth.quota_store import LocalQuotaStore, RedisQuotaStore
 from sluice.auth.servicer import AuthServicer
-from sluice.auth.v1 import auth_service_pb2
+from sluice.auth.tenants import TenantDirectory, TenantStore
+from sluice.auth.v1 import admin_service_pb2, auth_service_pb2
 from sluice.catalog import load_catalog
 from sluice.runtime.modules import Module, Runtime
 from sluice.storage import redis as redis_storage
@@ -18,16 +24,32 @@ async def init(rt: Runtime) -> None:
     cfg = rt.settings.auth
     client = redis_storage.connect(cfg.redis_url)
     rt.on_stop(client.aclose)
+
+    tenant_store = TenantStore(client)
+    await tenant_store.seed(cfg.tenants, cfg.tenants_revision)
+    directory = TenantDirectory(tenant_store, cfg.limits_for, cfg.tenant_refresh_seconds)
+    await directory.refresh()
+    following = asyncio.get_running_loop().create_task(directory.follow())
+
+    async def stop_following() -> None:
+        following.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await following
+
+    rt.on_stop(stop_following)
+
+    pepper = cfg.key_pepper.get_secret_value().encode()
+    key_store = RedisKeyStore(client)
+    key_admin = KeyAdmin(key_store, pepper, lambda tenant_id: directory.get(tenant_id) is not None,
+                         cfg.rotation_overlap_seconds)
+    for seed in cfg.seed_keys:
+        await key_admin.ensure_key(seed.key.get_secret_value(), seed.tenant)
+    if cfg.create_demo_key:
+        _, rt.announcements["demo_api_key"] = await key_admin.create(next(iter(cfg.tenants)), "demo key")
+
     cache = DecisionCache(cfg.decision_cache_ttl_seconds, cfg.decision_cache_max_entries,
                           cfg.decision_cache_stale_if_error_seconds)
-    tenants = dict(cfg.tenants)
-    core = Authenticator(RedisKeyStore(client), cfg.key_pepper.get_secret_value().encode(), tenants, cache)
-    for seed in cfg.seed_keys:
-        await core.import_key(seed.key.get_secret_value(), seed.tenant)
-    if cfg.create_demo_key:
-        rt.announcements["demo_api_key"] = await core.create_key(next(iter(cfg.tenants)))
-    # Tier limits merged with each tenant's overrides once, not per request.
-    limits = {tenant_id: cfg.limits_for(tenant) for tenant_id, tenant in tenants.items()}
+    core = Authenticator(key_store, pepper, directory, cache)
     if cfg.redis_url.startswith("memory://"):
         # One process holds everything: the local limiter is the store itself.
         store, fallback = LocalQuotaStore(), None
@@ -35,7 +57,7 @@ async def init(rt: Runtime) -> None:
         store, fallback = RedisQuotaStore(client), LocalQuotaStore()
     quota = QuotaKeeper(
         store,
-        limits.get,
+        directory.limits,
         load_catalog(rt.settings.routing.catalog_path or None),
         cfg.stream_lease_seconds,
         fallback=fallback,
@@ -43,6 +65,9 @@ async def init(rt: Runtime) -> None:
         health=StoreHealth(cfg.quota_retry_interval_seconds),
     )
     rt.serve(AuthServicer(core, quota), auth_service_pb2.DESCRIPTOR.services_by_name["AuthService"])
+    admin = AdminServicer(AdminCredentials([t.get_secret_value() for t in cfg.admin_tokens]), key_admin,
+                          tenant_store, directory, set(cfg.tiers))
+    rt.serve(admin, admin_service_pb2.DESCRIPTOR.services_by_name["AdminService"])
 
 
 MODULE = Module(name="auth", depends_on=(), init=init)

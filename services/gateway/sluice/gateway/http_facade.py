@@ -71,10 +71,14 @@ def _timeout(request: web.Request, default: float) -> float:
 
 def _api_key(request: web.Request) -> str:
     key = request.headers.get(headers.API_KEY)
-    if key is not None:
-        return key
-    auth = request.headers.get(headers.AUTHORIZATION, "")
-    return auth[7:].strip() if auth.lower().startswith("bearer ") else ""
+    if key is None:
+        auth = request.headers.get(headers.AUTHORIZATION, "")
+        key = auth[7:].strip() if auth.lower().startswith("bearer ") else ""
+    # Header bytes that are not UTF-8 arrive surrogate-escaped and cannot go
+    # into a protobuf string; no such key is valid anyway.
+    if not key.isascii():
+        raise SluiceError(Reason.MALFORMED_API_KEY, "invalid x-api-key")
+    return key
 
 
 class MessagesFacade:
