@@ -38,6 +38,7 @@ async def test_rotation_keeps_the_old_key_for_the_overlap_only(client):
     admin = KeyAdmin(store, b"p", lambda t: t == "acme", default_overlap_s=3600, clock_ms=clock)
     auth = Authenticator(store, b"p", {"acme": Tenant()}, clock_ms=clock)
     old, old_key = await admin.create("acme", "ci")
+    clock.ms += 1
     new, new_key, previous = await admin.rotate(old.key_id, overlap_s=60)
     assert previous.replaced_by == new.key_id and previous.expires_ms == clock.ms + 60_000
     assert new.description == "ci"
