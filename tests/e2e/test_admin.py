@@ -197,7 +197,11 @@ def test_hostile_keys_get_a_clear_401_and_the_gateway_keeps_serving(gateways, ra
 def test_malformed_http_is_refused_by_the_parser_before_any_key_check(gateways, raw):
     (a, _), _ = gateways
     response = _raw_post(a, raw)
-    assert response.startswith((b"HTTP/1.0 400", b"HTTP/1.1 400")), response[:200]
+    # A 400; or, when the server closed while 200 KB were still arriving, a
+    # reset that can discard the 400 before it is read: refused either way.
+    assert response == b"" or response.startswith((b"HTTP/1.0 400", b"HTTP/1.1 400")), response[:200]
+    if len(raw) < 8000:
+        assert response
     assert post(a, a.api_key).status_code == 200
     assert a.procs["all"].poll() is None
 
@@ -210,9 +214,12 @@ def _raw_post(cluster: SluiceCluster, key: bytes) -> bytes:
     request = (b"POST /v1/messages HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\n"
                b"x-api-key: " + key + b"\r\ncontent-length: " + str(len(body)).encode() + b"\r\n"
                b"connection: close\r\n\r\n" + body)
+    chunks = []
     with socket.create_connection(("127.0.0.1", cluster.http_port), timeout=10) as sock:
-        sock.sendall(request)
-        chunks = []
-        while chunk := sock.recv(65536):
-            chunks.append(chunk)
+        try:
+            sock.sendall(request)
+            while chunk := sock.recv(65536):
+                chunks.append(chunk)
+        except (ConnectionResetError, BrokenPipeError):
+            pass  # the server hung up on a request it refused to read
     return b"".join(chunks)

@@ -155,3 +155,14 @@ async def test_no_limits_means_no_store_round_trip(stores):
     q = keeper(stores)
     response = await admit(q)
     assert response.rate_limit_headers == {} and await stores.count() == 0
+
+
+async def test_peek_charges_nothing_and_refuses_once_the_limit_is_spent(stores):
+    q = keeper(stores, key=Limits(requests_per_minute=2, tokens_per_minute=1000))
+    for _ in range(3):
+        assert (await q.peek(PRINCIPAL))["anthropic-ratelimit-requests-remaining"] == "1"
+    await admit(q)
+    await admit(q)
+    with pytest.raises(SluiceError) as err:
+        await q.peek(PRINCIPAL)
+    assert err.value.reason is Reason.RATE_LIMITED and err.value.retry_after_s > 0

@@ -30,14 +30,14 @@ class _FlakyStore:
         self.mode = "up"
         self.admits = 0
 
-    async def admit(self, checks: list[LimitCheck], lease_id: str, lease_ms: int
+    async def admit(self, checks: list[LimitCheck], lease_id: str, lease_ms: int, charge: bool = True
                     ) -> tuple[bool, list[LimitState]]:
         self.admits += 1
         if self.mode == "down":
             raise redis.exceptions.ConnectionError("Connection refused")
         if self.mode == "slow":
             await asyncio.sleep(10)
-        return await self.inner.admit(checks, lease_id, lease_ms)
+        return await self.inner.admit(checks, lease_id, lease_ms, charge)
 
     async def settle(self, checks: list[LimitCheck], lease_id: str, deltas: list[int]) -> None:
         if self.mode != "up":

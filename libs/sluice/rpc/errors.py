@@ -17,6 +17,8 @@ import grpc
 from google.protobuf import any_pb2, duration_pb2
 from google.rpc import error_details_pb2, status_pb2
 
+from sluice.rpc import headers
+
 ERROR_DOMAIN = "sluice.dev"
 _STATUS_DETAILS_KEY = "grpc-status-details-bin"
 
@@ -219,6 +221,21 @@ def from_rpc_error(err: grpc.RpcError) -> SluiceError:
             status = status_pb2.Status.FromString(value)
             break
     return SluiceError.from_status(code, details, status)
+
+
+def http_error_headers(err: SluiceError, request_id: str) -> dict[str, str]:
+    """The headers an Anthropic-style HTTP error response carries, wherever
+    it is rendered (the gateway's facade, or Envoy from ext_authz/ratelimit)."""
+    out = {headers.ANTHROPIC_REQUEST_ID: request_id} if request_id else {}
+    # A limit's rejection carries the same rate-limit headers a success would.
+    out.update({k: v for k, v in err.metadata.items() if k.startswith(headers.RATE_LIMIT_PREFIX)})
+    if err.retry_after_s is not None:
+        out[headers.RETRY_AFTER] = str(max(1, round(err.retry_after_s)))
+    status = err.mapping.http_status
+    if status < 500 and status not in (408, 409, 429):
+        # A client error will fail the same way again: tell SDKs not to retry.
+        out[headers.SHOULD_RETRY] = "false"
+    return out
 
 
 def anthropic_error_body(err: SluiceError, request_id: str) -> dict:

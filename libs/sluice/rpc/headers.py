@@ -1,5 +1,7 @@
 """Header and metadata names, kept in one place."""
 
+from collections.abc import Callable
+
 REQUEST_ID = "x-request-id"
 API_KEY = "x-api-key"
 AUTHORIZATION = "authorization"
@@ -11,3 +13,17 @@ SHOULD_RETRY = "x-should-retry"
 TIMEOUT_MS = "x-sluice-timeout-ms"
 # Prefix of the rate-limit response headers (Anthropic names: requests and tokens, limit/remaining/reset).
 RATE_LIMIT_PREFIX = "anthropic-ratelimit-"
+# Set by Sluice's ext_authz on requests it let through Envoy, for the
+# ratelimit descriptors; Envoy overwrites whatever a client sent.
+TENANT = "x-sluice-tenant"
+KEY_ID = "x-sluice-key-id"
+
+
+def presented_api_key(get: Callable[[str], str | None]) -> str:
+    """The key a caller presented: x-api-key, else an `authorization: Bearer`
+    token (as the Anthropic SDK's auth_token sends it); "" when neither."""
+    key = get(API_KEY)
+    if key is not None:
+        return key
+    auth = get(AUTHORIZATION) or ""
+    return auth[7:].strip() if auth.lower().startswith("bearer ") else ""

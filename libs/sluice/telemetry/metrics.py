@@ -73,6 +73,12 @@ AUTH_STALE_DECISIONS = Counter(
     "Keys accepted from an expired decision-cache entry because the key store was unreachable.",
     registry=REGISTRY,
 )
+ENVOY_DECISIONS = Counter(
+    "sluice_envoy_decisions_total",
+    "Answers to Envoy's ext_authz (Check) and ratelimit (ShouldRateLimit) calls, by outcome or error reason.",
+    ["service", "outcome"],
+    registry=REGISTRY,
+)
 QUOTA_SETTLE_FAILURES = Counter(
     "sluice_quota_settle_failures_total",
     "Settlements that could not reach the quota store; the reservation then expires on its own.",

@@ -5,9 +5,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
+from envoy.service.auth.v3 import external_auth_pb2
+from envoy.service.ratelimit.v3 import rls_pb2
+
 from sluice.auth.admin_servicer import AdminCredentials, AdminServicer
 from sluice.auth.core import Authenticator
 from sluice.auth.decision_cache import DecisionCache
+from sluice.auth.envoy_servicer import EnvoyAuthorizationServicer, EnvoyRateLimitServicer
 from sluice.auth.key_admin import KeyAdmin
 from sluice.auth.keystore import RedisKeyStore
 from sluice.auth.quota import QuotaKeeper, StoreHealth
@@ -65,6 +69,9 @@ async def init(rt: Runtime) -> None:
         health=StoreHealth(cfg.quota_retry_interval_seconds),
     )
     rt.serve(AuthServicer(core, quota), auth_service_pb2.DESCRIPTOR.services_by_name["AuthService"])
+    # Envoy's own contracts, for an Envoy in front (deploy/envoy/).
+    rt.serve(EnvoyAuthorizationServicer(core), external_auth_pb2.DESCRIPTOR.services_by_name["Authorization"])
+    rt.serve(EnvoyRateLimitServicer(quota), rls_pb2.DESCRIPTOR.services_by_name["RateLimitService"])
     admin = AdminServicer(AdminCredentials([t.get_secret_value() for t in cfg.admin_tokens]), key_admin,
                           tenant_store, directory, set(cfg.tiers))
     rt.serve(admin, admin_service_pb2.DESCRIPTOR.services_by_name["AdminService"])

@@ -113,7 +113,6 @@ class QuotaKeeper:
         return entry.prices if entry else self._dearest
 
     async def admit(self, request: pb.AdmitRequest) -> pb.AdmitResponse:
-        principal = request.principal
         now = self._clock()
         estimate = messages_pb2.Usage(input_tokens=request.estimated_input_tokens,
                                       output_tokens=request.max_output_tokens)
@@ -122,41 +121,56 @@ class QuotaKeeper:
             spend_micro_usd=cost_micro_usd(self._prices(request.model), estimate),
             day=now.strftime("%Y%m%d"), month=now.strftime("%Y%m"),
         )
+        reported = await self._decide(request.principal, reservation, now, charge=True)
+        return pb.AdmitResponse(reservation=reservation, rate_limit_headers=reported)
+
+    async def peek(self, principal: principal_pb2.Principal) -> dict[str, str]:
+        """Whether a request of this principal would be admitted now, charging
+        nothing: its rate-limit headers, or the RATE_LIMITED error admit would
+        raise. Tokens and spend are looked at with a cost of 0 (is the bucket
+        or budget already spent?), since a peek comes before the body is read."""
+        now = self._clock()
+        probe = pb.Reservation(day=now.strftime("%Y%m%d"), month=now.strftime("%Y%m"))
+        return await self._decide(principal, probe, now, charge=False)
+
+    async def _decide(self, principal: principal_pb2.Principal, reservation: pb.Reservation, now: datetime,
+                      charge: bool) -> dict[str, str]:
         limits = self._limits_for(principal.tenant_id)
         named = _checks(limits, principal, reservation, now)
         if limits is None or not named:
-            return pb.AdmitResponse(reservation=reservation)
+            return {}
         checks = [n.check for n in named]
-        outcome = await self._shared_admit(checks, reservation.lease_id)
+        outcome = await self._shared_admit(checks, reservation.lease_id, charge)
         if outcome is None:
-            outcome = await self._store_down_admit(limits.when_store_down, checks, reservation.lease_id)
+            outcome = await self._store_down_admit(limits.when_store_down, checks, reservation.lease_id, charge)
             reservation.local = True
         allowed, states = outcome
         reported = rate_limit_headers(named, states, now)
         if allowed:
-            return pb.AdmitResponse(reservation=reservation, rate_limit_headers=reported)
-        raise _rejection(named, states, reported)
+            return reported
+        raise _rejection(named, states, reported, count=charge)
 
-    async def _shared_admit(self, checks: list[LimitCheck], lease_id: str) -> tuple[bool, list[LimitState]] | None:
+    async def _shared_admit(self, checks: list[LimitCheck], lease_id: str, charge: bool
+                            ) -> tuple[bool, list[LimitState]] | None:
         """The shared store's verdict, or None when it cannot give one."""
         if not self._health.worth_trying():
             return None
         try:
             async with asyncio.timeout(self._timeout_s):
-                outcome = await self._store.admit(checks, lease_id, self._lease_ms)
+                outcome = await self._store.admit(checks, lease_id, self._lease_ms, charge)
         except STORE_ERRORS as exc:
             self._health.failed(exc)
             return None
         self._health.succeeded()
         return outcome
 
-    async def _store_down_admit(self, policy: str, checks: list[LimitCheck], lease_id: str
+    async def _store_down_admit(self, policy: str, checks: list[LimitCheck], lease_id: str, charge: bool
                                 ) -> tuple[bool, list[LimitState]]:
         if policy == "fail_closed" or self._fallback is None:
             metrics.QUOTA_STORE_DOWN_DECISIONS.labels("fail_closed", "refused").inc()
             raise SluiceError(Reason.DEPENDENCY_UNAVAILABLE,
                               "quota store unavailable and this tier fails closed; retry shortly")
-        allowed, states = await self._fallback.admit(checks, lease_id, self._lease_ms)
+        allowed, states = await self._fallback.admit(checks, lease_id, self._lease_ms, charge)
         metrics.QUOTA_STORE_DOWN_DECISIONS.labels("fail_open", "admitted" if allowed else "rate_limited").inc()
         return allowed, states
 
@@ -246,12 +260,14 @@ _DESCRIBE = {
 }
 
 
-def _rejection(named: list[_Named], states: list[LimitState], reported: dict[str, str]) -> SluiceError:
+def _rejection(named: list[_Named], states: list[LimitState], reported: dict[str, str], count: bool = True
+               ) -> SluiceError:
     violations, waits, hopeless = [], [], False
     for n, s in zip(named, states, strict=True):
         if s.retry_after_ms == 0:
             continue
-        metrics.QUOTA_REJECTIONS.labels(n.name, n.subject.split(":", 1)[0]).inc()
+        if count:
+            metrics.QUOTA_REJECTIONS.labels(n.name, n.subject.split(":", 1)[0]).inc()
         what = _DESCRIBE[n.name]
         if s.retry_after_ms < 0:
             hopeless = True

@@ -58,14 +58,15 @@ local function spec(s)
 end
 """
 
-# ARGV: lease id, lease ms, then a spec per key (amount = cost).
+# ARGV: lease id, lease ms, charge (1, or 0 to only look), then a spec per
+# key (amount = cost).
 # Reply: allowed (1/0), then per key: remaining, reset ms, retry-after ms
 # (-1 when the cost alone exceeds the limit, so waiting cannot help).
 ADMIT = _NOW + _SPEC + """
-local lease, lease_ms = ARGV[1], tonumber(ARGV[2])
+local lease, lease_ms, charge = ARGV[1], tonumber(ARGV[2]), ARGV[3] == '1'
 local out, allowed, plan = {0}, true, {}
 for i, key in ipairs(KEYS) do
-  local kind, limit, period, cost = spec(ARGV[i + 2])
+  local kind, limit, period, cost = spec(ARGV[i + 3])
   local remaining, reset, retry = 0, 0, 0
   if kind == 'rate' then
     local interval = period / limit
@@ -107,8 +108,10 @@ for i, key in ipairs(KEYS) do
 end
 if allowed then
   out[1] = 1
+end
+if allowed and charge then
   for i, key in ipairs(KEYS) do
-    local kind, _, period, cost = spec(ARGV[i + 2])
+    local kind, _, period, cost = spec(ARGV[i + 3])
     if kind == 'rate' then
       redis.call('SET', key, tostring(plan[i]), 'PX', math.ceil(plan[i] - now) + 1000)
     elseif kind == 'streams' then
@@ -172,7 +175,7 @@ class LimitState:
 
 
 class QuotaStore(Protocol):
-    async def admit(self, checks: list[LimitCheck], lease_id: str, lease_ms: int
+    async def admit(self, checks: list[LimitCheck], lease_id: str, lease_ms: int, charge: bool = True
                     ) -> tuple[bool, list[LimitState]]: ...
     async def settle(self, checks: list[LimitCheck], lease_id: str, deltas: list[int]) -> None: ...
 
@@ -182,8 +185,9 @@ class RedisQuotaStore:
         self._admit = client.register_script(ADMIT)
         self._settle = client.register_script(SETTLE)
 
-    async def admit(self, checks: list[LimitCheck], lease_id: str, lease_ms: int) -> tuple[bool, list[LimitState]]:
-        args = [lease_id, lease_ms, *(f"{c.kind} {c.limit} {c.period_ms} {c.cost}" for c in checks)]
+    async def admit(self, checks: list[LimitCheck], lease_id: str, lease_ms: int, charge: bool = True
+                    ) -> tuple[bool, list[LimitState]]:
+        args = [lease_id, lease_ms, 1 if charge else 0, *(f"{c.kind} {c.limit} {c.period_ms} {c.cost}" for c in checks)]
         reply = await self._admit(keys=[c.key for c in checks], args=args)
         states = [LimitState(int(reply[i]), int(reply[i + 1]), int(reply[i + 2])) for i in range(1, len(reply), 3)]
         return reply[0] == 1, states
@@ -241,7 +245,7 @@ class LocalQuotaStore:
         self._sweep_every = sweep_every
         self._writes = 0
 
-    async def admit(self, checks: list[LimitCheck], lease_id: str, lease_ms: int
+    async def admit(self, checks: list[LimitCheck], lease_id: str, lease_ms: int, charge: bool = True
                     ) -> tuple[bool, list[LimitState]]:
         now = self._clock_ms()
         allowed, states, plan = True, [], {}
@@ -278,7 +282,7 @@ class LocalQuotaStore:
                 reset = c.period_ms
             # Redis hands Lua numbers back as integers, truncated.
             states.append(LimitState(int(remaining), int(reset), int(retry)))
-        if allowed:
+        if allowed and charge:
             for i, c in enumerate(checks):
                 if c.kind == "rate":
                     self._tat[c.key] = (plan[i], now + math.ceil(plan[i] - now) + 1000)

@@ -18,7 +18,7 @@ from sluice.gateway.anthropic_json import parse_request, render_error_event, ren
 from sluice.gateway.pipeline import Pipeline, RequestInfo
 from sluice.rpc import context as call_context
 from sluice.rpc import headers
-from sluice.rpc.errors import Reason, SluiceError, anthropic_error_body
+from sluice.rpc.errors import Reason, SluiceError, anthropic_error_body, http_error_headers
 from sluice.telemetry import metrics
 
 log = logging.getLogger(__name__)
@@ -34,14 +34,7 @@ def _count(status: int, error_type: str = "") -> None:
 
 def error_response(err: SluiceError, request_id: str) -> web.Response:
     mapping = err.mapping
-    hdrs = {headers.ANTHROPIC_REQUEST_ID: request_id}
-    # A limit's rejection carries the same rate-limit headers a success would.
-    hdrs.update({k: v for k, v in err.metadata.items() if k.startswith(headers.RATE_LIMIT_PREFIX)})
-    if err.retry_after_s is not None:
-        hdrs[headers.RETRY_AFTER] = str(max(1, round(err.retry_after_s)))
-    if mapping.http_status < 500 and mapping.http_status not in (408, 409, 429):
-        # A client error will fail the same way again: tell SDKs not to retry.
-        hdrs[headers.SHOULD_RETRY] = "false"
+    hdrs = http_error_headers(err, request_id)
     _count(mapping.http_status, mapping.anthropic_type)
     metrics.ERRORS.labels("gateway_http", err.reason.value).inc()
     return web.Response(
@@ -70,10 +63,7 @@ def _timeout(request: web.Request, default: float) -> float:
 
 
 def _api_key(request: web.Request) -> str:
-    key = request.headers.get(headers.API_KEY)
-    if key is None:
-        auth = request.headers.get(headers.AUTHORIZATION, "")
-        key = auth[7:].strip() if auth.lower().startswith("bearer ") else ""
+    key = headers.presented_api_key(request.headers.get)
     # Header bytes that are not UTF-8 arrive surrogate-escaped and cannot go
     # into a protobuf string; no such key is valid anyway.
     if not key.isascii():
