@@ -17,8 +17,12 @@ _PER_MESSAGE_OVERHEAD = 4
 _IMAGE_TOKENS = 1600
 
 
+def tokens_for_chars(chars: int) -> int:
+    return (chars + _CHARS_PER_TOKEN - 1) // _CHARS_PER_TOKEN
+
+
 def estimate_text_tokens(text: str) -> int:
-    return (len(text) + _CHARS_PER_TOKEN - 1) // _CHARS_PER_TOKEN
+    return tokens_for_chars(len(text))
 
 
 def _block_tokens(block: messages_pb2.ContentBlock) -> int:

@@ -25,7 +25,7 @@ from sluice.routing.v1 import routing_service_pb2
 from sluice.rpc.errors import Reason, SluiceError, from_rpc_error
 from sluice.safety.v1 import safety_service_pb2, verdict_pb2
 from sluice.telemetry import metrics
-from sluice.tokens.estimator import estimate_params_tokens
+from sluice.tokens.estimator import estimate_params_tokens, tokens_for_chars
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -97,7 +97,10 @@ class Pipeline:
         if info is not None:
             info.rate_limit_headers = dict(admitted.rate_limit_headers)
         # What upstream really used, as far as the stream got: settled however it ends.
-        usage, served_model = m.Usage(), params.model
+        usage, served_model, finished = m.Usage(), params.model, False
+        # Characters of output delivered, for when the stream stops before the
+        # final usage arrives (cancelled, failed): output is billed as generated.
+        delivered_chars = 0
         try:
             safety, cached, route = await _all_or_nothing(
                 _call(self._s.safety.CheckInput(
@@ -123,8 +126,11 @@ class Pipeline:
             try:
                 async for response in call:
                     event = response.event
-                    if event.HasField("message_delta"):
-                        usage = event.message_delta.usage
+                    if event.HasField("content_block_delta"):
+                        delta = event.content_block_delta
+                        delivered_chars += len(delta.text_delta) + len(delta.input_json_delta)
+                    elif event.HasField("message_delta"):
+                        usage, finished = event.message_delta.usage, True
                     elif event.HasField("message_start"):
                         usage, served_model = event.message_start.message.usage, event.message_start.message.model
                     yield event
@@ -134,6 +140,8 @@ class Pipeline:
                 # Reaches the upstream when the client went away mid-stream.
                 call.cancel()
         finally:
+            if not finished and delivered_chars:
+                usage = _with_output_at_least(usage, tokens_for_chars(delivered_chars))
             self._settle_later(auth_service_pb2.SettleRequest(
                 principal=principal, reservation=admitted.reservation, usage=usage, model=served_model))
 
@@ -163,3 +171,10 @@ class Pipeline:
         if not assembler.done:
             raise SluiceError(Reason.UPSTREAM_ERROR, "upstream stream ended before message_stop")
         return assembler.message
+
+
+def _with_output_at_least(usage: m.Usage, output_tokens: int) -> m.Usage:
+    settled = m.Usage()
+    settled.CopyFrom(usage)
+    settled.output_tokens = max(usage.output_tokens, output_tokens)
+    return settled
