@@ -10,6 +10,7 @@ from sluice.gateway.servicer import GatewayServicer
 from sluice.gateway.v1 import gateway_service_pb2
 from sluice.inference.v1 import inference_service_pb2, inference_service_pb2_grpc
 from sluice.routing.v1 import routing_service_pb2, routing_service_pb2_grpc
+from sluice.rpc.registry import LocalStub
 from sluice.runtime.modules import Module, Runtime
 from sluice.safety.v1 import safety_service_pb2, safety_service_pb2_grpc
 
@@ -20,14 +21,19 @@ def _svc(module, name: str):  # type: ignore[no-untyped-def]
 
 async def init(rt: Runtime) -> None:
     cfg = rt.settings.gateway
+    checks = {
+        "safety": rt.client("safety", _svc(safety_service_pb2, "SafetyService"),
+                            safety_service_pb2_grpc.SafetyServiceStub),
+        "cache": rt.client("cache", _svc(cache_service_pb2, "CacheService"), cache_service_pb2_grpc.CacheServiceStub),
+        "routing": rt.client("routing", _svc(routing_service_pb2, "RoutingService"),
+                             routing_service_pb2_grpc.RoutingServiceStub),
+    }
     stages = Stages(
         auth=rt.client("auth", _svc(auth_service_pb2, "AuthService"), auth_service_pb2_grpc.AuthServiceStub),
-        safety=rt.client("safety", _svc(safety_service_pb2, "SafetyService"), safety_service_pb2_grpc.SafetyServiceStub),
-        cache=rt.client("cache", _svc(cache_service_pb2, "CacheService"), cache_service_pb2_grpc.CacheServiceStub),
-        routing=rt.client("routing", _svc(routing_service_pb2, "RoutingService"),
-                          routing_service_pb2_grpc.RoutingServiceStub),
         inference=rt.client("inference", _svc(inference_service_pb2, "InferenceService"),
                             inference_service_pb2_grpc.InferenceServiceStub),
+        checks_in_process=all(isinstance(stub, LocalStub) for stub in checks.values()),
+        **checks,
     )
     pipeline = Pipeline(stages, cfg.stage_timeout_seconds)
     rt.on_stop(pipeline.drain)

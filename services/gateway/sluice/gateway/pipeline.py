@@ -48,6 +48,11 @@ class Stages:
     cache: Any
     routing: Any
     inference: Any
+    # Safety, cache and routing answer in this process (`all` mode): their
+    # checks are CPU work that never waits, so running them as concurrent
+    # tasks only interleaves a burst of requests on the event loop and delays
+    # every one of them. Over the network they run concurrently.
+    checks_in_process: bool = False
 
 
 async def _call(awaitable: Awaitable[T]) -> T:
@@ -57,8 +62,19 @@ async def _call(awaitable: Awaitable[T]) -> T:
         raise from_rpc_error(exc) from None
 
 
-async def _all_or_nothing(*awaitables: Awaitable[Any]) -> list[Any]:
-    """Runs concurrently; the first failure cancels the rest and is raised."""
+async def _all_or_nothing(*awaitables: Awaitable[Any], concurrently: bool = True) -> list[Any]:
+    """Runs all (concurrently, or one after another); the first failure
+    cancels or skips the rest and is raised."""
+    if not concurrently:
+        results = []
+        try:
+            for awaitable in awaitables:
+                results.append(await awaitable)
+        finally:
+            for rest in awaitables[len(results) + 1:]:
+                if asyncio.iscoroutine(rest):
+                    rest.close()  # never started: no "never awaited" warning
+        return results
     tasks = [asyncio.ensure_future(a) for a in awaitables]
     try:
         return list(await asyncio.gather(*tasks))
@@ -109,6 +125,7 @@ class Pipeline:
                                            timeout=t)),
                 _call(self._s.routing.Route(
                     routing_service_pb2.RouteRequest(principal=principal, requested_model=params.model), timeout=t)),
+                concurrently=not self._s.checks_in_process,
             )
             verdict = safety.verdict
             if verdict.action == verdict_pb2.ACTION_BLOCK:
