@@ -173,6 +173,8 @@ class TenantDirectory:
                 if not failing:
                     log.warning("cannot refresh tenants (%s); serving the last known set", type(exc).__name__)
                 failing = True
+            except Exception:  # noqa: BLE001 - following must outlive any one bad read
+                log.exception("refreshing tenants failed; serving the last known set")
 
     def all(self) -> list[StoredTenant]:
         return [self._tenants[t] for t in sorted(self._tenants)]
