@@ -146,22 +146,29 @@ def test_tenant_changes_reach_the_other_gateway_and_limits_hold_across_both(gate
     before = post(b, key, {**BODY, "model": "claude-sonnet-4-6"})
     assert before.status_code == 200, before.text
 
-    # Through A: only haiku from now on, and 3 requests a minute per key.
-    changed = tmp_path / "tenants.yaml"
-    changed.write_text(json.dumps({"version": 1, "revision": 1, "tenants": {tenant: {
-        "tier": "standard", "region": "local", "allowed_models": ["claude-haiku-4-5"],
-        "limits": {"key": {"requests_per_minute": 3}}}}}))
-    [applied] = cli_json(a, "tenants", "apply", str(changed))
-    assert applied["allowed_models"] == ["claude-haiku-4-5"] and int(applied["revision"]) >= 2
+    def apply(tenant_fields: dict) -> dict:
+        changed = tmp_path / "tenants.yaml"
+        changed.write_text(json.dumps({"version": 1, "revision": 1, "tenants": {tenant: {
+            "tier": "standard", "region": "local", **tenant_fields}}}))
+        [applied] = cli_json(a, "tenants", "apply", str(changed))
+        return applied
 
+    # Through A: only haiku from now on.
+    applied = apply({"allowed_models": ["claude-haiku-4-5"]})
+    assert applied["allowed_models"] == ["claude-haiku-4-5"] and int(applied["revision"]) >= 2
     # B sees it within seconds: its refresh interval plus the decision-cache
     # TTL, with slack for a loaded machine.
     wait_until(lambda: post(b, key, {**BODY, "model": "claude-sonnet-4-6"}).status_code == 403,
                timeout=0.2 + CACHE_TTL_S + 5, what="the tenant change to reach gateway B")
 
-    # The key's RPM of 3 holds across both gateways together. The bucket may
-    # already hold the sonnet probes B refused above (refused at routing, after
-    # admission), so count from a clean key.
+    # Through A again: 3 requests a minute per key. (Separate from the model
+    # change: refused-model probes are admitted first and would spend it.)
+    apply({"allowed_models": ["claude-haiku-4-5"], "limits": {"key": {"requests_per_minute": 3}}})
+    [probe] = cli_json(a, "keys", "create", "--tenant", tenant)
+    wait_until(lambda: post(b, probe["api_key"]).headers.get("anthropic-ratelimit-requests-limit") == "3",
+               timeout=0.2 + CACHE_TTL_S + 5, what="the new limit to reach gateway B")
+
+    # The key's RPM of 3 holds across both gateways together.
     [fresh] = cli_json(a, "keys", "create", "--tenant", tenant)
     outcomes = [post((a, b)[i % 2], fresh["api_key"]) for i in range(5)]
     assert [r.status_code for r in outcomes] == [200, 200, 200, 429, 429], [r.text for r in outcomes]
@@ -196,14 +203,25 @@ def test_hostile_keys_get_a_clear_401_and_the_gateway_keeps_serving(gateways, ra
 ])
 def test_malformed_http_is_refused_by_the_parser_before_any_key_check(gateways, raw):
     (a, _), _ = gateways
+    before = _malformed_count(a)
     response = _raw_post(a, raw)
     # A 400; or, when the server closed while 200 KB were still arriving, a
     # reset that can discard the 400 before it is read: refused either way.
     assert response == b"" or response.startswith((b"HTTP/1.0 400", b"HTTP/1.1 400")), response[:200]
     if len(raw) < 8000:
         assert response
+    # Counted, and logged as one line rather than a traceback per request.
+    wait_until(lambda: _malformed_count(a) > before, timeout=5, what="the refusal to be counted")
+    assert "refused malformed HTTP" in a.log_text("all")
+    assert "http_exceptions.BadHttpMessage" not in a.log_text("all")
     assert post(a, a.api_key).status_code == 200
     assert a.procs["all"].poll() is None
+
+
+def _malformed_count(cluster: SluiceCluster) -> float:
+    text = httpx.get(f"http://127.0.0.1:{cluster.metrics_port}/metrics", timeout=5).text
+    return sum(float(line.split()[-1]) for line in text.splitlines()
+               if line.startswith("sluice_http_malformed_requests_total{"))
 
 
 def _raw_post(cluster: SluiceCluster, key: bytes) -> bytes:

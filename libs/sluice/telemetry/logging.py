@@ -5,13 +5,33 @@ from __future__ import annotations
 import logging
 import sys
 
+from aiohttp.http_exceptions import HttpProcessingError
+
 from sluice.rpc import context
+from sluice.telemetry import metrics
 
 
 class _RequestIdFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         ctx = context.current()
         record.request_id = ctx.request_id if ctx else "-"
+        return True
+
+
+class _MalformedHttpFilter(logging.Filter):
+    """aiohttp refuses malformed HTTP (bad header bytes, over-long lines)
+    with a 400 before any Sluice handler runs, and logs each one with a full
+    traceback at ERROR: anyone could fill the log. Such refusals are counted
+    and logged as one WARNING line instead."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, HttpProcessingError):
+            metrics.HTTP_MALFORMED.labels(type(exc).__name__).inc()
+            reason = str(exc.message).strip().splitlines()[0] if exc.message else type(exc).__name__
+            record.msg, record.args = "refused malformed HTTP (%s): %s", (type(exc).__name__, reason[:200])
+            record.exc_info, record.exc_text = None, None
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
         return True
 
 
@@ -27,3 +47,6 @@ def setup(level: str = "INFO") -> None:
     # The SDK's HTTP client logs every request at INFO.
     for noisy in ("httpx", "httpx2", "anthropic", "aiohttp.access", "kafka"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    server_log = logging.getLogger("aiohttp.server")
+    if not any(isinstance(f, _MalformedHttpFilter) for f in server_log.filters):
+        server_log.addFilter(_MalformedHttpFilter())

@@ -33,6 +33,12 @@ HTTP_REQUESTS = Counter(
     ["route", "status", "error_type"],
     registry=REGISTRY,
 )
+HTTP_MALFORMED = Counter(
+    "sluice_http_malformed_requests_total",
+    "Requests refused with 400 by the HTTP parser before any handler ran (bad header bytes, over-long lines), by error.",
+    ["error"],
+    registry=REGISTRY,
+)
 UPSTREAM_ATTEMPTS = Counter(
     "sluice_upstream_attempts_total",
     "Upstream model calls, by provider, model and outcome.",
