@@ -15,9 +15,13 @@ import grpc
 import httpx
 import pytest
 
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
+
 from sluice.auth.v1 import admin_service_pb2 as pb
 from sluice.auth.v1 import admin_service_pb2_grpc
-from tests.e2e.helpers import error_details, wait_until
+from sluice.gateway.v1 import gateway_service_pb2 as gw
+from tests.e2e.helpers import error_details, gateway_stub, grpc_params, wait_until
 from tests.infra.sluice_cluster import SluiceCluster
 
 pytestmark = pytest.mark.e2e
@@ -178,6 +182,19 @@ def test_tenant_changes_reach_the_other_gateway_and_limits_hold_across_both(gate
     assert refused.headers["anthropic-ratelimit-requests-limit"] == "3"
     assert refused.headers["anthropic-ratelimit-requests-remaining"] == "0"
     assert outcomes[2].headers["anthropic-ratelimit-requests-remaining"] == "0"
+
+    # The same refusal over gRPC: RESOURCE_EXHAUSTED with QuotaFailure and RetryInfo.
+    with grpc.insecure_channel(b.grpc_address) as channel, pytest.raises(grpc.RpcError) as err:
+        gateway_stub(channel).CreateMessage(gw.CreateMessageRequest(params=grpc_params("hi", "claude-haiku-4-5")),
+                                            metadata=[("x-api-key", fresh["api_key"])], timeout=10)
+    assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert error_details(err.value)["reason"] == "RATE_LIMITED"
+    details = rpc_status.from_call(err.value).details
+    quota, retry = error_details_pb2.QuotaFailure(), error_details_pb2.RetryInfo()
+    assert any(d.Unpack(quota) for d in details if d.Is(quota.DESCRIPTOR))
+    assert any(d.Unpack(retry) for d in details if d.Is(retry.DESCRIPTOR))
+    assert quota.violations[0].subject == f"key:{fresh['key']['key_id']}"
+    assert retry.retry_delay.seconds >= 1
 
 
 @pytest.mark.parametrize("raw", [
