@@ -170,17 +170,26 @@ class TenantsFile(_Section):
 
     @classmethod
     def read(cls, path: str) -> TenantsFile:
-        try:
-            loaded = yaml.safe_load(Path(path).read_text())
-        except OSError as exc:
-            raise ValueError(f"cannot read tenants file {path}: {exc.strerror}") from None
-        except yaml.YAMLError as exc:
-            raise ValueError(f"tenants file {path} is not valid YAML: {exc}") from None
+        loaded = _read_yaml(path, "tenants file", ValueError)
         try:
             return cls.model_validate(loaded if isinstance(loaded, dict) else {})
         except ValidationError as exc:
-            problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
+            problems = "; ".join(f"{field}: {msg}" for field, msg in error_fields(exc))
             raise ValueError(f"tenants file {path}: {problems}") from None
+
+
+def _read_yaml(path: str | os.PathLike[str], what: str, error: type[Exception]) -> Any:
+    try:
+        return yaml.safe_load(Path(path).read_text())
+    except OSError as exc:
+        raise error(f"cannot read {what} {path}: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise error(f"{what} {path} is not valid YAML: {exc}") from None
+
+
+def error_fields(err: ValidationError) -> list[tuple[str, str]]:
+    """(dotted field path, message) for each problem pydantic found."""
+    return [(".".join(str(p) for p in e["loc"]) or "(root)", e["msg"]) for e in err.errors()]
 
 
 class SeedKey(_Section):
@@ -339,9 +348,7 @@ class Settings(BaseSettings):
 
 def _format(err: ValidationError, source: str) -> str:
     lines = [f"invalid configuration ({source}):"]
-    for e in err.errors():
-        key = ".".join(str(p) for p in e["loc"]) or "(root)"
-        lines.append(f"  {key}: {e['msg']}")
+    lines += [f"  {field}: {msg}" for field, msg in error_fields(err)]
     return "\n".join(lines)
 
 
@@ -352,12 +359,7 @@ def load(path: str | os.PathLike[str] | None = None, overrides: dict[str, Any] |
     source = "defaults + environment"
     if path:
         source = f"{path} + environment"
-        try:
-            loaded = yaml.safe_load(Path(path).read_text())
-        except OSError as exc:
-            raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"config file {path} is not valid YAML: {exc}") from None
+        loaded = _read_yaml(path, "config file", ConfigError)
         if loaded is not None and not isinstance(loaded, dict):
             raise ConfigError(f"config file {path}: top level must be a mapping")
         data = loaded or {}

@@ -20,7 +20,7 @@ import redis.asyncio as aioredis
 import redis.exceptions
 from pydantic import TypeAdapter, ValidationError
 
-from sluice.config.settings import ScopeLimits, Tenant, TenantId
+from sluice.config.settings import ScopeLimits, Tenant, TenantId, error_fields
 from sluice.rpc.errors import FieldViolation, Reason, SluiceError
 
 log = logging.getLogger(__name__)
@@ -46,7 +46,7 @@ def validate_tenant(tenant_id: str, raw: dict, tiers: set[str]) -> Tenant:
     try:
         tenant = Tenant.model_validate(raw)
     except ValidationError as exc:
-        problems += [FieldViolation("tenant." + ".".join(str(p) for p in e["loc"]), e["msg"]) for e in exc.errors()]
+        problems += [FieldViolation(f"tenant.{field}", msg) for field, msg in error_fields(exc)]
         tenant = None
     if tenant is not None and tenant.tier not in tiers:
         problems.append(FieldViolation("tenant.tier", f"unknown tier {tenant.tier!r}; defined: {sorted(tiers)}"))
