@@ -23,7 +23,12 @@ def presented_api_key(get: Callable[[str], str | None]) -> str:
     """The key a caller presented: x-api-key, else an `authorization: Bearer`
     token (as the Anthropic SDK's auth_token sends it); "" when neither."""
     key = get(API_KEY)
-    if key is not None:
+    if key is None:
+        auth = get(AUTHORIZATION) or ""
+        key = auth[7:].strip() if auth.lower().startswith("bearer ") else ""
+    if key.isascii():
         return key
-    auth = get(AUTHORIZATION) or ""
-    return auth[7:].strip() if auth.lower().startswith("bearer ") else ""
+    # Header bytes that are not UTF-8 arrive surrogate-escaped, which no
+    # protobuf string can carry; as valid text the key check refuses it like
+    # any other malformed key.
+    return key.encode("utf-8", "surrogateescape").decode("utf-8", "replace")

@@ -62,15 +62,6 @@ def _timeout(request: web.Request, default: float) -> float:
     return min(stated, default) if 0 < stated < float("inf") else default
 
 
-def _api_key(request: web.Request) -> str:
-    key = headers.presented_api_key(request.headers.get)
-    # Header bytes that are not UTF-8 arrive surrogate-escaped and cannot go
-    # into a protobuf string; no such key is valid anyway.
-    if not key.isascii():
-        raise SluiceError(Reason.MALFORMED_API_KEY, "invalid x-api-key")
-    return key
-
-
 class MessagesFacade:
     def __init__(self, pipeline: Pipeline, max_body_bytes: int, default_timeout_s: float) -> None:
         self._pipeline = pipeline
@@ -89,7 +80,7 @@ class MessagesFacade:
             if request.content_length is not None and request.content_length > self._max_body:
                 raise SluiceError(Reason.REQUEST_TOO_LARGE,
                                   f"request body is {request.content_length} bytes; the limit is {self._max_body}")
-            principal = await self._pipeline.authenticate(_api_key(request))
+            principal = await self._pipeline.authenticate(headers.presented_api_key(request.headers.get))
             try:
                 raw = await request.read()
             except web.HTTPRequestEntityTooLarge:
