@@ -90,17 +90,23 @@ class SluiceCluster:
     """Sluice in `all` or `mesh` mode, in front of a simulator it owns or is given."""
 
     def __init__(self, mode: str, redis_url: str, workdir: Path, simulator: SimulatorProcess | None = None,
-                 log_level: str = "INFO") -> None:
+                 log_level: str = "INFO", region: str = "local", kafka_bootstrap: str = "",
+                 tenants: dict[str, dict] | None = None, name: str = "") -> None:
         self.mode = mode
         self.workdir = workdir
         self._owns_simulator = simulator is None
         self.simulator = simulator or SimulatorProcess(workdir)
         self.procs: dict[str, subprocess.Popen] = {}
-        self.api_key = f"sk-sluice-test{secrets.token_hex(4)}-{secrets.token_hex(24)}"
+        tenants = tenants or {"acme": {"tier": "standard", "region": region}}
+        # One key per tenant; api_key is the first tenant's.
+        self.keys = {t: f"sk-sluice-test{secrets.token_hex(4)}-{secrets.token_hex(24)}" for t in tenants}
+        self.api_key = next(iter(self.keys.values()))
+        self.name = name or mode
+        self.spool_dir = workdir / f"spool-{self.name}"
         self.http_port = free_port()
         self.metrics_port = free_port()
         self.config = {
-            "region": "local",
+            "region": region,
             "services": {
                 name: {"grpc": f"127.0.0.1:{free_port()}",
                        **({"metrics": f"127.0.0.1:{self.metrics_port}"} if name == "gateway" else {})}
@@ -108,13 +114,15 @@ class SluiceCluster:
             },
             "server": {"drain_grace_seconds": 5, "log_level": log_level},
             "gateway": {"http_listen": f"127.0.0.1:{self.http_port}"},
-            "auth": {"redis_url": redis_url, "tenants": {"acme": {"tier": "standard", "region": "local"}},
-                     "seed_keys": [{"key": self.api_key, "tenant": "acme"}],
+            "auth": {"redis_url": redis_url, "tenants": tenants,
+                     "seed_keys": [{"key": key, "tenant": t} for t, key in self.keys.items()],
                      # Every limit present, so each request runs the whole quota
                      # script, but too high for tests and the bench to reach.
                      "tiers": {"standard": {"tenant": UNREACHABLE_LIMITS, "key": UNREACHABLE_LIMITS}}},
             "inference": {"upstreams": {"anthropic": {"base_url": self.simulator.base, "api_key": "sk-sim"}},
                           "retry_backoff_seconds": 0.01},
+            "events": {"spool_dir": str(self.spool_dir), "kafka_bootstrap": kafka_bootstrap,
+                       "send_timeout_seconds": 3, "kafka_retry_seconds": 0.5},
         }
 
     @property
@@ -139,7 +147,7 @@ class SluiceCluster:
             self.simulator.start()
         names = ("all",) if self.mode == "all" else MESH_SERVICES
         for name in names:
-            self.procs[name] = _spawn(self.workdir, self.config, f"{self.mode}-{name}", name)
+            self.procs[name] = _spawn(self.workdir, self.config, f"{self.name}-{name}", name)
         for name in names:
             service = "gateway" if name == "all" else name
             wait_serving(self.config["services"][service]["grpc"], 30, self.procs[name])
@@ -147,7 +155,7 @@ class SluiceCluster:
         return self
 
     def log_text(self, name: str) -> str:
-        return (self.workdir / f"{self.mode}-{name}.log").read_text(errors="replace")
+        return (self.workdir / f"{self.name}-{name}.log").read_text(errors="replace")
 
     def stop(self) -> None:
         _stop(list(self.procs.values()))

@@ -27,7 +27,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-SERVICE_NAMES = ("gateway", "auth", "safety", "cache", "routing", "inference", "simulator")
+SERVICE_NAMES = ("gateway", "auth", "safety", "cache", "routing", "inference", "simulator", "sinks")
 _ADDRESS = re.compile(r"^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9_.-]+):\d{1,5}$")
 
 
@@ -143,17 +143,23 @@ def _default_tiers() -> dict[str, ScopeLimits]:
     }
 
 
-# Tenant ids end up in Redis keys (as hash tags) and metric labels.
+# Tenant ids end up in Redis keys (as hash tags), metric labels and sink paths.
 TenantId = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")]
+# Regions name Kafka topics (sluice.billing.<region>) and storage folders.
+Region = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")]
+AuditContent = Literal["hash", "redacted", "full"]
 
 
 class Tenant(_Section):
     tier: str = "standard"
-    region: str = Field(default="local", min_length=1)
+    region: Region = "local"
     # Empty = every model the catalog allows in the tenant's region.
     allowed_models: list[str] = []
     default_model: str = ""
     safety_profile: str = "default"
+    # What audit records keep of prompts and completions: a SHA-256 only,
+    # the text after the safety stage's redaction, or the full text.
+    audit_content: AuditContent = "hash"
     # Per-tenant changes to its tier's limits; only the fields set here apply.
     limits: ScopeLimits = ScopeLimits()
 
@@ -311,13 +317,58 @@ class SimulatorSettings(_Section):
     _v_listen = field_validator("listen")(_check_address)
 
 
+class EventsSettings(_Section):
+    """Billing and audit events: spooled to disk, then sent to this region's Kafka."""
+
+    # This region's Kafka cluster, host:port[,host:port...]. Empty: events stay
+    # in the spool (the embedded default for `make run`).
+    kafka_bootstrap: str = ""
+    # Append-only spool: every event is written (and fsync'd) here first and
+    # leaves it once Kafka has acknowledged it; one subfolder per region.
+    spool_dir: str = "var/spool"
+    # At this size the gateway refuses new requests (503) rather than serve
+    # traffic it could not bill; a warning is logged from spool_alarm_ratio.
+    spool_max_bytes: int = Field(1 << 30, ge=64 * 1024)
+    spool_alarm_ratio: float = Field(0.8, gt=0, le=1)
+    spool_segment_bytes: int = Field(16 << 20, ge=4096)
+    # Events waiting for the background writer; when full, the request path
+    # writes to the spool itself rather than drop one.
+    queue_max_events: int = Field(10_000, ge=1)
+    # Most events per Kafka round trip.
+    batch_max_events: int = Field(500, ge=1)
+    # A Kafka send not acknowledged this long counts as Kafka being down;
+    # it is then retried from the spool after kafka_retry_seconds.
+    send_timeout_seconds: float = Field(10.0, gt=0)
+    kafka_retry_seconds: float = Field(1.0, gt=0)
+
+    @field_validator("kafka_bootstrap")
+    @classmethod
+    def _v_bootstrap(cls, value: str) -> str:
+        for part in filter(None, value.split(",")):
+            _check_address(part.strip())
+        return value
+
+
+class SinksSettings(_Section):
+    """`sluice serve sinks`: this region's consumer of billing and audit topics."""
+
+    # Where the region's records are stored (see services/sinks/README.md).
+    data_dir: str = "var/sinks"
+    # Consumer group; one per region, shared by the region's sink replicas.
+    group_id: str = "sluice-sinks"
+    # Most records written (and fsync'd) per batch before offsets are committed.
+    batch_max_records: int = Field(1000, ge=1)
+    poll_timeout_ms: int = Field(500, ge=10)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="SLUICE_", env_nested_delimiter="__", extra="forbid", frozen=True
     )
 
-    # Region this deployment serves; a tenant of another region is never served here.
-    region: str = "local"
+    # Region this deployment serves; a tenant of another region is never
+    # served here, and events go only to this region's Kafka and spool.
+    region: Region = "local"
     services: dict[str, Endpoint] = Field(default_factory=_default_endpoints)
     server: ServerSettings = ServerSettings()
     gateway: GatewaySettings = GatewaySettings()
@@ -325,6 +376,8 @@ class Settings(BaseSettings):
     routing: RoutingSettings = RoutingSettings()
     inference: InferenceSettings = InferenceSettings()
     simulator: SimulatorSettings = SimulatorSettings()
+    events: EventsSettings = EventsSettings()
+    sinks: SinksSettings = SinksSettings()
 
     @field_validator("services")
     @classmethod

@@ -52,6 +52,64 @@ UPSTREAM_TTFT_SECONDS = Histogram(
     buckets=_LATENCY_BUCKETS,
     registry=REGISTRY,
 )
+EVENTS_EMITTED = Counter(
+    "sluice_events_emitted_total",
+    "Billing and audit events handed to the spool, by kind.",
+    ["kind"],
+    registry=REGISTRY,
+)
+EVENTS_RECORD_FAILURES = Counter(
+    "sluice_events_record_failures_total",
+    "Requests whose billing/audit events could not be written (the spool refused them); each is logged.",
+    registry=REGISTRY,
+)
+EVENTS_QUEUE_OVERFLOW = Counter(
+    "sluice_events_queue_overflow_total",
+    "Events the request path wrote to the spool itself because the writer's queue was full.",
+    registry=REGISTRY,
+)
+EVENTS_SENT = Counter(
+    "sluice_events_sent_total",
+    "Events acknowledged by this region's Kafka (acks=all).",
+    registry=REGISTRY,
+)
+EVENTS_SEND_FAILURES = Counter(
+    "sluice_events_send_failures_total",
+    "Kafka batches not (wholly) acknowledged; their events stay in the spool and are retried.",
+    registry=REGISTRY,
+)
+EVENTS_KAFKA_UP = Gauge(
+    "sluice_events_kafka_up",
+    "1 while the last send to this region's Kafka succeeded, else 0.",
+    registry=REGISTRY,
+)
+SPOOL_BYTES = Gauge(
+    "sluice_event_spool_bytes",
+    "Bytes of events in the spool not yet acknowledged by Kafka.",
+    registry=REGISTRY,
+)
+SPOOL_CAPACITY_BYTES = Gauge(
+    "sluice_event_spool_capacity_bytes",
+    "spool_max_bytes: past it the gateway refuses new requests with 503.",
+    registry=REGISTRY,
+)
+SPOOL_CORRUPT_SEGMENTS = Counter(
+    "sluice_event_spool_corrupt_segments_total",
+    "Spool segments with a damaged record; the rest of the segment was moved aside for inspection.",
+    registry=REGISTRY,
+)
+SINK_RECORDS = Counter(
+    "sluice_sink_records_total",
+    "Records read by a regional sink, by topic kind and what became of them (stored, duplicate, dead_letter).",
+    ["kind", "outcome"],
+    registry=REGISTRY,
+)
+SINK_BATCH_SECONDS = Histogram(
+    "sluice_sink_batch_seconds",
+    "Time to store (fsync) one batch before its offsets are committed.",
+    buckets=_LATENCY_BUCKETS,
+    registry=REGISTRY,
+)
 
 
 def render() -> bytes:

@@ -108,7 +108,7 @@ class ScopeLimits(_message.Message):
     def __init__(self, tenant: _Optional[_Union[Limits, _Mapping]] = ..., key: _Optional[_Union[Limits, _Mapping]] = ..., when_store_down: _Optional[str] = ...) -> None: ...
 
 class Tenant(_message.Message):
-    __slots__ = ("tenant_id", "tier", "region", "allowed_models", "default_model", "safety_profile", "limits", "revision")
+    __slots__ = ("tenant_id", "tier", "region", "allowed_models", "default_model", "safety_profile", "limits", "revision", "audit_content")
     TENANT_ID_FIELD_NUMBER: _ClassVar[int]
     TIER_FIELD_NUMBER: _ClassVar[int]
     REGION_FIELD_NUMBER: _ClassVar[int]
@@ -117,6 +117,7 @@ class Tenant(_message.Message):
     SAFETY_PROFILE_FIELD_NUMBER: _ClassVar[int]
     LIMITS_FIELD_NUMBER: _ClassVar[int]
     REVISION_FIELD_NUMBER: _ClassVar[int]
+    AUDIT_CONTENT_FIELD_NUMBER: _ClassVar[int]
     tenant_id: str
     tier: str
     region: str
@@ -125,7 +126,8 @@ class Tenant(_message.Message):
     safety_profile: str
     limits: ScopeLimits
     revision: int
-    def __init__(self, tenant_id: _Optional[str] = ..., tier: _Optional[str] = ..., region: _Optional[str] = ..., allowed_models: _Optional[_Iterable[str]] = ..., default_model: _Optional[str] = ..., safety_profile: _Optional[str] = ..., limits: _Optional[_Union[ScopeLimits, _Mapping]] = ..., revision: _Optional[int] = ...) -> None: ...
+    audit_content: str
+    def __init__(self, tenant_id: _Optional[str] = ..., tier: _Optional[str] = ..., region: _Optional[str] = ..., allowed_models: _Optional[_Iterable[str]] = ..., default_model: _Optional[str] = ..., safety_profile: _Optional[str] = ..., limits: _Optional[_Union[ScopeLimits, _Mapping]] = ..., revision: _Optional[int] = ..., audit_content: _Optional[str] = ...) -> None: ...
 
 class GetTenantRequest(_message.Message):
     __slots__ = ("tenant_id",)

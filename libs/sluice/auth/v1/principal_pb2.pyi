@@ -7,7 +7,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class Principal(_message.Message):
-    __slots__ = ("tenant_id", "key_id", "tier", "region", "allowed_models", "default_model", "safety_profile")
+    __slots__ = ("tenant_id", "key_id", "tier", "region", "allowed_models", "default_model", "safety_profile", "audit_content")
     TENANT_ID_FIELD_NUMBER: _ClassVar[int]
     KEY_ID_FIELD_NUMBER: _ClassVar[int]
     TIER_FIELD_NUMBER: _ClassVar[int]
@@ -15,6 +15,7 @@ class Principal(_message.Message):
     ALLOWED_MODELS_FIELD_NUMBER: _ClassVar[int]
     DEFAULT_MODEL_FIELD_NUMBER: _ClassVar[int]
     SAFETY_PROFILE_FIELD_NUMBER: _ClassVar[int]
+    AUDIT_CONTENT_FIELD_NUMBER: _ClassVar[int]
     tenant_id: str
     key_id: str
     tier: str
@@ -22,4 +23,5 @@ class Principal(_message.Message):
     allowed_models: _containers.RepeatedScalarFieldContainer[str]
     default_model: str
     safety_profile: str
-    def __init__(self, tenant_id: _Optional[str] = ..., key_id: _Optional[str] = ..., tier: _Optional[str] = ..., region: _Optional[str] = ..., allowed_models: _Optional[_Iterable[str]] = ..., default_model: _Optional[str] = ..., safety_profile: _Optional[str] = ...) -> None: ...
+    audit_content: str
+    def __init__(self, tenant_id: _Optional[str] = ..., key_id: _Optional[str] = ..., tier: _Optional[str] = ..., region: _Optional[str] = ..., allowed_models: _Optional[_Iterable[str]] = ..., default_model: _Optional[str] = ..., safety_profile: _Optional[str] = ..., audit_content: _Optional[str] = ...) -> None: ...

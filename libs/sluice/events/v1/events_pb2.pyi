@@ -1,39 +1,111 @@
 import datetime
 
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from sluice.safety.v1 import verdict_pb2 as _verdict_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
-from collections.abc import Mapping as _Mapping
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
 from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
-class BillingEvent(_message.Message):
-    __slots__ = ("event_id", "request_id", "tenant_id", "key_id", "region", "model_requested", "model_served", "input_tokens", "output_tokens", "cache_creation_input_tokens", "cache_read_input_tokens", "cost_usd", "occurred_at")
-    EVENT_ID_FIELD_NUMBER: _ClassVar[int]
+class Outcome(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    OUTCOME_UNSPECIFIED: _ClassVar[Outcome]
+    OUTCOME_OK: _ClassVar[Outcome]
+    OUTCOME_ERROR: _ClassVar[Outcome]
+    OUTCOME_CANCELLED: _ClassVar[Outcome]
+OUTCOME_UNSPECIFIED: Outcome
+OUTCOME_OK: Outcome
+OUTCOME_ERROR: Outcome
+OUTCOME_CANCELLED: Outcome
+
+class RequestSummary(_message.Message):
+    __slots__ = ("request_id", "tenant_id", "key_id", "region", "model_requested", "model_served", "fallbacks", "input_tokens", "output_tokens", "cache_creation_input_tokens", "cache_read_input_tokens", "cost_usd", "catalog_version", "time_to_first_token_ms", "total_ms", "outcome", "error_reason", "occurred_at")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     TENANT_ID_FIELD_NUMBER: _ClassVar[int]
     KEY_ID_FIELD_NUMBER: _ClassVar[int]
     REGION_FIELD_NUMBER: _ClassVar[int]
     MODEL_REQUESTED_FIELD_NUMBER: _ClassVar[int]
     MODEL_SERVED_FIELD_NUMBER: _ClassVar[int]
+    FALLBACKS_FIELD_NUMBER: _ClassVar[int]
     INPUT_TOKENS_FIELD_NUMBER: _ClassVar[int]
     OUTPUT_TOKENS_FIELD_NUMBER: _ClassVar[int]
     CACHE_CREATION_INPUT_TOKENS_FIELD_NUMBER: _ClassVar[int]
     CACHE_READ_INPUT_TOKENS_FIELD_NUMBER: _ClassVar[int]
     COST_USD_FIELD_NUMBER: _ClassVar[int]
+    CATALOG_VERSION_FIELD_NUMBER: _ClassVar[int]
+    TIME_TO_FIRST_TOKEN_MS_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_MS_FIELD_NUMBER: _ClassVar[int]
+    OUTCOME_FIELD_NUMBER: _ClassVar[int]
+    ERROR_REASON_FIELD_NUMBER: _ClassVar[int]
     OCCURRED_AT_FIELD_NUMBER: _ClassVar[int]
-    event_id: str
     request_id: str
     tenant_id: str
     key_id: str
     region: str
     model_requested: str
     model_served: str
+    fallbacks: _containers.RepeatedScalarFieldContainer[str]
     input_tokens: int
     output_tokens: int
     cache_creation_input_tokens: int
     cache_read_input_tokens: int
     cost_usd: float
+    catalog_version: str
+    time_to_first_token_ms: float
+    total_ms: float
+    outcome: Outcome
+    error_reason: str
     occurred_at: _timestamp_pb2.Timestamp
-    def __init__(self, event_id: _Optional[str] = ..., request_id: _Optional[str] = ..., tenant_id: _Optional[str] = ..., key_id: _Optional[str] = ..., region: _Optional[str] = ..., model_requested: _Optional[str] = ..., model_served: _Optional[str] = ..., input_tokens: _Optional[int] = ..., output_tokens: _Optional[int] = ..., cache_creation_input_tokens: _Optional[int] = ..., cache_read_input_tokens: _Optional[int] = ..., cost_usd: _Optional[float] = ..., occurred_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    def __init__(self, request_id: _Optional[str] = ..., tenant_id: _Optional[str] = ..., key_id: _Optional[str] = ..., region: _Optional[str] = ..., model_requested: _Optional[str] = ..., model_served: _Optional[str] = ..., fallbacks: _Optional[_Iterable[str]] = ..., input_tokens: _Optional[int] = ..., output_tokens: _Optional[int] = ..., cache_creation_input_tokens: _Optional[int] = ..., cache_read_input_tokens: _Optional[int] = ..., cost_usd: _Optional[float] = ..., catalog_version: _Optional[str] = ..., time_to_first_token_ms: _Optional[float] = ..., total_ms: _Optional[float] = ..., outcome: _Optional[_Union[Outcome, str]] = ..., error_reason: _Optional[str] = ..., occurred_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class BillingEvent(_message.Message):
+    __slots__ = ("event_id", "request")
+    EVENT_ID_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_FIELD_NUMBER: _ClassVar[int]
+    event_id: str
+    request: RequestSummary
+    def __init__(self, event_id: _Optional[str] = ..., request: _Optional[_Union[RequestSummary, _Mapping]] = ...) -> None: ...
+
+class ContentRecord(_message.Message):
+    __slots__ = ("mode", "sha256", "chars", "text")
+    MODE_FIELD_NUMBER: _ClassVar[int]
+    SHA256_FIELD_NUMBER: _ClassVar[int]
+    CHARS_FIELD_NUMBER: _ClassVar[int]
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    mode: str
+    sha256: str
+    chars: int
+    text: str
+    def __init__(self, mode: _Optional[str] = ..., sha256: _Optional[str] = ..., chars: _Optional[int] = ..., text: _Optional[str] = ...) -> None: ...
+
+class AuthDecision(_message.Message):
+    __slots__ = ("key_id", "tier", "admitted", "refusal_reason")
+    KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    TIER_FIELD_NUMBER: _ClassVar[int]
+    ADMITTED_FIELD_NUMBER: _ClassVar[int]
+    REFUSAL_REASON_FIELD_NUMBER: _ClassVar[int]
+    key_id: str
+    tier: str
+    admitted: bool
+    refusal_reason: str
+    def __init__(self, key_id: _Optional[str] = ..., tier: _Optional[str] = ..., admitted: _Optional[bool] = ..., refusal_reason: _Optional[str] = ...) -> None: ...
+
+class AuditEvent(_message.Message):
+    __slots__ = ("event_id", "request", "auth", "safety_verdict", "prompt", "completion")
+    EVENT_ID_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_FIELD_NUMBER: _ClassVar[int]
+    AUTH_FIELD_NUMBER: _ClassVar[int]
+    SAFETY_VERDICT_FIELD_NUMBER: _ClassVar[int]
+    PROMPT_FIELD_NUMBER: _ClassVar[int]
+    COMPLETION_FIELD_NUMBER: _ClassVar[int]
+    event_id: str
+    request: RequestSummary
+    auth: AuthDecision
+    safety_verdict: _verdict_pb2.Verdict
+    prompt: ContentRecord
+    completion: ContentRecord
+    def __init__(self, event_id: _Optional[str] = ..., request: _Optional[_Union[RequestSummary, _Mapping]] = ..., auth: _Optional[_Union[AuthDecision, _Mapping]] = ..., safety_verdict: _Optional[_Union[_verdict_pb2.Verdict, _Mapping]] = ..., prompt: _Optional[_Union[ContentRecord, _Mapping]] = ..., completion: _Optional[_Union[ContentRecord, _Mapping]] = ...) -> None: ...

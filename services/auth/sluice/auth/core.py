@@ -77,4 +77,5 @@ class Authenticator:
             allowed_models=tenant.allowed_models,
             default_model=tenant.default_model,
             safety_profile=tenant.safety_profile,
+            audit_content=tenant.audit_content,
         )

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from sluice.auth.v1 import auth_service_pb2, auth_service_pb2_grpc
 from sluice.cache.v1 import cache_service_pb2, cache_service_pb2_grpc
+from sluice.events.emitter import open_emitter
+from sluice.gateway.accounting import EventRecorder
 from sluice.gateway.http_facade import MessagesFacade
 from sluice.gateway.pipeline import Pipeline, Stages
 from sluice.gateway.servicer import GatewayServicer
@@ -35,7 +39,15 @@ async def init(rt: Runtime) -> None:
         checks_in_process=all(isinstance(stub, LocalStub) for stub in checks.values()),
         **checks,
     )
-    pipeline = Pipeline(stages, cfg.stage_timeout_seconds)
+    emitter = open_emitter(rt.settings.region, rt.settings.events)
+    emitter.start()
+
+    async def stop_events() -> None:
+        # After the pipeline drained: every finished request's events are queued.
+        await asyncio.to_thread(emitter.stop, rt.settings.server.drain_grace_seconds)
+
+    rt.on_stop(stop_events)
+    pipeline = Pipeline(stages, cfg.stage_timeout_seconds, EventRecorder(emitter))
     rt.on_stop(pipeline.drain)
     rt.serve(GatewayServicer(pipeline, cfg.default_timeout_seconds), _svc(gateway_service_pb2, "GatewayService"))
     rt.add_http("gateway", MessagesFacade(pipeline, cfg.max_body_bytes, cfg.default_timeout_seconds).app(),

@@ -17,6 +17,8 @@ import grpc
 
 from sluice.auth.v1 import auth_service_pb2, principal_pb2
 from sluice.cache.v1 import cache_service_pb2
+from sluice.events.v1 import events_pb2
+from sluice.gateway.accounting import EventRecorder, RequestRecord
 from sluice.gateway.validation import validate
 from sluice.inference.v1 import inference_service_pb2
 from sluice.llm.stream import MessageAssembler, StreamProtocolError, message_to_events
@@ -25,7 +27,7 @@ from sluice.routing.v1 import routing_service_pb2
 from sluice.rpc.errors import Reason, SluiceError, from_rpc_error
 from sluice.safety.v1 import safety_service_pb2, verdict_pb2
 from sluice.telemetry import metrics
-from sluice.tokens.estimator import estimate_params_tokens, tokens_for_chars
+from sluice.tokens.estimator import estimate_params_tokens
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -86,9 +88,10 @@ async def _all_or_nothing(*awaitables: Awaitable[Any], concurrently: bool = True
 
 
 class Pipeline:
-    def __init__(self, stages: Stages, stage_timeout_s: float) -> None:
+    def __init__(self, stages: Stages, stage_timeout_s: float, recorder: EventRecorder) -> None:
         self._s = stages
         self._stage_timeout = stage_timeout_s
+        self._recorder = recorder
         self._settling: set[asyncio.Task[None]] = set()
 
     async def drain(self) -> None:
@@ -104,63 +107,94 @@ class Pipeline:
 
     async def stream(self, principal: principal_pb2.Principal, params: m.MessageParams,
                      info: RequestInfo | None = None) -> AsyncIterator[m.StreamEvent]:
-        """Events of the response, in Messages API order."""
-        validate(params)
-        t = self._stage_timeout
-        admitted = await _call(self._s.auth.Admit(auth_service_pb2.AdmitRequest(
-            principal=principal, model=params.model, estimated_input_tokens=estimate_params_tokens(params),
-            max_output_tokens=params.max_tokens), timeout=t))
-        if info is not None:
-            info.rate_limit_headers = dict(admitted.rate_limit_headers)
-        # What upstream really used, as far as the stream got: settled however it ends.
-        usage, served_model, finished = m.Usage(), params.model, False
-        # Characters of output delivered, for when the stream stops before the
-        # final usage arrives (cancelled, failed): output is billed as generated.
-        delivered_chars = 0
+        """Events of the response, in Messages API order. However it ends, the
+        request leaves one billing and one audit event and settles its quota."""
+        if principal.region != self._recorder.region:
+            # Served and recorded only in its home region; nothing is kept here.
+            raise SluiceError(Reason.WRONG_REGION, f"tenant {principal.tenant_id} belongs to region "
+                              f"{principal.region}; this deployment serves {self._recorder.region}")
+        if not self._recorder.accepting:
+            raise SluiceError(Reason.DEPENDENCY_UNAVAILABLE,
+                              "event spool is full: requests cannot be billed until Kafka takes the backlog")
+        record = RequestRecord(principal, params)
+        outcome, error_reason = events_pb2.OUTCOME_OK, ""
         try:
-            safety, cached, route = await _all_or_nothing(
-                _call(self._s.safety.CheckInput(
-                    safety_service_pb2.CheckInputRequest(principal=principal, params=params), timeout=t)),
-                _call(self._s.cache.Lookup(cache_service_pb2.LookupRequest(principal=principal, params=params),
-                                           timeout=t)),
-                _call(self._s.routing.Route(
-                    routing_service_pb2.RouteRequest(principal=principal, requested_model=params.model), timeout=t)),
-                concurrently=not self._s.checks_in_process,
-            )
-            verdict = safety.verdict
-            if verdict.action == verdict_pb2.ACTION_BLOCK:
-                raise SluiceError(Reason.POLICY_BLOCKED, "request blocked by safety policy", metadata={
-                    "rule_ids": ",".join(verdict.rule_ids), "policy_version": verdict.policy_version})
-            if verdict.action == verdict_pb2.ACTION_REDACT and safety.HasField("redacted_params"):
-                params = safety.redacted_params
-            if cached.hit:
-                for event in message_to_events(cached.message):
+            events = await self._prepare(record, info)
+            if isinstance(events, list):  # answered from cache
+                for event in events:
+                    record.observe(event)
                     yield event
                 return
-            call = self._s.inference.Generate(
-                inference_service_pb2.GenerateRequest(params=params, candidates=route.candidates)
-            )
             try:
-                async for response in call:
+                async for response in events:
                     event = response.event
-                    if event.HasField("content_block_delta"):
-                        delta = event.content_block_delta
-                        delivered_chars += len(delta.text_delta) + len(delta.input_json_delta)
-                    elif event.HasField("message_delta"):
-                        usage, finished = event.message_delta.usage, True
-                    elif event.HasField("message_start"):
-                        usage, served_model = event.message_start.message.usage, event.message_start.message.model
+                    record.observe(event)
                     yield event
             except grpc.RpcError as exc:
                 raise from_rpc_error(exc) from None
             finally:
                 # Reaches the upstream when the client went away mid-stream.
-                call.cancel()
+                events.cancel()
+        except SluiceError as err:
+            outcome, error_reason = events_pb2.OUTCOME_ERROR, err.reason.name
+            raise
+        except (GeneratorExit, asyncio.CancelledError):
+            outcome = events_pb2.OUTCOME_CANCELLED
+            raise
+        except Exception:
+            outcome, error_reason = events_pb2.OUTCOME_ERROR, Reason.INTERNAL.name
+            raise
         finally:
-            if not finished and delivered_chars:
-                usage = _with_output_at_least(usage, tokens_for_chars(delivered_chars))
-            self._settle_later(auth_service_pb2.SettleRequest(
-                principal=principal, reservation=admitted.reservation, usage=usage, model=served_model))
+            if record.reservation is not None:
+                self._settle_later(auth_service_pb2.SettleRequest(
+                    principal=principal, reservation=record.reservation, usage=record.settled_usage(),
+                    model=record.served_model or params.model))
+            self._record(record, outcome, error_reason)
+
+    async def _prepare(self, record: RequestRecord, info: RequestInfo | None) -> Any:
+        """Admission, then safety, cache and routing. Returns the cached
+        answer's events, or the inference call to stream from."""
+        principal, params = record.principal, record.params
+        validate(params)
+        t = self._stage_timeout
+        try:
+            admitted = await _call(self._s.auth.Admit(auth_service_pb2.AdmitRequest(
+                principal=principal, model=params.model, estimated_input_tokens=estimate_params_tokens(params),
+                max_output_tokens=params.max_tokens), timeout=t))
+        except SluiceError as err:
+            record.refusal_reason = err.reason.name
+            raise
+        record.admitted, record.reservation = True, admitted.reservation
+        if info is not None:
+            info.rate_limit_headers = dict(admitted.rate_limit_headers)
+        safety, cached, route = await _all_or_nothing(
+            _call(self._s.safety.CheckInput(
+                safety_service_pb2.CheckInputRequest(principal=principal, params=params), timeout=t)),
+            _call(self._s.cache.Lookup(cache_service_pb2.LookupRequest(principal=principal, params=params),
+                                       timeout=t)),
+            _call(self._s.routing.Route(
+                routing_service_pb2.RouteRequest(principal=principal, requested_model=params.model), timeout=t)),
+            concurrently=not self._s.checks_in_process,
+        )
+        verdict = record.verdict = safety.verdict
+        record.candidates, record.catalog_version = list(route.candidates), route.catalog_version
+        if verdict.action == verdict_pb2.ACTION_BLOCK:
+            raise SluiceError(Reason.POLICY_BLOCKED, "request blocked by safety policy", metadata={
+                "rule_ids": ",".join(verdict.rule_ids), "policy_version": verdict.policy_version})
+        if verdict.action == verdict_pb2.ACTION_REDACT and safety.HasField("redacted_params"):
+            params = record.redacted_params = safety.redacted_params
+        if cached.hit:
+            return list(message_to_events(cached.message))
+        return self._s.inference.Generate(
+            inference_service_pb2.GenerateRequest(params=params, candidates=route.candidates)
+        )
+
+    def _record(self, record: RequestRecord, outcome: events_pb2.Outcome.ValueType, error_reason: str) -> None:
+        try:
+            self._recorder.finish(record, outcome, error_reason)
+        except Exception:  # noqa: BLE001 - a failing disk must not turn a served answer into an error
+            metrics.EVENTS_RECORD_FAILURES.inc()
+            log.exception("recording billing/audit events for request %s failed", record.request_id)
 
     def _settle_later(self, request: auth_service_pb2.SettleRequest) -> None:
         # Off the response path; `drain` waits for these at shutdown.
@@ -188,10 +222,3 @@ class Pipeline:
         if not assembler.done:
             raise SluiceError(Reason.UPSTREAM_ERROR, "upstream stream ended before message_stop")
         return assembler.message
-
-
-def _with_output_at_least(usage: m.Usage, output_tokens: int) -> m.Usage:
-    settled = m.Usage()
-    settled.CopyFrom(usage)
-    settled.output_tokens = max(usage.output_tokens, output_tokens)
-    return settled

@@ -1,0 +1,94 @@
+"""The wire contract of events on Kafka: topics, headers, encoding, cost.
+
+One place decides which topic an event goes to, so a region's producer and
+its sink cannot disagree, and one place decides what a readable record is,
+so the sink's dead-letter reasons match what the producer writes.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple, Protocol
+
+from google.protobuf.message import DecodeError, Message
+
+from sluice.events.v1 import events_pb2
+from sluice.llm.v1 import messages_pb2
+
+SCHEMA_VERSION = "1"
+TYPE_HEADER = "sluice-event-type"
+VERSION_HEADER = "sluice-schema-version"
+# Set on dead letters: why, and where the record came from.
+REASON_HEADER = "sluice-dead-letter-reason"
+SOURCE_HEADER = "sluice-dead-letter-source"
+
+EVENT_TYPES: dict[str, type[Message]] = {
+    "billing": events_pb2.BillingEvent,
+    "audit": events_pb2.AuditEvent,
+}
+
+
+class MalformedEvent(ValueError):
+    """A Kafka record a sink cannot take; the message is the dead-letter reason."""
+
+
+class SpoolRecord(NamedTuple):
+    """One event as it waits in the spool and travels on Kafka."""
+
+    kind: str  # a key of EVENT_TYPES
+    key: bytes  # the tenant id: one tenant's events share a partition
+    value: bytes  # the serialized event
+
+
+def topic(kind: str, region: str) -> str:
+    if kind not in EVENT_TYPES:
+        raise ValueError(f"unknown event kind {kind!r}")
+    return f"sluice.{kind}.{region}"
+
+
+def dead_letter_topic(region: str) -> str:
+    return f"sluice.deadletter.{region}"
+
+
+def kafka_headers(kind: str) -> list[tuple[str, bytes]]:
+    return [(TYPE_HEADER, kind.encode()), (VERSION_HEADER, SCHEMA_VERSION.encode())]
+
+
+def decode(headers: list[tuple[str, bytes]] | None, value: bytes | None) -> tuple[str, Message]:
+    """(kind, event) of a Kafka record, or MalformedEvent naming what is wrong."""
+    found = {name: raw for name, raw in headers or ()}
+    raw_kind, raw_version = found.get(TYPE_HEADER), found.get(VERSION_HEADER)
+    if raw_kind is None:
+        raise MalformedEvent(f"missing header {TYPE_HEADER}")
+    kind = raw_kind.decode("utf-8", "replace")
+    if kind not in EVENT_TYPES:
+        raise MalformedEvent(f"unknown event type {kind!r}")
+    version = raw_version.decode("utf-8", "replace") if raw_version is not None else None
+    if version != SCHEMA_VERSION:
+        raise MalformedEvent(f"unsupported schema version {version!r} (this sink reads {SCHEMA_VERSION!r})")
+    try:
+        event = EVENT_TYPES[kind].FromString(value or b"")
+    except DecodeError as exc:
+        raise MalformedEvent(f"{kind} event does not decode: {exc}") from None
+    request = event.request  # type: ignore[attr-defined]
+    if not event.event_id or not request.tenant_id or not request.region:  # type: ignore[attr-defined]
+        raise MalformedEvent(f"{kind} event lacks event_id, request.tenant_id or request.region")
+    return kind, event
+
+
+class Prices(Protocol):
+    """USD per million tokens: the catalog's entry or a routing candidate's copy."""
+
+    input: float
+    output: float
+    cache_write_5m: float
+    cache_read: float
+
+
+def cost_usd(usage: messages_pb2.Usage, prices: Prices) -> float:
+    """USD for this usage at these per-million prices. Usage does not say
+    which cache lifetime a write bought, so writes are priced at the 5-minute
+    rate (the API's default)."""
+    return (usage.input_tokens * prices.input
+            + usage.output_tokens * prices.output
+            + usage.cache_creation_input_tokens * prices.cache_write_5m
+            + usage.cache_read_input_tokens * prices.cache_read) / 1_000_000

@@ -1,0 +1,265 @@
+"""The event spool: an append-only, fsync'd log between the request path and Kafka.
+
+Every event is written here first; it leaves once Kafka has acknowledged it.
+So one path serves Kafka up, Kafka down and a restart: the sender always
+forwards from the spool's cursor, and whatever a dead process left behind is
+still on disk, in order. Without Kafka (the embedded default) the spool is
+where events stay.
+
+On disk, in one folder per region: numbered segment files
+(`00000000000000000001.seg`, ...) of frames `length:u32 crc32:u32 payload`,
+and `cursor`, the (segment, offset) of the first record not yet acknowledged,
+replaced atomically. A crash can only tear the tail of the newest segment;
+that tail is cut off when the spool is opened. A frame that fails its CRC
+anywhere else means the disk lied: the rest of that segment is moved aside
+(`.corrupt`) and counted, never silently dropped.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import struct
+import threading
+import zlib
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from sluice.events.records import EVENT_TYPES, SpoolRecord
+from sluice.telemetry import metrics
+
+log = logging.getLogger(__name__)
+
+_FRAME = struct.Struct(">II")  # payload length, crc32 of payload
+_PAYLOAD = struct.Struct(">BH")  # kind code, key length
+_KIND_CODES = {kind: code for code, kind in enumerate(EVENT_TYPES, start=1)}
+_KINDS_BY_CODE = {code: kind for kind, code in _KIND_CODES.items()}
+_SUFFIX = ".seg"
+_MAX_FRAME = 64 << 20
+
+
+@dataclass(frozen=True, order=True)
+class Position:
+    segment: int
+    offset: int
+
+
+def encode(record: SpoolRecord) -> bytes:
+    payload = _PAYLOAD.pack(_KIND_CODES[record.kind], len(record.key)) + record.key + record.value
+    return _FRAME.pack(len(payload), zlib.crc32(payload)) + payload
+
+
+def _decode_payload(payload: bytes) -> SpoolRecord:
+    code, key_len = _PAYLOAD.unpack_from(payload)
+    start = _PAYLOAD.size
+    return SpoolRecord(_KINDS_BY_CODE[code], payload[start:start + key_len], payload[start + key_len:])
+
+
+class _Torn(Exception):
+    """A frame that is cut short or fails its checksum."""
+
+
+def _read_frame(f) -> bytes | None:  # type: ignore[no-untyped-def]
+    head = f.read(_FRAME.size)
+    if not head:
+        return None
+    if len(head) < _FRAME.size:
+        raise _Torn("short frame header")
+    length, crc = _FRAME.unpack(head)
+    if length > _MAX_FRAME:
+        raise _Torn(f"frame length {length} is implausible")
+    payload = f.read(length)
+    if len(payload) < length or zlib.crc32(payload) != crc:
+        raise _Torn("frame cut short or checksum mismatch")
+    if payload[0] not in _KINDS_BY_CODE or len(payload) < _PAYLOAD.size:
+        raise _Torn(f"unknown record kind {payload[0]}")
+    return payload
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class Spool:
+    """Thread-safe: the request path may append (on queue overflow) while the
+    sender thread appends, reads and commits."""
+
+    def __init__(self, folder: str | os.PathLike[str], max_bytes: int, segment_bytes: int) -> None:
+        self.folder = Path(folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.max_bytes = max_bytes
+        self._segment_bytes = segment_bytes
+        self._lock = threading.Lock()
+        self._cursor = self._read_cursor()
+        segments = self._segments()
+        for seq in segments:
+            if seq < self._cursor.segment:
+                (self.folder / _name(seq)).unlink()  # acknowledged before a crash cut the cleanup short
+        segments = [s for s in segments if s >= self._cursor.segment] or [max(self._cursor.segment, 1)]
+        self._sizes = {seq: self._size(seq) for seq in segments}
+        self._active = segments[-1]
+        self._cut_torn_tail(self._active)
+        if self._cursor.segment not in self._sizes:
+            self._cursor = Position(segments[0], 0)
+        self._file = open(self.folder / _name(self._active), "ab")  # noqa: SIM115 - closed in close()
+        _fsync_dir(self.folder)
+        metrics.SPOOL_CAPACITY_BYTES.set(max_bytes)
+        metrics.SPOOL_BYTES.set(self.pending_bytes)
+
+    # --- state -------------------------------------------------------------
+
+    @property
+    def pending_bytes(self) -> int:
+        """Bytes written and not yet acknowledged."""
+        return sum(self._sizes.values()) - self._cursor.offset
+
+    @property
+    def full(self) -> bool:
+        return self.pending_bytes >= self.max_bytes
+
+    @property
+    def empty(self) -> bool:
+        return self.pending_bytes == 0
+
+    # --- writing ----------------------------------------------------------------
+
+    def append(self, records: Iterable[SpoolRecord]) -> None:
+        """Writes records durably (fsync) before returning."""
+        data = b"".join(encode(r) for r in records)
+        if not data:
+            return
+        with self._lock:
+            self._file.write(data)
+            self._file.flush()
+            os.fsync(self._file.fileno())
+            self._sizes[self._active] += len(data)
+            if self._sizes[self._active] >= self._segment_bytes:
+                self._roll()
+        metrics.SPOOL_BYTES.set(self.pending_bytes)
+
+    def _roll(self) -> None:
+        self._file.close()
+        self._active += 1
+        self._sizes[self._active] = 0
+        self._file = open(self.folder / _name(self._active), "ab")  # noqa: SIM115
+        _fsync_dir(self.folder)
+
+    # --- reading and acknowledging -------------------------------------------
+
+    def read(self, max_records: int) -> list[tuple[SpoolRecord, Position]]:
+        """Up to max_records from the cursor, each with the position after it."""
+        out: list[tuple[SpoolRecord, Position]] = []
+        with self._lock:
+            position = self._cursor
+            while len(out) < max_records:
+                end = self._sizes.get(position.segment)
+                if end is None:
+                    break
+                if position.offset >= end:
+                    if position.segment == self._active:
+                        break
+                    position = Position(position.segment + 1, 0)
+                    continue
+                position = self._read_segment(position, end, max_records - len(out), out)
+        return out
+
+    def _read_segment(self, position: Position, end: int, limit: int,
+                      out: list[tuple[SpoolRecord, Position]]) -> Position:
+        with open(self.folder / _name(position.segment), "rb") as f:
+            f.seek(position.offset)
+            while len(out) < limit and f.tell() < end:
+                try:
+                    payload = _read_frame(f)
+                except _Torn as exc:
+                    self._quarantine(position, exc)
+                    return position
+                if payload is None:
+                    break
+                position = Position(position.segment, f.tell())
+                out.append((_decode_payload(payload), position))
+        return position
+
+    def _quarantine(self, position: Position, why: Exception) -> None:
+        """Moves the unreadable rest of a segment aside; the spool goes on after it."""
+        metrics.SPOOL_CORRUPT_SEGMENTS.inc()
+        path = self.folder / _name(position.segment)
+        aside = path.with_suffix(f".corrupt-at-{position.offset}")
+        with open(path, "rb") as src, open(aside, "wb") as dst:
+            src.seek(position.offset)
+            dst.write(src.read())
+        log.error("event spool %s is damaged at offset %d (%s): the rest of the segment was moved to %s",
+                  path, position.offset, why, aside)
+        if position.segment == self._active:
+            self._file.truncate(position.offset)
+        else:
+            os.truncate(path, position.offset)
+        self._sizes[position.segment] = position.offset
+
+    def commit(self, position: Position) -> None:
+        """Everything before `position` is acknowledged: forget it, durably."""
+        with self._lock:
+            tmp = self.folder / "cursor.tmp"
+            tmp.write_text(f"{position.segment} {position.offset}\n")
+            with open(tmp, "rb") as f:
+                os.fsync(f.fileno())
+            tmp.replace(self.folder / "cursor")
+            self._cursor = position
+            for seq in [s for s in self._sizes if s < position.segment]:
+                (self.folder / _name(seq)).unlink(missing_ok=True)
+                del self._sizes[seq]
+            _fsync_dir(self.folder)
+        metrics.SPOOL_BYTES.set(self.pending_bytes)
+
+    def close(self) -> None:
+        with self._lock:
+            self._file.close()
+
+    # --- opening ----------------------------------------------------------------
+
+    def _segments(self) -> list[int]:
+        return sorted(int(p.name[:-len(_SUFFIX)]) for p in self.folder.glob("*" + _SUFFIX)
+                      if p.name[:-len(_SUFFIX)].isdigit())
+
+    def _size(self, seq: int) -> int:
+        path = self.folder / _name(seq)
+        return path.stat().st_size if path.exists() else 0
+
+    def _read_cursor(self) -> Position:
+        try:
+            segment, offset = (self.folder / "cursor").read_text().split()
+            return Position(int(segment), int(offset))
+        except FileNotFoundError:
+            return Position(0, 0)
+        except ValueError:
+            log.error("event spool cursor in %s is unreadable; replaying the spool from its start", self.folder)
+            return Position(0, 0)
+
+    def _cut_torn_tail(self, seq: int) -> None:
+        """A crash mid-append leaves a partial last frame: cut it off."""
+        path = self.folder / _name(seq)
+        if not path.exists():
+            path.touch()
+            return
+        good = 0
+        with open(path, "rb") as f:
+            while True:
+                try:
+                    if _read_frame(f) is None:
+                        break
+                except _Torn:
+                    break
+                good = f.tell()
+        if good < self._sizes[seq]:
+            log.warning("event spool %s: cut a torn record at its end (%d bytes) left by a crash",
+                        path, self._sizes[seq] - good)
+            os.truncate(path, good)
+            self._sizes[seq] = good
+
+
+def _name(seq: int) -> str:
+    return f"{seq:020d}{_SUFFIX}"
