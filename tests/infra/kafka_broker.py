@@ -54,7 +54,9 @@ def ensure_jars() -> Path:
 
 
 class LocalKafka:
-    """One KRaft node on free loopback ports, its data in a temp folder."""
+    """One KRaft node on free loopback ports, its data in a temp folder.
+    `halt()` stops the broker and keeps its data; `start()` brings it back on
+    the same ports (for outage tests); `stop()` ends it and removes the data."""
 
     def __init__(self) -> None:
         lib = ensure_jars()
@@ -80,22 +82,34 @@ class LocalKafka:
             "group.initial.rebalance.delay.ms=0",
             "auto.create.topics.enable=true",
         ]) + "\n")
-        java = ["java", "-Xms256m", "-Xmx512m", f"-Dlog4j.configuration=file:{self._dir / 'log4j.properties'}",
-                "-cp", f"{lib}/*"]
+        self._java = ["java", "-Xms256m", "-Xmx512m",
+                      f"-Dlog4j.configuration=file:{self._dir / 'log4j.properties'}", "-cp", f"{lib}/*"]
+        self._config = config
         cluster_id = str(uuid.uuid4()).replace("-", "")[:22]
-        subprocess.run([*java, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(config)],
+        subprocess.run([*self._java, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(config)],
                        check=True, stdout=subprocess.DEVNULL)
-        self._log = open(self._dir / "broker.log", "wb")  # noqa: SIM115 - closed in stop()
-        self._proc = subprocess.Popen([*java, "kafka.Kafka", str(config)], stdout=self._log, stderr=subprocess.STDOUT)
+        self._log = open(self._dir / "broker.log", "ab")  # noqa: SIM115 - closed in stop()
+        self._proc: subprocess.Popen | None = None
+        self.bootstrap = f"127.0.0.1:{self.port}"
+        self.start()
+
+    def start(self) -> None:
+        self._proc = subprocess.Popen([*self._java, "kafka.Kafka", str(self._config)],
+                                      stdout=self._log, stderr=subprocess.STDOUT)
         try:
-            wait_for_port(self.port, 60, alive=lambda: self._proc.poll() is None)
+            wait_for_port(self.port, 60, alive=lambda: self._proc is not None and self._proc.poll() is None)
         except Exception:
             self.stop()
             raise
-        self.bootstrap = f"127.0.0.1:{self.port}"
+
+    def halt(self) -> None:
+        """Stops the broker process; its data stays for `start()`."""
+        if self._proc is not None:
+            stop_process(self._proc, 15)
+            self._proc = None
 
     def stop(self) -> None:
-        stop_process(self._proc, 15)
+        self.halt()
         self._log.close()
         shutil.rmtree(self._dir, ignore_errors=True)
 

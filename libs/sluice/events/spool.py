@@ -165,7 +165,7 @@ class Spool:
                         break
                     position = Position(position.segment + 1, 0)
                     continue
-                position = self._read_segment(position, end, max_records - len(out), out)
+                position = self._read_segment(position, end, max_records, out)
         return out
 
     def _read_segment(self, position: Position, end: int, limit: int,

@@ -6,12 +6,16 @@
     sluice check-config                 validate settings and exit
     sluice keys create --tenant acme    admin API: keys (create, list, revoke, rotate)
     sluice tenants list                 admin API: tenants (list, get, apply FILE)
+    sluice serve sinks --region eu      the region's billing/audit consumer
+    sluice audit verify                 check the audit hash chains in sink storage
+    sluice billing report --tenant T    usage and cost per model per day
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import signal
 import sys
 from typing import TextIO
@@ -103,6 +107,11 @@ async def _serve(settings: Settings, targets: list[str], out: TextIO, first_requ
         await process.stop()
 
 
+def _sinks_cli():  # type: ignore[no-untyped-def]
+    # The sinks service owns its storage format; the CLI borrows its reader.
+    return importlib.import_module("sluice.sinks.cli")
+
+
 def main(argv: list[str] | None = None, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
     parser = argparse.ArgumentParser(prog="sluice", description="Sluice LLM gateway mesh")
     parser.add_argument("--config", help="YAML settings file (default: $SLUICE_CONFIG or built-in defaults)")
@@ -111,12 +120,14 @@ def main(argv: list[str] | None = None, out: TextIO = sys.stdout, err: TextIO = 
     serve.add_argument("targets", help="all, a service name, or a comma list")
     serve.add_argument("--first-request", action="store_true",
                        help="once up, send one request through the gateway and print it")
+    serve.add_argument("--region", help="the region served (overrides the `region` setting)")
+    _sinks_cli().add_commands(sub)
     sub.add_parser("check-config", help="validate settings and exit")
     admin_cli.add_commands(sub)
     args = parser.parse_args(argv)
 
     try:
-        settings = load(args.config)
+        settings = load(args.config, {"region": args.region} if getattr(args, "region", None) else None)
     except ConfigError as exc:
         err.write(f"sluice: {exc}\n")
         return 2
@@ -125,6 +136,8 @@ def main(argv: list[str] | None = None, out: TextIO = sys.stdout, err: TextIO = 
         return 0
     if args.command in ("keys", "tenants"):
         return admin_cli.run(args, settings, out, err)
+    if args.command in ("audit", "billing"):
+        return _sinks_cli().run(args, settings, out, err)
     try:
         targets = resolve_targets(args.targets)
     except ValueError as exc:

@@ -25,8 +25,9 @@ from sluice.rpc.registry import ServiceRegistry
 
 log = logging.getLogger(__name__)
 
-# Service name -> module path. `all` is every service except the simulator,
-# which stands in for a provider and is started only where asked for.
+# Service name -> module path. `all` is every service on the request path:
+# not the simulator, which stands in for a provider, nor the sinks, which run
+# once per region beside that region's Kafka.
 MODULE_PATHS = {
     "auth": "sluice.auth.module",
     "safety": "sluice.safety.module",
@@ -35,6 +36,7 @@ MODULE_PATHS = {
     "inference": "sluice.inference.module",
     "gateway": "sluice.gateway.module",
     "simulator": "sluice.simulator.module",
+    "sinks": "sluice.sinks.module",
 }
 ALL = ("auth", "safety", "cache", "routing", "inference", "gateway")
 

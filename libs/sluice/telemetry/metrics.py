@@ -100,8 +100,8 @@ SPOOL_CORRUPT_SEGMENTS = Counter(
 )
 SINK_RECORDS = Counter(
     "sluice_sink_records_total",
-    "Records read by a regional sink, by topic kind and what became of them (stored, duplicate, dead_letter).",
-    ["kind", "outcome"],
+    "Records read by a regional sink, by what became of them (stored, duplicate, dead_letter).",
+    ["outcome"],
     registry=REGISTRY,
 )
 SINK_BATCH_SECONDS = Histogram(

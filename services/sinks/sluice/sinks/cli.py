@@ -1,0 +1,54 @@
+"""`sluice audit verify` and `sluice billing report`: read a region's sink storage."""
+
+from __future__ import annotations
+
+import argparse
+from datetime import UTC, datetime
+from typing import TextIO
+
+from sluice.config import Settings
+from sluice.sinks import report
+from sluice.sinks.storage import RegionalStore
+
+
+def _day(text: str) -> str:
+    try:
+        return datetime.strptime(text, "%Y-%m-%d").strftime("%Y-%m-%d")
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a YYYY-MM-DD day: {text!r}") from None
+
+
+def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    for name, help_text in (("audit", "audit records in the sink's storage"),
+                            ("billing", "billing records in the sink's storage")):
+        group = sub.add_parser(name, help=help_text).add_subparsers(dest="action", required=True)
+        if name == "audit":
+            cmd = group.add_parser("verify", help="check every audit hash chain; name each broken record")
+            cmd.add_argument("--tenant", help="only this tenant (default: all)")
+        else:
+            cmd = group.add_parser("report", help="usage and cost per model per day")
+            cmd.add_argument("--tenant", required=True)
+            today = datetime.now(UTC).strftime("%Y-%m-%d")
+            cmd.add_argument("--from", dest="day_from", type=_day, default="0000-00-00", help="first day (UTC)")
+            cmd.add_argument("--to", dest="day_to", type=_day, default=today, help="last day (UTC), inclusive")
+        cmd.add_argument("--data-dir", help="storage root (default: sinks.data_dir)")
+        cmd.add_argument("--region", help="the region whose storage to read (default: the `region` setting)")
+
+
+def run(args: argparse.Namespace, settings: Settings, out: TextIO, err: TextIO) -> int:
+    store = RegionalStore(args.data_dir or settings.sinks.data_dir, settings.region)
+    if not store.root.exists():
+        err.write(f"sluice: no storage for region {settings.region} under {store.root}\n")
+        return 2
+    if args.command == "audit":
+        problems = store.verify_audit(args.tenant)
+        for problem in problems:
+            out.write(problem + "\n")
+        if problems:
+            err.write(f"audit verification FAILED: {len(problems)} problem(s)\n")
+            return 1
+        files = sum(1 for _ in store.files("audit", args.tenant))
+        out.write(f"audit verification ok: {files} file(s) in region {settings.region}\n")
+        return 0
+    out.write(report.render(report.report(store, args.tenant, args.day_from, args.day_to)))
+    return 0
