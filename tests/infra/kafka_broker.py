@@ -130,3 +130,54 @@ def kafka_bootstrap() -> Iterator[str]:
         yield broker.bootstrap
     finally:
         broker.stop()
+
+
+class GivenKafka:
+    """A broker someone else runs (SLUICE_KAFKA_BOOTSTRAP): usable, not stoppable."""
+
+    def __init__(self, bootstrap: str) -> None:
+        self.bootstrap = bootstrap
+
+
+@contextmanager
+def kafka_brokers(count: int) -> Iterator[list]:
+    """`count` independent clusters (one per region). With SLUICE_KAFKA_BOOTSTRAP
+    set, every region shares that cluster (topics are per region anyway);
+    otherwise each is a container (Docker present) or a local KRaft node."""
+    if os.environ.get("SLUICE_KAFKA_BOOTSTRAP"):
+        yield [GivenKafka(os.environ["SLUICE_KAFKA_BOOTSTRAP"]) for _ in range(count)]
+        return
+    if docker.engine_available():
+        from testcontainers.kafka import KafkaContainer
+
+        containers = [KafkaContainer("confluentinc/cp-kafka:7.7.1").with_kraft().start() for _ in range(count)]
+        try:
+            yield [GivenKafka(c.get_bootstrap_server()) for c in containers]
+        finally:
+            for container in containers:
+                container.stop()
+        return
+    brokers: list[LocalKafka] = []
+    try:
+        for _ in range(count):
+            brokers.append(LocalKafka())
+        yield brokers
+    finally:
+        for broker in brokers:
+            broker.stop()
+
+
+def create_topics(bootstrap: str, names: list[str], partitions: int = 3) -> None:
+    """Creates topics that do not exist yet (a deployment's setup step)."""
+    from kafka.admin import KafkaAdminClient, NewTopic
+    from kafka.errors import TopicAlreadyExistsError
+
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=20000)
+    try:
+        for name in names:
+            try:
+                admin.create_topics([NewTopic(name, num_partitions=partitions, replication_factor=1)])
+            except TopicAlreadyExistsError:
+                pass
+    finally:
+        admin.close()

@@ -161,3 +161,33 @@ class SluiceCluster:
         _stop(list(self.procs.values()))
         if self._owns_simulator:
             self.simulator.stop()
+
+
+class SinkProcess:
+    """`sluice serve sinks --region R` on that region's Kafka, storing under workdir."""
+
+    def __init__(self, workdir: Path, region: str, kafka_bootstrap: str, batch_max_records: int = 200) -> None:
+        self.workdir = workdir
+        self.region = region
+        self.data_dir = workdir / f"sinks-{region}"
+        self.config = {"region": region, "server": {"log_level": "INFO", "drain_grace_seconds": 5},
+                       "events": {"kafka_bootstrap": kafka_bootstrap},
+                       "sinks": {"data_dir": str(self.data_dir), "batch_max_records": batch_max_records,
+                                 "poll_timeout_ms": 200}}
+        self.proc: subprocess.Popen | None = None
+        self._starts = 0
+
+    def start(self) -> SinkProcess:
+        self._starts += 1
+        self.proc = _spawn(self.workdir, self.config, f"sinks-{self.region}-{self._starts}", "sinks")
+        return self
+
+    def kill(self) -> None:
+        """SIGKILL: no drain, no clean-up; whatever was mid-batch stays as it was."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def stop(self) -> None:
+        if self.proc:
+            _stop([self.proc])

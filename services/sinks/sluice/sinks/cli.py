@@ -29,7 +29,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
             cmd = group.add_parser("report", help="usage and cost per model per day")
             cmd.add_argument("--tenant", required=True)
             today = datetime.now(UTC).strftime("%Y-%m-%d")
-            cmd.add_argument("--from", dest="day_from", type=_day, default="0000-00-00", help="first day (UTC)")
+            cmd.add_argument("--from", dest="day_from", type=_day, default="0001-01-01", help="first day (UTC)")
             cmd.add_argument("--to", dest="day_to", type=_day, default=today, help="last day (UTC), inclusive")
         cmd.add_argument("--data-dir", help="storage root (default: sinks.data_dir)")
         cmd.add_argument("--region", help="the region whose storage to read (default: the `region` setting)")

@@ -75,10 +75,12 @@ class RegionalSink:
             consumer = producer = None
             try:
                 consumer = KafkaConsumer(
-                    *self._topics, bootstrap_servers=self._bootstrap, group_id=f"{self._settings.group_id}-{self.region}",
+                    bootstrap_servers=self._bootstrap, group_id=f"{self._settings.group_id}-{self.region}",
                     client_id=f"sluice-sink-{self.region}", enable_auto_commit=False, auto_offset_reset="earliest",
                     max_poll_records=self._settings.batch_max_records,
                 )
+                self._wait_for_topics(consumer)
+                consumer.subscribe(self._topics)
                 producer = KafkaProducer(bootstrap_servers=self._bootstrap, acks="all", enable_idempotence=True,
                                          client_id=f"sluice-sink-dlq-{self.region}")
                 self.ready.set()
@@ -94,6 +96,19 @@ class RegionalSink:
                             client.close()
                         except Exception:  # noqa: BLE001
                             log.debug("closing a kafka client failed", exc_info=True)
+
+    def _wait_for_topics(self, consumer: KafkaConsumer) -> None:
+        """Joins the group only once the topics' partitions are known: joining
+        earlier (a broker just restarted) can leave the sink assigned nothing."""
+        logged = False
+        while not self._stopping.is_set():
+            missing = [t for t in self._topics if not consumer.partitions_for_topic(t)]
+            if not missing:
+                return
+            if not logged:
+                log.warning("waiting for topics %s on %s", missing, ",".join(self._bootstrap))
+                logged = True
+            self._stopping.wait(0.5)
 
     def _batch(self, consumer: KafkaConsumer, producer: KafkaProducer) -> None:
         polled = consumer.poll(timeout_ms=self._settings.poll_timeout_ms,
