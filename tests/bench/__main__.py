@@ -24,7 +24,8 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.bench import quota
+from tests.bench import events, quota
+from tests.infra.kafka_broker import kafka_bootstrap
 from tests.infra.redis_server import redis_url
 from tests.infra.sluice_cluster import SimulatorProcess, SluiceCluster
 
@@ -176,6 +177,7 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=10)
     parser.add_argument("--profiles", default=",".join(PROFILES))
     parser.add_argument("--quota-checks", type=int, default=5000, help="checks per quota-stage row")
+    parser.add_argument("--events", type=int, default=20_000, help="events through one producer and one sink")
     args = parser.parse_args()
     ensure_hey()
     workdir = Path(tempfile.mkdtemp(prefix="sluice-bench-"))
@@ -185,6 +187,8 @@ def main() -> None:
     with redis_url() as real_redis:
         try:
             quota_results = quota.run(real_redis, args.quota_checks)
+            with kafka_bootstrap() as bootstrap:
+                events_result = events.run(bootstrap, args.events)
             for profile in args.profiles.split(","):
                 results += _profile(profile, args, files, workdir, real_redis)
         finally:
@@ -206,6 +210,10 @@ def main() -> None:
           "including each settle.")
     print(quota.table(quota_results))
     print(quota.verdict(quota_results))
+    print()
+    print(f"Billing and audit events: {events_result.events} events, one producer and one sink, real Kafka broker.")
+    print(events.table(events_result))
+    print(events.verdict(events_result))
 
 
 # The Sluice targets: name, run mode, and which store auth keeps keys and limits in.

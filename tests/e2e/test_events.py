@@ -182,7 +182,7 @@ def test_tampered_audit_record_fails_verification_naming_it(regions):
         path.write_text("".join(lines))
 
 
-def test_events_made_while_kafka_is_down_arrive_once_after_it_returns(regions):
+def test_events_made_while_kafka_is_down_arrive_once_after_it_returns_and_a_gateway_restart(regions):
     eu = regions["eu-west-1"]
     if not hasattr(eu.broker, "halt"):
         pytest.skip("the Kafka broker is not ours to stop (SLUICE_KAFKA_BOOTSTRAP or a container)")
@@ -198,6 +198,12 @@ def test_events_made_while_kafka_is_down_arrive_once_after_it_returns(regions):
         wait_until(lambda: "sluice_events_kafka_up 0.0" in metrics(), 30, "the outage to be noticed")
         spooled = [line for line in metrics().splitlines() if line.startswith("sluice_event_spool_bytes ")]
         assert float(spooled[0].split()[1]) > 0
+        assert "Kafka for region eu-west-1 is unreachable" in eu.gateway.log_text("all")
+        # A restart while Kafka is still down: the new process replays the spool.
+        eu.gateway.stop()
+        eu.gateway.start()
+        sent += [_send(eu, "eu-b", i) for i in range(30, 45, 3)]
+        assert all(s.status == 200 for s in sent)
     finally:
         eu.broker.start()
     ids = {s.request_id for s in sent}
@@ -206,7 +212,6 @@ def test_events_made_while_kafka_is_down_arrive_once_after_it_returns(regions):
     for kind in ("billing", "audit"):
         counts = Counter(r["request"]["request_id"] for r in eu.records(kind))
         assert all(counts[i] == 1 for i in ids), kind
-    assert "Kafka for region eu-west-1 is unreachable" in eu.gateway.log_text("all")
 
 
 def _bulk_event(i: int, tenant: str, region: str) -> ev.BillingEvent:

@@ -1,42 +1,57 @@
-"""One billing event produced to and consumed from a real Kafka broker."""
+"""Events through a real Kafka broker: the gateway's forwarder writes what the sink's decoder reads."""
 
 from __future__ import annotations
 
 import uuid
 
 import pytest
-from kafka import KafkaConsumer, KafkaProducer
-from kafka.admin import KafkaAdminClient, NewTopic
+from kafka import KafkaConsumer
 
-from sluice.events.v1 import events_pb2
+from sluice.events.kafka_forwarder import KafkaForwarder
+from sluice.events.records import SpoolRecord, decode, topic
+from sluice.events.v1 import events_pb2 as ev
+from tests.infra.kafka_broker import create_topics
 
 pytestmark = pytest.mark.integration
 
 
-def test_billing_event_round_trip(kafka_bootstrap):
-    topic = f"sluice.billing.test-{uuid.uuid4().hex[:8]}"
-    admin = KafkaAdminClient(bootstrap_servers=kafka_bootstrap, request_timeout_ms=20000)
-    admin.create_topics([NewTopic(topic, num_partitions=3, replication_factor=1)])
-    admin.close()
+def test_forwarded_events_round_trip_keyed_by_tenant_with_schema_headers(kafka_bootstrap):
+    region = f"it-{uuid.uuid4().hex[:8]}"
+    create_topics(kafka_bootstrap, [topic("billing", region), topic("audit", region)])
+    events = [ev.BillingEvent(event_id=uuid.uuid4().hex, request=ev.RequestSummary(
+        request_id=f"req_{i}", tenant_id="acme", key_id="k1", region=region, model_requested="claude-sonnet-4-6",
+        model_served="claude-sonnet-4-6", input_tokens=12 + i, output_tokens=34, cache_read_input_tokens=5,
+        cost_usd=0.000549)) for i in range(5)]
+    forwarder = KafkaForwarder(region, kafka_bootstrap, send_timeout_s=30)
+    try:
+        acked = forwarder.send([SpoolRecord("billing", b"acme", e.SerializeToString()) for e in events])
+    finally:
+        forwarder.close()
+    assert acked == len(events)
 
-    event = events_pb2.BillingEvent(
-        event_id=uuid.uuid4().hex, request_id="req_test", tenant_id="acme", key_id="k1", region="local",
-        model_requested="claude-sonnet-4-6", model_served="claude-sonnet-4-6",
-        input_tokens=12, output_tokens=34, cache_read_input_tokens=5, cost_usd=0.000549,
-    )
-    producer = KafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all", enable_idempotence=True)
-    metadata = producer.send(topic, key=b"acme", value=event.SerializeToString()).get(timeout=30)
-    producer.close()
-    assert metadata.topic == topic and metadata.offset == 0
-
-    consumer = KafkaConsumer(topic, bootstrap_servers=kafka_bootstrap, group_id=f"g-{uuid.uuid4().hex[:6]}",
-                             auto_offset_reset="earliest", enable_auto_commit=False, consumer_timeout_ms=20000)
+    consumer = KafkaConsumer(topic("billing", region), bootstrap_servers=kafka_bootstrap,
+                             group_id=f"g-{uuid.uuid4().hex[:6]}", auto_offset_reset="earliest",
+                             enable_auto_commit=False, consumer_timeout_ms=20000)
     records = []
     for record in consumer:
         records.append(record)
-        break
+        if len(records) == len(events):
+            break
     consumer.close()
 
-    assert len(records) == 1
-    assert records[0].key == b"acme"
-    assert events_pb2.BillingEvent.FromString(records[0].value) == event
+    assert {r.key for r in records} == {b"acme"}
+    assert len({r.partition for r in records}) == 1  # one tenant, one partition: ordered
+    decoded = [decode(r.headers, r.value) for r in sorted(records, key=lambda r: r.offset)]
+    assert [kind for kind, _ in decoded] == ["billing"] * len(events)
+    assert [event for _, event in decoded] == events
+
+
+def test_forwarder_reports_nothing_acknowledged_when_kafka_is_unreachable():
+    # A closed port: nothing listens, so nothing can be acknowledged.
+    from tests.infra.processes import free_port
+
+    forwarder = KafkaForwarder("nowhere", f"127.0.0.1:{free_port()}", send_timeout_s=2)
+    try:
+        assert forwarder.send([SpoolRecord("billing", b"acme", b"x")]) == 0
+    finally:
+        forwarder.close()

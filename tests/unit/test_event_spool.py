@@ -150,3 +150,14 @@ def test_another_regions_event_cannot_be_emitted(tmp_path):
     with pytest.raises(CrossRegionEvent):
         EventEmitter("eu", Spool(tmp_path / "x", 1 << 20, 1 << 20), FakeKafka("us"), queue_max=10, batch_max=10,
                      retry_s=0.1, alarm_ratio=0.8)
+
+
+def test_a_second_process_cannot_open_the_same_spool(tmp_path):
+    import subprocess
+    import sys
+
+    spool = Spool(tmp_path, 1 << 20, 1 << 20)
+    other = subprocess.run([sys.executable, "-c", "import sys; from sluice.events.spool import Spool\n"
+                            f"Spool({str(tmp_path)!r}, 1 << 20, 1 << 20)"], capture_output=True, text=True)
+    assert other.returncode != 0 and "in use by another process" in other.stderr
+    spool.close()

@@ -17,6 +17,7 @@ anywhere else means the disk lied: the rest of that segment is moved aside
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import struct
@@ -37,6 +38,10 @@ _KIND_CODES = {kind: code for code, kind in enumerate(EVENT_TYPES, start=1)}
 _KINDS_BY_CODE = {code: kind for kind, code in _KIND_CODES.items()}
 _SUFFIX = ".seg"
 _MAX_FRAME = 64 << 20
+
+
+class SpoolInUse(OSError):
+    """Another process holds this spool."""
 
 
 @dataclass(frozen=True, order=True)
@@ -92,6 +97,15 @@ class Spool:
     def __init__(self, folder: str | os.PathLike[str], max_bytes: int, segment_bytes: int) -> None:
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
+        # One writer per spool: two processes appending to one segment would
+        # interleave frames. A second gateway on the same folder fails to start.
+        self._lock_file = open(self.folder / "LOCK", "a")  # noqa: SIM115 - held until close()
+        try:
+            fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._lock_file.close()
+            raise SpoolInUse(f"event spool {self.folder} is in use by another process; "
+                             "give each gateway process its own events.spool_dir") from None
         self.max_bytes = max_bytes
         self._segment_bytes = segment_bytes
         self._lock = threading.Lock()
@@ -218,6 +232,7 @@ class Spool:
     def close(self) -> None:
         with self._lock:
             self._file.close()
+            self._lock_file.close()
 
     # --- opening ----------------------------------------------------------------
 

@@ -78,11 +78,13 @@ class RegionalSink:
                     bootstrap_servers=self._bootstrap, group_id=f"{self._settings.group_id}-{self.region}",
                     client_id=f"sluice-sink-{self.region}", enable_auto_commit=False, auto_offset_reset="earliest",
                     max_poll_records=self._settings.batch_max_records,
+                    # Back within a second of the broker's return, not kafka-python's 30 s backoff.
+                    reconnect_backoff_max_ms=1000,
                 )
                 self._wait_for_topics(consumer)
                 consumer.subscribe(self._topics)
                 producer = KafkaProducer(bootstrap_servers=self._bootstrap, acks="all", enable_idempotence=True,
-                                         client_id=f"sluice-sink-dlq-{self.region}")
+                                         client_id=f"sluice-sink-dlq-{self.region}", reconnect_backoff_max_ms=1000)
                 self.ready.set()
                 while not self._stopping.is_set():
                     self._batch(consumer, producer)
