@@ -161,3 +161,13 @@ def test_a_second_process_cannot_open_the_same_spool(tmp_path):
                             f"Spool({str(tmp_path)!r}, 1 << 20, 1 << 20)"], capture_output=True, text=True)
     assert other.returncode != 0 and "in use by another process" in other.stderr
     spool.close()
+
+
+def test_pending_records_can_be_read_while_a_gateway_holds_the_spool(tmp_path):
+    from sluice.events.spool import pending_records
+
+    spool = Spool(tmp_path, 1 << 20, 64)
+    spool.append([_rec(i) for i in range(6)])
+    spool.commit(spool.read(2)[-1][1])
+    assert pending_records(tmp_path) == [_rec(i) for i in range(2, 6)]
+    spool.close()

@@ -278,3 +278,30 @@ class Spool:
 
 def _name(seq: int) -> str:
     return f"{seq:020d}{_SUFFIX}"
+
+
+def pending_records(folder: str | os.PathLike[str]) -> list[SpoolRecord]:
+    """What a spool holds that Kafka has not acknowledged, read without
+    taking the spool (a running gateway may be writing it): for inspection."""
+    path = Path(folder)
+    try:
+        segment, offset = (path / "cursor").read_text().split()
+        cursor = Position(int(segment), int(offset))
+    except (FileNotFoundError, ValueError):
+        cursor = Position(0, 0)
+    out: list[SpoolRecord] = []
+    for seg in sorted(p for p in path.glob("*" + _SUFFIX) if p.name[:-len(_SUFFIX)].isdigit()):
+        seq = int(seg.name[:-len(_SUFFIX)])
+        if seq < cursor.segment:
+            continue
+        with open(seg, "rb") as f:
+            f.seek(cursor.offset if seq == cursor.segment else 0)
+            while True:
+                try:
+                    payload = _read_frame(f)
+                except _Torn:
+                    break  # a record being written right now, or damage: stop here
+                if payload is None:
+                    break
+                out.append(_decode_payload(payload))
+    return out

@@ -9,6 +9,7 @@
     sluice serve sinks --region eu      the region's billing/audit consumer
     sluice audit verify                 check the audit hash chains in sink storage
     sluice billing report --tenant T    usage and cost per model per day
+    sluice events spooled               events a gateway holds for Kafka (or, without Kafka, keeps)
 """
 
 from __future__ import annotations
@@ -33,6 +34,10 @@ def _banner(process) -> str:  # type: ignore[no-untyped-def]
         lines.append(f"  gRPC            {process.grpc.address}")
     for site, _ in process._runners:  # noqa: SLF001 - reading our own process
         lines.append(f"  HTTP {site.name:<10} http://{site.address}")
+    if notes.get("events"):
+        lines.append(f"  Events          {notes['events']}")
+    if notes.get("sinks"):
+        lines.append(f"  Sink            {notes['sinks']}")
     key = notes.get("demo_api_key")
     if "gateway" in process.targets:
         base = f"http://{process.http_address('gateway')}"
@@ -136,7 +141,7 @@ def main(argv: list[str] | None = None, out: TextIO = sys.stdout, err: TextIO = 
         return 0
     if args.command in ("keys", "tenants"):
         return admin_cli.run(args, settings, out, err)
-    if args.command in ("audit", "billing"):
+    if args.command in ("audit", "billing", "events"):
         return _sinks_cli().run(args, settings, out, err)
     try:
         targets = resolve_targets(args.targets)

@@ -41,6 +41,9 @@ async def init(rt: Runtime) -> None:
     )
     emitter = open_emitter(rt.settings.region, rt.settings.events)
     emitter.start()
+    events = rt.settings.events
+    rt.announcements["events"] = (f"{emitter.spool.folder} -> Kafka {events.kafka_bootstrap}" if events.kafka_bootstrap
+                                  else f"kept in {emitter.spool.folder} (no Kafka configured; `sluice events spooled`)")
 
     async def stop_events() -> None:
         # After the pipeline drained: every finished request's events are queued.

@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import json
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TextIO
 
+from google.protobuf import json_format
+
 from sluice.config import Settings
+from sluice.events.records import EVENT_TYPES
+from sluice.events.spool import pending_records
 from sluice.sinks import report
 from sluice.sinks.storage import RegionalStore
 
@@ -19,6 +25,10 @@ def _day(text: str) -> str:
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    spooled = sub.add_parser("events", help="events in a gateway's spool").add_subparsers(dest="action", required=True)
+    cmd = spooled.add_parser("spooled", help="print the events Kafka has not taken yet (all of them without Kafka)")
+    cmd.add_argument("--spool-dir", help="spool root (default: events.spool_dir)")
+    cmd.add_argument("--region", help="the region (default: the `region` setting)")
     for name, help_text in (("audit", "audit records in the sink's storage"),
                             ("billing", "billing records in the sink's storage")):
         group = sub.add_parser(name, help=help_text).add_subparsers(dest="action", required=True)
@@ -36,6 +46,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
 
 
 def run(args: argparse.Namespace, settings: Settings, out: TextIO, err: TextIO) -> int:
+    if args.command == "events":
+        return _spooled(args, settings, out, err)
     store = RegionalStore(args.data_dir or settings.sinks.data_dir, settings.region)
     if not store.root.exists():
         err.write(f"sluice: no storage for region {settings.region} under {store.root}\n")
@@ -51,4 +63,16 @@ def run(args: argparse.Namespace, settings: Settings, out: TextIO, err: TextIO) 
         out.write(f"audit verification ok: {files} file(s) in region {settings.region}\n")
         return 0
     out.write(report.render(report.report(store, args.tenant, args.day_from, args.day_to)))
+    return 0
+
+
+def _spooled(args: argparse.Namespace, settings: Settings, out: TextIO, err: TextIO) -> int:
+    folder = Path(args.spool_dir or settings.events.spool_dir) / settings.region
+    if not folder.exists():
+        err.write(f"sluice: no event spool at {folder}\n")
+        return 2
+    for record in pending_records(folder):
+        doc = json_format.MessageToDict(EVENT_TYPES[record.kind].FromString(record.value),
+                                        preserving_proto_field_name=True)
+        out.write(json.dumps({"kind": record.kind, **doc}) + "\n")
     return 0
