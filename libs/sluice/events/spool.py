@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sluice.events.records import EVENT_TYPES, SpoolRecord
+from sluice.storage.files import fsync_dir, replace_durably
 from sluice.telemetry import metrics
 
 log = logging.getLogger(__name__)
@@ -82,14 +83,6 @@ def _read_frame(f) -> bytes | None:  # type: ignore[no-untyped-def]
     return payload
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 class Spool:
     """Thread-safe: the request path may append (on queue overflow) while the
     sender thread appends, reads and commits."""
@@ -121,7 +114,7 @@ class Spool:
         if self._cursor.segment not in self._sizes:
             self._cursor = Position(segments[0], 0)
         self._file = open(self.folder / _name(self._active), "ab")  # noqa: SIM115 - closed in close()
-        _fsync_dir(self.folder)
+        fsync_dir(self.folder)
         metrics.SPOOL_CAPACITY_BYTES.set(max_bytes)
         metrics.SPOOL_BYTES.set(self.pending_bytes)
 
@@ -161,7 +154,7 @@ class Spool:
         self._active += 1
         self._sizes[self._active] = 0
         self._file = open(self.folder / _name(self._active), "ab")  # noqa: SIM115
-        _fsync_dir(self.folder)
+        fsync_dir(self.folder)
 
     # --- reading and acknowledging -------------------------------------------
 
@@ -217,16 +210,12 @@ class Spool:
     def commit(self, position: Position) -> None:
         """Everything before `position` is acknowledged: forget it, durably."""
         with self._lock:
-            tmp = self.folder / "cursor.tmp"
-            tmp.write_text(f"{position.segment} {position.offset}\n")
-            with open(tmp, "rb") as f:
-                os.fsync(f.fileno())
-            tmp.replace(self.folder / "cursor")
+            replace_durably(self.folder / "cursor", f"{position.segment} {position.offset}\n")
             self._cursor = position
             for seq in [s for s in self._sizes if s < position.segment]:
                 (self.folder / _name(seq)).unlink(missing_ok=True)
                 del self._sizes[seq]
-            _fsync_dir(self.folder)
+            fsync_dir(self.folder)
         metrics.SPOOL_BYTES.set(self.pending_bytes)
 
     def close(self) -> None:
@@ -237,8 +226,7 @@ class Spool:
     # --- opening ----------------------------------------------------------------
 
     def _segments(self) -> list[int]:
-        return sorted(int(p.name[:-len(_SUFFIX)]) for p in self.folder.glob("*" + _SUFFIX)
-                      if p.name[:-len(_SUFFIX)].isdigit())
+        return _segment_numbers(self.folder)
 
     def _size(self, seq: int) -> int:
         path = self.folder / _name(seq)
@@ -246,10 +234,7 @@ class Spool:
 
     def _read_cursor(self) -> Position:
         try:
-            segment, offset = (self.folder / "cursor").read_text().split()
-            return Position(int(segment), int(offset))
-        except FileNotFoundError:
-            return Position(0, 0)
+            return _cursor_of(self.folder)
         except ValueError:
             log.error("event spool cursor in %s is unreadable; replaying the spool from its start", self.folder)
             return Position(0, 0)
@@ -280,21 +265,32 @@ def _name(seq: int) -> str:
     return f"{seq:020d}{_SUFFIX}"
 
 
+def _segment_numbers(folder: Path) -> list[int]:
+    return sorted(int(p.name[:-len(_SUFFIX)]) for p in folder.glob("*" + _SUFFIX) if p.name[:-len(_SUFFIX)].isdigit())
+
+
+def _cursor_of(folder: Path) -> Position:
+    """The acknowledged position; (0, 0) when none was written yet. ValueError if unreadable."""
+    try:
+        segment, offset = (folder / "cursor").read_text().split()
+    except FileNotFoundError:
+        return Position(0, 0)
+    return Position(int(segment), int(offset))
+
+
 def pending_records(folder: str | os.PathLike[str]) -> list[SpoolRecord]:
     """What a spool holds that Kafka has not acknowledged, read without
     taking the spool (a running gateway may be writing it): for inspection."""
     path = Path(folder)
     try:
-        segment, offset = (path / "cursor").read_text().split()
-        cursor = Position(int(segment), int(offset))
-    except (FileNotFoundError, ValueError):
+        cursor = _cursor_of(path)
+    except ValueError:
         cursor = Position(0, 0)
     out: list[SpoolRecord] = []
-    for seg in sorted(p for p in path.glob("*" + _SUFFIX) if p.name[:-len(_SUFFIX)].isdigit()):
-        seq = int(seg.name[:-len(_SUFFIX)])
+    for seq in _segment_numbers(path):
         if seq < cursor.segment:
             continue
-        with open(seg, "rb") as f:
+        with open(path / _name(seq), "rb") as f:
             f.seek(cursor.offset if seq == cursor.segment else 0)
             while True:
                 try:

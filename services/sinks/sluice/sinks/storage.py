@@ -27,6 +27,7 @@ from google.protobuf import json_format
 from google.protobuf.message import Message
 
 from sluice.sinks import audit_chain
+from sluice.storage.files import fsync_dir, replace_durably
 
 log = logging.getLogger(__name__)
 
@@ -99,8 +100,8 @@ class RegionalStore:
         for state in touched_heads:
             _write_head(state)
         for folder in new_dirs:
-            _fsync_dir(folder)
-            _fsync_dir(folder.parent)
+            fsync_dir(folder)
+            fsync_dir(folder.parent)
         return stored, duplicates
 
     def _open(self, kind: str, tenant: str, day: str) -> _File:
@@ -159,13 +160,7 @@ def _head_path(path: Path) -> Path:
 
 
 def _write_head(state: _File) -> None:
-    head = _head_path(state.path)
-    tmp = head.with_suffix(".head.tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(json.dumps({"records": state.seq, "hash": state.last_hash}) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
-    tmp.replace(head)
+    replace_durably(_head_path(state.path), json.dumps({"records": state.seq, "hash": state.last_hash}) + "\n")
 
 
 def _read_head(path: Path) -> tuple[int, str] | None:
@@ -202,11 +197,3 @@ def _cut_torn_line(path: Path) -> None:
         f.flush()
         os.fsync(f.fileno())
     log.warning("%s: cut a partial last line (%d bytes) left by an interrupted write", path, size - keep)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
