@@ -131,6 +131,8 @@ def test_unreadable_or_misplaced_records_are_dead_lettered_with_the_reason():
         Record("sluice.billing.eu", 0, 5, b"x", _billing(2, region="us").SerializeToString(),
                kafka_headers("billing")),
         Record("sluice.audit.eu", 0, 6, b"acme", good.value, kafka_headers("billing")),
+        Record("sluice.billing.eu", 0, 7, b"x", _billing(3, tenant="../../etc").SerializeToString(),
+               kafka_headers("billing")),
     ]
     stored, dead = classify("eu", records)
     assert [e.event_id for _, e in stored] == ["b1"]
@@ -140,3 +142,4 @@ def test_unreadable_or_misplaced_records_are_dead_lettered_with_the_reason():
     assert "missing header sluice-event-type" in reasons[2]
     assert "region 'us'" in reasons[3]
     assert "billing event on topic sluice.audit.eu" in reasons[4]
+    assert "invalid tenant id" in reasons[5]  # never a path outside the region's storage
