@@ -9,7 +9,7 @@ import pytest
 from sluice.auth.v1 import principal_pb2
 from sluice.config import ConfigError, load
 from sluice.events.emitter import EventEmitter
-from sluice.events.spool import Spool
+from sluice.events.spool import Spool, pending_records
 from sluice.events.v1 import events_pb2 as ev
 from sluice.gateway.accounting import EventRecorder, RequestRecord, prompt_text
 from sluice.llm.v1 import messages_pb2 as m
@@ -33,13 +33,14 @@ def _record(mode: str = "hash") -> RequestRecord:
 
 
 def _recorded(tmp_path, record: RequestRecord, outcome=ev.OUTCOME_OK, reason="") -> tuple[ev.BillingEvent, ev.AuditEvent]:
-    spool = Spool(tmp_path, 1 << 20, 1 << 20)
-    emitter = EventEmitter("eu", spool, None, queue_max=1, batch_max=10, retry_s=1, alarm_ratio=0.8)
+    emitter = EventEmitter("eu", Spool(tmp_path, 1 << 20, 1 << 20), None, queue_max=10, batch_max=10, retry_s=1,
+                           alarm_ratio=0.8)
+    emitter.start()
     EventRecorder(emitter).finish(record, outcome, reason)
-    # The writer is not running: the first event waits in the queue, the second overflowed to the spool.
-    queued = emitter._queue.get_nowait()  # noqa: SLF001
-    (spooled, _), = spool.read(10)
-    return ev.BillingEvent.FromString(queued.value), ev.AuditEvent.FromString(spooled.value)
+    emitter.stop(1)  # no Kafka: both events stay in the spool
+    billing, audit = pending_records(tmp_path)
+    assert (billing.kind, audit.kind) == ("billing", "audit") and billing.key == b"acme"
+    return ev.BillingEvent.FromString(billing.value), ev.AuditEvent.FromString(audit.value)
 
 
 def _stream(record: RequestRecord, model: str, words: list[str], usage: m.Usage | None) -> None:

@@ -334,8 +334,14 @@ class EventsSettings(_Section):
     # Events waiting for the background writer; when full, the request path
     # writes to the spool itself rather than drop one.
     queue_max_events: int = Field(10_000, ge=1)
-    # Most events per Kafka round trip.
+    # Most events per Kafka round trip (and per spool write).
     batch_max_events: int = Field(500, ge=1)
+    # How long the writer gathers events before one fsync covers them all:
+    # the most an event waits before it is on disk (a SIGKILL loses at most
+    # this window; SIGTERM writes everything). Never adds to a request's
+    # latency; shorter costs CPU: at 10 ms, fsyncs cost ~0.5 ms per request
+    # at 200 requests/s on a 2-core machine.
+    group_commit_ms: float = Field(50.0, ge=0, le=1000)
     # A Kafka send not acknowledged this long counts as Kafka being down;
     # it is then retried from the spool after kafka_retry_seconds.
     send_timeout_seconds: float = Field(10.0, gt=0)

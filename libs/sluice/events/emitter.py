@@ -10,7 +10,7 @@ restart, all take the same path; events are replayed in the order written.
 from __future__ import annotations
 
 import logging
-import queue
+import collections
 import threading
 import time
 from collections.abc import Sequence
@@ -42,14 +42,21 @@ class Forwarder(Protocol):
 
 class EventEmitter:
     def __init__(self, region: str, spool: Spool, forwarder: Forwarder | None, *, queue_max: int,
-                 batch_max: int, retry_s: float, alarm_ratio: float) -> None:
+                 batch_max: int, retry_s: float, alarm_ratio: float, group_commit_s: float = 0.01) -> None:
         if forwarder is not None and forwarder.region != region:
             raise CrossRegionEvent(f"a {forwarder.region} forwarder cannot serve region {region}")
         self.region = region
         self.spool = spool
         self._forwarder = forwarder
-        self._queue: queue.Queue[SpoolRecord] = queue.Queue(queue_max)
+        # A deque, not a queue.Queue: appends and pops are atomic, and the
+        # writer polls on a timer, so no lock or wake-up is needed per event.
+        self._queue: collections.deque[SpoolRecord] = collections.deque()
+        self._queue_max = queue_max
+        self._in_hand = False
+        self._emitted = {kind: metrics.EVENTS_EMITTED.labels(kind) for kind in EVENT_TYPES}
         self._batch_max = batch_max
+        # At least a little: a zero tick would spin.
+        self._tick_s = max(group_commit_s, 0.001)
         self._retry_s = retry_s
         self._alarm_bytes = int(spool.max_bytes * alarm_ratio)
         self._alarmed = False
@@ -69,13 +76,18 @@ class EventEmitter:
         if kind not in EVENT_TYPES:
             raise ValueError(f"unknown event kind {kind!r}")
         record = SpoolRecord(kind, tenant_id.encode(), event.SerializeToString())
-        metrics.EVENTS_EMITTED.labels(kind).inc()
-        try:
-            self._queue.put_nowait(record)
-        except queue.Full:
+        self._emitted[kind].inc()
+        if len(self._queue) < self._queue_max:
+            self._queue.append(record)
+        else:
             # Slower, never lossy: write it through ourselves.
             metrics.EVENTS_QUEUE_OVERFLOW.inc()
             self.spool.append([record])
+
+    @property
+    def idle(self) -> bool:
+        """Nothing queued and nothing spooled: every event is where it is going."""
+        return not self._queue and not self._in_hand and self.spool.empty
 
     @property
     def accepting(self) -> bool:
@@ -115,11 +127,12 @@ class EventEmitter:
                     self._stopping.wait(0.5)
                     if not self._stopping.is_set():
                         continue
+            self._in_hand = bool(held)
             if self._forwarder is not None:
                 self._forward()
             if batch or self._alarmed:
                 self._check_alarm()
-            if self._stopping.is_set() and self._queue.empty() and not held:
+            if self._stopping.is_set() and not self._queue and not held:
                 if stop_deadline is None:
                     stop_deadline = time.monotonic() + self._drain_s
                 if self.spool.empty or self._forwarder is None or time.monotonic() > stop_deadline \
@@ -131,15 +144,19 @@ class EventEmitter:
                 and time.monotonic() >= self._retry_at)
 
     def _take(self, wait: bool) -> list[SpoolRecord]:
+        """A batch from the queue. The writer looks at the queue on a timer
+        rather than being woken by each event: waking a second thread per
+        request would make the event loop give up the GIL each time, and one
+        fsync per tick covers every event of that tick."""
+        if wait:
+            self._stopping.wait(self._tick_s)
         batch: list[SpoolRecord] = []
+        if self._queue:
+            self._in_hand = True  # taken from the queue, not yet in the spool
         try:
-            if wait:
-                # Wake up for retries and stop requests even when idle.
-                timeout = max(0.0, min(0.2, self._retry_at - time.monotonic())) or 0.2
-                batch.append(self._queue.get(timeout=timeout))
             while len(batch) < self._batch_max:
-                batch.append(self._queue.get_nowait())
-        except queue.Empty:
+                batch.append(self._queue.popleft())
+        except IndexError:
             pass
         return batch
 
@@ -194,4 +211,4 @@ def open_emitter(region: str, settings: EventsSettings) -> EventEmitter:
                  if settings.kafka_bootstrap else None)
     return EventEmitter(region, spool, forwarder, queue_max=settings.queue_max_events,
                         batch_max=settings.batch_max_events, retry_s=settings.kafka_retry_seconds,
-                        alarm_ratio=settings.spool_alarm_ratio)
+                        alarm_ratio=settings.spool_alarm_ratio, group_commit_s=settings.group_commit_ms / 1000)
