@@ -1,7 +1,8 @@
 """Hands events from the request path to the spool and on to Kafka.
 
 `emit` only puts the event on a bounded queue (no I/O on the request path).
-A background thread writes what is queued to the spool (fsync'd) and then
+A background thread, on a group-commit tick, writes what is queued to the
+spool (one fsync per tick) and then
 forwards from the spool's cursor to this region's Kafka; the cursor advances
 only past what Kafka acknowledged. Kafka down, slow or back again, and a
 restart, all take the same path; events are replayed in the order written.
@@ -9,8 +10,8 @@ restart, all take the same path; events are replayed in the order written.
 
 from __future__ import annotations
 
-import logging
 import collections
+import logging
 import threading
 import time
 from collections.abc import Sequence
@@ -20,7 +21,6 @@ from typing import Protocol
 from google.protobuf.message import Message
 
 from sluice.config.settings import EventsSettings
-
 from sluice.events.records import EVENT_TYPES, SpoolRecord
 from sluice.events.spool import Spool
 from sluice.telemetry import metrics
