@@ -1,6 +1,8 @@
 """Input policy. No policy pack is loaded yet, so every request is allowed
 and the verdict names no rule and no pack version: it claims nothing it did
-not check. Policy packs, PII redaction and the output filter come next."""
+not check. The PII and secret detectors exist (`detectors.py`) but no rule
+applies them yet; policy packs, the rule engine and the output filter come
+next (issue #5)."""
 
 from __future__ import annotations
 

@@ -1,0 +1,250 @@
+"""PII and secret detectors, and typed redaction.
+
+A detector finds spans in text; it knows nothing of rules, actions or
+requests. Text is first normalised (zero-width characters dropped, NFKC, so
+full-width digits become ASCII, and common Cyrillic/Greek look-alikes mapped
+to Latin) so tricks do not hide a value; every span is reported in the
+*original* text's offsets, so redaction replaces exactly what the client sent.
+
+New detectors plug in with `register()`; the rule engine refers to them by name.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import unicodedata
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import date
+
+import phonenumbers
+
+
+@dataclass(frozen=True)
+class Finding:
+    detector: str
+    start: int  # offsets in the original text
+    end: int
+    value: str  # the original text of the span
+
+
+# --- normalisation -----------------------------------------------------------
+
+_INVISIBLE = {"\u200b", "\u200c", "\u200d", "\u2060", "\ufeff", "\u00ad", "\u180e"}
+# Letters that look Latin but are not; enough to undo the common tricks.
+_LOOKALIKES = str.maketrans({
+    "а": "a", "е": "e", "о": "o", "р": "p", "с": "c", "у": "y", "х": "x", "і": "i", "ј": "j", "ѕ": "s",
+    "ԁ": "d", "ɡ": "g", "һ": "h", "ӏ": "l", "А": "A", "В": "B", "Е": "E", "К": "K", "М": "M", "Н": "H",
+    "О": "O", "Р": "P", "С": "C", "Т": "T", "Х": "X", "ο": "o", "α": "a", "ε": "e", "ρ": "p", "ν": "v",
+    "Ο": "O", "Α": "A", "Β": "B", "Ε": "E", "Ι": "I", "Κ": "K", "Μ": "M", "Ν": "N", "Ρ": "P", "Τ": "T",
+})
+
+
+def normalize(text: str) -> tuple[str, list[int]]:
+    """(normalised text, for each of its characters the index in `text`)."""
+    if text.isascii():
+        return text, list(range(len(text)))
+    out: list[str] = []
+    origin: list[int] = []
+    for i, ch in enumerate(text):
+        if ch in _INVISIBLE:
+            continue
+        folded = unicodedata.normalize("NFKC", ch).translate(_LOOKALIKES)
+        out.append(folded)
+        origin.extend([i] * len(folded))
+    return "".join(out), origin
+
+
+# --- detectors -----------------------------------------------------------------
+
+Finder = Callable[[str], Iterable[tuple[int, int]]]
+
+
+@dataclass(frozen=True)
+class Detector:
+    name: str
+    # Spans (start, end) in normalised text.
+    find_spans: Finder
+
+    def find(self, text: str) -> list[Finding]:
+        norm, origin = normalize(text)
+        findings = []
+        for start, end in self.find_spans(norm):
+            if end <= start:
+                continue
+            o_start, o_end = origin[start], origin[end - 1] + 1
+            findings.append(Finding(self.name, o_start, o_end, text[o_start:o_end]))
+        return findings
+
+
+def _regex(pattern: str, check: Callable[[re.Match[str]], bool] = lambda m: True, flags: int = 0) -> Finder:
+    compiled = re.compile(pattern, flags)
+    return lambda text: ((m.start(), m.end()) for m in compiled.finditer(text) if check(m))
+
+
+# Unicode letters allowed on both sides (RFC 6531 addresses are real ones).
+_EMAIL = r"(?<![\w.+-])[^\W_][\w.%+-]{0,63}@(?:[^\W_](?:[\w-]{0,61}[^\W_])?\.)+[^\W\d_]{2,24}(?![\w-])"
+
+
+def luhn_ok(digits: str) -> bool:
+    total = 0
+    for i, ch in enumerate(reversed(digits)):
+        d = int(ch)
+        if i % 2:
+            d = d * 2 - 9 if d > 4 else d * 2
+        total += d
+    return total % 10 == 0
+
+
+def _card_ok(m: re.Match[str]) -> bool:
+    digits = re.sub(r"[ -]", "", m.group())
+    return 13 <= len(digits) <= 19 and len(set(digits)) > 1 and luhn_ok(digits)
+
+
+def _ssn_ok(m: re.Match[str]) -> bool:
+    area, group, serial = int(m.group(1)), int(m.group(2)), int(m.group(3))
+    return area not in (0, 666) and area < 900 and group != 0 and serial != 0
+
+
+# Lengths by country for the IBANs seen most; others need 15..34.
+_IBAN_LENGTHS = {"DE": 22, "GB": 22, "FR": 27, "ES": 24, "IT": 27, "NL": 18, "BE": 16, "CH": 21, "AT": 20,
+                 "IE": 22, "PL": 28, "PT": 25, "SE": 24, "NO": 15, "DK": 18, "FI": 18, "LU": 20}
+
+
+def iban_ok(candidate: str) -> bool:
+    iban = candidate.replace(" ", "").upper()
+    expected = _IBAN_LENGTHS.get(iban[:2])
+    if (expected and len(iban) != expected) or not 15 <= len(iban) <= 34:
+        return False
+    rearranged = iban[4:] + iban[:4]
+    return int("".join(str(int(c, 36)) for c in rearranged)) % 97 == 1
+
+
+def _ip_spans(text: str) -> Iterable[tuple[int, int]]:
+    for m in re.finditer(r"(?<![\w.:])(?:\d{1,3}\.){3}\d{1,3}(?![\w.])|(?<![\w:])[0-9A-Fa-f:]{2,39}(?![\w:])", text):
+        candidate = m.group()
+        if ":" in candidate and candidate.count(":") < 2:
+            continue
+        try:
+            ipaddress.ip_address(candidate)
+        except ValueError:
+            continue
+        yield m.start(), m.end()
+
+
+_MONTHS = ("january|february|march|april|may|june|july|august|september|october|november|december|"
+           "jan|feb|mar|apr|jun|jul|aug|sep|sept|oct|nov|dec")
+_DATE = (rf"(?P<iso>\d{{4}}-\d{{2}}-\d{{2}})|(?P<num>\d{{1,2}}[/.]\d{{1,2}}[/.]\d{{4}})"
+         rf"|(?P<dmy>\d{{1,2}} (?:{_MONTHS})\.? \d{{4}})|(?P<mdy>(?:{_MONTHS})\.? \d{{1,2}},? \d{{4}})")
+_DOB_CONTEXT = r"(?:born(?: on)?|date of birth|d\.?o\.?b\.?|birthday|birth date|geboren(?: am)?|né(?:e)? le|fecha de nacimiento)"
+_DOB = re.compile(rf"{_DOB_CONTEXT}\s*[:\-]?\s*(?:is\s+|was\s+)?(?P<date>{_DATE})", re.IGNORECASE)
+
+
+def _plausible_birth_date(text: str) -> bool:
+    numbers = [int(n) for n in re.findall(r"\d+", text)]
+    year = next((n for n in numbers if n > 999), 0)
+    return 1900 <= year <= date.today().year
+
+
+def _dob_spans(text: str) -> Iterable[tuple[int, int]]:
+    for m in _DOB.finditer(text):
+        if _plausible_birth_date(m.group("date")):
+            yield m.start("date"), m.end("date")
+
+
+def _phone_spans(text: str) -> Iterable[tuple[int, int]]:
+    # "US" only decides numbers written without a country code; +CC numbers
+    # of every country are matched and validated by libphonenumber's metadata.
+    for match in phonenumbers.PhoneNumberMatcher(text, "US", leniency=phonenumbers.Leniency.VALID):
+        yield match.start, match.end
+
+
+_SECRET_PATTERNS = [
+    r"-----BEGIN (?:RSA |EC |DSA |OPENSSH |ENCRYPTED )?PRIVATE KEY-----[\s\S]+?-----END (?:RSA |EC |DSA |OPENSSH |ENCRYPTED )?PRIVATE KEY-----",
+    r"\bsk-ant-[A-Za-z0-9_-]{20,}",  # Anthropic
+    r"\bsk-sluice-[a-z0-9]+-[A-Za-z0-9]{16,}",  # Sluice's own keys
+    r"\bsk-(?:proj-)?[A-Za-z0-9_-]{32,}",  # OpenAI-style
+    r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b",  # AWS access key id
+    r"\bgh[pousr]_[A-Za-z0-9]{36,}\b",  # GitHub tokens
+    r"\bxox[abposr]-[A-Za-z0-9-]{10,}",  # Slack
+    r"\bAIza[0-9A-Za-z_-]{35}\b",  # Google API key
+    r"\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}",  # JWT
+]
+_SECRET = re.compile("|".join(f"(?:{p})" for p in _SECRET_PATTERNS))
+
+
+REGISTRY: dict[str, Detector] = {}
+
+
+def register(detector: Detector) -> Detector:
+    """Makes a detector available to policy rules by its name."""
+    if detector.name in REGISTRY:
+        raise ValueError(f"detector {detector.name!r} is already registered")
+    REGISTRY[detector.name] = detector
+    return detector
+
+
+for _detector in (
+    Detector("email", _regex(_EMAIL)),
+    Detector("phone", _phone_spans),
+    Detector("payment_card", _regex(r"(?<![\d-])\d(?:[ -]?\d){12,18}(?![\d-])", _card_ok)),
+    Detector("us_ssn", _regex(r"(?<![\d-])(\d{3})[- ](\d{2})[- ](\d{4})(?![\d-])", _ssn_ok)),
+    Detector("iban", _regex(r"(?<![A-Za-z0-9])[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}(?![A-Za-z0-9])",
+                            lambda m: iban_ok(m.group()))),
+    Detector("ip_address", _ip_spans),
+    Detector("date_of_birth", _dob_spans),
+    Detector("secret", lambda text: ((m.start(), m.end()) for m in _SECRET.finditer(text))),
+):
+    register(_detector)
+
+
+# --- redaction -------------------------------------------------------------------
+
+class Placeholders:
+    """Typed placeholders, the same for the same value within one request:
+    the second mention of a@b.c is [EMAIL_1] again, another address [EMAIL_2]."""
+
+    def __init__(self) -> None:
+        self._labels: dict[tuple[str, str], str] = {}
+        self._counts: dict[str, int] = {}
+
+    def label(self, detector: str, value: str) -> str:
+        key = (detector, _canonical(value))
+        if key not in self._labels:
+            self._counts[detector] = self._counts.get(detector, 0) + 1
+            self._labels[key] = f"[{detector.upper()}_{self._counts[detector]}]"
+        return self._labels[key]
+
+
+def _canonical(value: str) -> str:
+    norm, _ = normalize(value)
+    return re.sub(r"[\s-]", "", norm).lower()
+
+
+def merge(findings: Iterable[Finding]) -> list[Finding]:
+    """Non-overlapping findings in text order; of overlapping ones the longest wins."""
+    chosen: list[Finding] = []
+    for f in sorted(findings, key=lambda f: (f.start, -(f.end - f.start))):
+        if chosen and f.start < chosen[-1].end:
+            if f.end - f.start > chosen[-1].end - chosen[-1].start:
+                chosen[-1] = f
+            continue
+        chosen.append(f)
+    return chosen
+
+
+def redact(text: str, findings: Iterable[Finding], placeholders: Placeholders) -> str:
+    out, last = [], 0
+    for f in merge(findings):
+        out.append(text[last:f.start])
+        out.append(placeholders.label(f.detector, f.value))
+        last = f.end
+    out.append(text[last:])
+    return "".join(out)
+
+
+def detect(text: str, names: Iterable[str] | None = None) -> list[Finding]:
+    """Findings of the named detectors (all when None), merged."""
+    detectors = REGISTRY.values() if names is None else [REGISTRY[n] for n in names]
+    return merge(f for d in detectors for f in d.find(text))
