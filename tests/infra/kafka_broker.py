@@ -114,24 +114,6 @@ class LocalKafka:
         shutil.rmtree(self._dir, ignore_errors=True)
 
 
-@contextmanager
-def kafka_bootstrap() -> Iterator[str]:
-    if os.environ.get("SLUICE_KAFKA_BOOTSTRAP"):
-        yield os.environ["SLUICE_KAFKA_BOOTSTRAP"]
-        return
-    if docker.engine_available():
-        from testcontainers.kafka import KafkaContainer
-
-        with KafkaContainer("confluentinc/cp-kafka:7.7.1").with_kraft() as container:
-            yield container.get_bootstrap_server()
-        return
-    broker = LocalKafka()
-    try:
-        yield broker.bootstrap
-    finally:
-        broker.stop()
-
-
 class GivenKafka:
     """A broker someone else runs (SLUICE_KAFKA_BOOTSTRAP): usable, not stoppable."""
 
@@ -150,8 +132,10 @@ def kafka_brokers(count: int) -> Iterator[list]:
     if docker.engine_available():
         from testcontainers.kafka import KafkaContainer
 
-        containers = [KafkaContainer("confluentinc/cp-kafka:7.7.1").with_kraft().start() for _ in range(count)]
+        containers = []
         try:
+            for _ in range(count):
+                containers.append(KafkaContainer("confluentinc/cp-kafka:7.7.1").with_kraft().start())
             yield [GivenKafka(c.get_bootstrap_server()) for c in containers]
         finally:
             for container in containers:
@@ -165,6 +149,13 @@ def kafka_brokers(count: int) -> Iterator[list]:
     finally:
         for broker in brokers:
             broker.stop()
+
+
+@contextmanager
+def kafka_bootstrap() -> Iterator[str]:
+    """One broker's bootstrap address, from the same choices as kafka_brokers."""
+    with kafka_brokers(1) as (broker,):
+        yield broker.bootstrap
 
 
 def create_topics(bootstrap: str, names: list[str], partitions: int = 3) -> None:
