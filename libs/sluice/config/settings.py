@@ -144,7 +144,8 @@ def _default_tiers() -> dict[str, ScopeLimits]:
 
 
 # Tenant ids end up in Redis keys (as hash tags), metric labels and sink paths.
-TenantId = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")]
+TENANT_ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
+TenantId = Annotated[str, StringConstraints(pattern=TENANT_ID_PATTERN)]
 # Regions name Kafka topics (sluice.billing.<region>) and storage folders.
 Region = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")]
 AuditContent = Literal["hash", "redacted", "full"]

@@ -12,11 +12,12 @@ from typing import NamedTuple, Protocol
 
 from google.protobuf.message import DecodeError, Message
 
+from sluice.config.settings import TENANT_ID_PATTERN
 from sluice.events.v1 import events_pb2
 from sluice.llm.v1 import messages_pb2
 
-# As settings.TenantId; event ids are what the gateway makes (uuid4 hex), or similar.
-_TENANT_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}\Z")
+# The tenant ids settings accept; event ids are what the gateway makes (hex), or similar.
+_TENANT_ID = re.compile(TENANT_ID_PATTERN)
 _EVENT_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}\Z")
 
 SCHEMA_VERSION = "1"
@@ -78,7 +79,8 @@ def decode(headers: list[tuple[str, bytes]] | None, value: bytes | None) -> tupl
     if not event.event_id or not request.tenant_id or not request.region:  # type: ignore[attr-defined]
         raise MalformedEvent(f"{kind} event lacks event_id, request.tenant_id or request.region")
     # Both become parts of storage paths downstream: only the shapes Sluice issues.
-    if not _TENANT_ID.match(request.tenant_id) or not _EVENT_ID.match(event.event_id):  # type: ignore[attr-defined]
+    # fullmatch: Python's `$` would let a trailing newline through.
+    if not _TENANT_ID.fullmatch(request.tenant_id) or not _EVENT_ID.fullmatch(event.event_id):  # type: ignore[attr-defined]
         raise MalformedEvent(f"{kind} event has an invalid tenant id or event id")
     return kind, event
 
