@@ -40,7 +40,6 @@ class RequestRecord:
         ctx = call_context.current()
         self.request_id = ctx.request_id if ctx else call_context.new_request_id()
         self.started = time.monotonic()
-        self.admitted = False
         self.refusal_reason = ""
         # Set once auth admitted the request: settled however it ends.
         self.reservation: auth_service_pb2.Reservation | None = None
@@ -54,7 +53,10 @@ class RequestRecord:
         self.finished = False
         self.first_token_at: float | None = None
         self._completion: list[str] = []
-        self._delivered_chars = 0
+
+    @property
+    def admitted(self) -> bool:
+        return self.reservation is not None
 
     def observe(self, event: m.StreamEvent) -> None:
         """Takes note of one event on its way to the client."""
@@ -66,7 +68,6 @@ class RequestRecord:
                 if self.first_token_at is None:
                     self.first_token_at = time.monotonic()
                 self._completion.append(text)
-                self._delivered_chars += len(text)
         elif kind == "message_delta":
             self.usage, self.finished = event.message_delta.usage, True
         elif kind == "message_start":
@@ -75,11 +76,12 @@ class RequestRecord:
     def settled_usage(self) -> m.Usage:
         """What upstream used as far as the stream got. A stream stopped before
         its final usage (cancelled, failed) is billed the output it delivered."""
-        if self.finished or not self._delivered_chars:
+        delivered_chars = 0 if self.finished else sum(map(len, self._completion))
+        if not delivered_chars:
             return self.usage
         settled = m.Usage()
         settled.CopyFrom(self.usage)
-        settled.output_tokens = max(self.usage.output_tokens, tokens_for_chars(self._delivered_chars))
+        settled.output_tokens = max(self.usage.output_tokens, tokens_for_chars(delivered_chars))
         return settled
 
     def completion_text(self) -> str:

@@ -164,7 +164,7 @@ class Pipeline:
         except SluiceError as err:
             record.refusal_reason = err.reason.name
             raise
-        record.admitted, record.reservation = True, admitted.reservation
+        record.reservation = admitted.reservation
         if info is not None:
             info.rate_limit_headers = dict(admitted.rate_limit_headers)
         safety, cached, route = await _all_or_nothing(
