@@ -83,6 +83,16 @@ def _read_frame(f) -> bytes | None:  # type: ignore[no-untyped-def]
     return payload
 
 
+def _frames(f, end: int | None = None):  # type: ignore[no-untyped-def]
+    """(payload, offset after it) for each whole frame from the file's
+    position up to `end` (or its end); raises _Torn at a damaged frame."""
+    while end is None or f.tell() < end:
+        payload = _read_frame(f)
+        if payload is None:
+            return
+        yield payload, f.tell()
+
+
 class Spool:
     """Thread-safe: the request path may append (on queue overflow) while the
     sender thread appends, reads and commits."""
@@ -179,16 +189,14 @@ class Spool:
                       out: list[tuple[SpoolRecord, Position]]) -> Position:
         with open(self.folder / _name(position.segment), "rb") as f:
             f.seek(position.offset)
-            while len(out) < limit and f.tell() < end:
-                try:
-                    payload = _read_frame(f)
-                except _Torn as exc:
-                    self._quarantine(position, exc)
-                    return position
-                if payload is None:
-                    break
-                position = Position(position.segment, f.tell())
-                out.append((_decode_payload(payload), position))
+            try:
+                for payload, after in _frames(f, end):
+                    position = Position(position.segment, after)
+                    out.append((_decode_payload(payload), position))
+                    if len(out) >= limit:
+                        break
+            except _Torn as exc:
+                self._quarantine(position, exc)
         return position
 
     def _quarantine(self, position: Position, why: Exception) -> None:
@@ -247,13 +255,11 @@ class Spool:
             return
         good = 0
         with open(path, "rb") as f:
-            while True:
-                try:
-                    if _read_frame(f) is None:
-                        break
-                except _Torn:
-                    break
-                good = f.tell()
+            try:
+                for _, good in _frames(f):
+                    pass
+            except _Torn:
+                pass
         if good < self._sizes[seq]:
             log.warning("event spool %s: cut a torn record at its end (%d bytes) left by a crash",
                         path, self._sizes[seq] - good)
@@ -292,12 +298,9 @@ def pending_records(folder: str | os.PathLike[str]) -> list[SpoolRecord]:
             continue
         with open(path / _name(seq), "rb") as f:
             f.seek(cursor.offset if seq == cursor.segment else 0)
-            while True:
-                try:
-                    payload = _read_frame(f)
-                except _Torn:
-                    break  # a record being written right now, or damage: stop here
-                if payload is None:
-                    break
-                out.append(_decode_payload(payload))
+            try:
+                for payload, _ in _frames(f):
+                    out.append(_decode_payload(payload))
+            except _Torn:
+                pass  # a record being written right now, or damage: stop here
     return out
