@@ -128,7 +128,7 @@ class EventEmitter:
                     if not self._stopping.is_set():
                         continue
             self._in_hand = bool(held)
-            if self._forwarder is not None:
+            if self._forwardable():
                 self._forward()
             if batch or self._alarmed:
                 self._check_alarm()
@@ -161,8 +161,6 @@ class EventEmitter:
         return batch
 
     def _forward(self) -> None:
-        if self.spool.empty or time.monotonic() < self._retry_at:
-            return
         pending = self.spool.read(self._batch_max)
         if not pending:
             return
