@@ -356,6 +356,16 @@ class EventsSettings(_Section):
         return value
 
 
+class SafetySettings(_Section):
+    """The safety service's policy packs (see services/safety/README.md)."""
+
+    # Folder of policy pack files (*.yaml). Empty: the packs shipped with
+    # Sluice. A k8s ConfigMap mounted here is picked up without a restart.
+    policy_dir: str = ""
+    # How often the folder is checked for changed packs, seconds; 0 = never.
+    reload_interval_seconds: float = Field(2.0, ge=0)
+
+
 class SinksSettings(_Section):
     """`sluice serve sinks`: this region's consumer of billing and audit topics."""
 
@@ -383,6 +393,7 @@ class Settings(BaseSettings):
     routing: RoutingSettings = RoutingSettings()
     inference: InferenceSettings = InferenceSettings()
     simulator: SimulatorSettings = SimulatorSettings()
+    safety: SafetySettings = SafetySettings()
     events: EventsSettings = EventsSettings()
     sinks: SinksSettings = SinksSettings()
 

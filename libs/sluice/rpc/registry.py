@@ -147,14 +147,18 @@ class ServiceRegistry:
         methods: dict[str, _Method] = {}
         grpc_handlers: dict[str, grpc.RpcMethodHandler] = {}
         for m in service.methods:
-            if m.client_streaming:
-                raise ValueError(f"{service.full_name}/{m.name}: client streaming is not supported")
+            if m.client_streaming and not m.server_streaming:
+                raise ValueError(f"{service.full_name}/{m.name}: client-only streaming is not supported")
             fn = getattr(servicer, m.name)
             req_cls = message_factory.GetMessageClass(m.input_type)
             resp_cls = message_factory.GetMessageClass(m.output_type)
             if m.server_streaming:
+                # Bidirectional methods take the request iterator where
+                # server-streaming ones take the request: one wrapper serves both.
                 wrapped = wrap_stream(short, m.name, fn)
-                grpc_handlers[m.name] = grpc.unary_stream_rpc_method_handler(
+                make_handler = (grpc.stream_stream_rpc_method_handler if m.client_streaming
+                                else grpc.unary_stream_rpc_method_handler)
+                grpc_handlers[m.name] = make_handler(
                     wrapped, request_deserializer=req_cls.FromString,
                     response_serializer=resp_cls.SerializeToString,
                 )
@@ -295,7 +299,8 @@ class LocalStub:
     """Calls a hosted service's wrapped handlers directly, no socket.
 
     Attribute access mirrors the generated stub: `await stub.Method(req,
-    timeout=..., metadata=...)`, or `async for ev in stub.StreamMethod(req)`.
+    timeout=..., metadata=...)`, `async for ev in stub.StreamMethod(req)`, or
+    `async for ev in stub.BidiMethod(async_iterator_of_requests)`.
     Errors surface as grpc.aio.AioRpcError, exactly as over a channel.
     """
 

@@ -95,17 +95,35 @@ class AuthDecision(_message.Message):
     def __init__(self, key_id: _Optional[str] = ..., tier: _Optional[str] = ..., admitted: _Optional[bool] = ..., refusal_reason: _Optional[str] = ...) -> None: ...
 
 class AuditEvent(_message.Message):
-    __slots__ = ("event_id", "request", "auth", "safety_verdict", "prompt", "completion")
+    __slots__ = ("event_id", "request", "auth", "safety_verdict", "prompt", "completion", "output_verdict")
     EVENT_ID_FIELD_NUMBER: _ClassVar[int]
     REQUEST_FIELD_NUMBER: _ClassVar[int]
     AUTH_FIELD_NUMBER: _ClassVar[int]
     SAFETY_VERDICT_FIELD_NUMBER: _ClassVar[int]
     PROMPT_FIELD_NUMBER: _ClassVar[int]
     COMPLETION_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_VERDICT_FIELD_NUMBER: _ClassVar[int]
     event_id: str
     request: RequestSummary
     auth: AuthDecision
     safety_verdict: _verdict_pb2.Verdict
     prompt: ContentRecord
     completion: ContentRecord
-    def __init__(self, event_id: _Optional[str] = ..., request: _Optional[_Union[RequestSummary, _Mapping]] = ..., auth: _Optional[_Union[AuthDecision, _Mapping]] = ..., safety_verdict: _Optional[_Union[_verdict_pb2.Verdict, _Mapping]] = ..., prompt: _Optional[_Union[ContentRecord, _Mapping]] = ..., completion: _Optional[_Union[ContentRecord, _Mapping]] = ...) -> None: ...
+    output_verdict: _verdict_pb2.Verdict
+    def __init__(self, event_id: _Optional[str] = ..., request: _Optional[_Union[RequestSummary, _Mapping]] = ..., auth: _Optional[_Union[AuthDecision, _Mapping]] = ..., safety_verdict: _Optional[_Union[_verdict_pb2.Verdict, _Mapping]] = ..., prompt: _Optional[_Union[ContentRecord, _Mapping]] = ..., completion: _Optional[_Union[ContentRecord, _Mapping]] = ..., output_verdict: _Optional[_Union[_verdict_pb2.Verdict, _Mapping]] = ...) -> None: ...
+
+class ReviewEvent(_message.Message):
+    __slots__ = ("event_id", "request", "input_verdict", "output_verdict", "prompt", "completion")
+    EVENT_ID_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_FIELD_NUMBER: _ClassVar[int]
+    INPUT_VERDICT_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_VERDICT_FIELD_NUMBER: _ClassVar[int]
+    PROMPT_FIELD_NUMBER: _ClassVar[int]
+    COMPLETION_FIELD_NUMBER: _ClassVar[int]
+    event_id: str
+    request: RequestSummary
+    input_verdict: _verdict_pb2.Verdict
+    output_verdict: _verdict_pb2.Verdict
+    prompt: ContentRecord
+    completion: ContentRecord
+    def __init__(self, event_id: _Optional[str] = ..., request: _Optional[_Union[RequestSummary, _Mapping]] = ..., input_verdict: _Optional[_Union[_verdict_pb2.Verdict, _Mapping]] = ..., output_verdict: _Optional[_Union[_verdict_pb2.Verdict, _Mapping]] = ..., prompt: _Optional[_Union[ContentRecord, _Mapping]] = ..., completion: _Optional[_Union[ContentRecord, _Mapping]] = ...) -> None: ...

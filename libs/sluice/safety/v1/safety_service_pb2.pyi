@@ -17,9 +17,27 @@ class CheckInputRequest(_message.Message):
     def __init__(self, principal: _Optional[_Union[_principal_pb2.Principal, _Mapping]] = ..., params: _Optional[_Union[_messages_pb2.MessageParams, _Mapping]] = ...) -> None: ...
 
 class CheckInputResponse(_message.Message):
-    __slots__ = ("verdict", "redacted_params")
+    __slots__ = ("verdict", "redacted_params", "filter_output")
     VERDICT_FIELD_NUMBER: _ClassVar[int]
     REDACTED_PARAMS_FIELD_NUMBER: _ClassVar[int]
+    FILTER_OUTPUT_FIELD_NUMBER: _ClassVar[int]
     verdict: _verdict_pb2.Verdict
     redacted_params: _messages_pb2.MessageParams
-    def __init__(self, verdict: _Optional[_Union[_verdict_pb2.Verdict, _Mapping]] = ..., redacted_params: _Optional[_Union[_messages_pb2.MessageParams, _Mapping]] = ...) -> None: ...
+    filter_output: bool
+    def __init__(self, verdict: _Optional[_Union[_verdict_pb2.Verdict, _Mapping]] = ..., redacted_params: _Optional[_Union[_messages_pb2.MessageParams, _Mapping]] = ..., filter_output: _Optional[bool] = ...) -> None: ...
+
+class FilterOutputRequest(_message.Message):
+    __slots__ = ("principal", "event")
+    PRINCIPAL_FIELD_NUMBER: _ClassVar[int]
+    EVENT_FIELD_NUMBER: _ClassVar[int]
+    principal: _principal_pb2.Principal
+    event: _messages_pb2.StreamEvent
+    def __init__(self, principal: _Optional[_Union[_principal_pb2.Principal, _Mapping]] = ..., event: _Optional[_Union[_messages_pb2.StreamEvent, _Mapping]] = ...) -> None: ...
+
+class FilterOutputResponse(_message.Message):
+    __slots__ = ("event", "verdict")
+    EVENT_FIELD_NUMBER: _ClassVar[int]
+    VERDICT_FIELD_NUMBER: _ClassVar[int]
+    event: _messages_pb2.StreamEvent
+    verdict: _verdict_pb2.Verdict
+    def __init__(self, event: _Optional[_Union[_messages_pb2.StreamEvent, _Mapping]] = ..., verdict: _Optional[_Union[_verdict_pb2.Verdict, _Mapping]] = ...) -> None: ...

@@ -26,7 +26,8 @@ if _version_not_supported:
 
 
 class SafetyServiceStub:
-    """SafetyService applies the tenant's safety policy.
+    """SafetyService applies the tenant's safety policy, a profile of a
+    versioned policy pack, to what goes in and what comes out.
     """
 
     def __init__(self, channel):
@@ -40,14 +41,32 @@ class SafetyServiceStub:
                 request_serializer=sluice_dot_safety_dot_v1_dot_safety__service__pb2.CheckInputRequest.SerializeToString,
                 response_deserializer=sluice_dot_safety_dot_v1_dot_safety__service__pb2.CheckInputResponse.FromString,
                 _registered_method=True)
+        self.FilterOutput = channel.stream_stream(
+                '/sluice.safety.v1.SafetyService/FilterOutput',
+                request_serializer=sluice_dot_safety_dot_v1_dot_safety__service__pb2.FilterOutputRequest.SerializeToString,
+                response_deserializer=sluice_dot_safety_dot_v1_dot_safety__service__pb2.FilterOutputResponse.FromString,
+                _registered_method=True)
 
 
 class SafetyServiceServicer:
-    """SafetyService applies the tenant's safety policy.
+    """SafetyService applies the tenant's safety policy, a profile of a
+    versioned policy pack, to what goes in and what comes out.
     """
 
     def CheckInput(self, request, context):
         """CheckInput judges a request before it reaches a model.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def FilterOutput(self, request_iterator, context):
+        """FilterOutput judges the model's answer as it streams. The caller sends
+        the principal, then the answer's events; it receives the events to
+        deliver (text held back briefly so a value split across chunks is still
+        caught, redacted where rules say), then the output verdict. A block rule
+        ends the answer with stop_reason "refusal"; the caller then stops reading
+        the model.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -61,6 +80,11 @@ def add_SafetyServiceServicer_to_server(servicer, server):
                     request_deserializer=sluice_dot_safety_dot_v1_dot_safety__service__pb2.CheckInputRequest.FromString,
                     response_serializer=sluice_dot_safety_dot_v1_dot_safety__service__pb2.CheckInputResponse.SerializeToString,
             ),
+            'FilterOutput': grpc.stream_stream_rpc_method_handler(
+                    servicer.FilterOutput,
+                    request_deserializer=sluice_dot_safety_dot_v1_dot_safety__service__pb2.FilterOutputRequest.FromString,
+                    response_serializer=sluice_dot_safety_dot_v1_dot_safety__service__pb2.FilterOutputResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'sluice.safety.v1.SafetyService', rpc_method_handlers)
@@ -70,7 +94,8 @@ def add_SafetyServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class SafetyService:
-    """SafetyService applies the tenant's safety policy.
+    """SafetyService applies the tenant's safety policy, a profile of a
+    versioned policy pack, to what goes in and what comes out.
     """
 
     @staticmethod
@@ -90,6 +115,33 @@ class SafetyService:
             '/sluice.safety.v1.SafetyService/CheckInput',
             sluice_dot_safety_dot_v1_dot_safety__service__pb2.CheckInputRequest.SerializeToString,
             sluice_dot_safety_dot_v1_dot_safety__service__pb2.CheckInputResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def FilterOutput(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/sluice.safety.v1.SafetyService/FilterOutput',
+            sluice_dot_safety_dot_v1_dot_safety__service__pb2.FilterOutputRequest.SerializeToString,
+            sluice_dot_safety_dot_v1_dot_safety__service__pb2.FilterOutputResponse.FromString,
             options,
             channel_credentials,
             insecure,

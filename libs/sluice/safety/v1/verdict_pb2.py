@@ -24,15 +24,21 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1esluice/safety/v1/verdict.proto\x12\x10sluice.safety.v1\"]\n\x07Verdict\x12(\n\x06\x61\x63tion\x18\x01 \x01(\x0e\x32\x18.sluice.safety.v1.Action\x12\x10\n\x08rule_ids\x18\x02 \x03(\t\x12\x16\n\x0epolicy_version\x18\x03 \x01(\t*h\n\x06\x41\x63tion\x12\x16\n\x12\x41\x43TION_UNSPECIFIED\x10\x00\x12\x10\n\x0c\x41\x43TION_ALLOW\x10\x01\x12\x11\n\rACTION_REDACT\x10\x02\x12\x10\n\x0c\x41\x43TION_BLOCK\x10\x03\x12\x0f\n\x0b\x41\x43TION_FLAG\x10\x04\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1esluice/safety/v1/verdict.proto\x12\x10sluice.safety.v1\"\x92\x01\n\x07RuleHit\x12\x0f\n\x07rule_id\x18\x01 \x01(\t\x12(\n\x06\x61\x63tion\x18\x02 \x01(\x0e\x32\x18.sluice.safety.v1.Action\x12,\n\x08severity\x18\x03 \x01(\x0e\x32\x1a.sluice.safety.v1.Severity\x12\x0f\n\x07matcher\x18\x04 \x01(\t\x12\r\n\x05\x63ount\x18\x05 \x01(\x05\"\xbf\x01\n\x07Verdict\x12(\n\x06\x61\x63tion\x18\x01 \x01(\x0e\x32\x18.sluice.safety.v1.Action\x12\x10\n\x08rule_ids\x18\x02 \x03(\t\x12\x16\n\x0epolicy_version\x18\x03 \x01(\t\x12\'\n\x04hits\x18\x04 \x03(\x0b\x32\x19.sluice.safety.v1.RuleHit\x12\x0f\n\x07profile\x18\x05 \x01(\t\x12&\n\x05stage\x18\x06 \x01(\x0e\x32\x17.sluice.safety.v1.Stage*h\n\x06\x41\x63tion\x12\x16\n\x12\x41\x43TION_UNSPECIFIED\x10\x00\x12\x10\n\x0c\x41\x43TION_ALLOW\x10\x01\x12\x11\n\rACTION_REDACT\x10\x02\x12\x10\n\x0c\x41\x43TION_BLOCK\x10\x03\x12\x0f\n\x0b\x41\x43TION_FLAG\x10\x04*u\n\x08Severity\x12\x18\n\x14SEVERITY_UNSPECIFIED\x10\x00\x12\x10\n\x0cSEVERITY_LOW\x10\x01\x12\x13\n\x0fSEVERITY_MEDIUM\x10\x02\x12\x11\n\rSEVERITY_HIGH\x10\x03\x12\x15\n\x11SEVERITY_CRITICAL\x10\x04*A\n\x05Stage\x12\x15\n\x11STAGE_UNSPECIFIED\x10\x00\x12\x0f\n\x0bSTAGE_INPUT\x10\x01\x12\x10\n\x0cSTAGE_OUTPUT\x10\x02\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'sluice.safety.v1.verdict_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_ACTION']._serialized_start=147
-  _globals['_ACTION']._serialized_end=251
-  _globals['_VERDICT']._serialized_start=52
-  _globals['_VERDICT']._serialized_end=145
+  _globals['_ACTION']._serialized_start=395
+  _globals['_ACTION']._serialized_end=499
+  _globals['_SEVERITY']._serialized_start=501
+  _globals['_SEVERITY']._serialized_end=618
+  _globals['_STAGE']._serialized_start=620
+  _globals['_STAGE']._serialized_end=685
+  _globals['_RULEHIT']._serialized_start=53
+  _globals['_RULEHIT']._serialized_end=199
+  _globals['_VERDICT']._serialized_start=202
+  _globals['_VERDICT']._serialized_end=393
 # @@protoc_insertion_point(module_scope)

@@ -39,21 +39,56 @@ _LOOKALIKES = str.maketrans({
     "О": "O", "Р": "P", "С": "C", "Т": "T", "Х": "X", "ο": "o", "α": "a", "ε": "e", "ρ": "p", "ν": "v",
     "Ο": "O", "Α": "A", "Β": "B", "Ε": "E", "Ι": "I", "Κ": "K", "Μ": "M", "Ν": "N", "Ρ": "P", "Τ": "T",
 })
+_NON_ASCII_RUN = re.compile(r"[^\x00-\x7f]+")
+
+
+def is_invisible(ch: str) -> bool:
+    # Unicode tag characters (U+E0000..E007F) hide text the reader cannot see.
+    return ch in _INVISIBLE or "\U000e0000" <= ch <= "\U000e007f"
 
 
 def normalize(text: str) -> tuple[str, list[int]]:
-    """(normalised text, for each of its characters the index in `text`)."""
+    """(normalised text, for each of its characters the index in `text`).
+    ASCII runs are copied whole; only non-ASCII characters are looked at one
+    by one, so a 1 MB prompt of mostly ASCII costs little more than a copy."""
     if text.isascii():
         return text, list(range(len(text)))
     out: list[str] = []
     origin: list[int] = []
-    for i, ch in enumerate(text):
-        if ch in _INVISIBLE:
-            continue
-        folded = unicodedata.normalize("NFKC", ch).translate(_LOOKALIKES)
-        out.append(folded)
-        origin.extend([i] * len(folded))
+    last = 0
+    for run in _NON_ASCII_RUN.finditer(text):
+        out.append(text[last:run.start()])
+        origin.extend(range(last, run.start()))
+        for i in range(run.start(), run.end()):
+            ch = text[i]
+            if is_invisible(ch):
+                continue
+            folded = unicodedata.normalize("NFKC", ch).translate(_LOOKALIKES)
+            out.append(folded)
+            origin.extend([i] * len(folded))
+        last = run.end()
+    out.append(text[last:])
+    origin.extend(range(last, len(text)))
     return "".join(out), origin
+
+
+class Text:
+    """A text and its normalised form, made once and shared by every matcher."""
+
+    __slots__ = ("original", "norm", "_origin")
+
+    def __init__(self, original: str) -> None:
+        self.original = original
+        if original.isascii():
+            self.norm, self._origin = original, None  # offsets are the same
+        else:
+            self.norm, self._origin = normalize(original)
+
+    def finding(self, name: str, start: int, end: int) -> Finding:
+        """A span of the normalised text as a finding in the original's offsets."""
+        if self._origin is not None:
+            start, end = self._origin[start], self._origin[end - 1] + 1
+        return Finding(name, start, end, self.original[start:end])
 
 
 # --- detectors -----------------------------------------------------------------
@@ -66,16 +101,16 @@ class Detector:
     name: str
     # Spans (start, end) in normalised text.
     find_spans: Finder
+    # A cheap test that text without it cannot match; the output filter
+    # scans a small window per chunk, where most chunks have no candidate.
+    prefilter: Callable[[str], object] | None = None
 
-    def find(self, text: str) -> list[Finding]:
-        norm, origin = normalize(text)
-        findings = []
-        for start, end in self.find_spans(norm):
-            if end <= start:
-                continue
-            o_start, o_end = origin[start], origin[end - 1] + 1
-            findings.append(Finding(self.name, o_start, o_end, text[o_start:o_end]))
-        return findings
+    def find(self, text: str | Text) -> list[Finding]:
+        if isinstance(text, str):
+            text = Text(text)
+        if self.prefilter is not None and not self.prefilter(text.norm):
+            return []
+        return [text.finding(self.name, start, end) for start, end in self.find_spans(text.norm) if end > start]
 
 
 def _regex(pattern: str, check: Callable[[re.Match[str]], bool] = lambda m: True, flags: int = 0) -> Finder:
@@ -138,6 +173,7 @@ _MONTHS = ("january|february|march|april|may|june|july|august|september|october|
 _DATE = (rf"(?P<iso>\d{{4}}-\d{{2}}-\d{{2}})|(?P<num>\d{{1,2}}[/.]\d{{1,2}}[/.]\d{{4}})"
          rf"|(?P<dmy>\d{{1,2}} (?:{_MONTHS})\.? \d{{4}})|(?P<mdy>(?:{_MONTHS})\.? \d{{1,2}},? \d{{4}})")
 _DOB_CONTEXT = r"(?:born(?: on)?|date of birth|d\.?o\.?b\.?|birthday|birth date|geboren(?: am)?|né(?:e)? le|fecha de nacimiento)"
+_DOB_WORDS = ("born", "birth", "dob", "d.o.b", "geboren", "né", "nacimiento")
 _DOB = re.compile(rf"{_DOB_CONTEXT}\s*[:\-]?\s*(?:is\s+|was\s+)?(?P<date>{_DATE})", re.IGNORECASE)
 
 
@@ -161,7 +197,9 @@ def _phone_spans(text: str) -> Iterable[tuple[int, int]]:
 
 
 _SECRET_PATTERNS = [
-    r"-----BEGIN (?:RSA |EC |DSA |OPENSSH |ENCRYPTED )?PRIVATE KEY-----[\s\S]+?-----END (?:RSA |EC |DSA |OPENSSH |ENCRYPTED )?PRIVATE KEY-----",
+    # A block without its END line (pasted in half, or still streaming) is a key to its end too.
+    r"-----BEGIN (?:RSA |EC |DSA |OPENSSH |ENCRYPTED )?PRIVATE KEY-----"
+    r"(?:[\s\S]+?-----END (?:RSA |EC |DSA |OPENSSH |ENCRYPTED )?PRIVATE KEY-----|[\s\S]*\Z)",
     r"\bsk-ant-[A-Za-z0-9_-]{20,}",  # Anthropic
     r"\bsk-sluice-[a-z0-9]+-[A-Za-z0-9]{16,}",  # Sluice's own keys
     r"\bsk-(?:proj-)?[A-Za-z0-9_-]{32,}",  # OpenAI-style
@@ -186,15 +224,18 @@ def register(detector: Detector) -> Detector:
 
 
 for _detector in (
-    Detector("email", _regex(_EMAIL)),
-    Detector("phone", _phone_spans),
-    Detector("payment_card", _regex(r"(?<![\d-])\d(?:[ -]?\d){12,18}(?![\d-])", _card_ok)),
-    Detector("us_ssn", _regex(r"(?<![\d-])(\d{3})[- ](\d{2})[- ](\d{4})(?![\d-])", _ssn_ok)),
+    Detector("email", _regex(_EMAIL), lambda t: "@" in t),
+    Detector("phone", _phone_spans, re.compile(r"\d(?:\D{0,3}\d){6}").search),
+    Detector("payment_card", _regex(r"(?<![\d-])\d(?:[ -]?\d){12,18}(?![\d-])", _card_ok),
+             re.compile(r"\d(?:[ -]?\d){12}").search),
+    Detector("us_ssn", _regex(r"(?<![\d-])(\d{3})[- ](\d{2})[- ](\d{4})(?![\d-])", _ssn_ok),
+             re.compile(r"\d{3}[- ]\d{2}[- ]\d{4}").search),
     Detector("iban", _regex(r"(?<![A-Za-z0-9])[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}(?![A-Za-z0-9])",
-                            lambda m: iban_ok(m.group()))),
-    Detector("ip_address", _ip_spans),
-    Detector("date_of_birth", _dob_spans),
-    Detector("secret", lambda text: ((m.start(), m.end()) for m in _SECRET.finditer(text))),
+                            lambda m: iban_ok(m.group())), re.compile(r"[A-Z]{2}\d{2}").search),
+    Detector("ip_address", _ip_spans, lambda t: "." in t or "::" in t or t.count(":") > 1),
+    Detector("date_of_birth", _dob_spans, lambda t: any(w in t.lower() for w in _DOB_WORDS)),
+    Detector("secret", lambda text: ((m.start(), m.end()) for m in _SECRET.finditer(text)),
+             re.compile(r"-----BEGIN|sk-|AKIA|ASIA|gh[pousr]_|xox[abposr]-|AIza|eyJ").search),
 ):
     register(_detector)
 
