@@ -48,7 +48,9 @@ def test_sdk_stream_assembles_the_simulators_text(cluster):
     raw = [k for k in kinds if k != "text"]
     assert raw[0] == "message_start" and raw[1] == "content_block_start"
     assert raw[-3:] == ["content_block_stop", "message_delta", "message_stop"]
-    assert raw.count("content_block_delta") == 10
+    # The output filter holds back the tail of the text (64 characters in the
+    # standard pack) and releases it in pieces: same text, fewer deltas.
+    assert 1 <= raw.count("content_block_delta") <= 10
 
 
 def test_cache_tokens_are_reported_through_the_stream(cluster):
@@ -195,7 +197,9 @@ def test_error_after_stream_start_is_an_sse_error_event(cluster):
                                     messages=user("fail late [[sim:error_after=3]]")) as stream:
             for text in stream.text_stream:
                 received.append(text)
-    assert len(received) == 3
+    # The three words the model said before failing reach the client (the
+    # output filter releases what it held when the model fails), then the error.
+    assert len("".join(received).split()) == 3
     assert "overloaded" in str(err.value.body)
 
 

@@ -30,6 +30,8 @@ SOURCE_HEADER = "sluice-dead-letter-source"
 EVENT_TYPES: dict[str, type[Message]] = {
     "billing": events_pb2.BillingEvent,
     "audit": events_pb2.AuditEvent,
+    # Cases a safety rule flagged for a human (services/safety).
+    "review": events_pb2.ReviewEvent,
 }
 
 

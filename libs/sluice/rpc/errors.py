@@ -42,6 +42,9 @@ class Reason(enum.Enum):
     MODEL_NOT_ALLOWED = "MODEL_NOT_ALLOWED"
     WRONG_REGION = "WRONG_REGION"
     POLICY_BLOCKED = "POLICY_BLOCKED"
+    # The tenant's safety profile is in no loaded policy pack: refused, not
+    # served under some other policy.
+    POLICY_UNAVAILABLE = "POLICY_UNAVAILABLE"
     MODEL_NOT_FOUND = "MODEL_NOT_FOUND"
     NOT_FOUND = "NOT_FOUND"
     RATE_LIMITED = "RATE_LIMITED"
@@ -69,6 +72,7 @@ REASONS: dict[Reason, Mapping] = {
     Reason.MODEL_NOT_ALLOWED: Mapping(_C.PERMISSION_DENIED, 403, "permission_error"),
     Reason.WRONG_REGION: Mapping(_C.PERMISSION_DENIED, 403, "permission_error"),
     Reason.POLICY_BLOCKED: Mapping(_C.PERMISSION_DENIED, 403, "permission_error"),
+    Reason.POLICY_UNAVAILABLE: Mapping(_C.FAILED_PRECONDITION, 500, "api_error"),
     Reason.MODEL_NOT_FOUND: Mapping(_C.NOT_FOUND, 404, "not_found_error"),
     Reason.NOT_FOUND: Mapping(_C.NOT_FOUND, 404, "not_found_error"),
     Reason.RATE_LIMITED: Mapping(_C.RESOURCE_EXHAUSTED, 429, "rate_limit_error"),

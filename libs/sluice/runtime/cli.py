@@ -38,6 +38,8 @@ def _banner(process) -> str:  # type: ignore[no-untyped-def]
         lines.append(f"  Events          {notes['events']}")
     if notes.get("sinks"):
         lines.append(f"  Sink            {notes['sinks']}")
+    if notes.get("safety_policy"):
+        lines.append(f"  Safety policy   {notes['safety_policy']}")
     key = notes.get("demo_api_key")
     if "gateway" in process.targets:
         base = f"http://{process.http_address('gateway')}"

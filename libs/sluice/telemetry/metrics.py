@@ -148,3 +148,27 @@ QUOTA_SETTLE_FAILURES = Counter(
     "Settlements that could not reach the quota store; the reservation then expires on its own.",
     registry=REGISTRY,
 )
+SAFETY_VERDICTS = Counter(
+    "sluice_safety_verdicts_total",
+    "Safety verdicts by stage (input, output) and action (allow, redact, flag, block).",
+    ["stage", "action"],
+    registry=REGISTRY,
+)
+SAFETY_RULE_HITS = Counter(
+    "sluice_safety_rule_hits_total",
+    "Rule matches by stage and rule id (rule ids come from the loaded policy packs).",
+    ["stage", "rule_id"],
+    registry=REGISTRY,
+)
+SAFETY_POLICY_RELOADS = Counter(
+    "sluice_safety_policy_reloads_total",
+    "Policy folder reloads: ok, or rejected (the last good policy stays in force).",
+    ["result"],
+    registry=REGISTRY,
+)
+SAFETY_POLICY_INFO = Gauge(
+    "sluice_safety_policy_info",
+    "1 for each policy pack version in force.",
+    ["version"],
+    registry=REGISTRY,
+)

@@ -3,7 +3,8 @@
 A `RequestRecord` follows a request through the pipeline; at the end it
 settles the quota reservation (the pipeline's job) and becomes exactly one
 billing and one audit event (`EventRecorder.finish`), whatever the ending:
-delivered, refused, failed or cancelled.
+delivered, refused, failed or cancelled; and a review event when a safety
+rule flagged it for a human.
 """
 
 from __future__ import annotations
@@ -44,6 +45,8 @@ class RequestRecord:
         # Set once auth admitted the request: settled however it ends.
         self.reservation: auth_service_pb2.Reservation | None = None
         self.verdict = verdict_pb2.Verdict()
+        # The output filter's verdict, when the answer went through it.
+        self.output_verdict: verdict_pb2.Verdict | None = None
         # The params after the safety stage's redaction, when it redacted.
         self.redacted_params: m.MessageParams | None = None
         self.candidates: list[candidate_pb2.Candidate] = []
@@ -112,9 +115,15 @@ class EventRecorder:
             safety_verdict=record.verdict,
             prompt=_prompt_record(principal.audit_content, record.params, record.redacted_params),
             completion=_text_record(principal.audit_content, record.completion_text()),
+            output_verdict=record.output_verdict,
         )
         self._emitter.emit("billing", principal.region, principal.tenant_id, billing)
         self._emitter.emit("audit", principal.region, principal.tenant_id, audit)
+        if _flagged(record.verdict) or (record.output_verdict is not None and _flagged(record.output_verdict)):
+            review = ev.ReviewEvent(event_id=_event_id(), request=summary, input_verdict=record.verdict,
+                                    output_verdict=record.output_verdict, prompt=audit.prompt,
+                                    completion=audit.completion)
+            self._emitter.emit("review", principal.region, principal.tenant_id, review)
 
     @staticmethod
     def _summary(record: RequestRecord, outcome: ev.Outcome.ValueType, error_reason: str) -> ev.RequestSummary:
@@ -139,6 +148,10 @@ class EventRecorder:
                 # Listed before the one that answered: tried and given up on.
                 summary.fallbacks.append(candidate.model_id)
         return summary
+
+
+def _flagged(verdict: verdict_pb2.Verdict) -> bool:
+    return any(hit.action == verdict_pb2.ACTION_FLAG for hit in verdict.hits)
 
 
 def _event_id() -> str:

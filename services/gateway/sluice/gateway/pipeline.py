@@ -87,6 +87,16 @@ async def _all_or_nothing(*awaitables: Awaitable[Any], concurrently: bool = True
         raise
 
 
+async def _replay(message: m.AssistantMessage) -> AsyncIterator[m.StreamEvent]:
+    for event in message_to_events(message):
+        yield event
+
+
+async def _events_of(call: Any) -> AsyncIterator[m.StreamEvent]:
+    async for response in call:
+        yield response.event
+
+
 class Pipeline:
     def __init__(self, stages: Stages, stage_timeout_s: float, recorder: EventRecorder) -> None:
         self._s = stages
@@ -119,22 +129,19 @@ class Pipeline:
         record = RequestRecord(principal, params)
         outcome, error_reason = events_pb2.OUTCOME_OK, ""
         try:
-            events = await self._prepare(record, info)
-            if isinstance(events, list):  # answered from cache
-                for event in events:
-                    record.observe(event)
-                    yield event
-                return
+            events, upstream = await self._prepare(record, info)
             try:
-                async for response in events:
-                    event = response.event
+                async for event in events:
                     record.observe(event)
                     yield event
             except grpc.RpcError as exc:
                 raise from_rpc_error(exc) from None
             finally:
-                # Reaches the upstream when the client went away mid-stream.
-                events.cancel()
+                if upstream is not None:
+                    # Reaches the upstream when the client went away mid-stream,
+                    # or the output filter stopped the answer.
+                    upstream.cancel()
+                await events.aclose()  # and the output filter's call, now rather than at GC
         except SluiceError as err:
             outcome, error_reason = events_pb2.OUTCOME_ERROR, err.reason.name
             raise
@@ -151,9 +158,11 @@ class Pipeline:
                     model=record.served_model or params.model))
             self._record(record, outcome, error_reason)
 
-    async def _prepare(self, record: RequestRecord, info: RequestInfo | None) -> Any:
-        """Admission, then safety, cache and routing. Returns the cached
-        answer's events, or the inference call to stream from."""
+    async def _prepare(self, record: RequestRecord, info: RequestInfo | None
+                       ) -> tuple[AsyncIterator[m.StreamEvent], Any]:
+        """Admission, then safety, cache and routing. Returns the answer's
+        events (from the cache or the model, through the output filter when
+        the tenant's policy has output rules) and the model call, if any."""
         principal, params = record.principal, record.params
         validate(params)
         t = self._stage_timeout
@@ -179,15 +188,48 @@ class Pipeline:
         verdict = record.verdict = safety.verdict
         record.candidates, record.catalog_version = list(route.candidates), route.catalog_version
         if verdict.action == verdict_pb2.ACTION_BLOCK:
-            raise SluiceError(Reason.POLICY_BLOCKED, "request blocked by safety policy", metadata={
-                "rule_ids": ",".join(verdict.rule_ids), "policy_version": verdict.policy_version})
-        if verdict.action == verdict_pb2.ACTION_REDACT and safety.HasField("redacted_params"):
+            rule_ids = ",".join(h.rule_id for h in verdict.hits if h.action == verdict_pb2.ACTION_BLOCK)
+            raise SluiceError(Reason.POLICY_BLOCKED, f"request blocked by safety policy {verdict.policy_version} "
+                              f"(profile {verdict.profile}): rule {rule_ids}", metadata={
+                                  "rule_ids": rule_ids, "policy_version": verdict.policy_version})
+        if safety.HasField("redacted_params"):  # redact rules fired, whatever else did
             params = record.redacted_params = safety.redacted_params
+        upstream = None
         if cached.hit:
-            return list(message_to_events(cached.message))
-        return self._s.inference.Generate(
-            inference_service_pb2.GenerateRequest(params=params, candidates=route.candidates)
-        )
+            events: AsyncIterator[m.StreamEvent] = _replay(cached.message)
+        else:
+            upstream = self._s.inference.Generate(
+                inference_service_pb2.GenerateRequest(params=params, candidates=route.candidates))
+            events = _events_of(upstream)
+        if safety.filter_output:
+            events = self._filter_output(record, events)
+        return events, upstream
+
+    async def _filter_output(self, record: RequestRecord, events: AsyncIterator[m.StreamEvent]
+                             ) -> AsyncIterator[m.StreamEvent]:
+        """The answer through the safety service's output filter."""
+        failure: list[BaseException] = []
+
+        async def requests() -> AsyncIterator[safety_service_pb2.FilterOutputRequest]:
+            yield safety_service_pb2.FilterOutputRequest(principal=record.principal)
+            try:
+                async for event in events:
+                    yield safety_service_pb2.FilterOutputRequest(event=event)
+            except Exception as exc:  # noqa: BLE001 - the model's failure, raised below once the filter let go
+                # Ending the request stream lets the filter release what it holds.
+                failure.append(exc)
+
+        call = self._s.safety.FilterOutput(requests())
+        try:
+            async for response in call:
+                if response.WhichOneof("part") == "verdict":
+                    record.output_verdict = response.verdict
+                else:
+                    yield response.event
+        finally:
+            call.cancel()
+        if failure:
+            raise failure[0]
 
     def _record(self, record: RequestRecord, outcome: events_pb2.Outcome.ValueType, error_reason: str) -> None:
         try:

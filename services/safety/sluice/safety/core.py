@@ -1,18 +1,119 @@
-"""Input policy. No policy pack is loaded yet, so every request is allowed
-and the verdict names no rule and no pack version: it claims nothing it did
-not check. The PII and secret detectors exist (`detectors.py`) but no rule
-applies them yet; policy packs, the rule engine and the output filter come
-next (issue #5)."""
+"""The safety service's decisions: which policy is in force, and applying it.
+
+`PolicyStore` holds the policy in force and swaps it only for one that
+validated whole: a bad edit logs every problem (file, rule, field), counts a
+rejected reload and leaves the last good policy serving. `SafetyPolicy`
+answers CheckInput and FilterOutput with the tenant's profile.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from pathlib import Path
+
 from sluice.auth.v1 import principal_pb2
-from sluice.llm.v1 import messages_pb2
-from sluice.safety.v1 import verdict_pb2
+from sluice.llm.v1 import messages_pb2 as m
+from sluice.rpc.errors import Reason, SluiceError
+from sluice.safety import engine
+from sluice.safety.policy import Policy, PolicyError, Profile, fingerprint, load_policy
+from sluice.safety.v1 import safety_service_pb2 as pb
+from sluice.safety.v1 import verdict_pb2 as v
+from sluice.telemetry import metrics
+
+log = logging.getLogger(__name__)
+
+_STAGES = {v.STAGE_INPUT: "input", v.STAGE_OUTPUT: "output"}
 
 
-class PassThroughPolicy:
-    async def check_input(
-        self, principal: principal_pb2.Principal, params: messages_pb2.MessageParams
-    ) -> tuple[verdict_pb2.Verdict, messages_pb2.MessageParams | None]:
-        return verdict_pb2.Verdict(action=verdict_pb2.ACTION_ALLOW), None
+class PolicyStore:
+    """The policy folder's packs, reloaded when a file changes."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self._seen = fingerprint(folder)
+        self.policy = load_policy(folder)  # a bad folder at start is fatal: there is no last good
+        self._announce()
+
+    def _announce(self) -> None:
+        metrics.SAFETY_POLICY_INFO.clear()
+        for version in self.policy.versions:
+            metrics.SAFETY_POLICY_INFO.labels(version).set(1)
+        log.info("safety policy in force: %s (profiles: %s)", ", ".join(self.policy.versions),
+                 ", ".join(self.policy.profile_names))
+
+    def reload_if_changed(self) -> bool:
+        """Loads the folder again if a pack file changed; True when a new policy is in force."""
+        seen = fingerprint(self.folder)
+        if seen == self._seen:
+            return False
+        self._seen = seen
+        try:
+            policy = load_policy(self.folder)
+        except PolicyError as exc:
+            metrics.SAFETY_POLICY_RELOADS.labels("rejected").inc()
+            log.error("policy reload rejected; %s stays in force:\n  %s",
+                      ", ".join(self.policy.versions), "\n  ".join(exc.problems))
+            return False
+        self.policy = policy
+        metrics.SAFETY_POLICY_RELOADS.labels("ok").inc()
+        self._announce()
+        return True
+
+    async def watch(self, interval_s: float, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                await asyncio.wait_for(stop.wait(), interval_s)
+            except TimeoutError:
+                # Loading parses YAML and compiles regexes: off the event loop.
+                await asyncio.to_thread(self.reload_if_changed)
+
+
+def _count(verdict: v.Verdict) -> None:
+    stage = _STAGES.get(verdict.stage, "unknown")
+    metrics.SAFETY_VERDICTS.labels(stage, v.Action.Name(verdict.action).removeprefix("ACTION_").lower()).inc()
+    for hit in verdict.hits:
+        metrics.SAFETY_RULE_HITS.labels(stage, hit.rule_id).inc(hit.count)
+
+
+class SafetyPolicy:
+    def __init__(self, store: PolicyStore) -> None:
+        self._store = store
+
+    def profile(self, principal: principal_pb2.Principal) -> Profile:
+        policy: Policy = self._store.policy
+        name = principal.safety_profile or "default"
+        profile = policy.profile(name, principal.tenant_id)
+        if profile is None:
+            raise SluiceError(Reason.POLICY_UNAVAILABLE, f"safety profile {name!r} of tenant "
+                              f"{principal.tenant_id} is in no loaded policy pack "
+                              f"(profiles: {', '.join(policy.profile_names)})")
+        return profile
+
+    def check_input(self, principal: principal_pb2.Principal, params: m.MessageParams) -> pb.CheckInputResponse:
+        profile = self.profile(principal)
+        verdict, redacted = engine.check_input(profile, params)
+        _count(verdict)
+        return pb.CheckInputResponse(verdict=verdict, redacted_params=redacted,
+                                     filter_output=bool(profile.output_rules))
+
+    async def filter_output(self, requests: AsyncIterator[pb.FilterOutputRequest]
+                            ) -> AsyncIterator[pb.FilterOutputResponse]:
+        first = await anext(requests, None)
+        if first is None or first.WhichOneof("part") != "principal":
+            raise SluiceError.bad_request("principal", "the first FilterOutput message must carry the principal")
+        output = engine.OutputFilter(self.profile(first.principal))
+        async for request in requests:
+            if request.WhichOneof("part") != "event":
+                raise SluiceError.bad_request("event", "after the principal, FilterOutput takes only events")
+            for event in output.feed(request.event):
+                yield pb.FilterOutputResponse(event=event)
+            if output.stopped:
+                break  # a block rule ended the answer; the caller stops the model
+        else:
+            for event in output.close():
+                yield pb.FilterOutputResponse(event=event)
+        verdict = output.verdict()
+        _count(verdict)
+        yield pb.FilterOutputResponse(verdict=verdict)

@@ -22,7 +22,7 @@ from typing import Any
 from aiohttp import web
 
 from sluice.config.settings import SimulatorSettings
-from sluice.simulator.generator import PromptCache, completion_words, directives, text_of
+from sluice.simulator.generator import PromptCache, completion_words, directives, echo_chunks, text_of
 
 _ERRORS = {
     400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
@@ -94,9 +94,10 @@ class Simulator:
 
         input_tokens, cache_write, cache_read = self.cache.account(body)
         prompt = json.dumps(body["messages"], sort_keys=True)
-        wanted = d.tokens or self.settings.output_tokens
+        chunks = echo_chunks(d.echo, d.chunk_chars) if d.echo is not None else None
+        wanted = len(chunks) if chunks is not None else d.tokens or self.settings.output_tokens
         count = min(wanted, body["max_tokens"])
-        words = completion_words(prompt, count)
+        words = completion_words(prompt, count) if chunks is None else chunks[:count]
         stop_reason, stop_sequence = ("max_tokens" if count < wanted else "end_turn"), None
         text = "".join(words)
         for seq in body.get("stop_sequences") or ():

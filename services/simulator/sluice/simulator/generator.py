@@ -4,7 +4,10 @@ Directives let a test or demo ask for a behaviour in the prompt itself, so
 concurrent requests never share control state: ``[[sim:status=529]]``,
 ``[[sim:tokens=5]]``, ``[[sim:disconnect_after=3]]`` (drop the connection after
 three deltas), ``[[sim:error_after=3]]`` (an SSE error event after three
-deltas), ``[[sim:ttft_ms=200]]``, ``[[sim:itl_ms=50]]``.
+deltas), ``[[sim:ttft_ms=200]]``, ``[[sim:itl_ms=50]]``. ``[[sim:echo]] text``
+answers with the text after the marker, verbatim, in deltas of
+``[[sim:chunk_chars=N]]`` characters (a word each when not given): what
+output-filter tests and demos need the model to say.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 _DIRECTIVE = re.compile(r"\[\[sim:([a-z_]+)=([0-9.]+)\]\]")
+_ECHO = "[[sim:echo]]"
 _WORDS = (
     "the quick brown fox jumps over a lazy dog while streams of tokens flow through "
     "gateways routers caches and policies to reach every tenant in its own region"
@@ -32,14 +36,26 @@ class Directives:
     error_after: int | None = None
     ttft_ms: float | None = None
     itl_ms: float | None = None
+    chunk_chars: int | None = None
+    echo: str | None = None  # the answer to give, verbatim
 
 
 def directives(text: str) -> Directives:
     found = Directives()
     for name, value in _DIRECTIVE.findall(text):
-        if hasattr(found, name):
+        if hasattr(found, name) and name != "echo":
             setattr(found, name, float(value) if name.endswith("_ms") else int(float(value)))
+    at = text.find(_ECHO)
+    if at >= 0:
+        found.echo = _DIRECTIVE.sub("", text[at + len(_ECHO):]).strip()
     return found
+
+
+def echo_chunks(text: str, chunk_chars: int | None) -> list[str]:
+    """The echoed answer as deltas: chunk_chars characters each, or a word each."""
+    if chunk_chars:
+        return [text[i:i + chunk_chars] for i in range(0, len(text), chunk_chars)]
+    return re.findall(r"\s*\S+", text) or [text]
 
 
 def text_of(content: Any) -> str:

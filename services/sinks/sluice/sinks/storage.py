@@ -3,6 +3,7 @@
     <data_dir>/<region>/billing/<tenant>/<YYYY-MM-DD>.jsonl   one event per line
     <data_dir>/<region>/audit/<tenant>/<YYYY-MM-DD>.jsonl     hash-chained lines
     <data_dir>/<region>/audit/<tenant>/<YYYY-MM-DD>.head      count and last hash
+    <data_dir>/<region>/review/<tenant>/<YYYY-MM-DD>.jsonl    cases flagged for a human
 
 Days are UTC, from the event's occurred_at. Files only grow; every batch is
 fsync'd (files, then heads, then new folders) before `write` returns, and only
@@ -31,7 +32,6 @@ from sluice.storage.files import fsync_dir, replace_durably
 
 log = logging.getLogger(__name__)
 
-KINDS = ("billing", "audit")
 
 
 def day_of(event: Message) -> str:
