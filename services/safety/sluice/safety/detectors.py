@@ -132,8 +132,15 @@ def luhn_ok(digits: str) -> bool:
     return total % 10 == 0
 
 
+# How cards are printed when grouped: 4-4-4-4(-3), Amex 4-6-5, Diners 4-6-4.
+_CARD_GROUPS = {(4, 4, 4, 4), (4, 4, 4, 4, 3), (4, 6, 5), (4, 6, 4)}
+
+
 def _card_ok(m: re.Match[str]) -> bool:
-    digits = re.sub(r"[ -]", "", m.group())
+    groups = re.split(r"[ -]", m.group())
+    digits = "".join(groups)
+    if len(groups) > 1 and tuple(map(len, groups)) not in _CARD_GROUPS:
+        return False  # e.g. the tail of an IBAN, 3704 0044 0532 0130 01
     return 13 <= len(digits) <= 19 and len(set(digits)) > 1 and luhn_ok(digits)
 
 
@@ -147,13 +154,25 @@ _IBAN_LENGTHS = {"DE": 22, "GB": 22, "FR": 27, "ES": 24, "IT": 27, "NL": 18, "BE
                  "IE": 22, "PL": 28, "PT": 25, "SE": 24, "NO": 15, "DK": 18, "FI": 18, "LU": 20}
 
 
+# Countries that issue IBANs; RF (creditor references) shares the mod-97 check but is not one.
+_IBAN_COUNTRIES = frozenset((
+    "AD AE AL AT AZ BA BE BG BH BI BR BY CH CR CY CZ DE DJ DK DO EE EG ES FI FK FO FR GB GE GI GL GR GT HR HU "
+    "IE IL IQ IS IT JO KW KZ LB LC LI LT LU LV LY MC MD ME MK MN MR MT MU NI NL NO OM PK PL PS PT QA RO RS RU "
+    "SA SC SD SE SI SK SM SO ST SV TL TN TR UA VA VG XK YE").split())
+
+
 def iban_ok(candidate: str) -> bool:
     iban = candidate.replace(" ", "").upper()
+    if iban[:2] not in _IBAN_COUNTRIES:
+        return False
     expected = _IBAN_LENGTHS.get(iban[:2])
     if (expected and len(iban) != expected) or not 15 <= len(iban) <= 34:
         return False
     rearranged = iban[4:] + iban[:4]
     return int("".join(str(int(c, 36)) for c in rearranged)) % 97 == 1
+
+
+_VERSION_BEFORE = re.compile(r"(?i)(?:version|release|build|\bv)\s*$")
 
 
 def _ip_spans(text: str) -> Iterable[tuple[int, int]]:
@@ -165,6 +184,8 @@ def _ip_spans(text: str) -> Iterable[tuple[int, int]]:
             ipaddress.ip_address(candidate)
         except ValueError:
             continue
+        if _VERSION_BEFORE.search(text, max(0, m.start() - 12), m.start()):
+            continue  # "release 3.10.12.1" is a version number
         yield m.start(), m.end()
 
 
@@ -189,11 +210,17 @@ def _dob_spans(text: str) -> Iterable[tuple[int, int]]:
             yield m.start("date"), m.end("date")
 
 
+_US_WRITTEN = re.compile(r"(?:1[-. ]?)?(?:\(\d{3}\)\s?|\d{3}[-. ])\d{3}[-. ]\d{4}")
+
+
 def _phone_spans(text: str) -> Iterable[tuple[int, int]]:
     # "US" only decides numbers written without a country code; +CC numbers
     # of every country are matched and validated by libphonenumber's metadata.
     for match in phonenumbers.PhoneNumberMatcher(text, "US", leniency=phonenumbers.Leniency.VALID):
-        yield match.start, match.end
+        # Without +CC, only the way US numbers are written: an invoice number
+        # like 2024-000123 is a valid US number to the metadata, not to a reader.
+        if match.raw_string.startswith("+") or _US_WRITTEN.fullmatch(match.raw_string):
+            yield match.start, match.end
 
 
 _SECRET_PATTERNS = [
@@ -226,7 +253,7 @@ def register(detector: Detector) -> Detector:
 for _detector in (
     Detector("email", _regex(_EMAIL), lambda t: "@" in t),
     Detector("phone", _phone_spans, re.compile(r"\d(?:\D{0,3}\d){6}").search),
-    Detector("payment_card", _regex(r"(?<![\d-])\d(?:[ -]?\d){12,18}(?![\d-])", _card_ok),
+    Detector("payment_card", _regex(r"(?<![\w-])\d(?:[ -]?\d){12,18}(?![\d-])", _card_ok),
              re.compile(r"\d(?:[ -]?\d){12}").search),
     Detector("us_ssn", _regex(r"(?<![\d-])(\d{3})[- ](\d{2})[- ](\d{4})(?![\d-])", _ssn_ok),
              re.compile(r"\d{3}[- ]\d{2}[- ]\d{4}").search),

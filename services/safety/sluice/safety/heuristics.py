@@ -55,7 +55,7 @@ _JAILBREAK = _signals(
     (r"\bdo\s+anything\s+now\b", 0.8),
     (r"\b(?:developer|god|jailbreak|jailbroken|unrestricted|unfiltered|uncensored|evil)\s+mode\b", 0.8),
     (r"\b(?:pretend|imagine|act\s+as\s+if|act\s+like|role-?play|you\s+are\s+now)\b[^.\n]{0,80}?\b(?:no|without"
-     r"|free\s+(?:of|from)|not\s+bound\s+by)\s+(?:any\s+)?(?:restrictions|rules|limits|limitations|filters"
+     r"|free\s+(?:of|from)|not\s+bound\s+by)\s+(?:any\s+|all\s+)?(?:restrictions|rules|limits|limitations|filters"
      r"|guidelines|ethics|morals|censorship|policies)", 0.8),
     (r"\b(?:act\s+as|you\s+are|become)\s+(?:an?\s+)?(?:unfiltered|uncensored|unrestricted|amoral)\b", 0.7),
     (r"\bignore\s+(?:your|all|any)\s+(?:safety|ethical|content)\s+(?:guidelines|policies|filters|training|rules)",
