@@ -24,7 +24,7 @@ from sluice.auth.v1 import principal_pb2
 from sluice.config.settings import SinksSettings
 from sluice.events.emitter import EventEmitter
 from sluice.events.kafka_forwarder import KafkaForwarder
-from sluice.events.records import dead_letter_topic, topic
+from sluice.events.records import dead_letter_topic, region_topics, topic
 from sluice.events.spool import Spool
 from sluice.events.v1 import events_pb2 as ev
 from sluice.gateway.accounting import EventRecorder, RequestRecord
@@ -130,7 +130,7 @@ def _sink(workdir: Path, bootstrap: str, n: int) -> float:
 
 
 def run(bootstrap: str, n: int = 20_000) -> EventsResult:
-    create_topics(bootstrap, [topic("billing", REGION), topic("audit", REGION), dead_letter_topic(REGION)])
+    create_topics(bootstrap, region_topics(REGION))
     workdir = Path(tempfile.mkdtemp(prefix="sluice-bench-events-"))
     p50, p99 = _emit_cost(workdir, 5000)
     produced = _produce(workdir, bootstrap, n)

@@ -19,7 +19,7 @@ import httpx
 import pytest
 from kafka import KafkaConsumer, KafkaProducer
 
-from sluice.events.records import REASON_HEADER, dead_letter_topic, kafka_headers, topic
+from sluice.events.records import REASON_HEADER, dead_letter_topic, kafka_headers, region_topics, topic
 from sluice.events.v1 import events_pb2 as ev
 from sluice.sinks.storage import RegionalStore
 from tests.e2e.helpers import sdk, user, wait_until
@@ -56,7 +56,7 @@ def regions(tmp_path_factory):
         running: dict[str, Region] = {}
         try:
             for (name, tenants), broker in zip(REGIONS.items(), brokers, strict=True):
-                create_topics(broker.bootstrap, [topic("billing", name), topic("audit", name), dead_letter_topic(name)])
+                create_topics(broker.bootstrap, region_topics(name))
                 gateway = SluiceCluster(
                     "all", "memory://", work, simulator=simulator, region=name, kafka_bootstrap=broker.bootstrap,
                     name=f"gw-{name}",

@@ -8,7 +8,7 @@ import pytest
 from kafka import KafkaConsumer
 
 from sluice.events.kafka_forwarder import KafkaForwarder
-from sluice.events.records import SpoolRecord, decode, topic
+from sluice.events.records import SpoolRecord, decode, region_topics, topic
 from sluice.events.v1 import events_pb2 as ev
 from tests.infra.kafka_broker import create_topics
 
@@ -17,7 +17,7 @@ pytestmark = pytest.mark.integration
 
 def test_forwarded_events_round_trip_keyed_by_tenant_with_schema_headers(kafka_bootstrap):
     region = f"it-{uuid.uuid4().hex[:8]}"
-    create_topics(kafka_bootstrap, [topic("billing", region), topic("audit", region)])
+    create_topics(kafka_bootstrap, region_topics(region))
     events = [ev.BillingEvent(event_id=uuid.uuid4().hex, request=ev.RequestSummary(
         request_id=f"req_{i}", tenant_id="acme", key_id="k1", region=region, model_requested="claude-sonnet-4-6",
         model_served="claude-sonnet-4-6", input_tokens=12 + i, output_tokens=34, cache_read_input_tokens=5,

@@ -57,6 +57,11 @@ def dead_letter_topic(region: str) -> str:
     return f"sluice.deadletter.{region}"
 
 
+def region_topics(region: str) -> list[str]:
+    """Every topic a region's deployment uses: one per event kind, and dead letters."""
+    return [topic(kind, region) for kind in EVENT_TYPES] + [dead_letter_topic(region)]
+
+
 def kafka_headers(kind: str) -> list[tuple[str, bytes]]:
     return [(TYPE_HEADER, kind.encode()), (VERSION_HEADER, SCHEMA_VERSION.encode())]
 

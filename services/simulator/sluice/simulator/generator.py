@@ -1,13 +1,14 @@
-"""What the simulator answers: deterministic text, usage and per-request directives.
+r"""What the simulator answers: deterministic text, usage and per-request directives.
 
 Directives let a test or demo ask for a behaviour in the prompt itself, so
 concurrent requests never share control state: ``[[sim:status=529]]``,
 ``[[sim:tokens=5]]``, ``[[sim:disconnect_after=3]]`` (drop the connection after
 three deltas), ``[[sim:error_after=3]]`` (an SSE error event after three
 deltas), ``[[sim:ttft_ms=200]]``, ``[[sim:itl_ms=50]]``. ``[[sim:echo]] text``
-answers with the text after the marker, verbatim, in deltas of
-``[[sim:chunk_chars=N]]`` characters (a word each when not given): what
-output-filter tests and demos need the model to say.
+answers with the text after the marker, in deltas of ``[[sim:chunk_chars=N]]``
+characters (a word each when not given), ``\uXXXX`` escapes decoded: what
+output-filter tests and demos need the model to say, written so that the
+input filter does not see it.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Any
 
 _DIRECTIVE = re.compile(r"\[\[sim:([a-z_]+)=([0-9.]+)\]\]")
 _ECHO = "[[sim:echo]]"
+_ESCAPE = re.compile(r"\\u([0-9a-fA-F]{4})")
 _WORDS = (
     "the quick brown fox jumps over a lazy dog while streams of tokens flow through "
     "gateways routers caches and policies to reach every tenant in its own region"
@@ -47,7 +49,8 @@ def directives(text: str) -> Directives:
             setattr(found, name, float(value) if name.endswith("_ms") else int(float(value)))
     at = text.find(_ECHO)
     if at >= 0:
-        found.echo = _DIRECTIVE.sub("", text[at + len(_ECHO):]).strip()
+        echoed = _DIRECTIVE.sub("", text[at + len(_ECHO):]).strip()
+        found.echo = _ESCAPE.sub(lambda m: chr(int(m.group(1), 16)), echoed)
     return found
 
 
