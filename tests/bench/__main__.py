@@ -24,7 +24,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.bench import events, quota
+from tests.bench import events, quota, safety
 from tests.infra.kafka_broker import kafka_bootstrap
 from tests.infra.redis_server import redis_url
 from tests.infra.sluice_cluster import SimulatorProcess, SluiceCluster
@@ -187,6 +187,7 @@ def main() -> None:
     with redis_url() as real_redis:
         try:
             quota_results = quota.run(real_redis, args.quota_checks)
+            safety_inputs, safety_output = safety.run()
             with kafka_bootstrap() as bootstrap:
                 events_result = events.run(bootstrap, args.events)
             for profile in args.profiles.split(","):
@@ -214,6 +215,10 @@ def main() -> None:
     print(f"Billing and audit events: {events_result.events} events, one producer and one sink, real Kafka broker.")
     print(events.table(events_result))
     print(events.verdict(events_result))
+    print()
+    print("Safety stage alone, in-process, standard pack's default profile (every row of the table above also "
+          "runs it, output filter included).")
+    print(safety.table(safety_inputs, safety_output))
 
 
 # The Sluice targets: name, run mode, and which store auth keeps keys and limits in.

@@ -75,14 +75,22 @@ def normalize(text: str) -> tuple[str, list[int]]:
 class Text:
     """A text and its normalised form, made once and shared by every matcher."""
 
-    __slots__ = ("original", "norm", "_origin")
+    __slots__ = ("original", "norm", "_origin", "_lower")
 
     def __init__(self, original: str) -> None:
         self.original = original
+        self._lower: str | None = None
         if original.isascii():
             self.norm, self._origin = original, None  # offsets are the same
         else:
             self.norm, self._origin = normalize(original)
+
+    @property
+    def lower(self) -> str:
+        """The normalised text in lower case, for cheap keyword pre-checks."""
+        if self._lower is None:
+            self._lower = self.norm.lower()
+        return self._lower
 
     def finding(self, name: str, start: int, end: int) -> Finding:
         """A span of the normalised text as a finding in the original's offsets."""
@@ -119,7 +127,20 @@ def _regex(pattern: str, check: Callable[[re.Match[str]], bool] = lambda m: True
 
 
 # Unicode letters allowed on both sides (RFC 6531 addresses are real ones).
-_EMAIL = r"(?<![\w.+-])[^\W_][\w.%+-]{0,63}@(?:[^\W_](?:[\w-]{0,61}[^\W_])?\.)+[^\W\d_]{2,24}(?![\w-])"
+# Matched outwards from each "@" rather than tried at every character.
+_EMAIL_LOCAL = re.compile(r"[^\W_][\w.%+-]{0,63}\Z")
+_EMAIL_DOMAIN = re.compile(r"(?:[^\W_](?:[\w-]{0,61}[^\W_])?\.)+[^\W\d_]{2,24}(?![\w-])")
+_EMAIL_BEFORE = re.compile(r"[\w.+-]")
+
+
+def _email_spans(text: str) -> Iterable[tuple[int, int]]:
+    at = text.find("@")
+    while at >= 0:
+        local = _EMAIL_LOCAL.search(text, max(0, at - 64), at)
+        domain = _EMAIL_DOMAIN.match(text, at + 1)
+        if local and domain and not (local.start() and _EMAIL_BEFORE.match(text, local.start() - 1)):
+            yield local.start(), domain.end()
+        at = text.find("@", at + 1)
 
 
 def luhn_ok(digits: str) -> bool:
@@ -175,11 +196,17 @@ def iban_ok(candidate: str) -> bool:
 _VERSION_BEFORE = re.compile(r"(?i)(?:version|release|build|\bv)\s*$")
 
 
+_IPV4_CANDIDATE = re.compile(r"(?<![\w.:])(?:\d{1,3}\.){3}\d{1,3}(?![\w.])")
+# At least two colons, so hex words like "face" are not tried.
+_IPV6_CANDIDATE = re.compile(r"(?<![\w:])(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f]{0,4}(?![\w:])")
+
+
 def _ip_spans(text: str) -> Iterable[tuple[int, int]]:
-    for m in re.finditer(r"(?<![\w.:])(?:\d{1,3}\.){3}\d{1,3}(?![\w.])|(?<![\w:])[0-9A-Fa-f:]{2,39}(?![\w:])", text):
+    candidates = list(_IPV4_CANDIDATE.finditer(text)) if "." in text else []
+    if text.count(":") > 1:
+        candidates += _IPV6_CANDIDATE.finditer(text)
+    for m in candidates:
         candidate = m.group()
-        if ":" in candidate and candidate.count(":") < 2:
-            continue
         try:
             ipaddress.ip_address(candidate)
         except ValueError:
@@ -213,14 +240,26 @@ def _dob_spans(text: str) -> Iterable[tuple[int, int]]:
 _US_WRITTEN = re.compile(r"(?:1[-. ]?)?(?:\(\d{3}\)\s?|\d{3}[-. ])\d{3}[-. ]\d{4}")
 
 
+# Runs of digits and phone punctuation with 7+ digits: the only strings
+# libphonenumber (pure Python, tens of microseconds a parse) is asked about.
+_PHONE_CANDIDATE = re.compile(r"(?<![\w+])\+?\(?\d(?:[ \t().\-/]{0,3}\d){6,}(?!\w)")
+
+
 def _phone_spans(text: str) -> Iterable[tuple[int, int]]:
-    # "US" only decides numbers written without a country code; +CC numbers
-    # of every country are matched and validated by libphonenumber's metadata.
-    for match in phonenumbers.PhoneNumberMatcher(text, "US", leniency=phonenumbers.Leniency.VALID):
-        # Without +CC, only the way US numbers are written: an invoice number
-        # like 2024-000123 is a valid US number to the metadata, not to a reader.
-        if match.raw_string.startswith("+") or _US_WRITTEN.fullmatch(match.raw_string):
-            yield match.start, match.end
+    for candidate in _PHONE_CANDIDATE.finditer(text):
+        raw = candidate.group()
+        # "US" only decides numbers written without a country code, and only
+        # the way US numbers are written: an invoice number like 2024-000123
+        # is a valid US number to the metadata, not to a reader. +CC numbers
+        # of every country are validated by libphonenumber's metadata.
+        if not raw.startswith("+") and not _US_WRITTEN.fullmatch(raw):
+            continue
+        try:
+            number = phonenumbers.parse(raw, "US")
+        except phonenumbers.NumberParseException:
+            continue
+        if phonenumbers.is_valid_number(number):
+            yield candidate.start(), candidate.end()
 
 
 _SECRET_PATTERNS = [
@@ -251,7 +290,7 @@ def register(detector: Detector) -> Detector:
 
 
 for _detector in (
-    Detector("email", _regex(_EMAIL), lambda t: "@" in t),
+    Detector("email", _email_spans, lambda t: "@" in t),
     Detector("phone", _phone_spans, re.compile(r"\d(?:\D{0,3}\d){6}").search),
     Detector("payment_card", _regex(r"(?<![\w-])\d(?:[ -]?\d){12,18}(?![\d-])", _card_ok),
              re.compile(r"\d(?:[ -]?\d){12}").search),

@@ -27,42 +27,49 @@ from dataclasses import dataclass
 
 from sluice.safety.detectors import Finding, Text
 
-# (pattern, weight); patterns run on normalised text (look-alikes folded).
-Signal = tuple[re.Pattern[str], float]
+# (pattern, weight, anchors): patterns run on normalised text (look-alikes
+# folded), and only when the lower-cased text holds one of the anchors, so a
+# long prompt pays a substring search per signal rather than a regex scan.
+Signal = tuple[re.Pattern[str], float, tuple[str, ...]]
 
 
-def _signals(*pairs: tuple[str, float], flags: int = re.IGNORECASE) -> list[Signal]:
-    return [(re.compile(p, flags), w) for p, w in pairs]
+def _signals(*specs: tuple[str, float, tuple[str, ...]], flags: int = re.IGNORECASE) -> list[Signal]:
+    return [(re.compile(p, flags), w, anchors) for p, w, anchors in specs]
 
 
 _W = r"(?:\s+\S+){0,3}?"  # up to three words in between
 _INJECTION = _signals(
     (rf"\b(?:ignore|disregard|forget|skip|override|bypass|drop)\b{_W}\s+(?:previous|prior|above|earlier|preceding"
      rf"|original|initial|system|all|any|your)\b{_W}\s+(?:instructions?|prompts?|rules|directions|guidelines"
-     rf"|directives|context|messages?)\b", 0.9),
+     rf"|directives|context|messages?)\b", 0.9, ("ignor", "disregard", "forget", "skip", "overrid", "bypass", "drop")),
     (r"\bignorier\w*\s+(?:alle\s+)?(?:vorherigen|bisherigen|obigen|vorigen)\s+(?:anweisungen|instruktionen|regeln)",
-     0.9),
-    (r"\bignore[rz]?\s+(?:toutes\s+)?(?:les\s+)?instructions\s+(?:précédentes|precedentes|ci-dessus)", 0.9),
-    (r"\bignora\w*\s+(?:todas\s+)?las\s+instrucciones\s+(?:anteriores|previas)", 0.9),
+     0.9, ("ignorier",)),
+    (r"\bignore[rz]?\s+(?:toutes\s+)?(?:les\s+)?instructions\s+(?:précédentes|precedentes|ci-dessus)", 0.9,
+     ("instructions",)),
+    (r"\bignora\w*\s+(?:todas\s+)?las\s+instrucciones\s+(?:anteriores|previas)", 0.9, ("instrucciones",)),
     (rf"\b(?:reveal|print|show|repeat|output|leak|dump|tell me|what (?:is|are|was|were))\b{_W}\s+(?:system\s+prompt"
-     rf"|(?:initial|original|hidden|secret)\s+(?:prompt|instructions)|developer\s+(?:message|instructions))", 0.8),
-    (r"(?:^|\n)\s*(?:new|updated|real|actual)\s+(?:instructions|system\s+prompt|rules)\s*:", 0.6),
-    (r"<\|im_start\|>\s*system|\[/?INST\]|<<SYS>>|(?:^|\n)\s*#{2,}\s*system\b", 0.6),
-    (r"\byou\s+are\s+no\s+longer\b", 0.4),
-    (r"\bfrom\s+now\s+on,?\s+you\s+(?:will|must|are)\b", 0.3),
+     rf"|(?:initial|original|hidden|secret)\s+(?:prompt|instructions)|developer\s+(?:message|instructions))", 0.8,
+     ("prompt", "instructions", "developer")),
+    (r"(?:^|\n)\s*(?:new|updated|real|actual)\s+(?:instructions|system\s+prompt|rules)\s*:", 0.6,
+     ("instructions", "prompt", "rules")),
+    (r"<\|im_start\|>\s*system|\[/?INST\]|<<SYS>>|(?:^|\n)\s*#{2,}\s*system\b", 0.6,
+     ("im_start", "inst]", "<<sys>>", "system")),
+    (r"\byou\s+are\s+no\s+longer\b", 0.4, ("longer",)),
+    (r"\bfrom\s+now\s+on,?\s+you\s+(?:will|must|are)\b", 0.3, ("now on",)),
 )
 _JAILBREAK = _signals(
-    (r"\bdo\s+anything\s+now\b", 0.8),
-    (r"\b(?:developer|god|jailbreak|jailbroken|unrestricted|unfiltered|uncensored|evil)\s+mode\b", 0.8),
+    (r"\bdo\s+anything\s+now\b", 0.8, ("anything",)),
+    (r"\b(?:developer|god|jailbreak|jailbroken|unrestricted|unfiltered|uncensored|evil)\s+mode\b", 0.8, ("mode",)),
     (r"\b(?:pretend|imagine|act\s+as\s+if|act\s+like|role-?play|you\s+are\s+now)\b[^.\n]{0,80}?\b(?:no|without"
      r"|free\s+(?:of|from)|not\s+bound\s+by)\s+(?:any\s+|all\s+)?(?:restrictions|rules|limits|limitations|filters"
-     r"|guidelines|ethics|morals|censorship|policies)", 0.8),
-    (r"\b(?:act\s+as|you\s+are|become)\s+(?:an?\s+)?(?:unfiltered|uncensored|unrestricted|amoral)\b", 0.7),
+     r"|guidelines|ethics|morals|censorship|policies)", 0.8, ("pretend", "imagine", "act as", "act like", "role", "are now")),
+    (r"\b(?:act\s+as|you\s+are|become)\s+(?:an?\s+)?(?:unfiltered|uncensored|unrestricted|amoral)\b", 0.7,
+     ("unfiltered", "uncensored", "unrestricted", "amoral")),
     (r"\bignore\s+(?:your|all|any)\s+(?:safety|ethical|content)\s+(?:guidelines|policies|filters|training|rules)",
-     0.8),
-    (r"\bstay\s+in\s+character\b", 0.3),
-    (r"\bno\s+matter\s+(?:what|how\s+(?:harmful|illegal|unethical))\b", 0.3),
-) + _signals((r"\bDAN\b", 0.6), flags=0)  # the persona, not the name Dan
+     0.8, ("ignore",)),
+    (r"\bstay\s+in\s+character\b", 0.3, ("character",)),
+    (r"\bno\s+matter\s+(?:what|how\s+(?:harmful|illegal|unethical))\b", 0.3, ("matter",)),
+) + _signals((r"\bDAN\b", 0.6, ("dan",)), flags=0)  # the persona, not the name Dan
 
 _TAG_RUN = re.compile("[\U000e0000-\U000e007f]{4,}")
 _ZERO_WIDTH = re.compile("[\u200b\u2060\ufeff\u180e]")  # not ZWJ/ZWNJ: scripts and emoji need those
@@ -74,10 +81,12 @@ _HIDDEN_MARKUP = re.compile(
 _ROT13_HINT = re.compile(r"\brot-?13\b|\bcaesar\b", re.IGNORECASE)
 
 
-def _scan(text: str, signals: list[Signal]) -> Iterable[tuple[int, int, float]]:
-    for pattern, weight in signals:
-        for m in pattern.finditer(text):
-            yield m.start(), m.end(), weight
+def _scan(text: str, signals: list[Signal], lower: str | None = None) -> Iterable[tuple[int, int, float]]:
+    lower = text.lower() if lower is None else lower
+    for pattern, weight, anchors in signals:
+        if any(anchor in lower for anchor in anchors):
+            for m in pattern.finditer(text):
+                yield m.start(), m.end(), weight
 
 
 def _instruction_weight(text: str) -> float:
@@ -98,11 +107,11 @@ def _decoded_base64(blob: str) -> str | None:
 
 
 def _injection_signals(text: Text) -> list[tuple[Finding, float]]:
-    return [(text.finding("prompt_injection", s, e), w) for s, e, w in _scan(text.norm, _INJECTION)]
+    return [(text.finding("prompt_injection", s, e), w) for s, e, w in _scan(text.norm, _INJECTION, text.lower)]
 
 
 def _jailbreak_signals(text: Text) -> list[tuple[Finding, float]]:
-    return [(text.finding("jailbreak", s, e), w) for s, e, w in _scan(text.norm, _JAILBREAK)]
+    return [(text.finding("jailbreak", s, e), w) for s, e, w in _scan(text.norm, _JAILBREAK, text.lower)]
 
 
 def _hidden_signals(text: Text) -> list[tuple[Finding, float]]:
@@ -123,11 +132,11 @@ def _hidden_signals(text: Text) -> list[tuple[Finding, float]]:
         decoded = _decoded_base64(m.group())
         if decoded and (weight := _instruction_weight(decoded)):
             found.append((text.finding("hidden_instructions", m.start(), m.end()), max(weight, 0.8)))
-    for m in _HIDDEN_MARKUP.finditer(text.norm):
+    for m in _HIDDEN_MARKUP.finditer(text.norm) if "<" in text.norm else ():
         inner = m.group(1) or m.group(2) or ""
         if weight := _instruction_weight(inner):
             found.append((text.finding("hidden_instructions", m.start(), m.end()), max(weight, 0.8)))
-    if _ROT13_HINT.search(text.norm):
+    if ("rot" in text.lower or "caesar" in text.lower) and _ROT13_HINT.search(text.norm):
         for s, e, w in _scan(codecs.encode(text.norm, "rot13"), _INJECTION + _JAILBREAK):
             found.append((text.finding("hidden_instructions", s, e), w))
     return found

@@ -215,6 +215,15 @@ def _matcher(rule: RuleSpec) -> tuple[str, Matcher]:
         # Whole words or phrases, any case, any run of spaces between words.
         alternatives = "|".join(r"\s+".join(map(re.escape, w.split())) for w in words)
         pattern, kind = re.compile(rf"(?<!\w)(?:{alternatives})(?!\w)", re.IGNORECASE), "keywords"
+        # No keyword's first word in the text: no regex scan.
+        anchors = tuple({w.split()[0].lower() for w in words})
+
+        def find_keywords(text: Text) -> list[Finding]:
+            if not any(a in text.lower for a in anchors):
+                return []
+            return [text.finding(label, m.start(), m.end()) for m in pattern.finditer(text.norm)]
+
+        return kind, find_keywords
 
     def find(text: Text) -> list[Finding]:
         return [text.finding(label, m.start(), m.end()) for m in pattern.finditer(text.norm) if m.end() > m.start()]

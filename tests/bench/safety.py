@@ -1,0 +1,121 @@
+"""The safety stage alone, in-process, with the shipped pack's default profile.
+
+- input check: SafetyPolicy.check_input on a prompt of about 1K, 10K and 100K
+  tokens (4 characters a token) of prose with a few PII values in it, so the
+  redaction path runs too;
+- output filter: the cost of feeding one text delta (a word, as models
+  stream) through OutputFilter, against the same loop without a filter; and
+  how much text is held back before the first release.
+"""
+
+from __future__ import annotations
+
+import random
+import statistics
+import time
+from dataclasses import dataclass
+
+from sluice.auth.v1 import principal_pb2
+from sluice.llm.v1 import messages_pb2 as m
+from sluice.safety.core import PolicyStore, SafetyPolicy
+from sluice.safety.engine import OutputFilter
+from sluice.safety.policy import SHIPPED_POLICY_DIR
+
+SIZES = {"1K": 1_000, "10K": 10_000, "100K": 100_000}
+ROUNDS = {"1K": 300, "10K": 60, "100K": 12}
+_WORDS = ("the quarterly ledger shows revenue growth across regions while support tickets fell and the team "
+          "shipped the new gateway release to customers in three markets after review").split()
+_PII = (" Contact jane.doe@example.com or +44 20 7946 0958.", " Card 4111 1111 1111 1111 on file.",
+        " Server 10.20.30.40 is the primary.")
+
+
+@dataclass
+class InputRow:
+    size: str
+    chars: int
+    p50_ms: float
+    p99_ms: float
+
+
+@dataclass
+class OutputRow:
+    chunks: int
+    per_chunk_us: float
+    p99_chunk_us: float
+    baseline_us: float
+    first_release_chars: int
+
+
+def _prose(tokens: int, rng: random.Random) -> str:
+    out, size = [], 0
+    while size < tokens * 4:
+        sentence = " ".join(rng.choice(_WORDS) for _ in range(14)).capitalize() + "."
+        if rng.random() < 0.05:
+            sentence += rng.choice(_PII)
+        out.append(sentence)
+        size += len(sentence) + 1
+    return " ".join(out)
+
+
+def _pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def run() -> tuple[list[InputRow], OutputRow]:
+    rng = random.Random(7)
+    policy = SafetyPolicy(PolicyStore(SHIPPED_POLICY_DIR))
+    principal = principal_pb2.Principal(tenant_id="bench", safety_profile="default")
+    inputs = []
+    for label, tokens in SIZES.items():
+        text = _prose(tokens, rng)
+        params = m.MessageParams(model="claude-sonnet-4-6", max_tokens=64, messages=[
+            m.Message(role=m.ROLE_USER, content=[m.ContentBlock(text=m.TextBlock(text=text))])])
+        policy.check_input(principal, params)  # warm: compiled profile, regex caches
+        times = []
+        for _ in range(ROUNDS[label]):
+            t0 = time.perf_counter()
+            policy.check_input(principal, params)
+            times.append((time.perf_counter() - t0) * 1000)
+        inputs.append(InputRow(label, len(text), statistics.median(times), _pct(times, 0.99)))
+
+    profile = policy.profile(principal)
+    answer = _prose(500, rng)
+    words = [w + " " for w in answer.split(" ")]
+    deltas = [m.StreamEvent(content_block_delta=m.ContentBlockDelta(index=0, text_delta=w)) for w in words]
+    start = m.StreamEvent(content_block_start=m.ContentBlockStart(index=0, content_block=m.ContentBlock(
+        text=m.TextBlock())))
+    per_chunk: list[float] = []
+    baseline: list[float] = []
+    first_release = 0
+    for round_no in range(20):
+        out_filter = OutputFilter(profile)
+        out_filter.feed(start)
+        received = 0
+        for event in deltas:
+            received += len(event.content_block_delta.text_delta)
+            t0 = time.perf_counter()
+            released = out_filter.feed(event)
+            per_chunk.append((time.perf_counter() - t0) * 1e6)
+            if round_no == 0 and released and not first_release:
+                first_release = received
+        sink: list[m.StreamEvent] = []
+        for event in deltas:  # the same loop, nothing filtered: what the loop itself costs
+            t0 = time.perf_counter()
+            sink.append(event)
+            baseline.append((time.perf_counter() - t0) * 1e6)
+    output = OutputRow(len(deltas), statistics.mean(per_chunk), _pct(per_chunk, 0.99), statistics.mean(baseline),
+                       first_release)
+    return inputs, output
+
+
+def table(inputs: list[InputRow], output: OutputRow) -> str:
+    lines = [f"{'input check':<14}{'chars':>10}{'p50 ms':>10}{'p99 ms':>10}"]
+    lines += [f"{r.size + ' tokens':<14}{r.chars:>10}{r.p50_ms:>10.2f}{r.p99_ms:>10.2f}" for r in inputs]
+    lines.append("")
+    lines.append(f"{'output filter':<14}{'chunks':>10}{'mean us':>10}{'p99 us':>10}{'no filter us':>14}")
+    lines.append(f"{'per chunk':<14}{output.chunks:>10}{output.per_chunk_us:>10.1f}{output.p99_chunk_us:>10.1f}"
+                 f"{output.baseline_us:>14.2f}")
+    lines.append(f"First text released after {output.first_release_chars} characters of the answer "
+                 "(holdback window + one release step).")
+    return "\n".join(lines)
