@@ -230,3 +230,20 @@ def test_a_one_megabyte_prompt_is_checked_whole():
     (out,) = _texts(redacted)
     assert out.endswith("write to [EMAIL_1]") and "card [PAYMENT_CARD_1] " in out
     assert sorted(verdict.rule_ids) == ["pii.email", "pii.payment-card"]
+
+
+def test_a_new_classifier_plugs_in_and_a_pack_rule_uses_it_by_name(tmp_path):
+    from sluice.safety.detectors import Finding
+    from sluice.safety.heuristics import CLASSIFIERS, Classifier, register
+
+    if "test_shouting" not in CLASSIFIERS:
+        register(Classifier("test_shouting", lambda text: [
+            (Finding("test_shouting", 0, len(text.original), text.original), 0.9)] if text.original.isupper() else []))
+    _write(tmp_path, GOOD.replace("{keywords: [blue falcon]}", "{classifier: test_shouting, threshold: 0.8}"))
+    profile = load_policy(tmp_path).profile("default", "acme")
+    shouted, _ = check_input(profile, _params("STOP SHOUTING"))
+    calm, _ = check_input(profile, _params("calm words"))
+    assert shouted.action == v.ACTION_BLOCK and shouted.hits[0].matcher == "classifier:test_shouting"
+    assert calm.action == v.ACTION_ALLOW
+    with pytest.raises(ValueError, match="classifier 'test_shouting' is already registered"):
+        register(Classifier("test_shouting", lambda text: []))

@@ -17,8 +17,11 @@ import unicodedata
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import date
+from typing import TypeVar
 
 import phonenumbers
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -278,15 +281,23 @@ _SECRET_PATTERNS = [
 _SECRET = re.compile("|".join(f"(?:{p})" for p in _SECRET_PATTERNS))
 
 
-REGISTRY: dict[str, Detector] = {}
+class Registry(dict[str, T]):
+    """What policy rules refer to by name (detectors, classifiers): one name, one thing."""
+
+    def __init__(self, kind: str) -> None:
+        super().__init__()
+        self.kind = kind
+
+    def register(self, item: T) -> T:
+        name = item.name  # type: ignore[attr-defined]
+        if name in self:
+            raise ValueError(f"{self.kind} {name!r} is already registered")
+        self[name] = item
+        return item
 
 
-def register(detector: Detector) -> Detector:
-    """Makes a detector available to policy rules by its name."""
-    if detector.name in REGISTRY:
-        raise ValueError(f"detector {detector.name!r} is already registered")
-    REGISTRY[detector.name] = detector
-    return detector
+REGISTRY: Registry[Detector] = Registry("detector")
+register = REGISTRY.register  # makes a detector available to policy rules by its name
 
 
 for _detector in (

@@ -25,7 +25,7 @@ import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from sluice.safety.detectors import Finding, Text
+from sluice.safety.detectors import Finding, Registry, Text
 
 # (pattern, weight, anchors): patterns run on normalised text (look-alikes
 # folded), and only when the lower-cased text holds one of the anchors, so a
@@ -159,15 +159,8 @@ class Classifier:
         return 1.0 - miss, [finding for finding, _ in signals]
 
 
-CLASSIFIERS: dict[str, Classifier] = {}
-
-
-def register(classifier: Classifier) -> Classifier:
-    """Makes a classifier available to policy rules by its name."""
-    if classifier.name in CLASSIFIERS:
-        raise ValueError(f"classifier {classifier.name!r} is already registered")
-    CLASSIFIERS[classifier.name] = classifier
-    return classifier
+CLASSIFIERS: Registry[Classifier] = Registry("classifier")
+register = CLASSIFIERS.register  # makes a classifier available to policy rules by its name
 
 
 for _classifier in (
