@@ -140,3 +140,28 @@ def test_placeholders_stay_consistent_across_the_answer():
     text = "Mail a@example.com, then b@example.com, then a@example.com again. " + "filler " * 30
     out, _ = _run(_answer(text, 4))
     assert "".join(_deltas(out)).startswith("Mail [EMAIL_1], then [EMAIL_2], then [EMAIL_1] again.")
+
+
+async def _requests(*parts):
+    for part in parts:
+        yield part
+
+
+async def test_filter_output_refuses_a_stream_that_does_not_start_with_the_principal():
+    from sluice.auth.v1 import principal_pb2
+    from sluice.rpc.errors import Reason, SluiceError
+    from sluice.safety.core import PolicyStore, SafetyPolicy
+    from sluice.safety.v1 import safety_service_pb2 as pb
+
+    service = SafetyPolicy(PolicyStore(SHIPPED_POLICY_DIR))
+    event = pb.FilterOutputRequest(event=m.StreamEvent(ping=m.Ping()))
+    with pytest.raises(SluiceError) as err:
+        [r async for r in service.filter_output(_requests(event))]
+    assert err.value.reason == Reason.INVALID_REQUEST and "principal" in err.value.message
+
+    principal = pb.FilterOutputRequest(principal=principal_pb2.Principal(tenant_id="acme"))
+    with pytest.raises(SluiceError, match="only events"):
+        [r async for r in service.filter_output(_requests(principal, principal))]
+
+    answered = [r async for r in service.filter_output(_requests(principal, event))]
+    assert [r.WhichOneof("part") for r in answered] == ["event", "verdict"]
