@@ -27,7 +27,7 @@ from sluice.llm.v1 import messages_pb2 as sluice_dot_llm_dot_v1_dot_messages__pb
 from sluice.safety.v1 import verdict_pb2 as sluice_dot_safety_dot_v1_dot_verdict__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n%sluice/safety/v1/safety_service.proto\x12\x10sluice.safety.v1\x1a\x1esluice/auth/v1/principal.proto\x1a\x1csluice/llm/v1/messages.proto\x1a\x1esluice/safety/v1/verdict.proto\"o\n\x11\x43heckInputRequest\x12,\n\tprincipal\x18\x01 \x01(\x0b\x32\x19.sluice.auth.v1.Principal\x12,\n\x06params\x18\x02 \x01(\x0b\x32\x1c.sluice.llm.v1.MessageParams\"\x8e\x01\n\x12\x43heckInputResponse\x12*\n\x07verdict\x18\x01 \x01(\x0b\x32\x19.sluice.safety.v1.Verdict\x12\x35\n\x0fredacted_params\x18\x02 \x01(\x0b\x32\x1c.sluice.llm.v1.MessageParams\x12\x15\n\rfilter_output\x18\x03 \x01(\x08\"z\n\x13\x46ilterOutputRequest\x12.\n\tprincipal\x18\x01 \x01(\x0b\x32\x19.sluice.auth.v1.PrincipalH\x00\x12+\n\x05\x65vent\x18\x02 \x01(\x0b\x32\x1a.sluice.llm.v1.StreamEventH\x00\x42\x06\n\x04part\"y\n\x14\x46ilterOutputResponse\x12+\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x1a.sluice.llm.v1.StreamEventH\x00\x12,\n\x07verdict\x18\x02 \x01(\x0b\x32\x19.sluice.safety.v1.VerdictH\x00\x42\x06\n\x04part2\xcb\x01\n\rSafetyService\x12W\n\nCheckInput\x12#.sluice.safety.v1.CheckInputRequest\x1a$.sluice.safety.v1.CheckInputResponse\x12\x61\n\x0c\x46ilterOutput\x12%.sluice.safety.v1.FilterOutputRequest\x1a&.sluice.safety.v1.FilterOutputResponse(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n%sluice/safety/v1/safety_service.proto\x12\x10sluice.safety.v1\x1a\x1esluice/auth/v1/principal.proto\x1a\x1csluice/llm/v1/messages.proto\x1a\x1esluice/safety/v1/verdict.proto\"o\n\x11\x43heckInputRequest\x12,\n\tprincipal\x18\x01 \x01(\x0b\x32\x19.sluice.auth.v1.Principal\x12,\n\x06params\x18\x02 \x01(\x0b\x32\x1c.sluice.llm.v1.MessageParams\"\xaa\x01\n\x12\x43heckInputResponse\x12*\n\x07verdict\x18\x01 \x01(\x0b\x32\x19.sluice.safety.v1.Verdict\x12\x35\n\x0fredacted_params\x18\x02 \x01(\x0b\x32\x1c.sluice.llm.v1.MessageParams\x12\x15\n\rfilter_output\x18\x03 \x01(\x08\x12\x1a\n\x12output_batch_chars\x18\x04 \x01(\r\"z\n\x13\x46ilterOutputRequest\x12.\n\tprincipal\x18\x01 \x01(\x0b\x32\x19.sluice.auth.v1.PrincipalH\x00\x12+\n\x05\x65vent\x18\x02 \x01(\x0b\x32\x1a.sluice.llm.v1.StreamEventH\x00\x42\x06\n\x04part\"y\n\x14\x46ilterOutputResponse\x12+\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x1a.sluice.llm.v1.StreamEventH\x00\x12,\n\x07verdict\x18\x02 \x01(\x0b\x32\x19.sluice.safety.v1.VerdictH\x00\x42\x06\n\x04part2\xcb\x01\n\rSafetyService\x12W\n\nCheckInput\x12#.sluice.safety.v1.CheckInputRequest\x1a$.sluice.safety.v1.CheckInputResponse\x12\x61\n\x0c\x46ilterOutput\x12%.sluice.safety.v1.FilterOutputRequest\x1a&.sluice.safety.v1.FilterOutputResponse(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,11 +37,11 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CHECKINPUTREQUEST']._serialized_start=153
   _globals['_CHECKINPUTREQUEST']._serialized_end=264
   _globals['_CHECKINPUTRESPONSE']._serialized_start=267
-  _globals['_CHECKINPUTRESPONSE']._serialized_end=409
-  _globals['_FILTEROUTPUTREQUEST']._serialized_start=411
-  _globals['_FILTEROUTPUTREQUEST']._serialized_end=533
-  _globals['_FILTEROUTPUTRESPONSE']._serialized_start=535
-  _globals['_FILTEROUTPUTRESPONSE']._serialized_end=656
-  _globals['_SAFETYSERVICE']._serialized_start=659
-  _globals['_SAFETYSERVICE']._serialized_end=862
+  _globals['_CHECKINPUTRESPONSE']._serialized_end=437
+  _globals['_FILTEROUTPUTREQUEST']._serialized_start=439
+  _globals['_FILTEROUTPUTREQUEST']._serialized_end=561
+  _globals['_FILTEROUTPUTRESPONSE']._serialized_start=563
+  _globals['_FILTEROUTPUTRESPONSE']._serialized_end=684
+  _globals['_SAFETYSERVICE']._serialized_start=687
+  _globals['_SAFETYSERVICE']._serialized_end=890
 # @@protoc_insertion_point(module_scope)

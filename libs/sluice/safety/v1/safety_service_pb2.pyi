@@ -17,14 +17,16 @@ class CheckInputRequest(_message.Message):
     def __init__(self, principal: _Optional[_Union[_principal_pb2.Principal, _Mapping]] = ..., params: _Optional[_Union[_messages_pb2.MessageParams, _Mapping]] = ...) -> None: ...
 
 class CheckInputResponse(_message.Message):
-    __slots__ = ("verdict", "redacted_params", "filter_output")
+    __slots__ = ("verdict", "redacted_params", "filter_output", "output_batch_chars")
     VERDICT_FIELD_NUMBER: _ClassVar[int]
     REDACTED_PARAMS_FIELD_NUMBER: _ClassVar[int]
     FILTER_OUTPUT_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_BATCH_CHARS_FIELD_NUMBER: _ClassVar[int]
     verdict: _verdict_pb2.Verdict
     redacted_params: _messages_pb2.MessageParams
     filter_output: bool
-    def __init__(self, verdict: _Optional[_Union[_verdict_pb2.Verdict, _Mapping]] = ..., redacted_params: _Optional[_Union[_messages_pb2.MessageParams, _Mapping]] = ..., filter_output: _Optional[bool] = ...) -> None: ...
+    output_batch_chars: int
+    def __init__(self, verdict: _Optional[_Union[_verdict_pb2.Verdict, _Mapping]] = ..., redacted_params: _Optional[_Union[_messages_pb2.MessageParams, _Mapping]] = ..., filter_output: _Optional[bool] = ..., output_batch_chars: _Optional[int] = ...) -> None: ...
 
 class FilterOutputRequest(_message.Message):
     __slots__ = ("principal", "event")

@@ -97,6 +97,38 @@ async def _events_of(call: Any) -> AsyncIterator[m.StreamEvent]:
         yield response.event
 
 
+async def _gather_text(events: AsyncIterator[m.StreamEvent], batch_chars: int) -> AsyncIterator[m.StreamEvent]:
+    """Joins consecutive text deltas of one block until batch_chars or any
+    other event: the output filter releases text in such steps anyway, and
+    each message to it costs (a network round of gRPC in the mesh)."""
+    held: m.StreamEvent | None = None
+    try:
+        async for event in events:
+            if event.WhichOneof("event") == "content_block_delta" and \
+                    event.content_block_delta.WhichOneof("delta") == "text_delta":
+                if held is not None and held.content_block_delta.index == event.content_block_delta.index:
+                    held.content_block_delta.text_delta += event.content_block_delta.text_delta
+                else:
+                    if held is not None:
+                        yield held
+                    held = m.StreamEvent()
+                    held.CopyFrom(event)
+                if len(held.content_block_delta.text_delta) >= batch_chars:
+                    yield held
+                    held = None
+                continue
+            if held is not None:
+                yield held
+                held = None
+            yield event
+    except Exception:
+        if held is not None:  # the model failed mid-batch: what it said before still counts
+            yield held
+        raise
+    if held is not None:
+        yield held
+
+
 class Pipeline:
     def __init__(self, stages: Stages, stage_timeout_s: float, recorder: EventRecorder) -> None:
         self._s = stages
@@ -202,7 +234,7 @@ class Pipeline:
                 inference_service_pb2.GenerateRequest(params=params, candidates=route.candidates))
             events = _events_of(upstream)
         if safety.filter_output:
-            events = self._filter_output(record, events)
+            events = self._filter_output(record, _gather_text(events, safety.output_batch_chars))
         return events, upstream
 
     async def _filter_output(self, record: RequestRecord, events: AsyncIterator[m.StreamEvent]

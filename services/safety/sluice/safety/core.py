@@ -96,7 +96,8 @@ class SafetyPolicy:
         verdict, redacted = engine.check_input(profile, params)
         _count(verdict)
         return pb.CheckInputResponse(verdict=verdict, redacted_params=redacted,
-                                     filter_output=bool(profile.output_rules))
+                                     filter_output=bool(profile.output_rules),
+                                     output_batch_chars=profile.release_chars)
 
     async def filter_output(self, requests: AsyncIterator[pb.FilterOutputRequest]
                             ) -> AsyncIterator[pb.FilterOutputResponse]:
