@@ -165,3 +165,33 @@ async def test_filter_output_refuses_a_stream_that_does_not_start_with_the_princ
 
     answered = [r async for r in service.filter_output(_requests(principal, event))]
     assert [r.WhichOneof("part") for r in answered] == ["event", "verdict"]
+
+
+def _tool_call(json_text: str, chunk: int) -> list[m.StreamEvent]:
+    events = [m.StreamEvent(content_block_start=m.ContentBlockStart(index=1, content_block=m.ContentBlock(
+        tool_use=m.ToolUseBlock(id="t1", name="send_mail"))))]
+    events += [m.StreamEvent(content_block_delta=m.ContentBlockDelta(index=1, input_json_delta=json_text[i:i + chunk]))
+               for i in range(0, len(json_text), chunk)]
+    return events + [m.StreamEvent(content_block_stop=m.ContentBlockStop(index=1))]
+
+
+def _json_deltas(events: list[m.StreamEvent]) -> list[str]:
+    return [e.content_block_delta.input_json_delta for e in events
+            if e.WhichOneof("event") == "content_block_delta" and e.content_block_delta.input_json_delta]
+
+
+def test_a_tool_calls_arguments_are_held_whole_and_redacted_as_json():
+    import json
+
+    args = '{"to": "jane.doe@example.com", "body": "call +44 20 7946 0958"}'
+    out, out_filter = _run(_answer("Sending.", 4, _tool_call(args, 3)))
+    (delivered,) = _json_deltas(out)
+    assert json.loads(delivered) == {"to": "[EMAIL_1]", "body": "call [PHONE_1]"}
+    assert set(out_filter.verdict().rule_ids) == {"pii.email", "pii.phone"}
+
+
+def test_a_secret_in_a_tool_call_delivers_none_of_the_call():
+    args = '{"header": "Bearer sk-ant-api03-' + "Q" * 40 + '"}'
+    out, out_filter = _run(_answer("Calling the API.", 4, _tool_call(args, 5)))
+    assert _json_deltas(out) == []
+    assert out[-2].message_delta.stop_reason == REFUSAL and out_filter.stopped

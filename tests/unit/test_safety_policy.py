@@ -247,3 +247,20 @@ def test_a_new_classifier_plugs_in_and_a_pack_rule_uses_it_by_name(tmp_path):
     assert calm.action == v.ACTION_ALLOW
     with pytest.raises(ValueError, match="classifier 'test_shouting' is already registered"):
         register(Classifier("test_shouting", lambda text: []))
+
+
+def test_string_arguments_of_earlier_tool_calls_are_checked_and_redacted_in_place():
+    from google.protobuf import json_format
+
+    policy = load_policy(SHIPPED_POLICY_DIR)
+    params = _params("look her up")
+    call = m.ToolUseBlock(id="t1", name="crm_lookup")
+    json_format.ParseDict({"email": "jane@example.com", "filters": [{"phone": "+44 20 7946 0958"}], "limit": 5},
+                          call.input)
+    params.messages.append(m.Message(role=m.ROLE_ASSISTANT, content=[m.ContentBlock(tool_use=call)]))
+
+    verdict, redacted = check_input(policy.profile("default", "acme"), params)
+
+    args = json_format.MessageToDict(redacted.messages[1].content[0].tool_use.input)
+    assert args == {"email": "[EMAIL_1]", "filters": [{"phone": "[PHONE_1]"}], "limit": 5.0}
+    assert sorted(verdict.rule_ids) == ["pii.email", "pii.phone"]

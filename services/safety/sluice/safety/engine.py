@@ -3,9 +3,9 @@
 Pure logic: no I/O, no gRPC. `check_input` judges every text the model will
 read (system prompt, each turn's text, tool results, tool descriptions) and
 rewrites the request when a rule redacts. `OutputFilter` holds back the tail
-of each text block of the answer, so a value split across chunks is seen
-whole before any of it is delivered, and ends the answer with stop_reason
-"refusal" when a block rule fires.
+of each text block of the answer (and a tool call's JSON until it is whole),
+so a value split across chunks is seen whole before any of it is delivered,
+and ends the answer with stop_reason "refusal" when a block rule fires.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+from google.protobuf import struct_pb2
 from google.protobuf.message import Message
 
 from sluice.llm.v1 import messages_pb2 as m
@@ -49,27 +50,35 @@ class Hits:
         )
 
 
-def scan(rules: tuple[Rule, ...], text: Text, hits: Hits) -> tuple[list[Finding], bool]:
-    """Runs the rules on one text: (findings to redact, whether a block rule fired)."""
+def scan(rules: tuple[Rule, ...], text: Text, hits: Hits) -> list[Finding]:
+    """Runs the rules on one text, noting hits; returns the findings to redact."""
     to_redact: list[Finding] = []
-    blocked = False
     for rule in rules:
         findings = rule.match(text)
-        if not findings:
-            continue
-        hits.add(rule, len(findings))
-        if rule.action == v.ACTION_REDACT:
-            to_redact += findings
-        elif rule.action == v.ACTION_BLOCK:
-            blocked = True
-    return to_redact, blocked
+        if findings:
+            hits.add(rule, len(findings))
+            if rule.action == v.ACTION_REDACT:
+                to_redact += findings
+    return to_redact
 
 
 # --- input ---------------------------------------------------------------------------
 
 def _text_fields(params: m.MessageParams) -> Iterator[tuple[Message, str]]:
     """(message, field) of every text the model reads, in a fixed order, so the
-    same walk over a copy finds the same fields."""
+    same walk over a copy finds the same fields: system, each turn's text,
+    tool results, earlier tool calls' string arguments, tool descriptions."""
+    def values(value: struct_pb2.Value) -> Iterator[tuple[Message, str]]:
+        kind = value.WhichOneof("kind")
+        if kind == "string_value":
+            yield value, "string_value"
+        elif kind == "struct_value":
+            for key in sorted(value.struct_value.fields):
+                yield from values(value.struct_value.fields[key])
+        elif kind == "list_value":
+            for item in value.list_value.values:
+                yield from values(item)
+
     def blocks(content) -> Iterator[tuple[Message, str]]:  # type: ignore[no-untyped-def]
         for block in content:
             kind = block.WhichOneof("block")
@@ -77,6 +86,9 @@ def _text_fields(params: m.MessageParams) -> Iterator[tuple[Message, str]]:
                 yield block.text, "text"
             elif kind == "tool_result":
                 yield from blocks(block.tool_result.content)
+            elif kind == "tool_use":  # the arguments of an earlier tool call: strings, at any depth
+                for key in sorted(block.tool_use.input.fields):
+                    yield from values(block.tool_use.input.fields[key])
 
     yield from blocks(params.system)
     for message in params.messages:
@@ -94,7 +106,7 @@ def check_input(profile: Profile, params: m.MessageParams) -> tuple[v.Verdict, m
             original = getattr(msg, name)
             if not original:
                 continue
-            to_redact, _ = scan(profile.input_rules, Text(original), hits)
+            to_redact = scan(profile.input_rules, Text(original), hits)
             if to_redact:
                 rewritten[i] = redact(original, to_redact, placeholders)
     verdict = hits.verdict(profile, v.STAGE_INPUT)
@@ -111,12 +123,16 @@ def check_input(profile: Profile, params: m.MessageParams) -> tuple[v.Verdict, m
 # --- output ----------------------------------------------------------------------------
 
 class _TextBlock:
-    """One text block of the answer being filtered."""
+    """One block of the answer being filtered: text, or a tool call's JSON."""
 
-    __slots__ = ("index", "pending", "context", "scanned")
+    __slots__ = ("index", "field", "pending", "context", "scanned")
 
-    def __init__(self, index: int) -> None:
+    def __init__(self, index: int, field: str = "text_delta") -> None:
         self.index = index
+        # "text_delta", or "input_json_delta" for a tool call's arguments:
+        # those are held whole until the block ends, so what is delivered is
+        # always whole JSON (or, after a block rule, none of it).
+        self.field = field
         self.pending = ""  # received, not yet released
         self.context = ""  # the last released text, as received: context for the next scan
         self.scanned = 0  # len(pending) at the last scan that released nothing
@@ -146,22 +162,28 @@ class OutputFilter:
         if self.stopped:
             return []
         kind = event.WhichOneof("event")
-        if kind == "content_block_delta" and event.content_block_delta.WhichOneof("delta") == "text_delta":
+        if kind == "content_block_delta":
             delta = event.content_block_delta
+            field = delta.WhichOneof("delta") or "text_delta"
             block = self._blocks.get(delta.index)
             if block is None:  # a delta without its start: filter it all the same
-                block = self._blocks[delta.index] = _TextBlock(delta.index)
-            block.pending += delta.text_delta
-            self._received_chars += len(delta.text_delta)
+                block = self._blocks[delta.index] = _TextBlock(delta.index, field)
+            piece = getattr(delta, field)
+            block.pending += piece
+            self._received_chars += len(piece)
             # Scan once enough is past the window; a finding held whole (a
             # long key still streaming) is rescanned only every release_chars.
-            if len(block.pending) < max(self._scan_at, block.scanned + self._release_chars):
+            if block.field != "text_delta" or \
+                    len(block.pending) < max(self._scan_at, block.scanned + self._release_chars):
                 return []
             return self._release(block, final=False)
         if kind == "content_block_start":
             start = event.content_block_start
-            if start.content_block.WhichOneof("block") == "text":
+            block_kind = start.content_block.WhichOneof("block")
+            if block_kind == "text":
                 self._blocks[start.index] = _TextBlock(start.index)
+            elif block_kind == "tool_use":
+                self._blocks[start.index] = _TextBlock(start.index, "input_json_delta")
         elif kind == "content_block_stop":
             block = self._blocks.pop(event.content_block_stop.index, None)
             if block is not None:
@@ -212,12 +234,14 @@ class OutputFilter:
             elif rule.action == v.ACTION_BLOCK:
                 stop_at = start if stop_at is None else min(stop_at, start)
         if stop_at is not None:
+            if block.field != "text_delta":
+                stop_at = 0  # no half a tool call
             released, to_redact = released[:stop_at], [f for f in to_redact if f.end <= stop_at]
         out_text = redact(released, to_redact, self._placeholders) if to_redact else released
         block.context = (block.context + block.pending[:cut])[-self._holdback:]
         block.pending = block.pending[cut:]
         block.scanned = len(block.pending)
-        out = [_text_delta(block.index, out_text)] if out_text else []
+        out = [_delta(block, out_text)] if out_text else []
         if stop_at is not None:
             out += self._stop(block.index)
         return out
@@ -246,5 +270,7 @@ class OutputFilter:
         return out
 
 
-def _text_delta(index: int, text: str) -> m.StreamEvent:
-    return m.StreamEvent(content_block_delta=m.ContentBlockDelta(index=index, text_delta=text))
+def _delta(block: _TextBlock, text: str) -> m.StreamEvent:
+    delta = m.ContentBlockDelta(index=block.index)
+    setattr(delta, block.field, text)
+    return m.StreamEvent(content_block_delta=delta)
