@@ -31,6 +31,11 @@ def two_gateways(redis_url, tmp_path_factory):
         auth["tenants"][tenant] = {"tier": "standard", "region": "local",
                                    "limits": {"key": {"requests_per_minute": N}}}
         auth["seed_keys"].append({"key": key, "tenant": tenant})
+        # The test is about the race, not the store timeout: 200 requests at
+        # once on two cores can hold a Redis reply in the event loop's queue
+        # past the default 500 ms, and those requests then get the store-down
+        # policy's 503 instead of 200/429 (seen once in CI).
+        auth["quota_timeout_ms"] = 10_000
         clusters.append(cluster.start())
     yield clusters, tenant, key
     for cluster in reversed(clusters):
