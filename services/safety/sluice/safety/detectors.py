@@ -114,18 +114,19 @@ class Detector:
     find_spans: Finder
     # A cheap test that text without it cannot match; the output filter
     # scans a small window per chunk, where most chunks have no candidate.
-    prefilter: Callable[[str], object] | None = None
+    # It gets the Text, so lower-casing is done once for every matcher.
+    prefilter: Callable[[Text], object] | None = None
 
     def find(self, text: str | Text) -> list[Finding]:
         if isinstance(text, str):
             text = Text(text)
-        if self.prefilter is not None and not self.prefilter(text.norm):
+        if self.prefilter is not None and not self.prefilter(text):
             return []
         return [text.finding(self.name, start, end) for start, end in self.find_spans(text.norm) if end > start]
 
 
-def _regex(pattern: str, check: Callable[[re.Match[str]], bool] = lambda m: True, flags: int = 0) -> Finder:
-    compiled = re.compile(pattern, flags)
+def _regex(pattern: str, check: Callable[[re.Match[str]], bool] = lambda m: True) -> Finder:
+    compiled = re.compile(pattern)
     return lambda text: ((m.start(), m.end()) for m in compiled.finditer(text) if check(m))
 
 
@@ -296,23 +297,28 @@ class Registry(dict[str, T]):
         return item
 
 
+def _search(pattern: str) -> Callable[[Text], object]:
+    compiled = re.compile(pattern)
+    return lambda text: compiled.search(text.norm)
+
+
 REGISTRY: Registry[Detector] = Registry("detector")
 register = REGISTRY.register  # makes a detector available to policy rules by its name
 
 
 for _detector in (
-    Detector("email", _email_spans, lambda t: "@" in t),
-    Detector("phone", _phone_spans, re.compile(r"\d(?:\D{0,3}\d){6}").search),
+    Detector("email", _email_spans, lambda t: "@" in t.norm),
+    Detector("phone", _phone_spans, _search(r"\d(?:\D{0,3}\d){6}")),
     Detector("payment_card", _regex(r"(?<![\w-])\d(?:[ -]?\d){12,18}(?![\d-])", _card_ok),
-             re.compile(r"\d(?:[ -]?\d){12}").search),
+             _search(r"\d(?:[ -]?\d){12}")),
     Detector("us_ssn", _regex(r"(?<![\d-])(\d{3})[- ](\d{2})[- ](\d{4})(?![\d-])", _ssn_ok),
-             re.compile(r"\d{3}[- ]\d{2}[- ]\d{4}").search),
+             _search(r"\d{3}[- ]\d{2}[- ]\d{4}")),
     Detector("iban", _regex(r"(?<![A-Za-z0-9])[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}(?![A-Za-z0-9])",
-                            lambda m: iban_ok(m.group())), re.compile(r"[A-Z]{2}\d{2}").search),
-    Detector("ip_address", _ip_spans, lambda t: "." in t or "::" in t or t.count(":") > 1),
-    Detector("date_of_birth", _dob_spans, lambda t: any(w in t.lower() for w in _DOB_WORDS)),
+                            lambda m: iban_ok(m.group())), _search(r"[A-Z]{2}\d{2}")),
+    Detector("ip_address", _ip_spans, lambda t: "." in t.norm or t.norm.count(":") > 1),
+    Detector("date_of_birth", _dob_spans, lambda t: any(w in t.lower for w in _DOB_WORDS)),
     Detector("secret", lambda text: ((m.start(), m.end()) for m in _SECRET.finditer(text)),
-             re.compile(r"-----BEGIN|sk-|AKIA|ASIA|gh[pousr]_|xox[abposr]-|AIza|eyJ").search),
+             _search(r"-----BEGIN|sk-|AKIA|ASIA|gh[pousr]_|xox[abposr]-|AIza|eyJ")),
 ):
     register(_detector)
 

@@ -71,6 +71,8 @@ _JAILBREAK = _signals(
     (r"\bno\s+matter\s+(?:what|how\s+(?:harmful|illegal|unethical))\b", 0.3, ("matter",)),
 ) + _signals((r"\bDAN\b", 0.6, ("dan",)), flags=0)  # the persona, not the name Dan
 
+_INSTRUCTIONS = _INJECTION + _JAILBREAK  # what hidden text is checked for
+
 _TAG_RUN = re.compile("[\U000e0000-\U000e007f]{4,}")
 _ZERO_WIDTH = re.compile("[\u200b\u2060\ufeff\u180e]")  # not ZWJ/ZWNJ: scripts and emoji need those
 _BASE64 = re.compile(r"(?<![A-Za-z0-9+/])[A-Za-z0-9+/]{20,}={0,2}(?![A-Za-z0-9+/=])")
@@ -91,7 +93,7 @@ def _scan(text: str, signals: list[Signal], lower: str | None = None) -> Iterabl
 
 def _instruction_weight(text: str) -> float:
     """How strongly decoded or hidden text reads as an injection or jailbreak."""
-    return max((w for *_, w in _scan(text, _INJECTION + _JAILBREAK)), default=0.0)
+    return max((w for *_, w in _scan(text, _INSTRUCTIONS)), default=0.0)
 
 
 def _decoded_base64(blob: str) -> str | None:
@@ -137,7 +139,7 @@ def _hidden_signals(text: Text) -> list[tuple[Finding, float]]:
         if weight := _instruction_weight(inner):
             found.append((text.finding("hidden_instructions", m.start(), m.end()), max(weight, 0.8)))
     if ("rot" in text.lower or "caesar" in text.lower) and _ROT13_HINT.search(text.norm):
-        for s, e, w in _scan(codecs.encode(text.norm, "rot13"), _INJECTION + _JAILBREAK):
+        for s, e, w in _scan(codecs.encode(text.norm, "rot13"), _INSTRUCTIONS):
             found.append((text.finding("hidden_instructions", s, e), w))
     return found
 
