@@ -296,13 +296,14 @@ class Policy:
         return sorted(self._pack_of_profile)
 
     def profile(self, name: str, tenant_id: str) -> Profile | None:
-        key = (name, tenant_id)
+        pack = self._pack_of_profile.get(name)
+        if pack is None:
+            return None
+        # Tenants without changes of their own share one compiled profile.
+        key = (name, tenant_id if tenant_id in pack.spec.tenants else "")
         found = self._profiles.get(key)
         if found is None:
-            pack = self._pack_of_profile.get(name)
-            if pack is None:
-                return None
-            found = self._profiles[key] = pack.profile(name, tenant_id)
+            found = self._profiles[key] = pack.profile(name, key[1])
         return found
 
 
