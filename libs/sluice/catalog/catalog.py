@@ -3,12 +3,21 @@
 The catalog is data, not code: adding a model or changing a price is an edit
 to the YAML file. Loading is strict: an unknown key, a duplicate id or alias,
 or a bad price is an error naming the file, the model and the field.
+
+Each model records what the Messages API says of it: its context window and
+largest output, its lifecycle (deprecation and retirement dates, which make
+it `active`, `deprecated` or `retired` on a given day), and what it accepts
+(sampling parameters on API version 2023-06-01, thinking types,
+`inference_geo` values). Routing enforces the limits, the Models API
+(`GET /v1/models`) shows them, and the simulator plays the API by them.
 """
 
 from __future__ import annotations
 
+from datetime import UTC, date, datetime
 from importlib import resources
 from pathlib import Path
+from typing import Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -23,17 +32,48 @@ class _Strict(BaseModel):
 
 
 class Prices(_Strict):
-    """USD per million tokens."""
+    """USD per million tokens, and USD per server tool request."""
 
     input: float = Field(ge=0)
     output: float = Field(ge=0)
     cache_write_5m: float = Field(ge=0)
     cache_write_1h: float = Field(ge=0)
     cache_read: float = Field(ge=0)
+    # USD per request, by the name usage.server_tool_use counts it under.
+    server_tool_use: dict[str, float] = {}
+
+
+ThinkingType = Literal["enabled", "adaptive", "disabled", "between_tools"]
+# On anthropic-version 2023-06-01 (2026-10-21 refuses them on every model):
+# "all": temperature, top_p and top_k as the API documents them;
+# "default_temperature": only temperature 1.0 (the default), no top_p/top_k.
+SamplingSupport = Literal["all", "default_temperature"]
+Lifecycle = Literal["active", "deprecated", "retired"]
+
+
+class Accepts(_Strict):
+    """What a request to the model may ask for; the API refuses the rest."""
+
+    sampling: SamplingSupport = "all"
+    thinking: list[ThinkingType] = ["enabled", "disabled"]
+    # inference_geo values the model takes; empty: the field is refused.
+    inference_geo: list[str] = []
+    # output_config.effort levels; empty: effort is refused.
+    effort: list[str] = []
+    # A final assistant turn (prefill) is taken; newer models refuse it.
+    prefill: bool = True
+    image_input: bool = True
+    pdf_input: bool = True
+    citations: bool = True
+    server_tools: list[str] = ["web_search", "web_fetch", "code_execution"]
 
 
 class ModelEntry(_Strict):
     id: str = Field(min_length=1)
+    display_name: str = Field(min_length=1)
+    # Release date (the Models API's created_at).
+    created_at: date
+    line: Literal["haiku", "sonnet", "opus", "fable", "mythos"] | None = None
     aliases: list[str] = []
     provider: str = "anthropic"
     # Name sent upstream; defaults to the id.
@@ -42,15 +82,38 @@ class ModelEntry(_Strict):
     max_output_tokens: int = Field(gt=0)
     # Shortest prompt prefix the provider will cache, in tokens.
     min_cacheable_tokens: int = Field(gt=0)
+    # Deprecation and (planned) retirement, per Anthropic's model deprecations page.
+    deprecated_at: date | None = None
+    retires_at: date | None = None
+    accepts: Accepts = Accepts()
     # Tenant tiers that may use the model.
     tiers: list[str] = Field(min_length=1)
     # Regions whose tenants this model may serve.
     regions: list[str] = Field(min_length=1)
     prices: Prices
 
+    @model_validator(mode="after")
+    def _dates_in_order(self) -> ModelEntry:
+        if self.retires_at and self.deprecated_at and self.retires_at < self.deprecated_at:
+            raise ValueError("retires_at is before deprecated_at")
+        if self.retires_at and not self.deprecated_at:
+            raise ValueError("a model with retires_at needs deprecated_at")
+        return self
+
     @property
     def upstream_name(self) -> str:
         return self.upstream_model or self.id
+
+    def lifecycle(self, now: datetime | None = None) -> Lifecycle:
+        """Where the model stands at `now` (UTC; default: the present): retired
+        from the start of its retirement day, deprecated from the start of its
+        deprecation day."""
+        today = (now or datetime.now(UTC)).astimezone(UTC).date()
+        if self.retires_at is not None and today >= self.retires_at:
+            return "retired"
+        if self.deprecated_at is not None and today >= self.deprecated_at:
+            return "deprecated"
+        return "active"
 
 
 class _CatalogFile(_Strict):
@@ -77,6 +140,11 @@ class Catalog:
     def lookup(self, name: str) -> ModelEntry | None:
         """The model with this id or alias, or None."""
         return self._by_name.get(name)
+
+    def newest_first(self) -> list[ModelEntry]:
+        """Every model, most recently released first (the Models API's
+        order), ties by id."""
+        return sorted(self.models, key=lambda m: (m.created_at, m.id), reverse=True)
 
 
 def load_catalog(path: str | Path | None = None) -> Catalog:

@@ -85,6 +85,11 @@ class GatewaySettings(_Section):
     max_body_bytes: int = Field(32 * 1024 * 1024, ge=1024)
     # Deadline for each of auth, safety, cache and routing, seconds.
     stage_timeout_seconds: float = Field(2.0, gt=0)
+    # While a stream is silent (the model thinking, a server tool running),
+    # a `ping` event is sent this often, seconds, so that proxies with idle
+    # timeouts keep the connection; 0 turns Sluice's own pings off. The
+    # upstream's pings are relayed either way.
+    stream_ping_interval_seconds: float = Field(10.0, ge=0)
 
     _v_listen = field_validator("http_listen")(_check_address)
 
@@ -314,6 +319,11 @@ class SimulatorSettings(_Section):
     failure_rate_500: float = Field(0.0, ge=0, le=1)
     # Honour in-prompt directives such as [[sim:status=529]] (tests, demos).
     allow_directives: bool = True
+    # Model catalog whose facts (limits, lifecycle, what each model accepts)
+    # the simulator enforces as the API would; empty = the one shipped.
+    catalog_path: str = ""
+    # Requests kept for GET /_sim/requests (tests compare what arrived).
+    recorded_requests: int = Field(2000, ge=0)
 
     _v_listen = field_validator("listen")(_check_address)
 

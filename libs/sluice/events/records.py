@@ -8,13 +8,12 @@ so the sink's dead-letter reasons match what the producer writes.
 from __future__ import annotations
 
 import re
-from typing import NamedTuple, Protocol
+from typing import NamedTuple
 
 from google.protobuf.message import DecodeError, Message
 
 from sluice.config.settings import TENANT_ID_PATTERN
 from sluice.events.v1 import events_pb2
-from sluice.llm.v1 import messages_pb2
 
 # The tenant ids settings accept; event ids are what the gateway makes (hex), or similar.
 _TENANT_ID = re.compile(TENANT_ID_PATTERN)
@@ -90,22 +89,3 @@ def decode(headers: list[tuple[str, bytes]] | None, value: bytes | None) -> tupl
     if not _TENANT_ID.fullmatch(request.tenant_id) or not _EVENT_ID.fullmatch(event.event_id):  # type: ignore[attr-defined]
         raise MalformedEvent(f"{kind} event has an invalid tenant id or event id")
     return kind, event
-
-
-class Prices(Protocol):
-    """USD per million tokens: the catalog's entry or a routing candidate's copy."""
-
-    input: float
-    output: float
-    cache_write_5m: float
-    cache_read: float
-
-
-def cost_usd(usage: messages_pb2.Usage, prices: Prices) -> float:
-    """USD for this usage at these per-million prices. Usage does not say
-    which cache lifetime a write bought, so writes are priced at the 5-minute
-    rate (the API's default)."""
-    return (usage.input_tokens * prices.input
-            + usage.output_tokens * prices.output
-            + usage.cache_creation_input_tokens * prices.cache_write_5m
-            + usage.cache_read_input_tokens * prices.cache_read) / 1_000_000

@@ -20,6 +20,9 @@ from google.rpc import error_details_pb2, status_pb2
 from sluice.rpc import headers
 
 ERROR_DOMAIN = "sluice.dev"
+# ErrorInfo metadata: the upstream's HTTP status and error type, for errors it gave.
+UPSTREAM_STATUS = "upstream_status"
+UPSTREAM_TYPE = "upstream_type"
 _STATUS_DETAILS_KEY = "grpc-status-details-bin"
 
 
@@ -27,6 +30,9 @@ class Mapping(NamedTuple):
     grpc_code: grpc.StatusCode
     http_status: int
     anthropic_type: str
+    # False: the same request will fail the same way, so clients must not
+    # retry it (on HTTP, `x-should-retry: false`), whatever the status.
+    retryable: bool = True
 
 
 class Reason(enum.Enum):
@@ -46,13 +52,20 @@ class Reason(enum.Enum):
     # served under some other policy.
     POLICY_UNAVAILABLE = "POLICY_UNAVAILABLE"
     MODEL_NOT_FOUND = "MODEL_NOT_FOUND"
+    # The model retired (catalog lifecycle): requests naming it fail, as at the API.
+    MODEL_RETIRED = "MODEL_RETIRED"
     NOT_FOUND = "NOT_FOUND"
     RATE_LIMITED = "RATE_LIMITED"
+    # The request needs more than a limit's whole capacity (e.g. more tokens
+    # than the per-minute budget): waiting cannot help, so never retry it.
+    LIMIT_EXCEEDED_BY_REQUEST = "LIMIT_EXCEEDED_BY_REQUEST"
     UPSTREAM_RATE_LIMITED = "UPSTREAM_RATE_LIMITED"
     UPSTREAM_OVERLOADED = "UPSTREAM_OVERLOADED"
     UPSTREAM_ERROR = "UPSTREAM_ERROR"
     UPSTREAM_UNAVAILABLE = "UPSTREAM_UNAVAILABLE"
     UPSTREAM_REJECTED = "UPSTREAM_REJECTED"
+    UPSTREAM_NOT_FOUND = "UPSTREAM_NOT_FOUND"
+    UPSTREAM_TOO_LARGE = "UPSTREAM_TOO_LARGE"
     NO_UPSTREAM = "NO_UPSTREAM"
     DEADLINE_EXCEEDED = "DEADLINE_EXCEEDED"
     CANCELLED = "CANCELLED"
@@ -74,14 +87,19 @@ REASONS: dict[Reason, Mapping] = {
     Reason.POLICY_BLOCKED: Mapping(_C.PERMISSION_DENIED, 403, "permission_error"),
     Reason.POLICY_UNAVAILABLE: Mapping(_C.FAILED_PRECONDITION, 500, "api_error"),
     Reason.MODEL_NOT_FOUND: Mapping(_C.NOT_FOUND, 404, "not_found_error"),
+    Reason.MODEL_RETIRED: Mapping(_C.NOT_FOUND, 404, "not_found_error"),
     Reason.NOT_FOUND: Mapping(_C.NOT_FOUND, 404, "not_found_error"),
     Reason.RATE_LIMITED: Mapping(_C.RESOURCE_EXHAUSTED, 429, "rate_limit_error"),
+    Reason.LIMIT_EXCEEDED_BY_REQUEST: Mapping(_C.RESOURCE_EXHAUSTED, 429, "rate_limit_error", retryable=False),
     Reason.UPSTREAM_RATE_LIMITED: Mapping(_C.RESOURCE_EXHAUSTED, 429, "rate_limit_error"),
     Reason.UPSTREAM_OVERLOADED: Mapping(_C.UNAVAILABLE, 529, "overloaded_error"),
     Reason.UPSTREAM_ERROR: Mapping(_C.INTERNAL, 500, "api_error"),
     Reason.UPSTREAM_UNAVAILABLE: Mapping(_C.UNAVAILABLE, 502, "api_error"),
-    # The upstream refused the request itself (its 400/413/422): not retryable.
+    # The upstream refused the request itself: its 400, 404 and 413 reach the
+    # client as such, with the upstream's own message. Not retryable.
     Reason.UPSTREAM_REJECTED: Mapping(_C.INVALID_ARGUMENT, 400, "invalid_request_error"),
+    Reason.UPSTREAM_NOT_FOUND: Mapping(_C.NOT_FOUND, 404, "not_found_error"),
+    Reason.UPSTREAM_TOO_LARGE: Mapping(_C.INVALID_ARGUMENT, 413, "request_too_large"),
     Reason.NO_UPSTREAM: Mapping(_C.FAILED_PRECONDITION, 500, "api_error"),
     Reason.DEADLINE_EXCEEDED: Mapping(_C.DEADLINE_EXCEEDED, 504, "timeout_error"),
     Reason.CANCELLED: Mapping(_C.CANCELLED, 499, "api_error"),
@@ -236,16 +254,25 @@ def http_error_headers(err: SluiceError, request_id: str) -> dict[str, str]:
     if err.retry_after_s is not None:
         out[headers.RETRY_AFTER] = str(max(1, round(err.retry_after_s)))
     status = err.mapping.http_status
-    if status < 500 and status not in (408, 409, 429):
-        # A client error will fail the same way again: tell SDKs not to retry.
+    if not err.mapping.retryable or (status < 500 and status not in (408, 409, 429)):
+        # It will fail the same way again: tell SDKs (which retry 408, 409,
+        # 429 and 5xx by default) not to.
         out[headers.SHOULD_RETRY] = "false"
     return out
+
+
+def anthropic_error_type(err: SluiceError) -> str:
+    """The error type a client sees: the upstream's own for an error the
+    upstream gave (it may name a type this table does not know, e.g.
+    billing_error), else the table's."""
+    upstream = err.metadata.get(UPSTREAM_TYPE)
+    return upstream if upstream and err.reason.value.startswith("UPSTREAM_") else err.mapping.anthropic_type
 
 
 def anthropic_error_body(err: SluiceError, request_id: str) -> dict:
     """Anthropic's error JSON for `err`."""
     return {
         "type": "error",
-        "error": {"type": err.mapping.anthropic_type, "message": err.message},
+        "error": {"type": anthropic_error_type(err), "message": err.message},
         "request_id": request_id,
     }

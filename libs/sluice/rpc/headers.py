@@ -8,6 +8,9 @@ AUTHORIZATION = "authorization"
 # Anthropic-compatible response header carrying the request id.
 ANTHROPIC_REQUEST_ID = "request-id"
 RETRY_AFTER = "retry-after"
+# The API version and beta features a client asks for; both go upstream.
+ANTHROPIC_VERSION = "anthropic-version"
+ANTHROPIC_BETA = "anthropic-beta"
 SHOULD_RETRY = "x-should-retry"
 # Client-chosen overall timeout for HTTP callers (gRPC callers use deadlines).
 TIMEOUT_MS = "x-sluice-timeout-ms"

@@ -56,7 +56,7 @@ def _banner(process) -> str:  # type: ignore[no-untyped-def]
             "    print(msg.content[0].text)",
             "",
             "  curl:",
-            f"    curl -s {base}/v1/messages -H 'x-api-key: {key_text}' -H 'content-type: application/json' \\",
+            f"    curl -s {base}/v1/messages -H 'x-api-key: {key_text}' -H 'anthropic-version: 2023-06-01' -H 'content-type: application/json' \\",
             "      -d '{\"model\":\"claude-sonnet-4-6\",\"max_tokens\":64,\"messages\":[{\"role\":\"user\",\"content\":\"Hello\"}]}'",
             "",
             "  gRPC (grpcurl; reflection is on):",

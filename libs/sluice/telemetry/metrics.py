@@ -172,3 +172,21 @@ SAFETY_POLICY_INFO = Gauge(
     ["version"],
     registry=REGISTRY,
 )
+SAFETY_THINKING_DROPPED = Counter(
+    "sluice_safety_thinking_blocks_dropped_total",
+    "Thinking blocks of answers not delivered because a redact rule matched them (an edited thinking block "
+    "would fail its signature on the next turn).",
+    registry=REGISTRY,
+)
+STREAM_PINGS = Counter(
+    "sluice_stream_pings_total",
+    "ping events the gateway sent on its own while a stream was silent (upstream pings are relayed, not counted).",
+    registry=REGISTRY,
+)
+REQUESTS_REFUSED = Counter(
+    "sluice_requests_refused_total",
+    "Requests the gateway refused before any model saw them, by API operation and reason (malformed bodies, "
+    "field errors, unknown or retired models, limits, policy).",
+    ["operation", "reason"],
+    registry=REGISTRY,
+)

@@ -21,16 +21,18 @@ class AuthenticateResponse(_message.Message):
     def __init__(self, principal: _Optional[_Union[_principal_pb2.Principal, _Mapping]] = ...) -> None: ...
 
 class AdmitRequest(_message.Message):
-    __slots__ = ("principal", "model", "estimated_input_tokens", "max_output_tokens")
+    __slots__ = ("principal", "model", "estimated_input_tokens", "max_output_tokens", "requests_only")
     PRINCIPAL_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     ESTIMATED_INPUT_TOKENS_FIELD_NUMBER: _ClassVar[int]
     MAX_OUTPUT_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    REQUESTS_ONLY_FIELD_NUMBER: _ClassVar[int]
     principal: _principal_pb2.Principal
     model: str
     estimated_input_tokens: int
     max_output_tokens: int
-    def __init__(self, principal: _Optional[_Union[_principal_pb2.Principal, _Mapping]] = ..., model: _Optional[str] = ..., estimated_input_tokens: _Optional[int] = ..., max_output_tokens: _Optional[int] = ...) -> None: ...
+    requests_only: bool
+    def __init__(self, principal: _Optional[_Union[_principal_pb2.Principal, _Mapping]] = ..., model: _Optional[str] = ..., estimated_input_tokens: _Optional[int] = ..., max_output_tokens: _Optional[int] = ..., requests_only: _Optional[bool] = ...) -> None: ...
 
 class Reservation(_message.Message):
     __slots__ = ("lease_id", "tokens", "spend_micro_usd", "day", "month", "local")

@@ -23,20 +23,20 @@ _sym_db = _symbol_database.Default()
 
 
 from sluice.auth.v1 import principal_pb2 as sluice_dot_auth_dot_v1_dot_principal__pb2
-from sluice.llm.v1 import messages_pb2 as sluice_dot_llm_dot_v1_dot_messages__pb2
+from sluice.llm.v1 import wire_pb2 as sluice_dot_llm_dot_v1_dot_wire__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#sluice/cache/v1/cache_service.proto\x12\x0fsluice.cache.v1\x1a\x1esluice/auth/v1/principal.proto\x1a\x1csluice/llm/v1/messages.proto\"k\n\rLookupRequest\x12,\n\tprincipal\x18\x01 \x01(\x0b\x32\x19.sluice.auth.v1.Principal\x12,\n\x06params\x18\x02 \x01(\x0b\x32\x1c.sluice.llm.v1.MessageParams\"O\n\x0eLookupResponse\x12\x0b\n\x03hit\x18\x01 \x01(\x08\x12\x30\n\x07message\x18\x02 \x01(\x0b\x32\x1f.sluice.llm.v1.AssistantMessage2Y\n\x0c\x43\x61\x63heService\x12I\n\x06Lookup\x12\x1e.sluice.cache.v1.LookupRequest\x1a\x1f.sluice.cache.v1.LookupResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#sluice/cache/v1/cache_service.proto\x12\x0fsluice.cache.v1\x1a\x1esluice/auth/v1/principal.proto\x1a\x18sluice/llm/v1/wire.proto\"x\n\rLookupRequest\x12,\n\tprincipal\x18\x01 \x01(\x0b\x32\x19.sluice.auth.v1.Principal\x12+\n\x07request\x18\x03 \x01(\x0b\x32\x1a.sluice.llm.v1.WireRequestJ\x04\x08\x02\x10\x03R\x06params\"V\n\x0eLookupResponse\x12\x0b\n\x03hit\x18\x01 \x01(\x08\x12(\n\x06\x65vents\x18\x03 \x03(\x0b\x32\x18.sluice.llm.v1.WireEventJ\x04\x08\x02\x10\x03R\x07message2Y\n\x0c\x43\x61\x63heService\x12I\n\x06Lookup\x12\x1e.sluice.cache.v1.LookupRequest\x1a\x1f.sluice.cache.v1.LookupResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'sluice.cache.v1.cache_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_LOOKUPREQUEST']._serialized_start=118
-  _globals['_LOOKUPREQUEST']._serialized_end=225
-  _globals['_LOOKUPRESPONSE']._serialized_start=227
-  _globals['_LOOKUPRESPONSE']._serialized_end=306
-  _globals['_CACHESERVICE']._serialized_start=308
-  _globals['_CACHESERVICE']._serialized_end=397
+  _globals['_LOOKUPREQUEST']._serialized_start=114
+  _globals['_LOOKUPREQUEST']._serialized_end=234
+  _globals['_LOOKUPRESPONSE']._serialized_start=236
+  _globals['_LOOKUPRESPONSE']._serialized_end=322
+  _globals['_CACHESERVICE']._serialized_start=324
+  _globals['_CACHESERVICE']._serialized_end=413
 # @@protoc_insertion_point(module_scope)

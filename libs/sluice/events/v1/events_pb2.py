@@ -26,25 +26,29 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from sluice.safety.v1 import verdict_pb2 as sluice_dot_safety_dot_v1_dot_verdict__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dsluice/events/v1/events.proto\x12\x10sluice.events.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1esluice/safety/v1/verdict.proto\"\xdc\x03\n\x0eRequestSummary\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x11\n\ttenant_id\x18\x02 \x01(\t\x12\x0e\n\x06key_id\x18\x03 \x01(\t\x12\x0e\n\x06region\x18\x04 \x01(\t\x12\x17\n\x0fmodel_requested\x18\x05 \x01(\t\x12\x14\n\x0cmodel_served\x18\x06 \x01(\t\x12\x11\n\tfallbacks\x18\x07 \x03(\t\x12\x14\n\x0cinput_tokens\x18\x08 \x01(\x03\x12\x15\n\routput_tokens\x18\t \x01(\x03\x12#\n\x1b\x63\x61\x63he_creation_input_tokens\x18\n \x01(\x03\x12\x1f\n\x17\x63\x61\x63he_read_input_tokens\x18\x0b \x01(\x03\x12\x10\n\x08\x63ost_usd\x18\x0c \x01(\x01\x12\x17\n\x0f\x63\x61talog_version\x18\r \x01(\t\x12\x1e\n\x16time_to_first_token_ms\x18\x0e \x01(\x01\x12\x10\n\x08total_ms\x18\x0f \x01(\x01\x12*\n\x07outcome\x18\x10 \x01(\x0e\x32\x19.sluice.events.v1.Outcome\x12\x14\n\x0c\x65rror_reason\x18\x11 \x01(\t\x12/\n\x0boccurred_at\x18\x12 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"S\n\x0c\x42illingEvent\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x31\n\x07request\x18\x02 \x01(\x0b\x32 .sluice.events.v1.RequestSummary\"J\n\rContentRecord\x12\x0c\n\x04mode\x18\x01 \x01(\t\x12\x0e\n\x06sha256\x18\x02 \x01(\t\x12\r\n\x05\x63hars\x18\x03 \x01(\x03\x12\x0c\n\x04text\x18\x04 \x01(\t\"V\n\x0c\x41uthDecision\x12\x0e\n\x06key_id\x18\x01 \x01(\t\x12\x0c\n\x04tier\x18\x02 \x01(\t\x12\x10\n\x08\x61\x64mitted\x18\x03 \x01(\x08\x12\x16\n\x0erefusal_reason\x18\x04 \x01(\t\"\xcb\x02\n\nAuditEvent\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x31\n\x07request\x18\x02 \x01(\x0b\x32 .sluice.events.v1.RequestSummary\x12,\n\x04\x61uth\x18\x03 \x01(\x0b\x32\x1e.sluice.events.v1.AuthDecision\x12\x31\n\x0esafety_verdict\x18\x04 \x01(\x0b\x32\x19.sluice.safety.v1.Verdict\x12/\n\x06prompt\x18\x05 \x01(\x0b\x32\x1f.sluice.events.v1.ContentRecord\x12\x33\n\ncompletion\x18\x06 \x01(\x0b\x32\x1f.sluice.events.v1.ContentRecord\x12\x31\n\x0eoutput_verdict\x18\x07 \x01(\x0b\x32\x19.sluice.safety.v1.Verdict\"\x9d\x02\n\x0bReviewEvent\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x31\n\x07request\x18\x02 \x01(\x0b\x32 .sluice.events.v1.RequestSummary\x12\x30\n\rinput_verdict\x18\x03 \x01(\x0b\x32\x19.sluice.safety.v1.Verdict\x12\x31\n\x0eoutput_verdict\x18\x04 \x01(\x0b\x32\x19.sluice.safety.v1.Verdict\x12/\n\x06prompt\x18\x05 \x01(\x0b\x32\x1f.sluice.events.v1.ContentRecord\x12\x33\n\ncompletion\x18\x06 \x01(\x0b\x32\x1f.sluice.events.v1.ContentRecord*\\\n\x07Outcome\x12\x17\n\x13OUTCOME_UNSPECIFIED\x10\x00\x12\x0e\n\nOUTCOME_OK\x10\x01\x12\x11\n\rOUTCOME_ERROR\x10\x02\x12\x15\n\x11OUTCOME_CANCELLED\x10\x03\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dsluice/events/v1/events.proto\x12\x10sluice.events.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1esluice/safety/v1/verdict.proto\"\xa3\x06\n\x0eRequestSummary\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x11\n\ttenant_id\x18\x02 \x01(\t\x12\x0e\n\x06key_id\x18\x03 \x01(\t\x12\x0e\n\x06region\x18\x04 \x01(\t\x12\x17\n\x0fmodel_requested\x18\x05 \x01(\t\x12\x14\n\x0cmodel_served\x18\x06 \x01(\t\x12\x11\n\tfallbacks\x18\x07 \x03(\t\x12\x14\n\x0cinput_tokens\x18\x08 \x01(\x03\x12\x15\n\routput_tokens\x18\t \x01(\x03\x12#\n\x1b\x63\x61\x63he_creation_input_tokens\x18\n \x01(\x03\x12\x1f\n\x17\x63\x61\x63he_read_input_tokens\x18\x0b \x01(\x03\x12\x10\n\x08\x63ost_usd\x18\x0c \x01(\x01\x12\x17\n\x0f\x63\x61talog_version\x18\r \x01(\t\x12\x1e\n\x16time_to_first_token_ms\x18\x0e \x01(\x01\x12\x10\n\x08total_ms\x18\x0f \x01(\x01\x12*\n\x07outcome\x18\x10 \x01(\x0e\x32\x19.sluice.events.v1.Outcome\x12\x14\n\x0c\x65rror_reason\x18\x11 \x01(\t\x12/\n\x0boccurred_at\x18\x12 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12&\n\x1e\x63\x61\x63he_creation_5m_input_tokens\x18\x13 \x01(\x03\x12&\n\x1e\x63\x61\x63he_creation_1h_input_tokens\x18\x14 \x01(\x03\x12L\n\x0fserver_tool_use\x18\x15 \x03(\x0b\x32\x33.sluice.events.v1.RequestSummary.ServerToolUseEntry\x12\x14\n\x0cservice_tier\x18\x16 \x01(\t\x12\x15\n\rinference_geo\x18\x17 \x01(\t\x12\x19\n\x11\x61nthropic_version\x18\x18 \x01(\t\x12\x16\n\x0e\x61nthropic_beta\x18\x19 \x03(\t\x12\x11\n\toperation\x18\x1a \x01(\t\x1a\x34\n\x12ServerToolUseEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\"S\n\x0c\x42illingEvent\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x31\n\x07request\x18\x02 \x01(\x0b\x32 .sluice.events.v1.RequestSummary\"J\n\rContentRecord\x12\x0c\n\x04mode\x18\x01 \x01(\t\x12\x0e\n\x06sha256\x18\x02 \x01(\t\x12\r\n\x05\x63hars\x18\x03 \x01(\x03\x12\x0c\n\x04text\x18\x04 \x01(\t\"V\n\x0c\x41uthDecision\x12\x0e\n\x06key_id\x18\x01 \x01(\t\x12\x0c\n\x04tier\x18\x02 \x01(\t\x12\x10\n\x08\x61\x64mitted\x18\x03 \x01(\x08\x12\x16\n\x0erefusal_reason\x18\x04 \x01(\t\"\xcb\x02\n\nAuditEvent\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x31\n\x07request\x18\x02 \x01(\x0b\x32 .sluice.events.v1.RequestSummary\x12,\n\x04\x61uth\x18\x03 \x01(\x0b\x32\x1e.sluice.events.v1.AuthDecision\x12\x31\n\x0esafety_verdict\x18\x04 \x01(\x0b\x32\x19.sluice.safety.v1.Verdict\x12/\n\x06prompt\x18\x05 \x01(\x0b\x32\x1f.sluice.events.v1.ContentRecord\x12\x33\n\ncompletion\x18\x06 \x01(\x0b\x32\x1f.sluice.events.v1.ContentRecord\x12\x31\n\x0eoutput_verdict\x18\x07 \x01(\x0b\x32\x19.sluice.safety.v1.Verdict\"\x9d\x02\n\x0bReviewEvent\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x31\n\x07request\x18\x02 \x01(\x0b\x32 .sluice.events.v1.RequestSummary\x12\x30\n\rinput_verdict\x18\x03 \x01(\x0b\x32\x19.sluice.safety.v1.Verdict\x12\x31\n\x0eoutput_verdict\x18\x04 \x01(\x0b\x32\x19.sluice.safety.v1.Verdict\x12/\n\x06prompt\x18\x05 \x01(\x0b\x32\x1f.sluice.events.v1.ContentRecord\x12\x33\n\ncompletion\x18\x06 \x01(\x0b\x32\x1f.sluice.events.v1.ContentRecord*\\\n\x07Outcome\x12\x17\n\x13OUTCOME_UNSPECIFIED\x10\x00\x12\x0e\n\nOUTCOME_OK\x10\x01\x12\x11\n\rOUTCOME_ERROR\x10\x02\x12\x15\n\x11OUTCOME_CANCELLED\x10\x03\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'sluice.events.v1.events_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_OUTCOME']._serialized_start=1466
-  _globals['_OUTCOME']._serialized_end=1558
+  _globals['_REQUESTSUMMARY_SERVERTOOLUSEENTRY']._loaded_options = None
+  _globals['_REQUESTSUMMARY_SERVERTOOLUSEENTRY']._serialized_options = b'8\001'
+  _globals['_OUTCOME']._serialized_start=1793
+  _globals['_OUTCOME']._serialized_end=1885
   _globals['_REQUESTSUMMARY']._serialized_start=117
-  _globals['_REQUESTSUMMARY']._serialized_end=593
-  _globals['_BILLINGEVENT']._serialized_start=595
-  _globals['_BILLINGEVENT']._serialized_end=678
-  _globals['_CONTENTRECORD']._serialized_start=680
-  _globals['_CONTENTRECORD']._serialized_end=754
-  _globals['_AUTHDECISION']._serialized_start=756
-  _globals['_AUTHDECISION']._serialized_end=842
-  _globals['_AUDITEVENT']._serialized_start=845
-  _globals['_AUDITEVENT']._serialized_end=1176
-  _globals['_REVIEWEVENT']._serialized_start=1179
-  _globals['_REVIEWEVENT']._serialized_end=1464
+  _globals['_REQUESTSUMMARY']._serialized_end=920
+  _globals['_REQUESTSUMMARY_SERVERTOOLUSEENTRY']._serialized_start=868
+  _globals['_REQUESTSUMMARY_SERVERTOOLUSEENTRY']._serialized_end=920
+  _globals['_BILLINGEVENT']._serialized_start=922
+  _globals['_BILLINGEVENT']._serialized_end=1005
+  _globals['_CONTENTRECORD']._serialized_start=1007
+  _globals['_CONTENTRECORD']._serialized_end=1081
+  _globals['_AUTHDECISION']._serialized_start=1083
+  _globals['_AUTHDECISION']._serialized_end=1169
+  _globals['_AUDITEVENT']._serialized_start=1172
+  _globals['_AUDITEVENT']._serialized_end=1503
+  _globals['_REVIEWEVENT']._serialized_start=1506
+  _globals['_REVIEWEVENT']._serialized_end=1791
 # @@protoc_insertion_point(module_scope)

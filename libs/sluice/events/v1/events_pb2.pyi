@@ -23,7 +23,14 @@ OUTCOME_ERROR: Outcome
 OUTCOME_CANCELLED: Outcome
 
 class RequestSummary(_message.Message):
-    __slots__ = ("request_id", "tenant_id", "key_id", "region", "model_requested", "model_served", "fallbacks", "input_tokens", "output_tokens", "cache_creation_input_tokens", "cache_read_input_tokens", "cost_usd", "catalog_version", "time_to_first_token_ms", "total_ms", "outcome", "error_reason", "occurred_at")
+    __slots__ = ("request_id", "tenant_id", "key_id", "region", "model_requested", "model_served", "fallbacks", "input_tokens", "output_tokens", "cache_creation_input_tokens", "cache_read_input_tokens", "cost_usd", "catalog_version", "time_to_first_token_ms", "total_ms", "outcome", "error_reason", "occurred_at", "cache_creation_5m_input_tokens", "cache_creation_1h_input_tokens", "server_tool_use", "service_tier", "inference_geo", "anthropic_version", "anthropic_beta", "operation")
+    class ServerToolUseEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     TENANT_ID_FIELD_NUMBER: _ClassVar[int]
     KEY_ID_FIELD_NUMBER: _ClassVar[int]
@@ -42,6 +49,14 @@ class RequestSummary(_message.Message):
     OUTCOME_FIELD_NUMBER: _ClassVar[int]
     ERROR_REASON_FIELD_NUMBER: _ClassVar[int]
     OCCURRED_AT_FIELD_NUMBER: _ClassVar[int]
+    CACHE_CREATION_5M_INPUT_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    CACHE_CREATION_1H_INPUT_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    SERVER_TOOL_USE_FIELD_NUMBER: _ClassVar[int]
+    SERVICE_TIER_FIELD_NUMBER: _ClassVar[int]
+    INFERENCE_GEO_FIELD_NUMBER: _ClassVar[int]
+    ANTHROPIC_VERSION_FIELD_NUMBER: _ClassVar[int]
+    ANTHROPIC_BETA_FIELD_NUMBER: _ClassVar[int]
+    OPERATION_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     tenant_id: str
     key_id: str
@@ -60,7 +75,15 @@ class RequestSummary(_message.Message):
     outcome: Outcome
     error_reason: str
     occurred_at: _timestamp_pb2.Timestamp
-    def __init__(self, request_id: _Optional[str] = ..., tenant_id: _Optional[str] = ..., key_id: _Optional[str] = ..., region: _Optional[str] = ..., model_requested: _Optional[str] = ..., model_served: _Optional[str] = ..., fallbacks: _Optional[_Iterable[str]] = ..., input_tokens: _Optional[int] = ..., output_tokens: _Optional[int] = ..., cache_creation_input_tokens: _Optional[int] = ..., cache_read_input_tokens: _Optional[int] = ..., cost_usd: _Optional[float] = ..., catalog_version: _Optional[str] = ..., time_to_first_token_ms: _Optional[float] = ..., total_ms: _Optional[float] = ..., outcome: _Optional[_Union[Outcome, str]] = ..., error_reason: _Optional[str] = ..., occurred_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    cache_creation_5m_input_tokens: int
+    cache_creation_1h_input_tokens: int
+    server_tool_use: _containers.ScalarMap[str, int]
+    service_tier: str
+    inference_geo: str
+    anthropic_version: str
+    anthropic_beta: _containers.RepeatedScalarFieldContainer[str]
+    operation: str
+    def __init__(self, request_id: _Optional[str] = ..., tenant_id: _Optional[str] = ..., key_id: _Optional[str] = ..., region: _Optional[str] = ..., model_requested: _Optional[str] = ..., model_served: _Optional[str] = ..., fallbacks: _Optional[_Iterable[str]] = ..., input_tokens: _Optional[int] = ..., output_tokens: _Optional[int] = ..., cache_creation_input_tokens: _Optional[int] = ..., cache_read_input_tokens: _Optional[int] = ..., cost_usd: _Optional[float] = ..., catalog_version: _Optional[str] = ..., time_to_first_token_ms: _Optional[float] = ..., total_ms: _Optional[float] = ..., outcome: _Optional[_Union[Outcome, str]] = ..., error_reason: _Optional[str] = ..., occurred_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., cache_creation_5m_input_tokens: _Optional[int] = ..., cache_creation_1h_input_tokens: _Optional[int] = ..., server_tool_use: _Optional[_Mapping[str, int]] = ..., service_tier: _Optional[str] = ..., inference_geo: _Optional[str] = ..., anthropic_version: _Optional[str] = ..., anthropic_beta: _Optional[_Iterable[str]] = ..., operation: _Optional[str] = ...) -> None: ...
 
 class BillingEvent(_message.Message):
     __slots__ = ("event_id", "request")

@@ -23,23 +23,37 @@ _sym_db = _symbol_database.Default()
 
 
 from sluice.llm.v1 import messages_pb2 as sluice_dot_llm_dot_v1_dot_messages__pb2
+from sluice.llm.v1 import wire_pb2 as sluice_dot_llm_dot_v1_dot_wire__pb2
+from sluice.routing.v1 import model_pb2 as sluice_dot_routing_dot_v1_dot_model__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\'sluice/gateway/v1/gateway_service.proto\x12\x11sluice.gateway.v1\x1a\x1csluice/llm/v1/messages.proto\"D\n\x14\x43reateMessageRequest\x12,\n\x06params\x18\x01 \x01(\x0b\x32\x1c.sluice.llm.v1.MessageParams\"I\n\x15\x43reateMessageResponse\x12\x30\n\x07message\x18\x01 \x01(\x0b\x32\x1f.sluice.llm.v1.AssistantMessage\"D\n\x14StreamMessageRequest\x12,\n\x06params\x18\x01 \x01(\x0b\x32\x1c.sluice.llm.v1.MessageParams\"B\n\x15StreamMessageResponse\x12)\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x1a.sluice.llm.v1.StreamEvent2\xda\x01\n\x0eGatewayService\x12\x62\n\rCreateMessage\x12\'.sluice.gateway.v1.CreateMessageRequest\x1a(.sluice.gateway.v1.CreateMessageResponse\x12\x64\n\rStreamMessage\x12\'.sluice.gateway.v1.StreamMessageRequest\x1a(.sluice.gateway.v1.StreamMessageResponse0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\'sluice/gateway/v1/gateway_service.proto\x12\x11sluice.gateway.v1\x1a\x1csluice/llm/v1/messages.proto\x1a\x18sluice/llm/v1/wire.proto\x1a\x1dsluice/routing/v1/model.proto\"\x85\x01\n\x14\x43reateMessageRequest\x12,\n\x06params\x18\x01 \x01(\x0b\x32\x1c.sluice.llm.v1.MessageParams\x12\x0c\n\x04\x62ody\x18\x02 \x01(\x0c\x12\x19\n\x11\x61nthropic_version\x18\x03 \x01(\t\x12\x16\n\x0e\x61nthropic_beta\x18\x04 \x03(\t\"W\n\x15\x43reateMessageResponse\x12\x30\n\x07message\x18\x01 \x01(\x0b\x32\x1f.sluice.llm.v1.AssistantMessage\x12\x0c\n\x04\x62ody\x18\x02 \x01(\x0c\"\x85\x01\n\x14StreamMessageRequest\x12,\n\x06params\x18\x01 \x01(\x0b\x32\x1c.sluice.llm.v1.MessageParams\x12\x0c\n\x04\x62ody\x18\x02 \x01(\x0c\x12\x19\n\x11\x61nthropic_version\x18\x03 \x01(\t\x12\x16\n\x0e\x61nthropic_beta\x18\x04 \x03(\t\"j\n\x15StreamMessageResponse\x12)\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x1a.sluice.llm.v1.StreamEvent\x12&\n\x04wire\x18\x02 \x01(\x0b\x32\x18.sluice.llm.v1.WireEvent\"\x83\x01\n\x12\x43ountTokensRequest\x12,\n\x06params\x18\x01 \x01(\x0b\x32\x1c.sluice.llm.v1.MessageParams\x12\x0c\n\x04\x62ody\x18\x02 \x01(\x0c\x12\x19\n\x11\x61nthropic_version\x18\x03 \x01(\t\x12\x16\n\x0e\x61nthropic_beta\x18\x04 \x03(\t\"9\n\x13\x43ountTokensResponse\x12\x14\n\x0cinput_tokens\x18\x01 \x01(\x03\x12\x0c\n\x04\x62ody\x18\x02 \x01(\x0c\"G\n\x11ListModelsRequest\x12\r\n\x05limit\x18\x01 \x01(\x05\x12\x11\n\tbefore_id\x18\x02 \x01(\t\x12\x10\n\x08\x61\x66ter_id\x18\x03 \x01(\t\"\x83\x01\n\x12ListModelsResponse\x12*\n\x04\x64\x61ta\x18\x01 \x03(\x0b\x32\x1c.sluice.routing.v1.ModelInfo\x12\x10\n\x08has_more\x18\x02 \x01(\x08\x12\x10\n\x08\x66irst_id\x18\x03 \x01(\t\x12\x0f\n\x07last_id\x18\x04 \x01(\t\x12\x0c\n\x04\x62ody\x18\x05 \x01(\x0c\"#\n\x0fGetModelRequest\x12\x10\n\x08model_id\x18\x01 \x01(\t\"?\n\x10GetModelResponse\x12+\n\x05model\x18\x01 \x01(\x0b\x32\x1c.sluice.routing.v1.ModelInfo2\xe8\x03\n\x0eGatewayService\x12\x62\n\rCreateMessage\x12\'.sluice.gateway.v1.CreateMessageRequest\x1a(.sluice.gateway.v1.CreateMessageResponse\x12\x64\n\rStreamMessage\x12\'.sluice.gateway.v1.StreamMessageRequest\x1a(.sluice.gateway.v1.StreamMessageResponse0\x01\x12\\\n\x0b\x43ountTokens\x12%.sluice.gateway.v1.CountTokensRequest\x1a&.sluice.gateway.v1.CountTokensResponse\x12Y\n\nListModels\x12$.sluice.gateway.v1.ListModelsRequest\x1a%.sluice.gateway.v1.ListModelsResponse\x12S\n\x08GetModel\x12\".sluice.gateway.v1.GetModelRequest\x1a#.sluice.gateway.v1.GetModelResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'sluice.gateway.v1.gateway_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_CREATEMESSAGEREQUEST']._serialized_start=92
-  _globals['_CREATEMESSAGEREQUEST']._serialized_end=160
-  _globals['_CREATEMESSAGERESPONSE']._serialized_start=162
-  _globals['_CREATEMESSAGERESPONSE']._serialized_end=235
-  _globals['_STREAMMESSAGEREQUEST']._serialized_start=237
-  _globals['_STREAMMESSAGEREQUEST']._serialized_end=305
-  _globals['_STREAMMESSAGERESPONSE']._serialized_start=307
-  _globals['_STREAMMESSAGERESPONSE']._serialized_end=373
-  _globals['_GATEWAYSERVICE']._serialized_start=376
-  _globals['_GATEWAYSERVICE']._serialized_end=594
+  _globals['_CREATEMESSAGEREQUEST']._serialized_start=150
+  _globals['_CREATEMESSAGEREQUEST']._serialized_end=283
+  _globals['_CREATEMESSAGERESPONSE']._serialized_start=285
+  _globals['_CREATEMESSAGERESPONSE']._serialized_end=372
+  _globals['_STREAMMESSAGEREQUEST']._serialized_start=375
+  _globals['_STREAMMESSAGEREQUEST']._serialized_end=508
+  _globals['_STREAMMESSAGERESPONSE']._serialized_start=510
+  _globals['_STREAMMESSAGERESPONSE']._serialized_end=616
+  _globals['_COUNTTOKENSREQUEST']._serialized_start=619
+  _globals['_COUNTTOKENSREQUEST']._serialized_end=750
+  _globals['_COUNTTOKENSRESPONSE']._serialized_start=752
+  _globals['_COUNTTOKENSRESPONSE']._serialized_end=809
+  _globals['_LISTMODELSREQUEST']._serialized_start=811
+  _globals['_LISTMODELSREQUEST']._serialized_end=882
+  _globals['_LISTMODELSRESPONSE']._serialized_start=885
+  _globals['_LISTMODELSRESPONSE']._serialized_end=1016
+  _globals['_GETMODELREQUEST']._serialized_start=1018
+  _globals['_GETMODELREQUEST']._serialized_end=1053
+  _globals['_GETMODELRESPONSE']._serialized_start=1055
+  _globals['_GETMODELRESPONSE']._serialized_end=1118
+  _globals['_GATEWAYSERVICE']._serialized_start=1121
+  _globals['_GATEWAYSERVICE']._serialized_end=1609
 # @@protoc_insertion_point(module_scope)

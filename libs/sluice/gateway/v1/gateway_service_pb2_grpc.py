@@ -26,9 +26,14 @@ if _version_not_supported:
 
 
 class GatewayServiceStub:
-    """GatewayService is Sluice's public API. Callers authenticate with the
-    `x-api-key` (or `authorization: Bearer`) metadata key; the call deadline
-    bounds every hop down to the upstream model.
+    """GatewayService is Sluice's public API: the Anthropic Messages API over
+    gRPC. Callers authenticate with the `x-api-key` (or `authorization:
+    Bearer`) metadata key; the call deadline bounds every hop down to the
+    upstream model. Requests go as typed `params` or as the API's own JSON
+    (`body`, any field the API takes, carried unchanged); answers come as
+    typed views and as the exact JSON the HTTP API gives. Response headers of
+    the HTTP API (request-id, anthropic-ratelimit-*, deprecation warnings)
+    arrive as initial metadata.
     """
 
     def __init__(self, channel):
@@ -47,12 +52,32 @@ class GatewayServiceStub:
                 request_serializer=sluice_dot_gateway_dot_v1_dot_gateway__service__pb2.StreamMessageRequest.SerializeToString,
                 response_deserializer=sluice_dot_gateway_dot_v1_dot_gateway__service__pb2.StreamMessageResponse.FromString,
                 _registered_method=True)
+        self.CountTokens = channel.unary_unary(
+                '/sluice.gateway.v1.GatewayService/CountTokens',
+                request_serializer=sluice_dot_gateway_dot_v1_dot_gateway__service__pb2.CountTokensRequest.SerializeToString,
+                response_deserializer=sluice_dot_gateway_dot_v1_dot_gateway__service__pb2.CountTokensResponse.FromString,
+                _registered_method=True)
+        self.ListModels = channel.unary_unary(
+                '/sluice.gateway.v1.GatewayService/ListModels',
+                request_serializer=sluice_dot_gateway_dot_v1_dot_gateway__service__pb2.ListModelsRequest.SerializeToString,
+                response_deserializer=sluice_dot_gateway_dot_v1_dot_gateway__service__pb2.ListModelsResponse.FromString,
+                _registered_method=True)
+        self.GetModel = channel.unary_unary(
+                '/sluice.gateway.v1.GatewayService/GetModel',
+                request_serializer=sluice_dot_gateway_dot_v1_dot_gateway__service__pb2.GetModelRequest.SerializeToString,
+                response_deserializer=sluice_dot_gateway_dot_v1_dot_gateway__service__pb2.GetModelResponse.FromString,
+                _registered_method=True)
 
 
 class GatewayServiceServicer:
-    """GatewayService is Sluice's public API. Callers authenticate with the
-    `x-api-key` (or `authorization: Bearer`) metadata key; the call deadline
-    bounds every hop down to the upstream model.
+    """GatewayService is Sluice's public API: the Anthropic Messages API over
+    gRPC. Callers authenticate with the `x-api-key` (or `authorization:
+    Bearer`) metadata key; the call deadline bounds every hop down to the
+    upstream model. Requests go as typed `params` or as the API's own JSON
+    (`body`, any field the API takes, carried unchanged); answers come as
+    typed views and as the exact JSON the HTTP API gives. Response headers of
+    the HTTP API (request-id, anthropic-ratelimit-*, deprecation warnings)
+    arrive as initial metadata.
     """
 
     def CreateMessage(self, request, context):
@@ -65,6 +90,30 @@ class GatewayServiceServicer:
     def StreamMessage(self, request, context):
         """StreamMessage runs one request and streams its events as they are made,
         ending with message_delta (usage) and message_stop, or an error status.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CountTokens(self, request, context):
+        """CountTokens answers how many input tokens a request would use, counted
+        by the upstream itself. It counts against the request-rate limit only.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListModels(self, request, context):
+        """ListModels lists the models the caller's tenant may use in its region,
+        newest first, a page at a time.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetModel(self, request, context):
+        """GetModel describes one model by id or alias; NOT_FOUND for a model the
+        tenant may not use.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -83,6 +132,21 @@ def add_GatewayServiceServicer_to_server(servicer, server):
                     request_deserializer=sluice_dot_gateway_dot_v1_dot_gateway__service__pb2.StreamMessageRequest.FromString,
                     response_serializer=sluice_dot_gateway_dot_v1_dot_gateway__service__pb2.StreamMessageResponse.SerializeToString,
             ),
+            'CountTokens': grpc.unary_unary_rpc_method_handler(
+                    servicer.CountTokens,
+                    request_deserializer=sluice_dot_gateway_dot_v1_dot_gateway__service__pb2.CountTokensRequest.FromString,
+                    response_serializer=sluice_dot_gateway_dot_v1_dot_gateway__service__pb2.CountTokensResponse.SerializeToString,
+            ),
+            'ListModels': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListModels,
+                    request_deserializer=sluice_dot_gateway_dot_v1_dot_gateway__service__pb2.ListModelsRequest.FromString,
+                    response_serializer=sluice_dot_gateway_dot_v1_dot_gateway__service__pb2.ListModelsResponse.SerializeToString,
+            ),
+            'GetModel': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetModel,
+                    request_deserializer=sluice_dot_gateway_dot_v1_dot_gateway__service__pb2.GetModelRequest.FromString,
+                    response_serializer=sluice_dot_gateway_dot_v1_dot_gateway__service__pb2.GetModelResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'sluice.gateway.v1.GatewayService', rpc_method_handlers)
@@ -92,9 +156,14 @@ def add_GatewayServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class GatewayService:
-    """GatewayService is Sluice's public API. Callers authenticate with the
-    `x-api-key` (or `authorization: Bearer`) metadata key; the call deadline
-    bounds every hop down to the upstream model.
+    """GatewayService is Sluice's public API: the Anthropic Messages API over
+    gRPC. Callers authenticate with the `x-api-key` (or `authorization:
+    Bearer`) metadata key; the call deadline bounds every hop down to the
+    upstream model. Requests go as typed `params` or as the API's own JSON
+    (`body`, any field the API takes, carried unchanged); answers come as
+    typed views and as the exact JSON the HTTP API gives. Response headers of
+    the HTTP API (request-id, anthropic-ratelimit-*, deprecation warnings)
+    arrive as initial metadata.
     """
 
     @staticmethod
@@ -141,6 +210,87 @@ class GatewayService:
             '/sluice.gateway.v1.GatewayService/StreamMessage',
             sluice_dot_gateway_dot_v1_dot_gateway__service__pb2.StreamMessageRequest.SerializeToString,
             sluice_dot_gateway_dot_v1_dot_gateway__service__pb2.StreamMessageResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CountTokens(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sluice.gateway.v1.GatewayService/CountTokens',
+            sluice_dot_gateway_dot_v1_dot_gateway__service__pb2.CountTokensRequest.SerializeToString,
+            sluice_dot_gateway_dot_v1_dot_gateway__service__pb2.CountTokensResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListModels(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sluice.gateway.v1.GatewayService/ListModels',
+            sluice_dot_gateway_dot_v1_dot_gateway__service__pb2.ListModelsRequest.SerializeToString,
+            sluice_dot_gateway_dot_v1_dot_gateway__service__pb2.ListModelsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetModel(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sluice.gateway.v1.GatewayService/GetModel',
+            sluice_dot_gateway_dot_v1_dot_gateway__service__pb2.GetModelRequest.SerializeToString,
+            sluice_dot_gateway_dot_v1_dot_gateway__service__pb2.GetModelResponse.FromString,
             options,
             channel_credentials,
             insecure,

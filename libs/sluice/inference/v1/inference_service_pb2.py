@@ -22,21 +22,25 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
-from sluice.llm.v1 import messages_pb2 as sluice_dot_llm_dot_v1_dot_messages__pb2
+from sluice.llm.v1 import wire_pb2 as sluice_dot_llm_dot_v1_dot_wire__pb2
 from sluice.routing.v1 import candidate_pb2 as sluice_dot_routing_dot_v1_dot_candidate__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n+sluice/inference/v1/inference_service.proto\x12\x13sluice.inference.v1\x1a\x1csluice/llm/v1/messages.proto\x1a!sluice/routing/v1/candidate.proto\"q\n\x0fGenerateRequest\x12,\n\x06params\x18\x01 \x01(\x0b\x32\x1c.sluice.llm.v1.MessageParams\x12\x30\n\ncandidates\x18\x02 \x03(\x0b\x32\x1c.sluice.routing.v1.Candidate\"=\n\x10GenerateResponse\x12)\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x1a.sluice.llm.v1.StreamEvent2m\n\x10InferenceService\x12Y\n\x08Generate\x12$.sluice.inference.v1.GenerateRequest\x1a%.sluice.inference.v1.GenerateResponse0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n+sluice/inference/v1/inference_service.proto\x12\x13sluice.inference.v1\x1a\x18sluice/llm/v1/wire.proto\x1a!sluice/routing/v1/candidate.proto\"~\n\x0fGenerateRequest\x12\x30\n\ncandidates\x18\x02 \x03(\x0b\x32\x1c.sluice.routing.v1.Candidate\x12+\n\x07request\x18\x03 \x01(\x0b\x32\x1a.sluice.llm.v1.WireRequestJ\x04\x08\x01\x10\x02R\x06params\"A\n\x10GenerateResponse\x12\'\n\x05\x65vent\x18\x02 \x01(\x0b\x32\x18.sluice.llm.v1.WireEventJ\x04\x08\x01\x10\x02\"s\n\x12\x43ountTokensRequest\x12\x30\n\ncandidates\x18\x01 \x03(\x0b\x32\x1c.sluice.routing.v1.Candidate\x12+\n\x07request\x18\x02 \x01(\x0b\x32\x1a.sluice.llm.v1.WireRequest\"K\n\x13\x43ountTokensResponse\x12\x14\n\x0cinput_tokens\x18\x01 \x01(\x03\x12\x0c\n\x04\x62ody\x18\x02 \x01(\x0c\x12\x10\n\x08model_id\x18\x03 \x01(\t2\xcf\x01\n\x10InferenceService\x12Y\n\x08Generate\x12$.sluice.inference.v1.GenerateRequest\x1a%.sluice.inference.v1.GenerateResponse0\x01\x12`\n\x0b\x43ountTokens\x12\'.sluice.inference.v1.CountTokensRequest\x1a(.sluice.inference.v1.CountTokensResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'sluice.inference.v1.inference_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_GENERATEREQUEST']._serialized_start=133
-  _globals['_GENERATEREQUEST']._serialized_end=246
-  _globals['_GENERATERESPONSE']._serialized_start=248
-  _globals['_GENERATERESPONSE']._serialized_end=309
-  _globals['_INFERENCESERVICE']._serialized_start=311
-  _globals['_INFERENCESERVICE']._serialized_end=420
+  _globals['_GENERATEREQUEST']._serialized_start=129
+  _globals['_GENERATEREQUEST']._serialized_end=255
+  _globals['_GENERATERESPONSE']._serialized_start=257
+  _globals['_GENERATERESPONSE']._serialized_end=322
+  _globals['_COUNTTOKENSREQUEST']._serialized_start=324
+  _globals['_COUNTTOKENSREQUEST']._serialized_end=439
+  _globals['_COUNTTOKENSRESPONSE']._serialized_start=441
+  _globals['_COUNTTOKENSRESPONSE']._serialized_end=516
+  _globals['_INFERENCESERVICE']._serialized_start=519
+  _globals['_INFERENCESERVICE']._serialized_end=726
 # @@protoc_insertion_point(module_scope)

@@ -40,6 +40,11 @@ class InferenceServiceStub:
                 request_serializer=sluice_dot_inference_dot_v1_dot_inference__service__pb2.GenerateRequest.SerializeToString,
                 response_deserializer=sluice_dot_inference_dot_v1_dot_inference__service__pb2.GenerateResponse.FromString,
                 _registered_method=True)
+        self.CountTokens = channel.unary_unary(
+                '/sluice.inference.v1.InferenceService/CountTokens',
+                request_serializer=sluice_dot_inference_dot_v1_dot_inference__service__pb2.CountTokensRequest.SerializeToString,
+                response_deserializer=sluice_dot_inference_dot_v1_dot_inference__service__pb2.CountTokensResponse.FromString,
+                _registered_method=True)
 
 
 class InferenceServiceServicer:
@@ -48,7 +53,17 @@ class InferenceServiceServicer:
 
     def Generate(self, request, context):
         """Generate streams a response from the first candidate that answers,
-        retrying and falling back only before the first event is sent.
+        retrying and falling back only before the first event is sent. Events
+        pass through as the upstream sent them; the one edit is message_start's
+        model, set to the catalog id of the candidate that served.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CountTokens(self, request, context):
+        """CountTokens asks the first candidate that answers how many input tokens
+        the request uses (the upstream's own count).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -61,6 +76,11 @@ def add_InferenceServiceServicer_to_server(servicer, server):
                     servicer.Generate,
                     request_deserializer=sluice_dot_inference_dot_v1_dot_inference__service__pb2.GenerateRequest.FromString,
                     response_serializer=sluice_dot_inference_dot_v1_dot_inference__service__pb2.GenerateResponse.SerializeToString,
+            ),
+            'CountTokens': grpc.unary_unary_rpc_method_handler(
+                    servicer.CountTokens,
+                    request_deserializer=sluice_dot_inference_dot_v1_dot_inference__service__pb2.CountTokensRequest.FromString,
+                    response_serializer=sluice_dot_inference_dot_v1_dot_inference__service__pb2.CountTokensResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -91,6 +111,33 @@ class InferenceService:
             '/sluice.inference.v1.InferenceService/Generate',
             sluice_dot_inference_dot_v1_dot_inference__service__pb2.GenerateRequest.SerializeToString,
             sluice_dot_inference_dot_v1_dot_inference__service__pb2.GenerateResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CountTokens(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sluice.inference.v1.InferenceService/CountTokens',
+            sluice_dot_inference_dot_v1_dot_inference__service__pb2.CountTokensRequest.SerializeToString,
+            sluice_dot_inference_dot_v1_dot_inference__service__pb2.CountTokensResponse.FromString,
             options,
             channel_credentials,
             insecure,

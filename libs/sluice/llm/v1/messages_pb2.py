@@ -25,15 +25,17 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1csluice/llm/v1/messages.proto\x12\rsluice.llm.v1\x1a\x1cgoogle/protobuf/struct.proto\"\x8d\x03\n\rMessageParams\x12\r\n\x05model\x18\x01 \x01(\t\x12\x12\n\nmax_tokens\x18\x02 \x01(\x03\x12(\n\x08messages\x18\x03 \x03(\x0b\x32\x16.sluice.llm.v1.Message\x12+\n\x06system\x18\x04 \x03(\x0b\x32\x1b.sluice.llm.v1.ContentBlock\x12\x18\n\x0btemperature\x18\x05 \x01(\x01H\x00\x88\x01\x01\x12\x12\n\x05top_p\x18\x06 \x01(\x01H\x01\x88\x01\x01\x12\x12\n\x05top_k\x18\x07 \x01(\x03H\x02\x88\x01\x01\x12\x16\n\x0estop_sequences\x18\x08 \x03(\t\x12\x30\n\x08metadata\x18\t \x01(\x0b\x32\x1e.sluice.llm.v1.RequestMetadata\x12\"\n\x05tools\x18\n \x03(\x0b\x32\x13.sluice.llm.v1.Tool\x12.\n\x0btool_choice\x18\x0b \x01(\x0b\x32\x19.sluice.llm.v1.ToolChoiceB\x0e\n\x0c_temperatureB\x08\n\x06_top_pB\x08\n\x06_top_k\"\"\n\x0fRequestMetadata\x12\x0f\n\x07user_id\x18\x01 \x01(\t\"Z\n\x07Message\x12!\n\x04role\x18\x01 \x01(\x0e\x32\x13.sluice.llm.v1.Role\x12,\n\x07\x63ontent\x18\x02 \x03(\x0b\x32\x1b.sluice.llm.v1.ContentBlock\"\x80\x01\n\x0c\x43\x61\x63heControl\x12,\n\x03ttl\x18\x01 \x01(\x0e\x32\x1f.sluice.llm.v1.CacheControl.Ttl\"B\n\x03Ttl\x12\x13\n\x0fTTL_UNSPECIFIED\x10\x00\x12\x14\n\x10TTL_FIVE_MINUTES\x10\x01\x12\x10\n\x0cTTL_ONE_HOUR\x10\x02\"\x89\x02\n\x0c\x43ontentBlock\x12(\n\x04text\x18\x01 \x01(\x0b\x32\x18.sluice.llm.v1.TextBlockH\x00\x12*\n\x05image\x18\x02 \x01(\x0b\x32\x19.sluice.llm.v1.ImageBlockH\x00\x12/\n\x08tool_use\x18\x03 \x01(\x0b\x32\x1b.sluice.llm.v1.ToolUseBlockH\x00\x12\x35\n\x0btool_result\x18\x04 \x01(\x0b\x32\x1e.sluice.llm.v1.ToolResultBlockH\x00\x12\x32\n\rcache_control\x18\x0f \x01(\x0b\x32\x1b.sluice.llm.v1.CacheControlB\x07\n\x05\x62lock\"\x19\n\tTextBlock\x12\x0c\n\x04text\x18\x01 \x01(\t\"T\n\nImageBlock\x12-\n\x06\x62\x61se64\x18\x01 \x01(\x0b\x32\x1b.sluice.llm.v1.Base64SourceH\x00\x12\r\n\x03url\x18\x02 \x01(\tH\x00\x42\x08\n\x06source\"0\n\x0c\x42\x61se64Source\x12\x12\n\nmedia_type\x18\x01 \x01(\t\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\t\"P\n\x0cToolUseBlock\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12&\n\x05input\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\"f\n\x0fToolResultBlock\x12\x13\n\x0btool_use_id\x18\x01 \x01(\t\x12,\n\x07\x63ontent\x18\x02 \x03(\x0b\x32\x1b.sluice.llm.v1.ContentBlock\x12\x10\n\x08is_error\x18\x03 \x01(\x08\"\x8c\x01\n\x04Tool\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12-\n\x0cinput_schema\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x32\n\rcache_control\x18\x04 \x01(\x0b\x32\x1b.sluice.llm.v1.CacheControl\"\xc4\x01\n\nToolChoice\x12,\n\x04mode\x18\x01 \x01(\x0e\x32\x1e.sluice.llm.v1.ToolChoice.Mode\x12\x0c\n\x04name\x18\x02 \x01(\t\x12!\n\x19\x64isable_parallel_tool_use\x18\x03 \x01(\x08\"W\n\x04Mode\x12\x14\n\x10MODE_UNSPECIFIED\x10\x00\x12\r\n\tMODE_AUTO\x10\x01\x12\x0c\n\x08MODE_ANY\x10\x02\x12\r\n\tMODE_TOOL\x10\x03\x12\r\n\tMODE_NONE\x10\x04\"z\n\x05Usage\x12\x14\n\x0cinput_tokens\x18\x01 \x01(\x03\x12\x15\n\routput_tokens\x18\x02 \x01(\x03\x12#\n\x1b\x63\x61\x63he_creation_input_tokens\x18\x03 \x01(\x03\x12\x1f\n\x17\x63\x61\x63he_read_input_tokens\x18\x04 \x01(\x03\"\xac\x01\n\x10\x41ssistantMessage\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12,\n\x07\x63ontent\x18\x03 \x03(\x0b\x32\x1b.sluice.llm.v1.ContentBlock\x12\x13\n\x0bstop_reason\x18\x04 \x01(\t\x12\x15\n\rstop_sequence\x18\x05 \x01(\t\x12#\n\x05usage\x18\x06 \x01(\x0b\x32\x14.sluice.llm.v1.Usage\"\xc9\x03\n\x0bStreamEvent\x12\x34\n\rmessage_start\x18\x01 \x01(\x0b\x32\x1b.sluice.llm.v1.MessageStartH\x00\x12?\n\x13\x63ontent_block_start\x18\x02 \x01(\x0b\x32 .sluice.llm.v1.ContentBlockStartH\x00\x12?\n\x13\x63ontent_block_delta\x18\x03 \x01(\x0b\x32 .sluice.llm.v1.ContentBlockDeltaH\x00\x12=\n\x12\x63ontent_block_stop\x18\x04 \x01(\x0b\x32\x1f.sluice.llm.v1.ContentBlockStopH\x00\x12\x34\n\rmessage_delta\x18\x05 \x01(\x0b\x32\x1b.sluice.llm.v1.MessageDeltaH\x00\x12\x32\n\x0cmessage_stop\x18\x06 \x01(\x0b\x32\x1a.sluice.llm.v1.MessageStopH\x00\x12#\n\x04ping\x18\x07 \x01(\x0b\x32\x13.sluice.llm.v1.PingH\x00\x12+\n\x05\x65rror\x18\x08 \x01(\x0b\x32\x1a.sluice.llm.v1.StreamErrorH\x00\x42\x07\n\x05\x65vent\"@\n\x0cMessageStart\x12\x30\n\x07message\x18\x01 \x01(\x0b\x32\x1f.sluice.llm.v1.AssistantMessage\"V\n\x11\x43ontentBlockStart\x12\r\n\x05index\x18\x01 \x01(\x03\x12\x32\n\rcontent_block\x18\x02 \x01(\x0b\x32\x1b.sluice.llm.v1.ContentBlock\"]\n\x11\x43ontentBlockDelta\x12\r\n\x05index\x18\x01 \x01(\x03\x12\x14\n\ntext_delta\x18\x02 \x01(\tH\x00\x12\x1a\n\x10input_json_delta\x18\x03 \x01(\tH\x00\x42\x07\n\x05\x64\x65lta\"!\n\x10\x43ontentBlockStop\x12\r\n\x05index\x18\x01 \x01(\x03\"_\n\x0cMessageDelta\x12\x13\n\x0bstop_reason\x18\x01 \x01(\t\x12\x15\n\rstop_sequence\x18\x02 \x01(\t\x12#\n\x05usage\x18\x03 \x01(\x0b\x32\x14.sluice.llm.v1.Usage\"\r\n\x0bMessageStop\"\x06\n\x04Ping\",\n\x0bStreamError\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t*?\n\x04Role\x12\x14\n\x10ROLE_UNSPECIFIED\x10\x00\x12\r\n\tROLE_USER\x10\x01\x12\x12\n\x0eROLE_ASSISTANT\x10\x02\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1csluice/llm/v1/messages.proto\x12\rsluice.llm.v1\x1a\x1cgoogle/protobuf/struct.proto\"\x8d\x03\n\rMessageParams\x12\r\n\x05model\x18\x01 \x01(\t\x12\x12\n\nmax_tokens\x18\x02 \x01(\x03\x12(\n\x08messages\x18\x03 \x03(\x0b\x32\x16.sluice.llm.v1.Message\x12+\n\x06system\x18\x04 \x03(\x0b\x32\x1b.sluice.llm.v1.ContentBlock\x12\x18\n\x0btemperature\x18\x05 \x01(\x01H\x00\x88\x01\x01\x12\x12\n\x05top_p\x18\x06 \x01(\x01H\x01\x88\x01\x01\x12\x12\n\x05top_k\x18\x07 \x01(\x03H\x02\x88\x01\x01\x12\x16\n\x0estop_sequences\x18\x08 \x03(\t\x12\x30\n\x08metadata\x18\t \x01(\x0b\x32\x1e.sluice.llm.v1.RequestMetadata\x12\"\n\x05tools\x18\n \x03(\x0b\x32\x13.sluice.llm.v1.Tool\x12.\n\x0btool_choice\x18\x0b \x01(\x0b\x32\x19.sluice.llm.v1.ToolChoiceB\x0e\n\x0c_temperatureB\x08\n\x06_top_pB\x08\n\x06_top_k\"\"\n\x0fRequestMetadata\x12\x0f\n\x07user_id\x18\x01 \x01(\t\"Z\n\x07Message\x12!\n\x04role\x18\x01 \x01(\x0e\x32\x13.sluice.llm.v1.Role\x12,\n\x07\x63ontent\x18\x02 \x03(\x0b\x32\x1b.sluice.llm.v1.ContentBlock\"\x80\x01\n\x0c\x43\x61\x63heControl\x12,\n\x03ttl\x18\x01 \x01(\x0e\x32\x1f.sluice.llm.v1.CacheControl.Ttl\"B\n\x03Ttl\x12\x13\n\x0fTTL_UNSPECIFIED\x10\x00\x12\x14\n\x10TTL_FIVE_MINUTES\x10\x01\x12\x10\n\x0cTTL_ONE_HOUR\x10\x02\"\x89\x02\n\x0c\x43ontentBlock\x12(\n\x04text\x18\x01 \x01(\x0b\x32\x18.sluice.llm.v1.TextBlockH\x00\x12*\n\x05image\x18\x02 \x01(\x0b\x32\x19.sluice.llm.v1.ImageBlockH\x00\x12/\n\x08tool_use\x18\x03 \x01(\x0b\x32\x1b.sluice.llm.v1.ToolUseBlockH\x00\x12\x35\n\x0btool_result\x18\x04 \x01(\x0b\x32\x1e.sluice.llm.v1.ToolResultBlockH\x00\x12\x32\n\rcache_control\x18\x0f \x01(\x0b\x32\x1b.sluice.llm.v1.CacheControlB\x07\n\x05\x62lock\"\x19\n\tTextBlock\x12\x0c\n\x04text\x18\x01 \x01(\t\"T\n\nImageBlock\x12-\n\x06\x62\x61se64\x18\x01 \x01(\x0b\x32\x1b.sluice.llm.v1.Base64SourceH\x00\x12\r\n\x03url\x18\x02 \x01(\tH\x00\x42\x08\n\x06source\"0\n\x0c\x42\x61se64Source\x12\x12\n\nmedia_type\x18\x01 \x01(\t\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\t\"P\n\x0cToolUseBlock\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12&\n\x05input\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\"f\n\x0fToolResultBlock\x12\x13\n\x0btool_use_id\x18\x01 \x01(\t\x12,\n\x07\x63ontent\x18\x02 \x03(\x0b\x32\x1b.sluice.llm.v1.ContentBlock\x12\x10\n\x08is_error\x18\x03 \x01(\x08\"\x8c\x01\n\x04Tool\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12-\n\x0cinput_schema\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x32\n\rcache_control\x18\x04 \x01(\x0b\x32\x1b.sluice.llm.v1.CacheControl\"\xc4\x01\n\nToolChoice\x12,\n\x04mode\x18\x01 \x01(\x0e\x32\x1e.sluice.llm.v1.ToolChoice.Mode\x12\x0c\n\x04name\x18\x02 \x01(\t\x12!\n\x19\x64isable_parallel_tool_use\x18\x03 \x01(\x08\"W\n\x04Mode\x12\x14\n\x10MODE_UNSPECIFIED\x10\x00\x12\r\n\tMODE_AUTO\x10\x01\x12\x0c\n\x08MODE_ANY\x10\x02\x12\r\n\tMODE_TOOL\x10\x03\x12\r\n\tMODE_NONE\x10\x04\"\xd5\x02\n\x05Usage\x12\x14\n\x0cinput_tokens\x18\x01 \x01(\x03\x12\x15\n\routput_tokens\x18\x02 \x01(\x03\x12#\n\x1b\x63\x61\x63he_creation_input_tokens\x18\x03 \x01(\x03\x12\x1f\n\x17\x63\x61\x63he_read_input_tokens\x18\x04 \x01(\x03\x12\x34\n\x0e\x63\x61\x63he_creation\x18\x05 \x01(\x0b\x32\x1c.sluice.llm.v1.CacheCreation\x12@\n\x0fserver_tool_use\x18\x06 \x03(\x0b\x32\'.sluice.llm.v1.Usage.ServerToolUseEntry\x12\x14\n\x0cservice_tier\x18\x07 \x01(\t\x12\x15\n\rinference_geo\x18\x08 \x01(\t\x1a\x34\n\x12ServerToolUseEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\"U\n\rCacheCreation\x12!\n\x19\x65phemeral_5m_input_tokens\x18\x01 \x01(\x03\x12!\n\x19\x65phemeral_1h_input_tokens\x18\x02 \x01(\x03\"\xac\x01\n\x10\x41ssistantMessage\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12,\n\x07\x63ontent\x18\x03 \x03(\x0b\x32\x1b.sluice.llm.v1.ContentBlock\x12\x13\n\x0bstop_reason\x18\x04 \x01(\t\x12\x15\n\rstop_sequence\x18\x05 \x01(\t\x12#\n\x05usage\x18\x06 \x01(\x0b\x32\x14.sluice.llm.v1.Usage\"\xc9\x03\n\x0bStreamEvent\x12\x34\n\rmessage_start\x18\x01 \x01(\x0b\x32\x1b.sluice.llm.v1.MessageStartH\x00\x12?\n\x13\x63ontent_block_start\x18\x02 \x01(\x0b\x32 .sluice.llm.v1.ContentBlockStartH\x00\x12?\n\x13\x63ontent_block_delta\x18\x03 \x01(\x0b\x32 .sluice.llm.v1.ContentBlockDeltaH\x00\x12=\n\x12\x63ontent_block_stop\x18\x04 \x01(\x0b\x32\x1f.sluice.llm.v1.ContentBlockStopH\x00\x12\x34\n\rmessage_delta\x18\x05 \x01(\x0b\x32\x1b.sluice.llm.v1.MessageDeltaH\x00\x12\x32\n\x0cmessage_stop\x18\x06 \x01(\x0b\x32\x1a.sluice.llm.v1.MessageStopH\x00\x12#\n\x04ping\x18\x07 \x01(\x0b\x32\x13.sluice.llm.v1.PingH\x00\x12+\n\x05\x65rror\x18\x08 \x01(\x0b\x32\x1a.sluice.llm.v1.StreamErrorH\x00\x42\x07\n\x05\x65vent\"@\n\x0cMessageStart\x12\x30\n\x07message\x18\x01 \x01(\x0b\x32\x1f.sluice.llm.v1.AssistantMessage\"V\n\x11\x43ontentBlockStart\x12\r\n\x05index\x18\x01 \x01(\x03\x12\x32\n\rcontent_block\x18\x02 \x01(\x0b\x32\x1b.sluice.llm.v1.ContentBlock\"]\n\x11\x43ontentBlockDelta\x12\r\n\x05index\x18\x01 \x01(\x03\x12\x14\n\ntext_delta\x18\x02 \x01(\tH\x00\x12\x1a\n\x10input_json_delta\x18\x03 \x01(\tH\x00\x42\x07\n\x05\x64\x65lta\"!\n\x10\x43ontentBlockStop\x12\r\n\x05index\x18\x01 \x01(\x03\"_\n\x0cMessageDelta\x12\x13\n\x0bstop_reason\x18\x01 \x01(\t\x12\x15\n\rstop_sequence\x18\x02 \x01(\t\x12#\n\x05usage\x18\x03 \x01(\x0b\x32\x14.sluice.llm.v1.Usage\"\r\n\x0bMessageStop\"\x06\n\x04Ping\",\n\x0bStreamError\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t*?\n\x04Role\x12\x14\n\x10ROLE_UNSPECIFIED\x10\x00\x12\r\n\tROLE_USER\x10\x01\x12\x12\n\x0eROLE_ASSISTANT\x10\x02\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'sluice.llm.v1.messages_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_ROLE']._serialized_start=2904
-  _globals['_ROLE']._serialized_end=2967
+  _globals['_USAGE_SERVERTOOLUSEENTRY']._loaded_options = None
+  _globals['_USAGE_SERVERTOOLUSEENTRY']._serialized_options = b'8\001'
+  _globals['_ROLE']._serialized_start=3211
+  _globals['_ROLE']._serialized_end=3274
   _globals['_MESSAGEPARAMS']._serialized_start=78
   _globals['_MESSAGEPARAMS']._serialized_end=475
   _globals['_REQUESTMETADATA']._serialized_start=477
@@ -62,26 +64,30 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_TOOLCHOICE']._serialized_end=1693
   _globals['_TOOLCHOICE_MODE']._serialized_start=1606
   _globals['_TOOLCHOICE_MODE']._serialized_end=1693
-  _globals['_USAGE']._serialized_start=1695
-  _globals['_USAGE']._serialized_end=1817
-  _globals['_ASSISTANTMESSAGE']._serialized_start=1820
-  _globals['_ASSISTANTMESSAGE']._serialized_end=1992
-  _globals['_STREAMEVENT']._serialized_start=1995
-  _globals['_STREAMEVENT']._serialized_end=2452
-  _globals['_MESSAGESTART']._serialized_start=2454
-  _globals['_MESSAGESTART']._serialized_end=2518
-  _globals['_CONTENTBLOCKSTART']._serialized_start=2520
-  _globals['_CONTENTBLOCKSTART']._serialized_end=2606
-  _globals['_CONTENTBLOCKDELTA']._serialized_start=2608
-  _globals['_CONTENTBLOCKDELTA']._serialized_end=2701
-  _globals['_CONTENTBLOCKSTOP']._serialized_start=2703
-  _globals['_CONTENTBLOCKSTOP']._serialized_end=2736
-  _globals['_MESSAGEDELTA']._serialized_start=2738
-  _globals['_MESSAGEDELTA']._serialized_end=2833
-  _globals['_MESSAGESTOP']._serialized_start=2835
-  _globals['_MESSAGESTOP']._serialized_end=2848
-  _globals['_PING']._serialized_start=2850
-  _globals['_PING']._serialized_end=2856
-  _globals['_STREAMERROR']._serialized_start=2858
-  _globals['_STREAMERROR']._serialized_end=2902
+  _globals['_USAGE']._serialized_start=1696
+  _globals['_USAGE']._serialized_end=2037
+  _globals['_USAGE_SERVERTOOLUSEENTRY']._serialized_start=1985
+  _globals['_USAGE_SERVERTOOLUSEENTRY']._serialized_end=2037
+  _globals['_CACHECREATION']._serialized_start=2039
+  _globals['_CACHECREATION']._serialized_end=2124
+  _globals['_ASSISTANTMESSAGE']._serialized_start=2127
+  _globals['_ASSISTANTMESSAGE']._serialized_end=2299
+  _globals['_STREAMEVENT']._serialized_start=2302
+  _globals['_STREAMEVENT']._serialized_end=2759
+  _globals['_MESSAGESTART']._serialized_start=2761
+  _globals['_MESSAGESTART']._serialized_end=2825
+  _globals['_CONTENTBLOCKSTART']._serialized_start=2827
+  _globals['_CONTENTBLOCKSTART']._serialized_end=2913
+  _globals['_CONTENTBLOCKDELTA']._serialized_start=2915
+  _globals['_CONTENTBLOCKDELTA']._serialized_end=3008
+  _globals['_CONTENTBLOCKSTOP']._serialized_start=3010
+  _globals['_CONTENTBLOCKSTOP']._serialized_end=3043
+  _globals['_MESSAGEDELTA']._serialized_start=3045
+  _globals['_MESSAGEDELTA']._serialized_end=3140
+  _globals['_MESSAGESTOP']._serialized_start=3142
+  _globals['_MESSAGESTOP']._serialized_end=3155
+  _globals['_PING']._serialized_start=3157
+  _globals['_PING']._serialized_end=3163
+  _globals['_STREAMERROR']._serialized_start=3165
+  _globals['_STREAMERROR']._serialized_end=3209
 # @@protoc_insertion_point(module_scope)

@@ -24,15 +24,19 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!sluice/routing/v1/candidate.proto\x12\x11sluice.routing.v1\"k\n\x06Prices\x12\r\n\x05input\x18\x01 \x01(\x01\x12\x0e\n\x06output\x18\x02 \x01(\x01\x12\x16\n\x0e\x63\x61\x63he_write_5m\x18\x03 \x01(\x01\x12\x16\n\x0e\x63\x61\x63he_write_1h\x18\x04 \x01(\x01\x12\x12\n\ncache_read\x18\x05 \x01(\x01\"\x82\x01\n\tCandidate\x12\x10\n\x08model_id\x18\x01 \x01(\t\x12\x10\n\x08provider\x18\x02 \x01(\t\x12\x16\n\x0eupstream_model\x18\x03 \x01(\t\x12\x0e\n\x06region\x18\x04 \x01(\t\x12)\n\x06prices\x18\x05 \x01(\x0b\x32\x19.sluice.routing.v1.Pricesb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!sluice/routing/v1/candidate.proto\x12\x11sluice.routing.v1\"\xe8\x01\n\x06Prices\x12\r\n\x05input\x18\x01 \x01(\x01\x12\x0e\n\x06output\x18\x02 \x01(\x01\x12\x16\n\x0e\x63\x61\x63he_write_5m\x18\x03 \x01(\x01\x12\x16\n\x0e\x63\x61\x63he_write_1h\x18\x04 \x01(\x01\x12\x12\n\ncache_read\x18\x05 \x01(\x01\x12\x45\n\x0fserver_tool_use\x18\x06 \x03(\x0b\x32,.sluice.routing.v1.Prices.ServerToolUseEntry\x1a\x34\n\x12ServerToolUseEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"\xb5\x01\n\tCandidate\x12\x10\n\x08model_id\x18\x01 \x01(\t\x12\x10\n\x08provider\x18\x02 \x01(\t\x12\x16\n\x0eupstream_model\x18\x03 \x01(\t\x12\x0e\n\x06region\x18\x04 \x01(\t\x12)\n\x06prices\x18\x05 \x01(\x0b\x32\x19.sluice.routing.v1.Prices\x12\x16\n\x0e\x63ontext_window\x18\x06 \x01(\x03\x12\x19\n\x11max_output_tokens\x18\x07 \x01(\x03\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'sluice.routing.v1.candidate_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_PRICES']._serialized_start=56
-  _globals['_PRICES']._serialized_end=163
-  _globals['_CANDIDATE']._serialized_start=166
-  _globals['_CANDIDATE']._serialized_end=296
+  _globals['_PRICES_SERVERTOOLUSEENTRY']._loaded_options = None
+  _globals['_PRICES_SERVERTOOLUSEENTRY']._serialized_options = b'8\001'
+  _globals['_PRICES']._serialized_start=57
+  _globals['_PRICES']._serialized_end=289
+  _globals['_PRICES_SERVERTOOLUSEENTRY']._serialized_start=237
+  _globals['_PRICES_SERVERTOOLUSEENTRY']._serialized_end=289
+  _globals['_CANDIDATE']._serialized_start=292
+  _globals['_CANDIDATE']._serialized_end=473
 # @@protoc_insertion_point(module_scope)

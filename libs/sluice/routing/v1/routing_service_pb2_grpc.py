@@ -26,7 +26,8 @@ if _version_not_supported:
 
 
 class RoutingServiceStub:
-    """RoutingService chooses the models that may serve a request.
+    """RoutingService owns the model catalog: it chooses the models that may
+    serve a request and lists the models a tenant may use.
     """
 
     def __init__(self, channel):
@@ -40,16 +41,45 @@ class RoutingServiceStub:
                 request_serializer=sluice_dot_routing_dot_v1_dot_routing__service__pb2.RouteRequest.SerializeToString,
                 response_deserializer=sluice_dot_routing_dot_v1_dot_routing__service__pb2.RouteResponse.FromString,
                 _registered_method=True)
+        self.ListModels = channel.unary_unary(
+                '/sluice.routing.v1.RoutingService/ListModels',
+                request_serializer=sluice_dot_routing_dot_v1_dot_routing__service__pb2.ListModelsRequest.SerializeToString,
+                response_deserializer=sluice_dot_routing_dot_v1_dot_routing__service__pb2.ListModelsResponse.FromString,
+                _registered_method=True)
+        self.GetModel = channel.unary_unary(
+                '/sluice.routing.v1.RoutingService/GetModel',
+                request_serializer=sluice_dot_routing_dot_v1_dot_routing__service__pb2.GetModelRequest.SerializeToString,
+                response_deserializer=sluice_dot_routing_dot_v1_dot_routing__service__pb2.GetModelResponse.FromString,
+                _registered_method=True)
 
 
 class RoutingServiceServicer:
-    """RoutingService chooses the models that may serve a request.
+    """RoutingService owns the model catalog: it chooses the models that may
+    serve a request and lists the models a tenant may use.
     """
 
     def Route(self, request, context):
         """Route returns candidates in the order to try them. Fails with NOT_FOUND
-        (MODEL_NOT_FOUND) for a model the catalog does not know, and
-        PERMISSION_DENIED (MODEL_NOT_ALLOWED) for one the tenant may not use.
+        for a model the catalog does not know (MODEL_NOT_FOUND) or that has
+        retired (MODEL_RETIRED), PERMISSION_DENIED (MODEL_NOT_ALLOWED) for one
+        the tenant may not use, and INVALID_ARGUMENT when max_tokens exceeds the
+        model's largest output.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListModels(self, request, context):
+        """ListModels is one page of the models the principal's tenant may use in
+        its region, newest first (GET /v1/models).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetModel(self, request, context):
+        """GetModel describes a model the tenant may use, by id or alias; NOT_FOUND
+        otherwise (GET /v1/models/{id}).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -63,6 +93,16 @@ def add_RoutingServiceServicer_to_server(servicer, server):
                     request_deserializer=sluice_dot_routing_dot_v1_dot_routing__service__pb2.RouteRequest.FromString,
                     response_serializer=sluice_dot_routing_dot_v1_dot_routing__service__pb2.RouteResponse.SerializeToString,
             ),
+            'ListModels': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListModels,
+                    request_deserializer=sluice_dot_routing_dot_v1_dot_routing__service__pb2.ListModelsRequest.FromString,
+                    response_serializer=sluice_dot_routing_dot_v1_dot_routing__service__pb2.ListModelsResponse.SerializeToString,
+            ),
+            'GetModel': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetModel,
+                    request_deserializer=sluice_dot_routing_dot_v1_dot_routing__service__pb2.GetModelRequest.FromString,
+                    response_serializer=sluice_dot_routing_dot_v1_dot_routing__service__pb2.GetModelResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'sluice.routing.v1.RoutingService', rpc_method_handlers)
@@ -72,7 +112,8 @@ def add_RoutingServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class RoutingService:
-    """RoutingService chooses the models that may serve a request.
+    """RoutingService owns the model catalog: it chooses the models that may
+    serve a request and lists the models a tenant may use.
     """
 
     @staticmethod
@@ -92,6 +133,60 @@ class RoutingService:
             '/sluice.routing.v1.RoutingService/Route',
             sluice_dot_routing_dot_v1_dot_routing__service__pb2.RouteRequest.SerializeToString,
             sluice_dot_routing_dot_v1_dot_routing__service__pb2.RouteResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListModels(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sluice.routing.v1.RoutingService/ListModels',
+            sluice_dot_routing_dot_v1_dot_routing__service__pb2.ListModelsRequest.SerializeToString,
+            sluice_dot_routing_dot_v1_dot_routing__service__pb2.ListModelsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetModel(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sluice.routing.v1.RoutingService/GetModel',
+            sluice_dot_routing_dot_v1_dot_routing__service__pb2.GetModelRequest.SerializeToString,
+            sluice_dot_routing_dot_v1_dot_routing__service__pb2.GetModelResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -24,6 +24,7 @@ from sluice.auth.quota_store import LimitCheck, LimitState, LocalQuotaStore, Quo
 from sluice.auth.v1 import auth_service_pb2 as pb
 from sluice.auth.v1 import principal_pb2
 from sluice.catalog.catalog import Catalog, Prices
+from sluice.catalog.pricing import cost_micro_usd
 from sluice.config.settings import Limits, ScopeLimits
 from sluice.llm.v1 import messages_pb2
 from sluice.rpc import headers
@@ -53,11 +54,9 @@ def usage_tokens(usage: messages_pb2.Usage) -> int:
             + usage.output_tokens)
 
 
-def cost_micro_usd(prices: Prices, usage: messages_pb2.Usage) -> int:
-    # Prices are USD per million tokens, so tokens * price is micro-USD.
-    return math.ceil(usage.input_tokens * prices.input + usage.output_tokens * prices.output
-                     + usage.cache_creation_input_tokens * prices.cache_write_5m
-                     + usage.cache_read_input_tokens * prices.cache_read)
+def spend_micro_usd(prices: Prices, usage: messages_pb2.Usage) -> int:
+    """Spend charged against budgets: the billing price, rounded up to a micro-USD."""
+    return math.ceil(cost_micro_usd(usage, prices))
 
 
 class StoreHealth:
@@ -114,11 +113,17 @@ class QuotaKeeper:
 
     async def admit(self, request: pb.AdmitRequest) -> pb.AdmitResponse:
         now = self._clock()
+        if request.requests_only:
+            # count_tokens: a request against the request rate, nothing else.
+            probe = pb.Reservation(lease_id=secrets.token_hex(8), day=now.strftime("%Y%m%d"),
+                                   month=now.strftime("%Y%m"))
+            reported = await self._decide(request.principal, probe, now, charge=True, only=("requests",))
+            return pb.AdmitResponse(rate_limit_headers=reported)
         estimate = messages_pb2.Usage(input_tokens=request.estimated_input_tokens,
                                       output_tokens=request.max_output_tokens)
         reservation = pb.Reservation(
             lease_id=secrets.token_hex(8), tokens=usage_tokens(estimate),
-            spend_micro_usd=cost_micro_usd(self._prices(request.model), estimate),
+            spend_micro_usd=spend_micro_usd(self._prices(request.model), estimate),
             day=now.strftime("%Y%m%d"), month=now.strftime("%Y%m"),
         )
         reported = await self._decide(request.principal, reservation, now, charge=True)
@@ -134,9 +139,11 @@ class QuotaKeeper:
         return await self._decide(principal, probe, now, charge=False)
 
     async def _decide(self, principal: principal_pb2.Principal, reservation: pb.Reservation, now: datetime,
-                      charge: bool) -> dict[str, str]:
+                      charge: bool, only: tuple[str, ...] = ()) -> dict[str, str]:
         limits = self._limits_for(principal.tenant_id)
         named = _checks(limits, principal, reservation, now)
+        if only:
+            named = [n for n in named if n.name in only]
         if limits is None or not named:
             return {}
         checks = [n.check for n in named]
@@ -177,7 +184,7 @@ class QuotaKeeper:
     async def settle(self, request: pb.SettleRequest) -> None:
         reserved = request.reservation
         used = pb.Reservation(tokens=usage_tokens(request.usage),
-                              spend_micro_usd=cost_micro_usd(self._prices(request.model), request.usage),
+                              spend_micro_usd=spend_micro_usd(self._prices(request.model), request.usage),
                               day=reserved.day, month=reserved.month)
         now = self._clock()
         limits = self._limits_for(request.principal.tenant_id)
@@ -276,7 +283,12 @@ def _rejection(named: list[_Named], states: list[LimitState], reported: dict[str
         else:
             waits.append(s.retry_after_ms)
             violations.append(QuotaViolation(n.subject, f"{what}: limit {n.check.limit} reached"))
-    retry = None if hopeless else max(waits) / 1000
     message = "; ".join(f"{v.subject} {v.description}" for v in violations)
+    if hopeless:
+        # No wait admits it: answered so that SDKs do not retry (no
+        # retry-after; x-should-retry: false on HTTP).
+        return SluiceError(Reason.LIMIT_EXCEEDED_BY_REQUEST, f"request exceeds a limit outright: {message}; "
+                           "retrying will not help (reduce max_tokens or the prompt, or ask for a higher limit)",
+                           quota_violations=violations, metadata=reported)
     return SluiceError(Reason.RATE_LIMITED, f"rate limit exceeded: {message}", quota_violations=violations,
-                       retry_after_s=retry, metadata=reported)
+                       retry_after_s=max(waits) / 1000, metadata=reported)

@@ -11,7 +11,7 @@ class CacheServicer:
         self._cache = cache
 
     async def Lookup(self, request: pb.LookupRequest, context: object) -> pb.LookupResponse:
-        found = await self._cache.lookup(request.principal, request.params)
+        found = await self._cache.lookup(request.principal, request.request)
         if found is None:
             return pb.LookupResponse(hit=False)
-        return pb.LookupResponse(hit=True, message=found)
+        return pb.LookupResponse(hit=True, events=found)

@@ -5,39 +5,51 @@ settles the quota reservation (the pipeline's job) and becomes exactly one
 billing and one audit event (`EventRecorder.finish`), whatever the ending:
 delivered, refused, failed or cancelled; and a review event when a safety
 rule flagged it for a human.
+
+Usage is the upstream's, whole: message_start's usage merged with every
+message_delta's (cumulative), including the cache-write breakdown by
+lifetime, server tool requests, service tier and inference geography. Cache
+writes the upstream did not break down are split by the request's own
+cache_control ttls, so 1-hour writes are priced as such.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
 import time
-
-from google.protobuf import json_format
+from typing import Any
 
 from sluice.auth.v1 import auth_service_pb2, principal_pb2
+from sluice.catalog.pricing import cost_usd, split_cache_writes
 from sluice.events.emitter import EventEmitter
-from sluice.events.records import cost_usd
 from sluice.events.v1 import events_pb2 as ev
 from sluice.llm.v1 import messages_pb2 as m
 from sluice.routing.v1 import candidate_pb2
 from sluice.rpc import context as call_context
 from sluice.safety.v1 import verdict_pb2
-from sluice.tokens.estimator import tokens_for_chars
+from sluice.wire import events as wire_events
+from sluice.wire.events import Event, merge_usage
+from sluice.wire.request import MessagesRequest, tokens_for_chars
+from sluice.wire.typed import usage_proto
 
 log = logging.getLogger(__name__)
 
-_ROLES = {m.ROLE_USER: "user", m.ROLE_ASSISTANT: "assistant"}
+MESSAGES = "messages"
+COUNT_TOKENS = "count_tokens"
+# Deltas whose text is what the model produced (and the client received).
+_DELIVERED = {"text_delta": "text", "thinking_delta": "thinking", "input_json_delta": "partial_json"}
 
 
 class RequestRecord:
     """Filled in by the pipeline as the request goes; read once at the end."""
 
-    def __init__(self, principal: principal_pb2.Principal, params: m.MessageParams) -> None:
+    def __init__(self, principal: principal_pb2.Principal, request: MessagesRequest,
+                 operation: str = MESSAGES) -> None:
         self.principal = principal
-        self.params = params
+        self.request = request
+        self.operation = operation
         ctx = call_context.current()
         self.request_id = ctx.request_id if ctx else call_context.new_request_id()
         self.started = time.monotonic()
@@ -47,45 +59,55 @@ class RequestRecord:
         self.verdict = verdict_pb2.Verdict()
         # The output filter's verdict, when the answer went through it.
         self.output_verdict: verdict_pb2.Verdict | None = None
-        # The params after the safety stage's redaction, when it redacted.
-        self.redacted_params: m.MessageParams | None = None
+        # The request after the safety stage's redaction, when it redacted.
+        self.redacted: MessagesRequest | None = None
         self.candidates: list[candidate_pb2.Candidate] = []
         self.catalog_version = ""
-        self.usage = m.Usage()
         self.served_model = ""
         self.finished = False
         self.first_token_at: float | None = None
+        # count_tokens: the upstream's count (billed as nothing, recorded).
+        self.counted_tokens = 0
+        self._usage: dict[str, Any] = {}
         self._completion: list[str] = []
 
     @property
     def admitted(self) -> bool:
         return self.reservation is not None
 
-    def observe(self, event: m.StreamEvent) -> None:
+    def observe(self, event: Event) -> None:
         """Takes note of one event on its way to the client."""
-        kind = event.WhichOneof("event")
-        if kind == "content_block_delta":
-            delta = event.content_block_delta
-            text = delta.text_delta or delta.input_json_delta
-            if text:
+        kind = event.type
+        if kind == wire_events.CONTENT_BLOCK_DELTA:
+            delta = event.view.get("delta") or {}
+            text = delta.get(_DELIVERED.get(delta.get("type"), ""))
+            if isinstance(text, str) and text:
                 if self.first_token_at is None:
                     self.first_token_at = time.monotonic()
                 self._completion.append(text)
-        elif kind == "message_delta":
-            self.usage, self.finished = event.message_delta.usage, True
-        elif kind == "message_start":
-            self.usage, self.served_model = event.message_start.message.usage, event.message_start.message.model
+        elif kind == wire_events.MESSAGE_DELTA:
+            self._usage = merge_usage(self._usage, event.view.get("usage"))
+            self.finished = True
+        elif kind == wire_events.MESSAGE_START:
+            message = event.view.get("message")
+            if isinstance(message, dict):
+                self._usage = merge_usage({}, message.get("usage"))
+                self.served_model = str(message.get("model") or "")
 
     def settled_usage(self) -> m.Usage:
-        """What upstream used as far as the stream got. A stream stopped before
-        its final usage (cancelled, failed) is billed the output it delivered."""
-        delivered_chars = 0 if self.finished else sum(map(len, self._completion))
-        if not delivered_chars:
-            return self.usage
-        settled = m.Usage()
-        settled.CopyFrom(self.usage)
-        settled.output_tokens = max(self.usage.output_tokens, tokens_for_chars(delivered_chars))
-        return settled
+        """What the upstream used as far as the stream got, as it reported
+        it; a stream stopped before its final usage (cancelled, failed) is
+        billed at least the output it delivered. Cache writes come split by
+        lifetime (the upstream's breakdown, else the request's ttls)."""
+        usage = usage_proto(self._usage)
+        if not self.finished and self._completion:
+            usage.output_tokens = max(usage.output_tokens, tokens_for_chars(sum(map(len, self._completion))))
+        written = usage.cache_creation_input_tokens
+        if written and not usage.HasField("cache_creation"):
+            five, hour = split_cache_writes(written, self.request.cache_breakpoints())
+            usage.cache_creation.ephemeral_5m_input_tokens = five
+            usage.cache_creation.ephemeral_1h_input_tokens = hour
+        return usage
 
     def completion_text(self) -> str:
         return "".join(self._completion)
@@ -113,7 +135,7 @@ class EventRecorder:
             auth=ev.AuthDecision(key_id=principal.key_id, tier=principal.tier, admitted=record.admitted,
                                  refusal_reason=record.refusal_reason),
             safety_verdict=record.verdict,
-            prompt=_prompt_record(principal.audit_content, record.params, record.redacted_params),
+            prompt=_prompt_record(principal.audit_content, record.request, record.redacted),
             completion=_text_record(principal.audit_content, record.completion_text()),
             output_verdict=record.output_verdict,
         )
@@ -131,15 +153,22 @@ class EventRecorder:
         now = time.monotonic()
         summary = ev.RequestSummary(
             request_id=record.request_id, tenant_id=principal.tenant_id, key_id=principal.key_id,
-            region=principal.region, model_requested=record.params.model, model_served=record.served_model,
-            input_tokens=usage.input_tokens, output_tokens=usage.output_tokens,
+            region=principal.region, model_requested=record.request.model, model_served=record.served_model,
+            input_tokens=usage.input_tokens or record.counted_tokens, output_tokens=usage.output_tokens,
             cache_creation_input_tokens=usage.cache_creation_input_tokens,
             cache_read_input_tokens=usage.cache_read_input_tokens,
-            catalog_version=record.catalog_version,
+            cache_creation_5m_input_tokens=usage.cache_creation.ephemeral_5m_input_tokens,
+            cache_creation_1h_input_tokens=usage.cache_creation.ephemeral_1h_input_tokens,
+            server_tool_use=usage.server_tool_use, service_tier=usage.service_tier,
+            inference_geo=usage.inference_geo,
+            anthropic_version=record.request.anthropic_version, anthropic_beta=record.request.anthropic_beta,
+            operation=record.operation, catalog_version=record.catalog_version,
             time_to_first_token_ms=(record.first_token_at - record.started) * 1000 if record.first_token_at else 0.0,
             total_ms=(now - record.started) * 1000, outcome=outcome, error_reason=error_reason,
         )
         summary.occurred_at.seconds, summary.occurred_at.nanos = divmod(time.time_ns(), 1_000_000_000)
+        if record.operation == COUNT_TOKENS:
+            return summary  # token counting is free
         for candidate in record.candidates:
             if candidate.model_id == record.served_model:
                 summary.cost_usd = cost_usd(usage, candidate.prices)
@@ -159,14 +188,13 @@ def _event_id() -> str:
     return os.urandom(16).hex()
 
 
-def _prompt_record(mode: str, params: m.MessageParams, redacted: m.MessageParams | None) -> ev.ContentRecord:
-    text = prompt_text(params)
-    record = ev.ContentRecord(mode=mode or "hash", chars=len(text),
-                              sha256=hashlib.sha256(params.SerializeToString(deterministic=True)).hexdigest())
+def _prompt_record(mode: str, request: MessagesRequest, redacted: MessagesRequest | None) -> ev.ContentRecord:
+    text = request.prompt_text()
+    record = ev.ContentRecord(mode=mode or "hash", chars=len(text), sha256=hashlib.sha256(request.raw).hexdigest())
     if mode == "full":
         record.text = text
     elif mode == "redacted":
-        record.text = prompt_text(redacted) if redacted is not None else text
+        record.text = redacted.prompt_text() if redacted is not None else text
     return record
 
 
@@ -177,28 +205,3 @@ def _text_record(mode: str, text: str) -> ev.ContentRecord:
         # The completion as delivered: the output filter (when it redacts) ran before.
         record.text = text
     return record
-
-
-def prompt_text(params: m.MessageParams) -> str:
-    """The prompt as a reviewer reads it: one `role: text` paragraph per turn."""
-    parts = []
-    if params.system:
-        parts.append("system: " + _blocks_text(params.system))
-    parts += [f"{_ROLES.get(msg.role, 'user')}: {_blocks_text(msg.content)}" for msg in params.messages]
-    return "\n\n".join(parts)
-
-
-def _blocks_text(blocks) -> str:  # type: ignore[no-untyped-def]
-    out = []
-    for block in blocks:
-        kind = block.WhichOneof("block")
-        if kind == "text":
-            out.append(block.text.text)
-        elif kind == "tool_use":
-            out.append(f"[tool_use {block.tool_use.name}] "
-                       + json.dumps(json_format.MessageToDict(block.tool_use.input), ensure_ascii=False))
-        elif kind == "tool_result":
-            out.append(f"[tool_result {block.tool_result.tool_use_id}] " + _blocks_text(block.tool_result.content))
-        elif kind == "image":
-            out.append("[image]")
-    return "\n".join(out)

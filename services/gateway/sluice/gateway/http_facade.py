@@ -1,46 +1,59 @@
-"""Anthropic-compatible HTTP facade: POST /v1/messages, JSON or SSE.
+"""Anthropic-compatible HTTP facade: the Messages API as clients know it.
 
-An `anthropic.Anthropic(base_url=..., api_key=...)` client works unchanged,
-streaming helpers included. Errors are Anthropic's error JSON with its status
-codes; an error after a stream has started is an SSE `error` event, as the API
-itself sends.
+Routes: POST /v1/messages (JSON or SSE), POST /v1/messages/count_tokens,
+GET /v1/models and GET /v1/models/{model_id}. An `anthropic.Anthropic(
+base_url=..., api_key=...)` client, or the TypeScript SDK, works unchanged,
+streaming helpers included. The body goes on as the client wrote it and the
+answer comes back as the upstream wrote it (`sluice.wire`); the client's
+anthropic-version and anthropic-beta headers travel with the request.
+
+Errors are Anthropic's error JSON with its status codes; an error after a
+stream has started is an SSE `error` event, as the API itself sends. While a
+stream is silent, a `ping` event goes out every
+`gateway.stream_ping_interval_seconds`, so idle-timeout proxies keep it open.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
-from collections.abc import Awaitable, Callable
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 from aiohttp import web
 
-from sluice.gateway.anthropic_json import parse_request, render_error_event, render_event, render_message
-from sluice.gateway.pipeline import Pipeline, RequestInfo
+from sluice.gateway.pipeline import Pipeline, RequestInfo, models_page_json
 from sluice.rpc import context as call_context
 from sluice.rpc import headers
-from sluice.rpc.errors import Reason, SluiceError, anthropic_error_body, http_error_headers
+from sluice.rpc.errors import Reason, SluiceError, anthropic_error_body, anthropic_error_type, http_error_headers
 from sluice.telemetry import metrics
+from sluice.wire import events as wire_events
+from sluice.wire.events import Event
 
 log = logging.getLogger(__name__)
 
-_ROUTE = "/v1/messages"
+MESSAGES = "/v1/messages"
+COUNT_TOKENS = "/v1/messages/count_tokens"
+MODELS = "/v1/models"
+MODEL = "/v1/models/{model_id}"
 # The anthropic SDK states its own timeout in this header; honour it as the deadline.
 _SDK_TIMEOUT = "x-stainless-timeout"
+_JSON = "application/json"
 
 
-def _count(status: int, error_type: str = "") -> None:
-    metrics.HTTP_REQUESTS.labels(_ROUTE, str(status), error_type).inc()
+def _count(route: str, status: int, error_type: str = "") -> None:
+    metrics.HTTP_REQUESTS.labels(route, str(status), error_type).inc()
 
 
-def error_response(err: SluiceError, request_id: str) -> web.Response:
+def error_response(err: SluiceError, request_id: str, route: str = MESSAGES) -> web.Response:
     mapping = err.mapping
     hdrs = http_error_headers(err, request_id)
-    _count(mapping.http_status, mapping.anthropic_type)
+    error_type = anthropic_error_type(err)
+    _count(route, mapping.http_status, error_type)
     metrics.ERRORS.labels("gateway_http", err.reason.value).inc()
-    return web.Response(
-        body=json.dumps(anthropic_error_body(err, request_id)), status=mapping.http_status,
-        content_type="application/json", headers=hdrs,
-    )
+    return web.Response(body=json.dumps(anthropic_error_body(err, request_id)), status=mapping.http_status,
+                        content_type=_JSON, headers=hdrs)
 
 
 def _timeout(request: web.Request, default: float) -> float:
@@ -62,68 +75,159 @@ def _timeout(request: web.Request, default: float) -> float:
     return min(stated, default) if 0 < stated < float("inf") else default
 
 
+def api_headers(request: web.Request) -> tuple[str | None, tuple[str, ...]]:
+    """The client's anthropic-version (None when it sent none) and its
+    anthropic-beta values, comma lists split, in order."""
+    betas = tuple(b.strip() for value in request.headers.getall(headers.ANTHROPIC_BETA, ())
+                  for b in value.split(",") if b.strip())
+    return request.headers.get(headers.ANTHROPIC_VERSION), betas
+
+
 class MessagesFacade:
-    def __init__(self, pipeline: Pipeline, max_body_bytes: int, default_timeout_s: float) -> None:
+    def __init__(self, pipeline: Pipeline, max_body_bytes: int, default_timeout_s: float,
+                 ping_interval_s: float = 10.0) -> None:
         self._pipeline = pipeline
         self._max_body = max_body_bytes
         self._default_timeout = default_timeout_s
+        self._ping_interval = ping_interval_s
 
     def app(self) -> web.Application:
         app = web.Application(client_max_size=self._max_body, middlewares=[_anthropic_errors])
-        app.router.add_post(_ROUTE, self.messages)
+        app.router.add_post(MESSAGES, self.messages)
+        app.router.add_post(COUNT_TOKENS, self.count_tokens)
+        app.router.add_get(MODELS, self.list_models)
+        app.router.add_get(MODEL, self.get_model)
         return app
+
+    async def _begin(self, request: web.Request, request_id: str):  # type: ignore[no-untyped-def]
+        call_context.begin(request_id, _timeout(request, self._default_timeout))
+        return await self._pipeline.authenticate(headers.presented_api_key(request.headers.get))
+
+    async def _body(self, request: web.Request) -> bytes:
+        if request.content_length is not None and request.content_length > self._max_body:
+            raise SluiceError(Reason.REQUEST_TOO_LARGE,
+                              f"request body is {request.content_length} bytes; the limit is {self._max_body}")
+        try:
+            return await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            raise SluiceError(Reason.REQUEST_TOO_LARGE, f"request body exceeds {self._max_body} bytes") from None
 
     async def messages(self, request: web.Request) -> web.StreamResponse:
         request_id = call_context.new_request_id()
+        info = RequestInfo()
         try:
-            call_context.begin(request_id, _timeout(request, self._default_timeout))
-            if request.content_length is not None and request.content_length > self._max_body:
-                raise SluiceError(Reason.REQUEST_TOO_LARGE,
-                                  f"request body is {request.content_length} bytes; the limit is {self._max_body}")
-            principal = await self._pipeline.authenticate(headers.presented_api_key(request.headers.get))
-            try:
-                raw = await request.read()
-            except web.HTTPRequestEntityTooLarge:
-                raise SluiceError(Reason.REQUEST_TOO_LARGE, f"request body exceeds {self._max_body} bytes") from None
-            try:
-                body = json.loads(raw)
-            except (ValueError, UnicodeDecodeError) as exc:
-                raise SluiceError.bad_request("(body)", f"not valid JSON: {exc}") from None
-            params, stream = parse_request(body)
-            info = RequestInfo()
-            if not stream:
-                message = await self._pipeline.create(principal, params, info)
-                _count(200)
-                return web.Response(body=render_message(message), content_type="application/json",
-                                    headers={headers.ANTHROPIC_REQUEST_ID: request_id, **info.rate_limit_headers})
-            events = self._pipeline.stream(principal, params, info)
+            principal = await self._begin(request, request_id)
+            raw = await self._body(request)
+            version, betas = api_headers(request)
+            parsed = self._pipeline.parse(principal, raw, version, betas)
+            if not parsed.stream:
+                assembled = await self._pipeline.create(principal, parsed, info)
+                _count(MESSAGES, 200)
+                return web.Response(body=assembled.json(), content_type=_JSON,
+                                    headers={headers.ANTHROPIC_REQUEST_ID: request_id, **info.headers})
+            events = self._pipeline.stream(principal, parsed, info)
             # Wait for the first event before answering 200, so that failures
             # before the stream starts (404, 429, upstream 529) keep their status.
             first = await anext(events)
         except SluiceError as err:
-            return error_response(err, request_id)
+            return error_response(err, request_id, MESSAGES)
         return await self._stream(request, request_id, info, first, events)
 
-    async def _stream(self, request: web.Request, request_id: str, info: RequestInfo, first, events  # type: ignore[no-untyped-def]
-                      ) -> web.StreamResponse:
+    async def _stream(self, request: web.Request, request_id: str, info: RequestInfo, first: Event,
+                      events: AsyncIterator[Event]) -> web.StreamResponse:
         response = web.StreamResponse(headers={
             "content-type": "text/event-stream; charset=utf-8", "cache-control": "no-cache",
-            headers.ANTHROPIC_REQUEST_ID: request_id, **info.rate_limit_headers,
+            headers.ANTHROPIC_REQUEST_ID: request_id, **info.headers,
         })
         await response.prepare(request)
-        _count(200)
+        _count(MESSAGES, 200)
+        pinger = _Pinger(response, self._ping_interval)
         try:
-            await response.write(render_event(first))
+            await pinger.write(first.sse())
             async for event in events:
-                await response.write(render_event(event))
+                await pinger.write(event.sse())
         except SluiceError as err:
             metrics.ERRORS.labels("gateway_http", err.reason.value).inc()
-            await response.write(render_error_event(err.mapping.anthropic_type, err.message))
+            await pinger.write(wire_events.error(anthropic_error_type(err), err.message).sse())
         except ConnectionResetError:
             log.info("client went away mid-stream")
         finally:
+            pinger.stop()
             await events.aclose()
         return response
+
+    async def count_tokens(self, request: web.Request) -> web.StreamResponse:
+        request_id = call_context.new_request_id()
+        info = RequestInfo()
+        try:
+            principal = await self._begin(request, request_id)
+            raw = await self._body(request)
+            version, betas = api_headers(request)
+            parsed = self._pipeline.parse(principal, raw, version, betas, count_tokens=True)
+            _, body = await self._pipeline.count_tokens(principal, parsed, info)
+        except SluiceError as err:
+            return error_response(err, request_id, COUNT_TOKENS)
+        _count(COUNT_TOKENS, 200)
+        return web.Response(body=body, content_type=_JSON,
+                            headers={headers.ANTHROPIC_REQUEST_ID: request_id, **info.headers})
+
+    async def list_models(self, request: web.Request) -> web.StreamResponse:
+        request_id = call_context.new_request_id()
+        try:
+            principal = await self._begin(request, request_id)
+            query = request.query
+            try:
+                limit = int(query.get("limit", "0"))
+            except ValueError:
+                raise SluiceError.bad_request("limit", "Input should be a valid integer") from None
+            page = await self._pipeline.list_models(principal, limit, query.get("before_id", ""),
+                                                    query.get("after_id", ""))
+        except SluiceError as err:
+            return error_response(err, request_id, MODELS)
+        _count(MODELS, 200)
+        return web.Response(body=models_page_json(page), content_type=_JSON,
+                            headers={headers.ANTHROPIC_REQUEST_ID: request_id})
+
+    async def get_model(self, request: web.Request) -> web.StreamResponse:
+        request_id = call_context.new_request_id()
+        try:
+            principal = await self._begin(request, request_id)
+            model = await self._pipeline.get_model(principal, request.match_info["model_id"])
+        except SluiceError as err:
+            return error_response(err, request_id, MODEL)
+        _count(MODEL, 200)
+        return web.Response(body=model.json, content_type=_JSON, headers={headers.ANTHROPIC_REQUEST_ID: request_id})
+
+
+class _Pinger:
+    """Writes a stream's events, and a `ping` whenever nothing was written
+    for `interval` seconds (0: never). One task per stream, woken once per
+    interval; writes never interleave, since each is one transport write."""
+
+    def __init__(self, response: web.StreamResponse, interval: float) -> None:
+        self._response = response
+        self._interval = interval
+        self._last = time.monotonic()
+        self._task = asyncio.get_running_loop().create_task(self._run()) if interval > 0 else None
+
+    async def write(self, data: bytes) -> None:
+        self._last = time.monotonic()
+        await self._response.write(data)
+
+    async def _run(self) -> None:
+        ping = wire_events.ping().sse()
+        try:
+            while True:
+                await asyncio.sleep(max(self._last + self._interval - time.monotonic(), 0.0))
+                if time.monotonic() - self._last >= self._interval:
+                    metrics.STREAM_PINGS.inc()
+                    await self.write(ping)
+        except (ConnectionResetError, asyncio.CancelledError):
+            return
+
+    def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
 
 
 @web.middleware
@@ -133,7 +237,8 @@ async def _anthropic_errors(request: web.Request, handler: Callable[[web.Request
     try:
         return await handler(request)
     except web.HTTPNotFound:
-        return error_response(SluiceError(Reason.NOT_FOUND, f"no route for {request.path}"), call_context.new_request_id())
+        return error_response(SluiceError(Reason.NOT_FOUND, f"no route for {request.path}"),
+                              call_context.new_request_id(), "(unknown)")
     except web.HTTPMethodNotAllowed:
         err = SluiceError(Reason.INVALID_REQUEST, f"method {request.method} is not allowed on {request.path}")
-        return error_response(err, call_context.new_request_id())
+        return error_response(err, call_context.new_request_id(), "(unknown)")

@@ -1,8 +1,17 @@
-"""The request path: auth, then safety + cache + routing at once, then inference.
+"""The request path: auth, routing and admission, then safety + cache at
+once, then inference.
 
 The pipeline knows the other services only as stubs it was given (local or
-remote, it cannot tell) and speaks only protos to them. Downstream failures
-arrive as gRPC errors and leave as SluiceError with the downstream's reason.
+remote, it cannot tell) and speaks only protos to them. Requests and answers
+travel as the API's JSON (`sluice.wire`): the pipeline reads what it needs
+through the codec's views and sends on what the client sent, apart from the
+edits a stage declared. Downstream failures arrive as gRPC errors and leave
+as SluiceError with the downstream's reason.
+
+Order: routing comes before admission so that what the API answers with a
+400 or 404 (an unknown or retired model, max_tokens above the model's
+output, a prompt beyond its context window) is answered so, rather than
+with a 429 from a token limit the request could never fit.
 """
 
 from __future__ import annotations
@@ -11,6 +20,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass, field
+from email.utils import format_datetime
 from typing import Any, TypeVar
 
 import grpc
@@ -18,19 +28,27 @@ import grpc
 from sluice.auth.v1 import auth_service_pb2, principal_pb2
 from sluice.cache.v1 import cache_service_pb2
 from sluice.events.v1 import events_pb2
-from sluice.gateway.accounting import EventRecorder, RequestRecord
-from sluice.gateway.validation import validate
+from sluice.gateway.accounting import COUNT_TOKENS, MESSAGES, EventRecorder, RequestRecord
 from sluice.inference.v1 import inference_service_pb2
-from sluice.llm.stream import MessageAssembler, StreamProtocolError, message_to_events
-from sluice.llm.v1 import messages_pb2 as m
-from sluice.routing.v1 import routing_service_pb2
+from sluice.llm.v1 import wire_pb2
+from sluice.routing.v1 import model_pb2, routing_service_pb2
 from sluice.rpc.errors import Reason, SluiceError, from_rpc_error
 from sluice.safety.v1 import safety_service_pb2, verdict_pb2
 from sluice.telemetry import metrics
-from sluice.tokens.estimator import estimate_params_tokens
+from sluice.wire import events as wire_events
+from sluice.wire.assemble import MessageAssembler, StreamProtocolError
+from sluice.wire.events import Event
+from sluice.wire.jsontext import JsonTextError, parse_pointer
+from sluice.wire.request import MessagesRequest
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
+
+# Members of a Messages request that /v1/messages/count_tokens does not take
+# (the SDKs' count params lack them): dropped when Sluice asks the upstream
+# to count a request's prompt itself.
+_NOT_COUNTED = frozenset({"model", "stream", "max_tokens", "stop_sequences", "metadata", "temperature", "top_p",
+                          "top_k", "service_tier", "inference_geo", "container", "diagnostics"})
 
 
 @dataclass
@@ -38,7 +56,7 @@ class RequestInfo:
     """What the pipeline learns about a request that its caller reports
     alongside the response (headers on HTTP, metadata on gRPC)."""
 
-    rate_limit_headers: dict[str, str] = field(default_factory=dict)
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -87,46 +105,76 @@ async def _all_or_nothing(*awaitables: Awaitable[Any], concurrently: bool = True
         raise
 
 
-async def _replay(message: m.AssistantMessage) -> AsyncIterator[m.StreamEvent]:
-    for event in message_to_events(message):
-        yield event
+async def _replay(events: list[wire_pb2.WireEvent]) -> AsyncIterator[Event]:
+    for event in events:
+        yield Event(event.type, event.data)
 
 
-async def _events_of(call: Any) -> AsyncIterator[m.StreamEvent]:
+async def _events_of(call: Any) -> AsyncIterator[Event]:
     async for response in call:
-        yield response.event
+        yield Event(response.event.type, response.event.data)
 
 
-async def _gather_text(events: AsyncIterator[m.StreamEvent], batch_chars: int) -> AsyncIterator[m.StreamEvent]:
+def _is_text_delta(event: Event) -> bool:
+    return event.type == wire_events.CONTENT_BLOCK_DELTA and b'"text_delta"' in event.data and \
+        (event.view.get("delta") or {}).get("type") == "text_delta"
+
+
+async def _gather_text(events: AsyncIterator[Event], batch_chars: int) -> AsyncIterator[Event]:
     """Joins consecutive text deltas of one block until batch_chars or any
     other event: the output filter releases text in such steps anyway, and
     each message to it costs (a network round of gRPC in the mesh)."""
-    held: m.StreamEvent | None = None
+    held_index: int | None = None
+    held: list[str] = []
+    size = 0
+
+    def flush() -> Event:
+        nonlocal held_index, held, size
+        out = wire_events.text_delta(held_index, "".join(held))  # type: ignore[arg-type]
+        held_index, held, size = None, [], 0
+        return out
+
     try:
         async for event in events:
-            if event.WhichOneof("event") == "content_block_delta" and \
-                    event.content_block_delta.WhichOneof("delta") == "text_delta":
-                if held is not None and held.content_block_delta.index == event.content_block_delta.index:
-                    held.content_block_delta.text_delta += event.content_block_delta.text_delta
-                else:
-                    if held is not None:
-                        yield held
-                    held = m.StreamEvent()
-                    held.CopyFrom(event)
-                if len(held.content_block_delta.text_delta) >= batch_chars:
-                    yield held
-                    held = None
-                continue
-            if held is not None:
-                yield held
-                held = None
+            if _is_text_delta(event):
+                index = event.view["index"]
+                text = event.view["delta"].get("text")
+                if isinstance(index, int) and isinstance(text, str):
+                    if held_index is not None and held_index != index:
+                        yield flush()
+                    held_index = index
+                    held.append(text)
+                    size += len(text)
+                    if size >= batch_chars:
+                        yield flush()
+                    continue
+            if held_index is not None:
+                yield flush()
             yield event
     except Exception:
-        if held is not None:  # the model failed mid-batch: what it said before still counts
-            yield held
+        if held_index is not None:  # the model failed mid-batch: what it said before still counts
+            yield flush()
         raise
-    if held is not None:
-        yield held
+    if held_index is not None:
+        yield flush()
+
+
+def deprecation_headers(model: model_pb2.ModelInfo) -> dict[str, str]:
+    """Response headers for a deprecated model: `deprecation` (RFC 9745,
+    the date it was deprecated), `sunset` (RFC 8594, when it retires) and a
+    human-readable `warning` (RFC 7234 code 299). Empty for an active model."""
+    if model.lifecycle != "deprecated":
+        return {}
+    out = {}
+    if model.HasField("deprecated_at"):
+        out["deprecation"] = f"@{model.deprecated_at.seconds}"
+    text = f"model {model.id} is deprecated"
+    if model.HasField("retires_at"):
+        retires = model.retires_at.ToDatetime()
+        out["sunset"] = format_datetime(retires.replace(tzinfo=None), usegmt=False).replace("-0000", "GMT")
+        text += f" and retires on {retires:%Y-%m-%d}"
+    out["warning"] = f'299 sluice "{text}; see GET /v1/models for the models you can use"'
+    return out
 
 
 class Pipeline:
@@ -147,10 +195,7 @@ class Pipeline:
         )
         return response.principal
 
-    async def stream(self, principal: principal_pb2.Principal, params: m.MessageParams,
-                     info: RequestInfo | None = None) -> AsyncIterator[m.StreamEvent]:
-        """Events of the response, in Messages API order. However it ends, the
-        request leaves one billing and one audit event and settles its quota."""
+    def _check_serving(self, principal: principal_pb2.Principal) -> None:
         if principal.region != self._recorder.region:
             # Served and recorded only in its home region; nothing is kept here.
             raise SluiceError(Reason.WRONG_REGION, f"tenant {principal.tenant_id} belongs to region "
@@ -158,10 +203,37 @@ class Pipeline:
         if not self._recorder.accepting:
             raise SluiceError(Reason.DEPENDENCY_UNAVAILABLE,
                               "event spool is full: requests cannot be billed until Kafka takes the backlog")
-        record = RequestRecord(principal, params)
+
+    # -- messages ----------------------------------------------------------------------
+
+    def parse(self, principal: principal_pb2.Principal, raw: bytes, anthropic_version: str | None,
+              anthropic_beta: tuple[str, ...] = (), count_tokens: bool = False) -> MessagesRequest:
+        """The request the client sent, checked (`MessagesRequest`); a
+        version of None means the client sent no anthropic-version header,
+        which the API refuses. A refused request of this deployment's region
+        is recorded (billing and audit, outcome ERROR) like any other."""
+        version = anthropic_version or ""
+        try:
+            if anthropic_version is None:
+                raise SluiceError.bad_request("anthropic-version", "header is required")
+            return MessagesRequest(raw, version, anthropic_beta, count_tokens)
+        except SluiceError as err:
+            if principal.region == self._recorder.region:
+                record = RequestRecord(principal, MessagesRequest.unparsed(raw, version, anthropic_beta, count_tokens),
+                                       operation=COUNT_TOKENS if count_tokens else MESSAGES)
+                self._record(record, events_pb2.OUTCOME_ERROR, err.reason.name)
+            raise
+
+    async def stream(self, principal: principal_pb2.Principal, request: MessagesRequest,
+                     info: RequestInfo | None = None) -> AsyncIterator[Event]:
+        """Events of the response, in Messages API order, as the upstream
+        sent them (apart from declared edits). However it ends, the request
+        leaves one billing and one audit event and settles its quota."""
+        self._check_serving(principal)
+        record = RequestRecord(principal, request)
         outcome, error_reason = events_pb2.OUTCOME_OK, ""
         try:
-            events, upstream = await self._prepare(record, info)
+            events, upstream = await self._prepare(record, info if info is not None else RequestInfo())
             try:
                 async for event in events:
                     record.observe(event)
@@ -187,58 +259,111 @@ class Pipeline:
             if record.reservation is not None:
                 self._settle_later(auth_service_pb2.SettleRequest(
                     principal=principal, reservation=record.reservation, usage=record.settled_usage(),
-                    model=record.served_model or params.model))
+                    model=record.served_model or request.model))
             self._record(record, outcome, error_reason)
 
-    async def _prepare(self, record: RequestRecord, info: RequestInfo | None
-                       ) -> tuple[AsyncIterator[m.StreamEvent], Any]:
-        """Admission, then safety, cache and routing. Returns the answer's
-        events (from the cache or the model, through the output filter when
-        the tenant's policy has output rules) and the model call, if any."""
-        principal, params = record.principal, record.params
-        validate(params)
-        t = self._stage_timeout
+    async def _route(self, record: RequestRecord, count_tokens: bool = False) -> routing_service_pb2.RouteResponse:
+        route = await _call(self._s.routing.Route(routing_service_pb2.RouteRequest(
+            principal=record.principal, requested_model=record.request.model, max_tokens=record.request.max_tokens,
+            count_tokens=count_tokens), timeout=self._stage_timeout))
+        record.candidates, record.catalog_version = list(route.candidates), route.catalog_version
+        return route
+
+    async def _admit(self, record: RequestRecord, input_tokens: int, model: str,
+                     requests_only: bool = False) -> auth_service_pb2.AdmitResponse:
         try:
             admitted = await _call(self._s.auth.Admit(auth_service_pb2.AdmitRequest(
-                principal=principal, model=params.model, estimated_input_tokens=estimate_params_tokens(params),
-                max_output_tokens=params.max_tokens), timeout=t))
+                principal=record.principal, model=model, estimated_input_tokens=input_tokens,
+                max_output_tokens=record.request.max_tokens, requests_only=requests_only), timeout=self._stage_timeout))
         except SluiceError as err:
             record.refusal_reason = err.reason.name
             raise
-        record.reservation = admitted.reservation
-        if info is not None:
-            info.rate_limit_headers = dict(admitted.rate_limit_headers)
-        safety, cached, route = await _all_or_nothing(
-            _call(self._s.safety.CheckInput(
-                safety_service_pb2.CheckInputRequest(principal=principal, params=params), timeout=t)),
-            _call(self._s.cache.Lookup(cache_service_pb2.LookupRequest(principal=principal, params=params),
-                                       timeout=t)),
-            _call(self._s.routing.Route(
-                routing_service_pb2.RouteRequest(principal=principal, requested_model=params.model), timeout=t)),
-            concurrently=not self._s.checks_in_process,
-        )
+        if not requests_only:
+            record.reservation = admitted.reservation
+        return admitted
+
+    async def _fits_context(self, record: RequestRecord, route: routing_service_pb2.RouteResponse) -> int:
+        """The request's input tokens as far as Sluice knows them: its
+        estimate, or, when the estimate exceeds the model's context window,
+        the upstream's own count. Raises the API's 400 ("prompt is too long:
+        N tokens > M maximum") when the upstream's count exceeds it too; a
+        count that cannot be had leaves the upstream to judge."""
+        estimate = record.request.estimated_input_tokens()
+        window = route.candidates[0].context_window if route.candidates else 0
+        if not window or estimate <= window:
+            return estimate
+        try:
+            counted = await _call(self._s.inference.CountTokens(inference_service_pb2.CountTokensRequest(
+                candidates=route.candidates, request=self._wire(record.request, _NOT_COUNTED)),
+                timeout=self._stage_timeout))
+        except SluiceError as err:
+            log.info("could not confirm an over-long prompt's size upstream (%s); the upstream will judge", err)
+            return window
+        if counted.input_tokens > window:
+            raise SluiceError.bad_request("messages", f"prompt is too long: {counted.input_tokens} tokens > "
+                                          f"{window} maximum")
+        return counted.input_tokens
+
+    @staticmethod
+    def _wire(request: MessagesRequest, drop: frozenset[str] = frozenset({"model", "stream"})) -> wire_pb2.WireRequest:
+        return wire_pb2.WireRequest(body=request.template(drop), anthropic_version=request.anthropic_version,
+                                    anthropic_beta=request.anthropic_beta)
+
+    async def _check_input(self, record: RequestRecord) -> safety_service_pb2.CheckInputResponse:
+        """The input verdict; raises POLICY_BLOCKED on a block, applies redactions."""
+        request = record.request
+        safety = await _call(self._s.safety.CheckInput(safety_service_pb2.CheckInputRequest(
+            principal=record.principal, request=wire_pb2.WireRequest(
+                body=request.raw, anthropic_version=request.anthropic_version, anthropic_beta=request.anthropic_beta)),
+            timeout=self._stage_timeout))
+        self._judge(record, safety)
+        return safety
+
+    @staticmethod
+    def _judge(record: RequestRecord, safety: safety_service_pb2.CheckInputResponse) -> None:
         verdict = record.verdict = safety.verdict
-        record.candidates, record.catalog_version = list(route.candidates), route.catalog_version
         if verdict.action == verdict_pb2.ACTION_BLOCK:
             rule_ids = ",".join(h.rule_id for h in verdict.hits if h.action == verdict_pb2.ACTION_BLOCK)
             raise SluiceError(Reason.POLICY_BLOCKED, f"request blocked by safety policy {verdict.policy_version} "
                               f"(profile {verdict.profile}): rule {rule_ids}", metadata={
                                   "rule_ids": rule_ids, "policy_version": verdict.policy_version})
-        if safety.HasField("redacted_params"):  # redact rules fired, whatever else did
-            params = record.redacted_params = safety.redacted_params
+        if safety.edits:  # redact rules fired, whatever else did
+            try:
+                record.redacted = record.request.with_edits([(parse_pointer(e.pointer), e.text) for e in safety.edits])
+            except (JsonTextError, KeyError) as exc:
+                raise SluiceError(Reason.INTERNAL, f"safety returned an edit that does not apply: {exc}") from None
+
+    async def _prepare(self, record: RequestRecord, info: RequestInfo) -> tuple[AsyncIterator[Event], Any]:
+        """Routing and admission, then safety and cache. Returns the answer's
+        events (from the cache or the model, through the output filter when
+        the tenant's policy has output rules) and the model call, if any."""
+        principal, request = record.principal, record.request
+        route = await self._route(record)
+        info.headers.update(deprecation_headers(route.model))
+        input_tokens = await self._fits_context(record, route)
+        admitted = await self._admit(record, input_tokens, route.model.id)
+        info.headers.update(admitted.rate_limit_headers)
+        t = self._stage_timeout
+        safety, cached = await _all_or_nothing(
+            self._check_input(record),
+            _call(self._s.cache.Lookup(cache_service_pb2.LookupRequest(
+                principal=principal, request=wire_pb2.WireRequest(
+                    body=request.raw, anthropic_version=request.anthropic_version,
+                    anthropic_beta=request.anthropic_beta)), timeout=t)),
+            concurrently=not self._s.checks_in_process,
+        )
         upstream = None
         if cached.hit:
-            events: AsyncIterator[m.StreamEvent] = _replay(cached.message)
+            events: AsyncIterator[Event] = _replay(list(cached.events))
         else:
-            upstream = self._s.inference.Generate(
-                inference_service_pb2.GenerateRequest(params=params, candidates=route.candidates))
+            upstream = self._s.inference.Generate(inference_service_pb2.GenerateRequest(
+                request=self._wire(record.redacted or request), candidates=route.candidates))
             events = _events_of(upstream)
         if safety.filter_output:
             events = self._filter_output(record, _gather_text(events, safety.output_batch_chars))
         return events, upstream
 
-    async def _filter_output(self, record: RequestRecord, events: AsyncIterator[m.StreamEvent]
-                             ) -> AsyncIterator[m.StreamEvent]:
+    async def _filter_output(self, record: RequestRecord, events: AsyncIterator[Event]) -> AsyncIterator[Event]:
         """The answer through the safety service's output filter."""
         failure: list[BaseException] = []
 
@@ -246,7 +371,8 @@ class Pipeline:
             yield safety_service_pb2.FilterOutputRequest(principal=record.principal)
             try:
                 async for event in events:
-                    yield safety_service_pb2.FilterOutputRequest(event=event)
+                    yield safety_service_pb2.FilterOutputRequest(
+                        event=wire_pb2.WireEvent(type=event.type, data=event.data))
             except Exception as exc:  # noqa: BLE001 - the model's failure, raised below once the filter let go
                 # Ending the request stream lets the filter release what it holds.
                 failure.append(exc)
@@ -257,13 +383,15 @@ class Pipeline:
                 if response.WhichOneof("part") == "verdict":
                     record.output_verdict = response.verdict
                 else:
-                    yield response.event
+                    yield Event(response.event.type, response.event.data)
         finally:
             call.cancel()
         if failure:
             raise failure[0]
 
     def _record(self, record: RequestRecord, outcome: events_pb2.Outcome.ValueType, error_reason: str) -> None:
+        if outcome == events_pb2.OUTCOME_ERROR and not record.admitted:
+            metrics.REQUESTS_REFUSED.labels(record.operation, error_reason).inc()
         try:
             self._recorder.finish(record, outcome, error_reason)
         except Exception:  # noqa: BLE001 - a failing disk must not turn a served answer into an error
@@ -284,15 +412,75 @@ class Pipeline:
             metrics.QUOTA_SETTLE_FAILURES.inc()
             log.warning("settling quota for tenant %s failed: %s", request.principal.tenant_id, err)
 
-    async def create(self, principal: principal_pb2.Principal, params: m.MessageParams,
-                     info: RequestInfo | None = None) -> m.AssistantMessage:
-        """The whole response, assembled from the stream."""
+    async def create(self, principal: principal_pb2.Principal, request: MessagesRequest,
+                     info: RequestInfo | None = None) -> MessageAssembler:
+        """The whole response, assembled from the stream with the SDKs'
+        accumulation rules (`sluice.wire.assemble`)."""
         assembler = MessageAssembler()
         try:
-            async for event in self.stream(principal, params, info):
+            async for event in self.stream(principal, request, info):
                 assembler.feed(event)
         except StreamProtocolError as exc:
             raise SluiceError(Reason.UPSTREAM_ERROR, f"upstream stream was malformed: {exc}") from None
         if not assembler.done:
             raise SluiceError(Reason.UPSTREAM_ERROR, "upstream stream ended before message_stop")
-        return assembler.message
+        return assembler
+
+    # -- count_tokens ------------------------------------------------------------------
+
+    async def count_tokens(self, principal: principal_pb2.Principal, request: MessagesRequest,
+                           info: RequestInfo | None = None) -> tuple[int, bytes]:
+        """(input_tokens, the upstream's answer JSON) for a count_tokens
+        request. Counted against the request-rate limit only; the input
+        policy applies (a blocked prompt is refused, a redacted one is
+        counted as it would be sent); recorded in billing (free) and audit."""
+        self._check_serving(principal)
+        record = RequestRecord(principal, request, operation=COUNT_TOKENS)
+        outcome, error_reason = events_pb2.OUTCOME_OK, ""
+        try:
+            route = await self._route(record, count_tokens=True)
+            if info is not None:
+                info.headers.update(deprecation_headers(route.model))
+            admitted = await self._admit(record, 0, route.model.id, requests_only=True)
+            if info is not None:
+                info.headers.update(admitted.rate_limit_headers)
+            await self._check_input(record)
+            counted = await _call(self._s.inference.CountTokens(inference_service_pb2.CountTokensRequest(
+                candidates=route.candidates, request=self._wire(record.redacted or request, frozenset({"model"}))),
+                timeout=None))
+            record.served_model, record.counted_tokens = counted.model_id, counted.input_tokens
+            return counted.input_tokens, counted.body
+        except SluiceError as err:
+            outcome, error_reason = events_pb2.OUTCOME_ERROR, err.reason.name
+            raise
+        except (GeneratorExit, asyncio.CancelledError):
+            outcome = events_pb2.OUTCOME_CANCELLED
+            raise
+        except Exception:
+            outcome, error_reason = events_pb2.OUTCOME_ERROR, Reason.INTERNAL.name
+            raise
+        finally:
+            self._record(record, outcome, error_reason)
+
+    # -- models ------------------------------------------------------------------------
+
+    async def list_models(self, principal: principal_pb2.Principal, limit: int, before_id: str, after_id: str
+                          ) -> routing_service_pb2.ListModelsResponse:
+        """One page of the models the tenant may use (GET /v1/models)."""
+        return await _call(self._s.routing.ListModels(routing_service_pb2.ListModelsRequest(
+            principal=principal, limit=limit, before_id=before_id, after_id=after_id), timeout=self._stage_timeout))
+
+    async def get_model(self, principal: principal_pb2.Principal, model_id: str) -> model_pb2.ModelInfo:
+        """One model by id or alias (GET /v1/models/{id})."""
+        response = await _call(self._s.routing.GetModel(routing_service_pb2.GetModelRequest(
+            principal=principal, model_id=model_id), timeout=self._stage_timeout))
+        return response.model
+
+
+def models_page_json(page: routing_service_pb2.ListModelsResponse) -> bytes:
+    """GET /v1/models's answer: data, has_more, first_id, last_id."""
+    data = list(page.data)
+    first = f'"{data[0].id}"' if data else "null"
+    last = f'"{data[-1].id}"' if data else "null"
+    return (b'{"data":[' + b",".join(m.json for m in data) + b'],"has_more":'
+            + (b"true" if page.has_more else b"false") + f',"first_id":{first},"last_id":{last}}}'.encode())

@@ -11,5 +11,14 @@ class RoutingServicer:
         self._router = router
 
     async def Route(self, request: pb.RouteRequest, context: object) -> pb.RouteResponse:
-        candidates = self._router.route(request.principal, request.requested_model)
-        return pb.RouteResponse(candidates=candidates, catalog_version=self._router.catalog.version)
+        candidates, model = self._router.route(request.principal, request.requested_model, request.max_tokens,
+                                               request.count_tokens)
+        return pb.RouteResponse(candidates=candidates, catalog_version=self._router.catalog.version,
+                                model=self._router.info(model))
+
+    async def ListModels(self, request: pb.ListModelsRequest, context: object) -> pb.ListModelsResponse:
+        data, more = self._router.list_models(request.principal, request.limit, request.before_id, request.after_id)
+        return pb.ListModelsResponse(data=data, has_more=more)
+
+    async def GetModel(self, request: pb.GetModelRequest, context: object) -> pb.GetModelResponse:
+        return pb.GetModelResponse(model=self._router.get_model(request.principal, request.model_id))

@@ -14,13 +14,16 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 from sluice.auth.v1 import principal_pb2
-from sluice.llm.v1 import messages_pb2 as m
+from sluice.llm.v1 import wire_pb2
 from sluice.rpc.errors import Reason, SluiceError
 from sluice.safety import engine
 from sluice.safety.policy import Policy, PolicyError, Profile, fingerprint, load_policy
 from sluice.safety.v1 import safety_service_pb2 as pb
 from sluice.safety.v1 import verdict_pb2 as v
 from sluice.telemetry import metrics
+from sluice.wire.events import Event
+from sluice.wire.jsontext import pointer
+from sluice.wire.request import MessagesRequest
 
 log = logging.getLogger(__name__)
 
@@ -91,13 +94,18 @@ class SafetyPolicy:
                               f"(profiles: {', '.join(policy.profile_names)})")
         return profile
 
-    def check_input(self, principal: principal_pb2.Principal, params: m.MessageParams) -> pb.CheckInputResponse:
+    def check_input(self, principal: principal_pb2.Principal, request: wire_pb2.WireRequest
+                    ) -> pb.CheckInputResponse:
+        """The verdict and redactions for a request (CheckInput). Raises
+        SluiceError: POLICY_UNAVAILABLE for an unknown profile,
+        INVALID_REQUEST for a body that is not a Messages API request."""
         profile = self.profile(principal)
-        verdict, redacted = engine.check_input(profile, params)
+        parsed = MessagesRequest(request.body, request.anthropic_version, tuple(request.anthropic_beta))
+        verdict, edits = engine.check_input(profile, parsed)
         _count(verdict)
-        return pb.CheckInputResponse(verdict=verdict, redacted_params=redacted,
-                                     filter_output=bool(profile.output_rules),
-                                     output_batch_chars=profile.release_chars)
+        return pb.CheckInputResponse(verdict=verdict, filter_output=bool(profile.output_rules),
+                                     output_batch_chars=profile.release_chars,
+                                     edits=[wire_pb2.TextEdit(pointer=pointer(path), text=text) for path, text in edits])
 
     async def filter_output(self, requests: AsyncIterator[pb.FilterOutputRequest]
                             ) -> AsyncIterator[pb.FilterOutputResponse]:
@@ -108,13 +116,13 @@ class SafetyPolicy:
         async for request in requests:
             if request.WhichOneof("part") != "event":
                 raise SluiceError.bad_request("event", "after the principal, FilterOutput takes only events")
-            for event in output.feed(request.event):
-                yield pb.FilterOutputResponse(event=event)
+            for event in output.feed(Event(request.event.type, request.event.data)):
+                yield pb.FilterOutputResponse(event=wire_pb2.WireEvent(type=event.type, data=event.data))
             if output.stopped:
                 break  # a block rule ended the answer; the caller stops the model
         else:
             for event in output.close():
-                yield pb.FilterOutputResponse(event=event)
+                yield pb.FilterOutputResponse(event=wire_pb2.WireEvent(type=event.type, data=event.data))
         verdict = output.verdict()
         _count(verdict)
         yield pb.FilterOutputResponse(verdict=verdict)

@@ -1,11 +1,16 @@
 """Applying a profile's rules: to a request, and to an answer as it streams.
 
 Pure logic: no I/O, no gRPC. `check_input` judges every text the model will
-read (system prompt, each turn's text, tool results, tool descriptions) and
-rewrites the request when a rule redacts. `OutputFilter` holds back the tail
-of each text block of the answer (and a tool call's JSON until it is whole),
-so a value split across chunks is seen whole before any of it is delivered,
-and ends the answer with stop_reason "refusal" when a block rule fires.
+read (the wire codec's `MessagesRequest.texts()`: system prompt, each turn's
+text, tool results, earlier tool calls' string arguments, plain-text
+documents, tool descriptions) and returns the redactions as edits, one per
+text, at the text's JSON Pointer; the rest of the request is not touched.
+`OutputFilter` holds back the tail of each text block of the answer (a tool
+call's JSON until it is whole; a thinking block whole, since its signature
+covers it byte for byte), so a value split across chunks is seen whole before
+any of it is delivered, and ends the answer with stop_reason "refusal" when
+a block rule fires. Events the filter has no rule for pass through as they
+came.
 """
 
 from __future__ import annotations
@@ -13,14 +18,16 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from google.protobuf import struct_pb2
-from google.protobuf.message import Message
+from typing import Any
 
-from sluice.llm.v1 import messages_pb2 as m
 from sluice.safety.detectors import Finding, Placeholders, Text, redact
 from sluice.safety.policy import Profile, Rule
 from sluice.safety.v1 import verdict_pb2 as v
-from sluice.tokens.estimator import tokens_for_chars
+from sluice.telemetry import metrics
+from sluice.wire import events as ev
+from sluice.wire.events import Event
+from sluice.wire.jsontext import Path
+from sluice.wire.request import MessagesRequest, tokens_for_chars
 
 # The strongest action decides the verdict.
 _STRENGTH = {v.ACTION_ALLOW: 0, v.ACTION_REDACT: 1, v.ACTION_FLAG: 2, v.ACTION_BLOCK: 3}
@@ -64,83 +71,59 @@ def scan(rules: tuple[Rule, ...], text: Text, hits: Hits) -> list[Finding]:
 
 # --- input ---------------------------------------------------------------------------
 
-def _text_fields(params: m.MessageParams) -> Iterator[tuple[Message, str]]:
-    """(message, field) of every text the model reads, in a fixed order, so the
-    same walk over a copy finds the same fields: system, each turn's text,
-    tool results, earlier tool calls' string arguments, tool descriptions."""
-    def values(value: struct_pb2.Value) -> Iterator[tuple[Message, str]]:
-        kind = value.WhichOneof("kind")
-        if kind == "string_value":
-            yield value, "string_value"
-        elif kind == "struct_value":
-            for key in sorted(value.struct_value.fields):
-                yield from values(value.struct_value.fields[key])
-        elif kind == "list_value":
-            for item in value.list_value.values:
-                yield from values(item)
-
-    def blocks(content) -> Iterator[tuple[Message, str]]:  # type: ignore[no-untyped-def]
-        for block in content:
-            kind = block.WhichOneof("block")
-            if kind == "text":
-                yield block.text, "text"
-            elif kind == "tool_result":
-                yield from blocks(block.tool_result.content)
-            elif kind == "tool_use":  # the arguments of an earlier tool call: strings, at any depth
-                for key in sorted(block.tool_use.input.fields):
-                    yield from values(block.tool_use.input.fields[key])
-
-    yield from blocks(params.system)
-    for message in params.messages:
-        yield from blocks(message.content)
-    for tool in params.tools:
-        yield tool, "description"
-
-
-def check_input(profile: Profile, params: m.MessageParams) -> tuple[v.Verdict, m.MessageParams | None]:
-    """The input verdict and, when a rule redacted, the request to send instead."""
+def check_input(profile: Profile, request: MessagesRequest) -> tuple[v.Verdict, list[tuple[Path, str]]]:
+    """The input verdict and the redactions to make: (path, new text) for
+    each text a redact rule changed, whatever else fired. Placeholders are
+    numbered once across the whole request ([EMAIL_1] is the same address
+    everywhere)."""
     hits, placeholders = Hits(), Placeholders()
-    rewritten: dict[int, str] = {}
+    edits: list[tuple[Path, str]] = []
     if profile.input_rules:
-        for i, (msg, name) in enumerate(_text_fields(params)):
-            original = getattr(msg, name)
-            if not original:
-                continue
-            to_redact = scan(profile.input_rules, Text(original), hits)
+        for text in request.texts():
+            to_redact = scan(profile.input_rules, Text(text.text), hits)
             if to_redact:
-                rewritten[i] = redact(original, to_redact, placeholders)
-    verdict = hits.verdict(profile, v.STAGE_INPUT)
-    if not rewritten:
-        return verdict, None
-    redacted = m.MessageParams()
-    redacted.CopyFrom(params)
-    for i, (msg, name) in enumerate(_text_fields(redacted)):
-        if i in rewritten:
-            setattr(msg, name, rewritten[i])
-    return verdict, redacted
+                edits.append((text.path, redact(text.text, to_redact, placeholders)))
+    return hits.verdict(profile, v.STAGE_INPUT), edits
 
 
 # --- output ----------------------------------------------------------------------------
 
-class _TextBlock:
-    """One block of the answer being filtered: text, or a tool call's JSON."""
+# How a block of the answer is filtered, by its content_block type.
+_TEXT, _JSON, _WHOLE = "text", "json", "whole"
+_KIND_OF_BLOCK = {"text": _TEXT, "tool_use": _JSON, "server_tool_use": _JSON, "thinking": _WHOLE}
+_FIELD_OF_DELTA = {"text_delta": "text", "input_json_delta": "partial_json", "thinking_delta": "thinking"}
 
-    __slots__ = ("index", "field", "pending", "context", "scanned")
 
-    def __init__(self, index: int, field: str = "text_delta") -> None:
+class _Block:
+    """One block of the answer being filtered."""
+
+    __slots__ = ("index", "kind", "pending", "context", "scanned", "received", "released", "markers", "held")
+
+    def __init__(self, index: int, kind: str) -> None:
         self.index = index
-        # "text_delta", or "input_json_delta" for a tool call's arguments:
-        # those are held whole until the block ends, so what is delivered is
-        # always whole JSON (or, after a block rule, none of it).
-        self.field = field
+        # _TEXT: text held back by the window, released as it clears;
+        # _JSON: a tool call's arguments, held whole until the block ends, so
+        # what is delivered is always whole JSON (or, after a block rule, none);
+        # _WHOLE: a thinking block, every event held until it ends, then sent
+        # as it came (a signature covers it) or not at all.
+        self.kind = kind
         self.pending = ""  # received, not yet released
         self.context = ""  # the last released text, as received: context for the next scan
         self.scanned = 0  # len(pending) at the last scan that released nothing
+        self.received = 0  # characters received in all
+        self.released = 0  # characters released in all
+        # Other events of the block (citations_delta, ...) and how much text
+        # had arrived before them: they follow the text released before them.
+        self.markers: list[tuple[int, Event]] = []
+        self.held: list[Event] = []  # _WHOLE: the block's events as they came
 
 
 class OutputFilter:
     """Filters one answer's events. `feed` returns the events to deliver now;
-    after a block rule fired it returns nothing more (`stopped`)."""
+    after a block rule fired it returns nothing more (`stopped`). A thinking
+    block that a redact rule matches is dropped whole (an edited thinking
+    block would fail its signature on the next turn), and the blocks after it
+    are renumbered so the indices the client sees stay contiguous."""
 
     def __init__(self, profile: Profile) -> None:
         self.profile = profile
@@ -151,61 +134,112 @@ class OutputFilter:
         self._release_chars = profile.release_chars
         self._scan_at = profile.holdback_chars + profile.release_chars
         self._placeholders = Placeholders()
-        self._blocks: dict[int, _TextBlock] = {}
+        self._blocks: dict[int, _Block] = {}
         self._received_chars = 0
-        self._usage = m.Usage()
+        self._usage: dict[str, Any] = {}
+        self._dropped: list[int] = []  # indices of blocks not delivered
 
     def verdict(self) -> v.Verdict:
         return self.hits.verdict(self.profile, v.STAGE_OUTPUT)
 
-    def feed(self, event: m.StreamEvent) -> list[m.StreamEvent]:
+    def feed(self, event: Event) -> list[Event]:
         if self.stopped:
             return []
-        kind = event.WhichOneof("event")
-        if kind == "content_block_delta":
-            delta = event.content_block_delta
-            field = delta.WhichOneof("delta") or "text_delta"
-            block = self._blocks.get(delta.index)
-            if block is None:  # a delta without its start: filter it all the same
-                block = self._blocks[delta.index] = _TextBlock(delta.index, field)
-            piece = getattr(delta, field)
-            block.pending += piece
-            self._received_chars += len(piece)
-            # Scan once enough is past the window; a finding held whole (a
-            # long key still streaming) is rescanned only every release_chars.
-            if block.field != "text_delta" or \
-                    len(block.pending) < max(self._scan_at, block.scanned + self._release_chars):
-                return []
-            return self._release(block, final=False)
-        if kind == "content_block_start":
-            start = event.content_block_start
-            block_kind = start.content_block.WhichOneof("block")
-            if block_kind == "text":
-                self._blocks[start.index] = _TextBlock(start.index)
-            elif block_kind == "tool_use":
-                self._blocks[start.index] = _TextBlock(start.index, "input_json_delta")
-        elif kind == "content_block_stop":
-            block = self._blocks.pop(event.content_block_stop.index, None)
+        kind = event.type
+        if kind == ev.CONTENT_BLOCK_DELTA:
+            return self._delta(event)
+        if kind == ev.CONTENT_BLOCK_START:
+            view = event.view
+            block_type = (view.get("content_block") or {}).get("type")
+            block_kind = _KIND_OF_BLOCK.get(block_type)
+            index = view.get("index")
+            if block_kind is not None and isinstance(index, int):
+                block = self._blocks[index] = _Block(index, block_kind)
+                if block_kind == _WHOLE:
+                    block.held.append(event)
+                    return []
+        elif kind == ev.CONTENT_BLOCK_STOP:
+            block = self._blocks.pop(event.view.get("index"), None)  # type: ignore[arg-type]
             if block is not None:
+                if block.kind == _WHOLE:
+                    return self._release_whole(block, event)
                 out = self._release(block, final=True)
-                return out if self.stopped else [*out, event]
-        elif kind == "message_start":
-            self._usage.CopyFrom(event.message_start.message.usage)
-        elif kind == "message_delta" and self._blocks:
+                return out if self.stopped else [*out, self._renumbered(event)]
+        elif kind == ev.MESSAGE_START:
+            message = event.view.get("message")
+            self._usage = dict(message.get("usage") or {}) if isinstance(message, dict) else {}
+        elif kind == ev.MESSAGE_DELTA and self._blocks:
             # A stream that ends a block without its stop still releases its text.
-            out = []
-            for block in list(self._blocks.values()):
-                out += self._release(block, final=True)
-                if self.stopped:
-                    return out
-            self._blocks.clear()
-            return [*out, event]
-        return [event]
+            out = self.close()
+            return out if self.stopped else [*out, event]
+        return [self._renumbered(event)]
 
-    def _release(self, block: _TextBlock, final: bool) -> list[m.StreamEvent]:
+    def _delta(self, event: Event) -> list[Event]:
+        view = event.view
+        index = view.get("index")
+        delta = view.get("delta") or {}
+        dtype = delta.get("type")
+        block = self._blocks.get(index) if isinstance(index, int) else None
+        if block is None:
+            if dtype != "text_delta" or not isinstance(index, int):
+                return [self._renumbered(event)]
+            block = self._blocks[index] = _Block(index, _TEXT)  # a delta without its start: filtered all the same
+        field = _FIELD_OF_DELTA.get(dtype)  # type: ignore[arg-type]
+        piece = delta.get(field) if field else None
+        if block.kind == _WHOLE:
+            block.held.append(event)
+            if isinstance(piece, str):
+                block.pending += piece
+                self._received_chars += len(piece)
+            return []
+        if not isinstance(piece, str) or (block.kind == _TEXT) != (dtype == "text_delta"):
+            block.markers.append((block.received, event))  # e.g. citations_delta
+            return []
+        block.pending += piece
+        block.received += len(piece)
+        self._received_chars += len(piece)
+        # Scan once enough is past the window; a finding held whole (a long
+        # key still streaming) is rescanned only every release_chars.
+        if block.kind != _TEXT or len(block.pending) < max(self._scan_at, block.scanned + self._release_chars):
+            return []
+        return self._release(block, final=False)
+
+    def _renumbered(self, event: Event) -> Event:
+        if not self._dropped:
+            return event
+        index = event.view.get("index")
+        if not isinstance(index, int):
+            return event
+        shift = sum(1 for dropped in self._dropped if dropped < index)
+        return ev.with_index(event, index - shift) if shift else event
+
+    def _out_index(self, index: int) -> int:
+        return index - sum(1 for dropped in self._dropped if dropped < index)
+
+    def _release_whole(self, block: _Block, stop: Event) -> list[Event]:
+        """A thinking block at its end: delivered as it came, dropped when a
+        redact rule matched its text, or the answer stopped by a block rule."""
+        action = v.ACTION_ALLOW
+        text = Text(block.pending)
+        for rule in self._rules:
+            findings = rule.match(text)
+            if findings:
+                self.hits.add(rule, len(findings))
+                if _STRENGTH[rule.action] > _STRENGTH[action]:
+                    action = rule.action
+        if action == v.ACTION_BLOCK:
+            return self._stop(block.index, opened=False)
+        if action == v.ACTION_REDACT:
+            metrics.SAFETY_THINKING_DROPPED.inc()
+            self._dropped.append(block.index)
+            return []
+        return [self._renumbered(e) for e in (*block.held, stop)]
+
+    def _release(self, block: _Block, final: bool) -> list[Event]:
         """Scans the held text (after the last released context) and releases
         all of it when final, else all but the holdback window; a finding
-        that reaches into the window is held whole until it is complete."""
+        that reaches into the window is held whole until it is complete.
+        Other events of the block follow the text that came before them."""
         window = block.context + block.pending
         offset = len(block.context)
         cut = len(block.pending) if final else len(block.pending) - self._holdback
@@ -234,43 +268,43 @@ class OutputFilter:
             elif rule.action == v.ACTION_BLOCK:
                 stop_at = start if stop_at is None else min(stop_at, start)
         if stop_at is not None:
-            if block.field != "text_delta":
+            if block.kind != _TEXT:
                 stop_at = 0  # no half a tool call
             released, to_redact = released[:stop_at], [f for f in to_redact if f.end <= stop_at]
         out_text = redact(released, to_redact, self._placeholders) if to_redact else released
         block.context = (block.context + block.pending[:cut])[-self._holdback:]
         block.pending = block.pending[cut:]
         block.scanned = len(block.pending)
-        out = [_delta(block, out_text)] if out_text else []
+        block.released += len(released)
+        index = self._out_index(block.index)
+        out: list[Event] = []
+        if out_text:
+            out.append(ev.text_delta(index, out_text) if block.kind == _TEXT else ev.input_json_delta(index, out_text))
         if stop_at is not None:
-            out += self._stop(block.index)
+            return out + self._stop(block.index)
+        while block.markers and (final or block.markers[0][0] <= block.released):
+            out.append(self._renumbered(block.markers.pop(0)[1]))
         return out
 
-    def _stop(self, index: int) -> list[m.StreamEvent]:
-        """Ends the answer: the open block, then stop_reason "refusal". The
-        usage reports what the model produced up to here (it is billed)."""
+    def _stop(self, index: int, opened: bool = True) -> list[Event]:
+        """Ends the answer: the open block (when its start was delivered),
+        then stop_reason "refusal". The usage reports what the model produced
+        up to here (it is billed)."""
         self.stopped = True
-        usage = m.Usage()
-        usage.CopyFrom(self._usage)
-        usage.output_tokens = max(usage.output_tokens, tokens_for_chars(self._received_chars))
-        return [
-            m.StreamEvent(content_block_stop=m.ContentBlockStop(index=index)),
-            m.StreamEvent(message_delta=m.MessageDelta(stop_reason=REFUSAL, usage=usage)),
-            m.StreamEvent(message_stop=m.MessageStop()),
-        ]
+        usage = dict(self._usage)
+        usage["output_tokens"] = max(int(usage.get("output_tokens") or 0), tokens_for_chars(self._received_chars))
+        out = [ev.content_block_stop(self._out_index(index))] if opened else []
+        return out + [ev.message_delta(REFUSAL, usage), ev.message_stop()]
 
-    def close(self) -> list[m.StreamEvent]:
-        """The stream ended: releases what is still held (a stream cut short)."""
-        out: list[m.StreamEvent] = []
+    def close(self) -> list[Event]:
+        """The stream ended: releases what is still held (a stream cut short).
+        A thinking block cut short is not delivered: without its signature it
+        could not be sent back."""
+        out: list[Event] = []
         for block in list(self._blocks.values()):
             if self.stopped:
                 break
-            out += self._release(block, final=True)
+            if block.kind != _WHOLE:
+                out += self._release(block, final=True)
         self._blocks.clear()
         return out
-
-
-def _delta(block: _TextBlock, text: str) -> m.StreamEvent:
-    delta = m.ContentBlockDelta(index=block.index)
-    setattr(delta, block.field, text)
-    return m.StreamEvent(content_block_delta=delta)

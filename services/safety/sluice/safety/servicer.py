@@ -19,9 +19,9 @@ class SafetyServicer:
         self._policy = policy
 
     async def CheckInput(self, request: pb.CheckInputRequest, context: object) -> pb.CheckInputResponse:
-        if request.params.ByteSize() > _OFF_LOOP_BYTES:
-            return await asyncio.to_thread(self._policy.check_input, request.principal, request.params)
-        return self._policy.check_input(request.principal, request.params)
+        if len(request.request.body) > _OFF_LOOP_BYTES:
+            return await asyncio.to_thread(self._policy.check_input, request.principal, request.request)
+        return self._policy.check_input(request.principal, request.request)
 
     async def FilterOutput(self, requests: AsyncIterator[pb.FilterOutputRequest], context: object
                            ) -> AsyncIterator[pb.FilterOutputResponse]:

@@ -1,0 +1,202 @@
+"""A whole message from its stream events, with the rules of the SDKs' own
+stream accumulators (anthropic-sdk-python `lib/streaming/_messages.py`).
+
+Sluice always streams from the upstream; a client that asked for a plain
+JSON answer gets the message these events add up to:
+
+- message_start gives the message shell;
+- content_block_start appends a block; text_delta, thinking_delta,
+  signature_delta, citations_delta and input_json_delta (for tool_use,
+  server_tool_use and any block that streams its input) apply to it; delta
+  types it does not know are left out of the whole message (they still reach
+  streaming clients unchanged);
+- message_delta sets the delta's fields (stop_reason, stop_sequence,
+  stop_details, container, ...) on the message, merges its cumulative usage,
+  and carries other members (e.g. context_management) over;
+- message_stop completes it.
+
+Every value no event changed keeps the exact JSON text the upstream sent
+(a tool input is the concatenated partial_json, verbatim). A tool input cut
+off by max_tokens is not JSON: it becomes what can be parsed of it, as the
+SDKs do, and the answer is still a 200 with stop_reason "max_tokens".
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jiter
+
+from sluice.wire import jsontext
+from sluice.wire.events import Event, merge_usage
+
+# Members of message_delta that are not carried over to the message.
+_DELTA_ENVELOPE = frozenset({"type", "delta", "usage"})
+
+
+class StreamProtocolError(ValueError):
+    """The events broke the Messages API's stream rules."""
+
+
+class _Block:
+    __slots__ = ("raw", "view", "changed", "json_parts", "citations")
+
+    def __init__(self, raw: str, view: dict[str, Any]) -> None:
+        self.raw = raw  # the content_block as the upstream wrote it
+        self.view = view
+        self.changed: dict[str, str] = {}  # member -> new JSON text
+        self.json_parts: list[str] | None = None
+        self.citations: list[str] | None = None  # JSON texts of citations
+
+    def add_string(self, key: str, piece: str, replace: bool = False) -> None:
+        current = "" if replace else str(self.view.get(key) or "")
+        self.view[key] = current + piece
+        self.changed[key] = ""  # rendered at the end from view
+
+    def render(self) -> str:
+        if self.json_parts is not None:
+            self.changed["input"] = _tool_input("".join(self.json_parts), self.raw, self.view)
+        if self.citations is not None:
+            earlier = self.view.get("citations") or []
+            texts = [jsontext.dumps(c) for c in earlier] if isinstance(earlier, list) else []
+            self.changed["citations"] = "[" + ",".join(texts + self.citations) + "]"
+        if not self.changed:
+            return self.raw
+        overrides = {k: (v or jsontext.dumps(self.view[k])) for k, v in self.changed.items()}
+        return _render_object(self.raw, overrides)
+
+
+def _tool_input(joined: str, raw_block: str, view: dict[str, Any]) -> str:
+    """The input's JSON text: the streamed text when it is whole JSON, the
+    parseable part of it when the stream was cut short, the start's input
+    when nothing streamed."""
+    if not joined.strip():
+        try:
+            start, end = jsontext.value_span(raw_block, ("input",))
+            return raw_block[start:end]
+        except KeyError:
+            return "{}"
+    try:
+        jsontext.loads(joined)
+        return joined
+    except jsontext.JsonTextError:
+        pass
+    try:
+        partial = jiter.from_json(joined.encode("utf-8"), partial_mode="trailing-strings")
+    except ValueError:
+        partial = {}
+    return jsontext.dumps(partial if isinstance(partial, dict) else {})
+
+
+def _render_object(raw: str, overrides: dict[str, str]) -> str:
+    """The JSON object `raw` with the members in `overrides` (member -> JSON
+    text) replaced or, when absent, appended; all else verbatim."""
+    members, _ = jsontext.object_members(raw)
+    seen: set[str] = set()
+    parts: list[str] = []
+    last = {m.key: i for i, m in enumerate(members)}
+    for i, member in enumerate(members):
+        if last[member.key] != i:
+            continue  # a duplicate key: the last one is the value
+        if member.key in overrides:
+            parts.append(f"{jsontext.dumps(member.key)}:{overrides[member.key]}")
+        else:
+            parts.append(raw[member.start:member.end])
+        seen.add(member.key)
+    parts += [f"{jsontext.dumps(k)}:{v}" for k, v in overrides.items() if k not in seen]
+    return "{" + ",".join(parts) + "}"
+
+
+class MessageAssembler:
+    """Feeds on events; `json()` is the whole message once `done`."""
+
+    def __init__(self) -> None:
+        self.done = False
+        self._raw_message: str | None = None
+        self._blocks: list[_Block] = []
+        self._overrides: dict[str, Any] = {}
+        self._usage: dict[str, Any] = {}
+
+    def feed(self, event: Event) -> None:
+        """Applies one event. Raises StreamProtocolError when events come
+        out of order (a block delta before its start, a block started out of
+        sequence, anything before message_start)."""
+        kind = event.type
+        if kind in ("ping", "error"):
+            return
+        if self._raw_message is None:
+            if kind != "message_start":
+                raise StreamProtocolError(f"{kind} before message_start")
+            text = event.data.decode("utf-8")
+            start, end = _span(text, ("message",), "message_start without a message")
+            self._raw_message = text[start:end]
+            message = event.view.get("message")
+            self._usage = dict(message.get("usage") or {}) if isinstance(message, dict) else {}
+            return
+        view = event.view
+        if kind == "content_block_start":
+            if view.get("index") != len(self._blocks):
+                raise StreamProtocolError(f"content block {view.get('index')} started out of order")
+            text = event.data.decode("utf-8")
+            start, end = _span(text, ("content_block",), "content_block_start without a content_block")
+            block = view["content_block"]
+            self._blocks.append(_Block(text[start:end], dict(block) if isinstance(block, dict) else {}))
+        elif kind == "content_block_delta":
+            self._delta(view)
+        elif kind == "message_delta":
+            delta = view.get("delta") or {}
+            if isinstance(delta, dict):
+                self._overrides.update(delta)
+            self._usage = merge_usage(self._usage, view.get("usage"))
+            for key, value in view.items():
+                if key not in _DELTA_ENVELOPE:
+                    self._overrides[key] = value
+        elif kind == "message_stop":
+            self.done = True
+
+    def _delta(self, view: dict[str, Any]) -> None:
+        index = view.get("index")
+        if not isinstance(index, int) or not 0 <= index < len(self._blocks):
+            raise StreamProtocolError(f"delta for content block {index} before its start")
+        block = self._blocks[index]
+        delta = view.get("delta") or {}
+        dtype = delta.get("type")
+        if dtype == "text_delta":
+            block.add_string("text", str(delta.get("text", "")))
+        elif dtype == "thinking_delta":
+            block.add_string("thinking", str(delta.get("thinking", "")))
+        elif dtype == "signature_delta":
+            block.add_string("signature", str(delta.get("signature", "")), replace=True)
+        elif dtype == "input_json_delta":
+            if block.json_parts is None:
+                block.json_parts = []
+            block.json_parts.append(str(delta.get("partial_json", "")))
+        elif dtype == "citations_delta":
+            if block.citations is None:
+                block.citations = []
+            block.citations.append(jsontext.dumps(delta.get("citation")))
+
+    @property
+    def usage(self) -> dict[str, Any]:
+        """The usage so far: message_start's, merged with every message_delta's."""
+        return self._usage
+
+    def stop_reason(self) -> str | None:
+        value = self._overrides.get("stop_reason")
+        return value if isinstance(value, str) else None
+
+    def json(self) -> bytes:
+        """The whole message as JSON. Raises StreamProtocolError before message_start."""
+        if self._raw_message is None:
+            raise StreamProtocolError("no message_start")
+        overrides = {key: jsontext.dumps(value) for key, value in self._overrides.items()}
+        overrides["content"] = "[" + ",".join(block.render() for block in self._blocks) + "]"
+        overrides["usage"] = jsontext.dumps(self._usage)
+        return _render_object(self._raw_message, overrides).encode("utf-8")
+
+
+def _span(text: str, path: jsontext.Path, problem: str) -> tuple[int, int]:
+    try:
+        return jsontext.value_span(text, path)
+    except (KeyError, jsontext.JsonTextError, ValueError):
+        raise StreamProtocolError(problem) from None

@@ -1,0 +1,261 @@
+"""JSON that keeps its exact text: strict parsing, member spans and splices.
+
+Sluice carries a client's JSON without re-encoding it. Re-encoding is where
+JSON data changes: a number re-printed from a double loses digits
+(9007199254740993) or its form (``17`` becomes ``17.0`` in a protobuf
+Struct), and a string's escapes change. So the codec parses to *read*, and
+edits by *splicing*: it finds the exact span of a value in the original text
+and replaces only that span. Everything outside an edit is byte-for-byte
+what the client sent.
+
+Paths are JSON Pointers (RFC 6901) as token tuples, e.g. ``("messages", 0,
+"content", 1, "text")``; `pointer()` renders one as ``/messages/0/content/1/text``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from json.decoder import scanstring
+from typing import Any
+
+# RFC 8259 whitespace.
+_WS = re.compile(r"[ \t\n\r]*")
+# A UTF-16 surrogate escape: the only way a JSON text can name a lone
+# surrogate, which no UTF-8 encoder (nor protobuf string) can carry.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+Token = str | int
+Path = tuple[Token, ...]
+
+
+class JsonTextError(ValueError):
+    """The text is not JSON Sluice accepts; `path` names where (JSON Pointer
+    tokens, empty for the document), `message` says what is wrong."""
+
+    def __init__(self, path: Path, message: str) -> None:
+        super().__init__(message)
+        self.path = path
+        self.message = message
+
+
+def _reject_constant(name: str) -> Any:
+    raise JsonTextError((), f"{name} is not a JSON value")
+
+
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
+_raw_decode = _DECODER.raw_decode
+# ensure_ascii=False: strings stay as readable (and as short) as they came.
+dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+
+def dotted(path: Path) -> str:
+    """The path as the API names fields in its errors: ``messages.0.content``."""
+    return ".".join(map(str, path))
+
+
+def pointer(path: Path) -> str:
+    """The path as a JSON Pointer (RFC 6901): ``/messages/0/content``."""
+    return "".join("/" + str(t).replace("~", "~0").replace("/", "~1") for t in path)
+
+
+def parse_pointer(text: str) -> Path:
+    """Inverse of `pointer`; array indices come back as ints. Raises
+    JsonTextError for text that is not a pointer."""
+    if not text:
+        return ()
+    if not text.startswith("/"):
+        raise JsonTextError((), f"not a JSON Pointer: {text!r}")
+    out: list[Token] = []
+    for raw in text[1:].split("/"):
+        token = raw.replace("~1", "/").replace("~0", "~")
+        out.append(int(token) if token.isdigit() and (token == "0" or not token.startswith("0")) else token)
+    return tuple(out)
+
+
+def decode_utf8(raw: bytes) -> str:
+    """The body as text; JsonTextError when it is not UTF-8."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise JsonTextError((), f"body is not valid UTF-8 (byte {exc.start})") from None
+
+
+def loads(text: str) -> Any:
+    """Parses strict JSON (no NaN/Infinity, no lone surrogates, integers
+    within CPython's 4300-digit limit, nesting within the interpreter's
+    recursion limit). Raises JsonTextError naming the problem; a surrogate
+    problem names its path."""
+    try:
+        value, end = _raw_decode(text, _WS.match(text, 0).end())  # type: ignore[union-attr]
+    except JsonTextError:
+        raise
+    except json.JSONDecodeError as exc:
+        raise JsonTextError((), f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    except (ValueError, RecursionError) as exc:  # integer digit limit, recursion
+        raise JsonTextError((), f"not valid JSON: {exc}") from None
+    if _WS.match(text, end).end() != len(text):  # type: ignore[union-attr]
+        raise JsonTextError((), "not valid JSON: extra data after the value")
+    if _SURROGATE_ESCAPE.search(text):
+        bad = _lone_surrogate(value, ())
+        if bad is not None:
+            raise JsonTextError(bad, "string contains a lone UTF-16 surrogate, which is not valid Unicode")
+    return value
+
+
+def _lone_surrogate(value: Any, path: Path) -> Path | None:
+    """The path of the first string (or key) holding a lone surrogate."""
+    stack: list[tuple[Any, Path]] = [(value, path)]
+    while stack:
+        item, where = stack.pop()
+        if isinstance(item, str):
+            if not _encodable(item):
+                return where
+        elif isinstance(item, dict):
+            for key, inner in item.items():
+                if not _encodable(key):
+                    return (*where, key)
+                stack.append((inner, (*where, key)))
+        elif isinstance(item, list):
+            stack.extend((inner, (*where, i)) for i, inner in enumerate(item))
+    return None
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+@dataclass(frozen=True, slots=True)
+class Member:
+    """One member of a JSON object as written: its key, parsed value, and
+    where it sits (`start` at the key's opening quote, `value_start` at the
+    value, `end` just past the value)."""
+
+    key: str
+    value: Any
+    start: int
+    value_start: int
+    end: int
+
+
+def object_members(text: str, at: int = 0) -> tuple[list[Member], int]:
+    """The members of the JSON object starting at (or after whitespace from)
+    `at`, in written order (duplicates kept), and the index just past it.
+    Raises JsonTextError if there is no well-formed object there."""
+    idx = _WS.match(text, at).end()  # type: ignore[union-attr]
+    if text[idx:idx + 1] != "{":
+        raise JsonTextError((), "expected a JSON object")
+    idx = _WS.match(text, idx + 1).end()  # type: ignore[union-attr]
+    members: list[Member] = []
+    if text[idx:idx + 1] == "}":
+        return members, idx + 1
+    while True:
+        if text[idx:idx + 1] != '"':
+            raise JsonTextError((), "expected a member name")
+        start = idx
+        try:
+            key, idx = scanstring(text, idx + 1, True)
+            idx = _WS.match(text, idx).end()  # type: ignore[union-attr]
+            if text[idx:idx + 1] != ":":
+                raise JsonTextError((key,), "expected ':' after the member name")
+            value_start = _WS.match(text, idx + 1).end()  # type: ignore[union-attr]
+            value, idx = _raw_decode(text, value_start)
+        except JsonTextError:
+            raise
+        except (ValueError, RecursionError) as exc:
+            raise JsonTextError((), f"not valid JSON: {exc}") from None
+        members.append(Member(key, value, start, value_start, idx))
+        idx = _WS.match(text, idx).end()  # type: ignore[union-attr]
+        sep = text[idx:idx + 1]
+        if sep == "}":
+            return members, idx + 1
+        if sep != ",":
+            raise JsonTextError((), "expected ',' or '}' in an object")
+        idx = _WS.match(text, idx + 1).end()  # type: ignore[union-attr]
+
+
+def _array_items(text: str, at: int) -> list[tuple[int, int]]:
+    """(start, end) of each item of the JSON array starting at `at`."""
+    idx = _WS.match(text, at + 1).end()  # type: ignore[union-attr]
+    spans: list[tuple[int, int]] = []
+    if text[idx:idx + 1] == "]":
+        return spans
+    while True:
+        _, end = _raw_decode(text, idx)
+        spans.append((idx, end))
+        idx = _WS.match(text, end).end()  # type: ignore[union-attr]
+        if text[idx:idx + 1] == "]":
+            return spans
+        idx = _WS.match(text, idx + 1).end()  # type: ignore[union-attr]
+
+
+def value_span(text: str, path: Path, at: int = 0) -> tuple[int, int]:
+    """(start, end) of the value at `path` inside the JSON value starting at
+    `at`. Where a key is written twice, the last one counts, as in parsing.
+    Raises KeyError when the path leads nowhere."""
+    start = _WS.match(text, at).end()  # type: ignore[union-attr]
+    end = -1
+    for token in path:
+        opener = text[start:start + 1]
+        if opener == "{" and isinstance(token, str):
+            found = [m for m in object_members(text, start)[0] if m.key == token]
+            if not found:
+                raise KeyError(token)
+            start, end = found[-1].value_start, found[-1].end
+        elif opener == "[" and isinstance(token, int):
+            items = _array_items(text, start)
+            if not 0 <= token < len(items):
+                raise KeyError(token)
+            start, end = items[token]
+        else:
+            raise KeyError(token)
+    if end < 0:
+        end = _raw_decode(text, start)[1]
+    return start, end
+
+
+def splice(text: str, edits: Iterable[tuple[int, int, str]]) -> str:
+    """`text` with each (start, end) span replaced; spans must not overlap."""
+    out, last = [], 0
+    for start, end, replacement in sorted(edits):
+        if start < last:
+            raise ValueError("overlapping edits")
+        out += (text[last:start], replacement)
+        last = end
+    out.append(text[last:])
+    return "".join(out)
+
+
+def replace_values(text: str, replacements: Iterable[tuple[Path, Any]]) -> str:
+    """`text` with the value at each path replaced by `value` (encoded as
+    JSON); everything else keeps its exact text. Raises KeyError for a path
+    that leads nowhere."""
+    return splice(text, ((*value_span(text, path), dumps(value)) for path, value in replacements))
+
+
+def object_text(members: Iterable[tuple[str, str]]) -> str:
+    """A JSON object from (key, value JSON text) pairs, values verbatim."""
+    return "{" + ",".join(f"{dumps(key)}:{value}" for key, value in members) + "}"
+
+
+def without_members(text: str, members: list[Member], drop: set[str]) -> str:
+    """The object `members` came from, minus the members named in `drop`;
+    the rest keep their exact text (key spelling included)."""
+    return "{" + ",".join(text[m.start:m.end] for m in members if m.key not in drop) + "}"
+
+
+def with_leading_members(obj_text: str, leading: Iterable[tuple[str, Any]]) -> str:
+    """The JSON object `obj_text` with `leading` members (values encoded
+    here) put first. The caller removed any same-named members before."""
+    head = ",".join(f"{dumps(key)}:{dumps(value)}" for key, value in leading)
+    body = obj_text.strip()
+    inner = body[1:-1].strip()
+    if not head:
+        return body
+    return "{" + head + ("," + inner if inner else "") + "}"
