@@ -1,149 +1,152 @@
-"""The inference adapter's conversions: proto -> SDK request, SSE bytes -> proto events."""
+"""The Anthropic adapter, through the real SDK against a loopback server:
+what it sends (the client's bytes, model and stream set, the client's
+version and betas) and how it reads what comes back."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
+from aiohttp import web
 
-from sluice.gateway.anthropic_json import parse_request
-from sluice.inference.anthropic_upstream import request_kwargs, sse_events, to_event
-from sluice.llm.v1 import messages_pb2 as m
+from sluice.config.settings import UpstreamSettings
+from sluice.inference.anthropic_upstream import AnthropicUpstream
+from sluice.llm.v1 import wire_pb2
+from sluice.routing.v1.candidate_pb2 import Candidate
 from sluice.rpc.errors import Reason, SluiceError
+from sluice.wire.request import MessagesRequest
+
+CLIENT_BODY = (b'{"model": "claude-haiku-4-5-20251001", "max_tokens": 5, "stream": false, "temperature": 0.2,\n'
+               b' "messages": [{"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t",'
+               b' "content": "{\\"n\\": 17}"}]}], "x_new": {"big": 9007199254740993, "f": 1.50}}')
 
 
-def test_request_kwargs_round_trip_the_facade_json():
-    body = {
-        "max_tokens": 9, "temperature": 0.2, "stop_sequences": ["X"], "metadata": {"user_id": "u"},
-        "system": [{"type": "text", "text": "sys", "cache_control": {"type": "ephemeral", "ttl": "1h"}}],
-        "messages": [{"role": "user", "content": [{"type": "text", "text": "hi"}]}],
-        "tools": [{"name": "t", "input_schema": {"type": "object"}}],
-        "tool_choice": {"type": "any"},
-    }
-    params, _ = parse_request(body)
-    kwargs = request_kwargs(params, "claude-sonnet-4-6")
-    assert kwargs["model"] == "claude-sonnet-4-6"
-    assert kwargs["system"] == [{"type": "text", "text": "sys", "cache_control": {"type": "ephemeral", "ttl": "1h"}}]
-    assert kwargs["messages"] == body["messages"]
-    assert kwargs["tools"] == [{"name": "t", "input_schema": {"type": "object"}}]
-    assert kwargs["tool_choice"] == {"type": "any"}
-    assert (kwargs["temperature"], kwargs["stop_sequences"], kwargs["metadata"]) == (0.2, ["X"], {"user_id": "u"})
-    assert "top_p" not in kwargs and "top_k" not in kwargs
-
-
-async def _chunks(*parts: bytes):
-    for part in parts:
-        yield part
-
-
-async def _parse(*parts: bytes):
-    return [e async for e in sse_events(_chunks(*parts))]
-
-
-async def test_sse_parser_handles_split_chunks_crlf_and_comments():
-    events = await _parse(b"event: message_start\r\ndata: {\"type\":\"message_st", b"art\"}\r\n\r\n: keepalive\n\n",
-                          b"event: ping\ndata: {\"type\": \"ping\"}\n\nevent: message_stop\ndata: {\"type\":\"message_stop\"}\n\n")
-    assert [k for k, _ in events] == ["message_start", "ping", "message_stop"]
-
-
-async def test_sse_parser_rejects_truncated_and_non_object_events():
-    with pytest.raises(ValueError):
-        await _parse(b"event: ping\ndata: {\"type\":")
-    with pytest.raises(ValueError):
-        await _parse(b"event: x\ndata: [1]\n\n")
-
-
-def test_events_carry_cumulative_usage():
-    usage = m.Usage()
-    start = to_event("message_start", {"type": "message_start", "message": {
-        "id": "msg_1", "model": "up", "content": [],
-        "usage": {"input_tokens": 11, "output_tokens": 1, "cache_creation_input_tokens": 0,
-                  "cache_read_input_tokens": 7}}}, usage)
-    assert start.message_start.message.usage.input_tokens == 11
-    block = to_event("content_block_start", {"index": 0, "content_block": {"type": "text", "text": ""}}, usage)
-    assert block.content_block_start.content_block.WhichOneof("block") == "text"
-    delta = to_event("content_block_delta", {"index": 0, "delta": {"type": "text_delta", "text": "yo"}}, usage)
-    assert delta.content_block_delta.text_delta == "yo"
-    end = to_event("message_delta", {"delta": {"stop_reason": "end_turn", "stop_sequence": None},
-                                     "usage": {"output_tokens": 30, "input_tokens": None}}, usage)
-    u = end.message_delta.usage
-    assert (u.input_tokens, u.output_tokens, u.cache_read_input_tokens) == (11, 30, 7)
-    assert end.message_delta.stop_reason == "end_turn"
-    assert to_event("ping", {"type": "ping"}, usage) is None
-
-
-def test_unknown_block_types_are_refused_not_dropped():
-    with pytest.raises(SluiceError) as err:
-        to_event("content_block_start", {"index": 0, "content_block": {"type": "thinking"}}, m.Usage())
-    assert err.value.reason is Reason.UPSTREAM_ERROR
-
-
-# -- the adapter against a scripted upstream, through the real SDK -----------------
-
-
-class _ScriptedServer:
-    """A loopback HTTP server answering /v1/messages with a fixed response."""
+class _Server:
+    """A loopback server answering with a fixed status and body; it keeps
+    what each request carried."""
 
     def __init__(self, status: int, body: bytes, headers: dict[str, str] | None = None) -> None:
         self.status, self.body, self.headers = status, body, headers or {}
+        self.received: list[tuple[str, dict[str, str], bytes]] = []
 
-    async def __aenter__(self) -> str:
-        from aiohttp import web
-
-        async def handler(_):
+    async def __aenter__(self) -> _Server:
+        async def handler(request: web.Request) -> web.Response:
+            self.received.append((request.path, dict(request.headers), await request.read()))
             return web.Response(status=self.status, body=self.body, headers=self.headers,
                                 content_type="text/event-stream" if self.status == 200 else "application/json")
 
         app = web.Application()
         app.router.add_post("/v1/messages", handler)
+        app.router.add_post("/v1/messages/count_tokens", handler)
         self._runner = web.AppRunner(app)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        return f"http://127.0.0.1:{self._runner.addresses[0][1]}"
+        await web.TCPSite(self._runner, "127.0.0.1", 0).start()
+        self.base = f"http://127.0.0.1:{self._runner.addresses[0][1]}"
+        return self
 
-    async def __aexit__(self, *exc) -> None:
+    async def __aexit__(self, *exc: object) -> None:
         await self._runner.cleanup()
 
 
-async def _run_adapter(base_url: str) -> list[m.StreamEvent]:
-    from sluice.config.settings import UpstreamSettings
-    from sluice.inference.anthropic_upstream import AnthropicUpstream
-    from sluice.routing.v1.candidate_pb2 import Candidate
+def _wire(version: str = "2023-06-01", betas: tuple[str, ...] = ()) -> wire_pb2.WireRequest:
+    request = MessagesRequest(CLIENT_BODY, version, betas)
+    return wire_pb2.WireRequest(body=request.template(), anthropic_version=version, anthropic_beta=betas)
 
-    upstream = AnthropicUpstream("anthropic", UpstreamSettings(base_url=base_url, api_key="k"))
-    params, _ = parse_request({"max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]})
+
+CANDIDATE = Candidate(model_id="claude-haiku-4-5", upstream_model="claude-haiku-4-5", provider="anthropic")
+
+
+async def _events(server: _Server, request: wire_pb2.WireRequest | None = None):  # type: ignore[no-untyped-def]
+    upstream = AnthropicUpstream("anthropic", UpstreamSettings(base_url=server.base, api_key="k"))
     try:
-        return [e async for e in upstream.stream(Candidate(model_id="claude-haiku-4-5", upstream_model="x"), params, 5)]
+        return [e async for e in upstream.stream(CANDIDATE, request or _wire(), 5)]
     finally:
         await upstream.aclose()
 
 
-_START = (b'event: message_start\ndata: {"type":"message_start","message":{"id":"msg_1","model":"x",'
+_START = (b'event: message_start\ndata: {"type":"message_start","message":{"id":"msg_1","model":"claude-haiku-4-5-x",'
           b'"usage":{"input_tokens":3,"output_tokens":1}}}\n\n')
+_REST = (b'event: ping\ndata: {"type":"ping"}\n\n'
+         b'event: x_future_event\ndata: {"type":"x_future_event","n":1.50}\n\n'
+         b'event: message_stop\ndata: {"type":"message_stop"}\n\n')
 
 
-async def test_malformed_upstream_event_is_an_upstream_error_not_internal():
-    body = _START + b'event: content_block_delta\ndata: {"type":"content_block_delta"}\n\n'
-    async with _ScriptedServer(200, body) as base:
+async def test_the_body_goes_upstream_as_the_client_wrote_it_with_model_and_stream_set():
+    async with _Server(200, _START + _REST) as server:
+        await _events(server, _wire("2026-10-21", ("context-management-2025-06-27", "fast-mode-2026-02-01")))
+    path, headers, body = server.received[0]
+    assert path == "/v1/messages"
+    assert body.startswith(b'{"model":"claude-haiku-4-5","stream":true,')
+    for member in (b'"max_tokens": 5', b'"temperature": 0.2', b'"x_new": {"big": 9007199254740993, "f": 1.50}',
+                   b'"content": "{\\"n\\": 17}"'):
+        assert member in body
+    assert b'"stream": false' not in body and b"20251001" not in body
+    assert headers["anthropic-version"] == "2026-10-21"
+    assert headers["anthropic-beta"] == "context-management-2025-06-27,fast-mode-2026-02-01"
+    assert headers["Authorization"] == "Bearer k"
+
+
+async def test_events_pass_through_unchanged_but_the_served_models_id():
+    async with _Server(200, _START + _REST) as server:
+        events = await _events(server)
+    assert [e.type for e in events] == ["message_start", "ping", "x_future_event", "message_stop"]
+    assert events[0].view["message"]["model"] == "claude-haiku-4-5"
+    assert events[2].data == b'{"type":"x_future_event","n":1.50}'
+
+
+async def test_malformed_upstream_stream_is_an_upstream_error_not_internal():
+    async with _Server(200, _START + b'event: content_block_delta\ndata: {"type":') as server:
         with pytest.raises(SluiceError) as err:
-            await _run_adapter(base)
-    assert err.value.reason is Reason.UPSTREAM_ERROR
-    assert "malformed" in err.value.message
+            await _events(server)
+    assert err.value.reason is Reason.UPSTREAM_ERROR and "malformed" in err.value.message
 
 
-async def test_error_event_after_start_keeps_its_type():
+async def test_error_event_after_start_keeps_its_type_and_words():
     body = _START + b'event: error\ndata: {"type":"error","error":{"type":"overloaded_error","message":"busy"}}\n\n'
-    async with _ScriptedServer(200, body) as base:
+    async with _Server(200, body) as server:
         with pytest.raises(SluiceError) as err:
-            await _run_adapter(base)
+            await _events(server)
     assert err.value.reason is Reason.UPSTREAM_OVERLOADED
-    assert err.value.message == "upstream: busy"
+    assert err.value.message == "busy" and err.value.metadata["upstream_type"] == "overloaded_error"
 
 
 async def test_status_error_carries_type_and_retry_after():
     body = b'{"type":"error","error":{"type":"overloaded_error","message":"try later"}}'
-    async with _ScriptedServer(529, body, {"retry-after": "3"}) as base:
+    async with _Server(529, body, {"retry-after": "3"}) as server:
         with pytest.raises(SluiceError) as err:
-            await _run_adapter(base)
-    assert err.value.reason is Reason.UPSTREAM_OVERLOADED
-    assert err.value.retry_after_s == 3.0
+            await _events(server)
+    assert err.value.reason is Reason.UPSTREAM_OVERLOADED and err.value.retry_after_s == 3.0
     assert err.value.metadata == {"upstream_status": "529", "upstream_type": "overloaded_error"}
+
+
+@pytest.mark.parametrize("status,kind,reason,http", [
+    (400, "invalid_request_error", Reason.UPSTREAM_REJECTED, 400),
+    (404, "not_found_error", Reason.UPSTREAM_NOT_FOUND, 404),
+    (413, "request_too_large", Reason.UPSTREAM_TOO_LARGE, 413),
+])
+async def test_the_upstreams_refusals_keep_their_status_and_words(status, kind, reason, http):
+    message = "temperature: Extra inputs are not permitted"
+    body = json.dumps({"type": "error", "error": {"type": kind, "message": message}}).encode()
+    async with _Server(status, body) as server:
+        with pytest.raises(SluiceError) as err:
+            await _events(server)
+    assert err.value.reason is reason and err.value.mapping.http_status == http
+    assert err.value.message == message
+    if status == 400:
+        assert err.value.field_violations[0].field == "temperature"
+
+
+async def test_count_tokens_sends_the_body_without_stream_and_reads_the_count():
+    async with _Server(200, b'{"input_tokens": 42}') as server:
+        upstream = AnthropicUpstream("anthropic", UpstreamSettings(base_url=server.base, api_key="k"))
+        request = MessagesRequest(b'{"model": "m", "messages": [{"role": "user", "content": "hi"}]}',
+                                  "2023-06-01", count_tokens=True)
+        try:
+            tokens, body = await upstream.count_tokens(CANDIDATE, wire_pb2.WireRequest(
+                body=request.template(frozenset({"model"})), anthropic_version="2023-06-01"), 5)
+        finally:
+            await upstream.aclose()
+    assert (tokens, body) == (42, b'{"input_tokens": 42}')
+    path, _, sent = server.received[0]
+    assert path == "/v1/messages/count_tokens"
+    assert json.loads(sent) == {"model": "claude-haiku-4-5", "messages": [{"role": "user", "content": "hi"}]}

@@ -5,15 +5,7 @@ from __future__ import annotations
 import pytest
 
 from sluice.gateway.pipeline import _gather_text
-from sluice.llm.v1 import messages_pb2 as m
-
-
-def _text(index: int, text: str) -> m.StreamEvent:
-    return m.StreamEvent(content_block_delta=m.ContentBlockDelta(index=index, text_delta=text))
-
-
-def _stop(index: int) -> m.StreamEvent:
-    return m.StreamEvent(content_block_stop=m.ContentBlockStop(index=index))
+from sluice.wire.events import Event, content_block_stop, message_stop, text_delta
 
 
 async def _source(events, fail: Exception | None = None):
@@ -23,28 +15,35 @@ async def _source(events, fail: Exception | None = None):
         raise fail
 
 
-def _show(event: m.StreamEvent) -> str:
-    if event.WhichOneof("event") == "content_block_delta":
-        return f"{event.content_block_delta.index}:{event.content_block_delta.text_delta}"
-    return event.WhichOneof("event")
+def _show(event: Event) -> str:
+    if event.type == "content_block_delta":
+        return f"{event.view['index']}:{event.view['delta'].get('text', event.view['delta'].get('type'))}"
+    return event.type
 
 
 async def test_deltas_of_one_block_are_joined_up_to_the_batch_and_flushed_by_any_other_event():
-    events = [_text(0, "ab"), _text(0, "cd"), _text(0, "ef"), _text(0, "g"), _stop(0),
-              _text(1, "hi"), _text(2, "jk"), m.StreamEvent(message_stop=m.MessageStop())]
+    citation = Event.of({"type": "content_block_delta", "index": 2, "delta": {"type": "citations_delta",
+                                                                               "citation": {"cited_text": "x"}}})
+    events = [text_delta(0, "ab"), text_delta(0, "cd"), text_delta(0, "ef"), text_delta(0, "g"),
+              content_block_stop(0), text_delta(1, "hi"), text_delta(2, "jk"), citation, text_delta(2, "l"),
+              message_stop()]
     out = [_show(e) async for e in _gather_text(_source(events), 4)]
-    assert out == ["0:abcd", "0:efg", "content_block_stop", "1:hi", "2:jk", "message_stop"]
+    assert out == ["0:abcd", "0:efg", "content_block_stop", "1:hi", "2:jk", "2:citations_delta", "2:l",
+                   "message_stop"]
 
 
 async def test_text_gathered_when_the_model_fails_is_passed_on_before_the_failure():
     out = []
     with pytest.raises(RuntimeError, match="upstream broke"):
-        async for event in _gather_text(_source([_text(0, "said ")], RuntimeError("upstream broke")), 64):
+        async for event in _gather_text(_source([text_delta(0, "said ")], RuntimeError("upstream broke")), 64):
             out.append(_show(event))
     assert out == ["0:said "]
 
 
-async def test_the_source_events_are_not_changed():
-    first = _text(0, "ab")
-    [e async for e in _gather_text(_source([first, _text(0, "cd")]), 64)]
-    assert first.content_block_delta.text_delta == "ab"
+async def test_deltas_with_fields_of_their_own_pass_unchanged_and_unjoined():
+    extra = Event("content_block_delta", b'{"type":"content_block_delta","index":0,'
+                                         b'"delta":{"type":"text_delta","text":"ab","x":1.50}}')
+    lone = text_delta(0, "cd")
+    out = [e async for e in _gather_text(_source([text_delta(0, "z"), extra, lone, message_stop()]), 64)]
+    assert [e.data for e in out[1:3]] == [extra.data, lone.data]
+    assert _show(out[0]) == "0:z" and out[3].type == "message_stop"

@@ -5,10 +5,11 @@ from __future__ import annotations
 import pytest
 
 from sluice.inference.core import Generator
-from sluice.llm.v1 import messages_pb2 as m
+from sluice.llm.v1 import wire_pb2
 from sluice.routing.v1.candidate_pb2 import Candidate
 from sluice.rpc import context as call_context
 from sluice.rpc.errors import Reason, SluiceError
+from sluice.wire.events import text_delta
 
 
 class ScriptedUpstream:
@@ -19,16 +20,23 @@ class ScriptedUpstream:
         self.scripts = list(scripts)
         self.calls: list[str] = []
 
-    async def stream(self, candidate, params, timeout):
+    async def stream(self, candidate, request, timeout):
         self.calls.append(candidate.model_id)
         script = self.scripts.pop(0)
         if isinstance(script, Exception):
             raise script
         count, then = script if isinstance(script, tuple) else (script, None)
         for i in range(count):
-            yield m.StreamEvent(content_block_delta=m.ContentBlockDelta(index=0, text_delta=str(i)))
+            yield text_delta(0, str(i))
         if then:
             raise then
+
+    async def count_tokens(self, candidate, request, timeout):
+        self.calls.append(candidate.model_id)
+        script = self.scripts.pop(0)
+        if isinstance(script, Exception):
+            raise script
+        return script, b'{"input_tokens": %d}' % script
 
 
 def overloaded():
@@ -39,7 +47,7 @@ A, B = Candidate(model_id="a", provider="p"), Candidate(model_id="b", provider="
 
 
 async def collect(generator, candidates):
-    return [e async for e in generator.generate(m.MessageParams(), candidates)]
+    return [e async for e in generator.generate(wire_pb2.WireRequest(), candidates)]
 
 
 async def test_retries_then_succeeds():
@@ -65,7 +73,7 @@ async def test_no_retry_after_the_first_event():
     upstream = ScriptedUpstream((2, overloaded()), 5)
     received = []
     with pytest.raises(SluiceError):
-        async for event in Generator({"p": upstream}, 3, 0).generate(m.MessageParams(), [A, B]):
+        async for event in Generator({"p": upstream}, 3, 0).generate(wire_pb2.WireRequest(), [A, B]):
             received.append(event)
     assert len(received) == 2 and upstream.calls == ["a"]
 
@@ -92,3 +100,13 @@ async def test_backoff_that_would_pass_the_deadline_fails_at_once():
     finally:
         call_context._current.set(None)  # noqa: SLF001
     assert err.value.reason is Reason.UPSTREAM_RATE_LIMITED and upstream.calls == ["a"]
+
+
+async def test_count_tokens_walks_the_candidates_like_generate():
+    upstream = ScriptedUpstream(overloaded(), overloaded(), 42)
+    tokens, body, model = await Generator({"p": upstream}, 1, 0).count_tokens(wire_pb2.WireRequest(), [A, B])
+    assert (tokens, body, model) == (42, b'{"input_tokens": 42}', "b") and upstream.calls == ["a", "a", "b"]
+    refused = ScriptedUpstream(SluiceError(Reason.UPSTREAM_NOT_FOUND, "model: x"), 1)
+    with pytest.raises(SluiceError) as err:
+        await Generator({"p": refused}, 3, 0).count_tokens(wire_pb2.WireRequest(), [A, B])
+    assert err.value.reason is Reason.UPSTREAM_NOT_FOUND and refused.calls == ["a"]

@@ -1,45 +1,67 @@
 """The streaming output filter: values split across chunks, unicode tricks,
-a block rule's refusal stop, flags, and events it must pass untouched."""
+a block rule's refusal stop, flags, thinking blocks (whole or not at all),
+and events it must pass untouched."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
-from sluice.llm.v1 import messages_pb2 as m
 from sluice.safety.engine import REFUSAL, OutputFilter
 from sluice.safety.policy import SHIPPED_POLICY_DIR, load_policy
 from sluice.safety.v1 import verdict_pb2 as v
+from sluice.wire.events import Event
 
 POLICY = load_policy(SHIPPED_POLICY_DIR)
 
 
-def _answer(text: str, chunk: int, extra_blocks: list[m.StreamEvent] | None = None) -> list[m.StreamEvent]:
+def _e(data: dict) -> Event:
+    return Event.of(data)
+
+
+def _start(index: int, block: dict) -> Event:
+    return _e({"type": "content_block_start", "index": index, "content_block": block})
+
+
+def _delta(index: int, delta: dict) -> Event:
+    return _e({"type": "content_block_delta", "index": index, "delta": delta})
+
+
+def _stop(index: int) -> Event:
+    return _e({"type": "content_block_stop", "index": index})
+
+
+def _answer(text: str, chunk: int, extra_blocks: list[Event] | None = None) -> list[Event]:
     events = [
-        m.StreamEvent(message_start=m.MessageStart(message=m.AssistantMessage(
-            id="msg_1", model="claude-sonnet-4-6", usage=m.Usage(input_tokens=10)))),
-        m.StreamEvent(content_block_start=m.ContentBlockStart(index=0, content_block=m.ContentBlock(
-            text=m.TextBlock()))),
+        _e({"type": "message_start", "message": {"id": "msg_1", "model": "claude-sonnet-4-6",
+                                                 "usage": {"input_tokens": 10, "output_tokens": 1}}}),
+        _start(0, {"type": "text", "text": ""}),
     ]
-    events += [m.StreamEvent(content_block_delta=m.ContentBlockDelta(index=0, text_delta=text[i:i + chunk]))
-               for i in range(0, len(text), chunk)]
-    events.append(m.StreamEvent(content_block_stop=m.ContentBlockStop(index=0)))
+    events += [_delta(0, {"type": "text_delta", "text": text[i:i + chunk]}) for i in range(0, len(text), chunk)]
+    events.append(_stop(0))
     events += extra_blocks or []
-    events += [m.StreamEvent(message_delta=m.MessageDelta(stop_reason="end_turn", usage=m.Usage(output_tokens=7))),
-               m.StreamEvent(message_stop=m.MessageStop())]
+    events += [_e({"type": "message_delta", "delta": {"stop_reason": "end_turn"}, "usage": {"output_tokens": 7}}),
+               _e({"type": "message_stop"})]
     return events
 
 
-def _run(events: list[m.StreamEvent], profile: str = "default") -> tuple[list[m.StreamEvent], OutputFilter]:
+def _run(events: list[Event], profile: str = "default") -> tuple[list[Event], OutputFilter]:
     out_filter = OutputFilter(POLICY.profile(profile, "acme"))
-    out: list[m.StreamEvent] = []
+    out: list[Event] = []
     for event in events:
         out += out_filter.feed(event)
     out += out_filter.close()
     return out, out_filter
 
 
-def _deltas(events: list[m.StreamEvent]) -> list[str]:
-    return [e.content_block_delta.text_delta for e in events if e.WhichOneof("event") == "content_block_delta"]
+def _deltas(events: list[Event], kind: str = "text_delta", field: str = "text") -> list[str]:
+    return [e.view["delta"][field] for e in events
+            if e.type == "content_block_delta" and e.view["delta"].get("type") == kind]
+
+
+def _kinds(events: list[Event]) -> list[str]:
+    return [e.type for e in events]
 
 
 SECRET_VALUES = ["jane.doe@example.com", "4111 1111 1111 1111", "+44 20 7946 0958", "123-45-6789",
@@ -60,7 +82,7 @@ def test_values_split_across_chunks_are_redacted_and_no_piece_leaks(chunk):
         assert not any(len(d) > 4 and d.strip() and d.strip() in value for d in _deltas(out)), _deltas(out)
     assert set(out_filter.verdict().rule_ids) == {"pii.email", "pii.payment-card", "pii.phone", "pii.us-ssn",
                                                   "pii.iban"}
-    assert [e.WhichOneof("event") for e in out][-3:] == ["content_block_stop", "message_delta", "message_stop"]
+    assert _kinds(out)[-3:] == ["content_block_stop", "message_delta", "message_stop"]
 
 
 def test_long_answers_are_released_as_they_stream_not_at_the_end():
@@ -87,10 +109,11 @@ def test_a_block_rule_ends_the_answer_with_a_refusal_and_none_of_the_secret():
     delivered = "".join(_deltas(out))
     assert delivered == "Here is the key you asked for: "
     assert "sk-ant" not in delivered
-    kinds = [e.WhichOneof("event") for e in out]
+    kinds = _kinds(out)
     assert kinds[-3:] == ["content_block_stop", "message_delta", "message_stop"]
-    stop = out[-2].message_delta
-    assert stop.stop_reason == REFUSAL and stop.usage.input_tokens == 10 and stop.usage.output_tokens > 0
+    stop = out[-2].view
+    assert stop["delta"]["stop_reason"] == REFUSAL
+    assert stop["usage"]["input_tokens"] == 10 and stop["usage"]["output_tokens"] > 0
     assert out_filter.stopped and out_filter.verdict().action == v.ACTION_BLOCK
     assert out_filter.verdict().rule_ids == ["secret.in-answer"]
     assert kinds.count("message_stop") == 1  # the model's own end was not passed on
@@ -112,21 +135,23 @@ def test_a_flag_rule_lets_the_answer_through_and_says_so_in_the_verdict():
     assert verdict.stage == v.STAGE_OUTPUT and verdict.profile == "medical"
 
 
-def test_tool_use_and_other_events_pass_in_order():
-    tool = [
-        m.StreamEvent(content_block_start=m.ContentBlockStart(index=1, content_block=m.ContentBlock(
-            tool_use=m.ToolUseBlock(id="t1", name="lookup")))),
-        m.StreamEvent(content_block_delta=m.ContentBlockDelta(index=1, input_json_delta='{"q": 1}')),
-        m.StreamEvent(content_block_stop=m.ContentBlockStop(index=1)),
-    ]
-    events = _answer("Looking that up.", 4, tool)
-    events.insert(3, m.StreamEvent(ping=m.Ping()))
+def test_tool_use_unknown_events_and_blocks_pass_in_order_and_unchanged():
+    tool = [_start(1, {"type": "tool_use", "id": "t1", "name": "lookup", "input": {}}),
+            _delta(1, {"type": "input_json_delta", "partial_json": '{"q": 1}'}), _stop(1)]
+    future = [Event("content_block_start", b'{"type":"content_block_start","index":2,"content_block":'
+                                           b'{"type":"x_future","n":1.50}}'),
+              Event("content_block_delta", b'{"type":"content_block_delta","index":2,"delta":{"type":"x_delta"}}'),
+              _stop(2), Event("x_future_event", b'{"type":"x_future_event","n":9007199254740993}')]
+    events = _answer("Looking that up.", 4, tool + future)
+    events.insert(3, _e({"type": "ping"}))
     out, out_filter = _run(events)
-    kinds = [e.WhichOneof("event") for e in out]
-    assert kinds == ["message_start", "content_block_start", "ping", "content_block_delta", "content_block_stop",
-                     "content_block_start", "content_block_delta", "content_block_stop", "message_delta",
-                     "message_stop"]
-    assert out[6].content_block_delta.input_json_delta == '{"q": 1}'
+    assert _kinds(out) == ["message_start", "content_block_start", "ping", "content_block_delta", "content_block_stop",
+                           "content_block_start", "content_block_delta", "content_block_stop",
+                           "content_block_start", "content_block_delta", "content_block_stop", "x_future_event",
+                           "message_delta", "message_stop"]
+    assert _deltas(out, "input_json_delta", "partial_json") == ['{"q": 1}']
+    for original in future:
+        assert original in out  # byte for byte
     assert out_filter.verdict().action == v.ACTION_ALLOW and not out_filter.verdict().rule_ids
 
 
@@ -153,8 +178,10 @@ async def test_filter_output_refuses_a_stream_that_does_not_start_with_the_princ
     from sluice.safety.core import PolicyStore, SafetyPolicy
     from sluice.safety.v1 import safety_service_pb2 as pb
 
+    from sluice.llm.v1 import wire_pb2
+
     service = SafetyPolicy(PolicyStore(SHIPPED_POLICY_DIR))
-    event = pb.FilterOutputRequest(event=m.StreamEvent(ping=m.Ping()))
+    event = pb.FilterOutputRequest(event=wire_pb2.WireEvent(type="ping", data=b'{"type":"ping"}'))
     with pytest.raises(SluiceError) as err:
         [r async for r in service.filter_output(_requests(event))]
     assert err.value.reason == Reason.INVALID_REQUEST and "principal" in err.value.message
@@ -167,24 +194,21 @@ async def test_filter_output_refuses_a_stream_that_does_not_start_with_the_princ
     assert [r.WhichOneof("part") for r in answered] == ["event", "verdict"]
 
 
-def _tool_call(json_text: str, chunk: int) -> list[m.StreamEvent]:
-    events = [m.StreamEvent(content_block_start=m.ContentBlockStart(index=1, content_block=m.ContentBlock(
-        tool_use=m.ToolUseBlock(id="t1", name="send_mail"))))]
-    events += [m.StreamEvent(content_block_delta=m.ContentBlockDelta(index=1, input_json_delta=json_text[i:i + chunk]))
+def _tool_call(json_text: str, chunk: int, kind: str = "tool_use", index: int = 1) -> list[Event]:
+    events = [_start(index, {"type": kind, "id": "t1", "name": "send_mail", "input": {}})]
+    events += [_delta(index, {"type": "input_json_delta", "partial_json": json_text[i:i + chunk]})
                for i in range(0, len(json_text), chunk)]
-    return events + [m.StreamEvent(content_block_stop=m.ContentBlockStop(index=1))]
+    return events + [_stop(index)]
 
 
-def _json_deltas(events: list[m.StreamEvent]) -> list[str]:
-    return [e.content_block_delta.input_json_delta for e in events
-            if e.WhichOneof("event") == "content_block_delta" and e.content_block_delta.input_json_delta]
+def _json_deltas(events: list[Event]) -> list[str]:
+    return _deltas(events, "input_json_delta", "partial_json")
 
 
-def test_a_tool_calls_arguments_are_held_whole_and_redacted_as_json():
-    import json
-
+@pytest.mark.parametrize("kind", ["tool_use", "server_tool_use"])
+def test_a_tool_calls_arguments_are_held_whole_and_redacted_as_json(kind):
     args = '{"to": "jane.doe@example.com", "body": "call +44 20 7946 0958"}'
-    out, out_filter = _run(_answer("Sending.", 4, _tool_call(args, 3)))
+    out, out_filter = _run(_answer("Sending.", 4, _tool_call(args, 3, kind)))
     (delivered,) = _json_deltas(out)
     assert json.loads(delivered) == {"to": "[EMAIL_1]", "body": "call [PHONE_1]"}
     assert set(out_filter.verdict().rule_ids) == {"pii.email", "pii.phone"}
@@ -194,4 +218,55 @@ def test_a_secret_in_a_tool_call_delivers_none_of_the_call():
     args = '{"header": "Bearer sk-ant-api03-' + "Q" * 40 + '"}'
     out, out_filter = _run(_answer("Calling the API.", 4, _tool_call(args, 5)))
     assert _json_deltas(out) == []
-    assert out[-2].message_delta.stop_reason == REFUSAL and out_filter.stopped
+    assert out[-2].view["delta"]["stop_reason"] == REFUSAL and out_filter.stopped
+
+
+def _thinking(index: int, thought: str, signature: str = "c2lnbmF0dXJl") -> list[Event]:
+    return [_start(index, {"type": "thinking", "thinking": "", "signature": ""})] + \
+        [_delta(index, {"type": "thinking_delta", "thinking": thought[i:i + 7]}) for i in range(0, len(thought), 7)] + \
+        [_delta(index, {"type": "signature_delta", "signature": signature}), _stop(index)]
+
+
+def _with_thinking_first(thought: str) -> list[Event]:
+    events = _answer("The answer is 42.", 5)
+    shifted = [Event(e.type, e.data.replace(b'"index":0', b'"index":1')) for e in events]
+    return [shifted[0], *_thinking(0, thought), *shifted[1:]]
+
+
+def test_a_clean_thinking_block_is_delivered_byte_for_byte_when_it_ends():
+    events = _with_thinking_first("Let me reason about the question carefully.")
+    out_filter = OutputFilter(POLICY.profile("default", "acme"))
+    during = [out_filter.feed(e) for e in events[:9]]
+    assert all(not part for part in during[1:8])  # held until its stop
+    out, _ = _run(events)
+    for original in events[1:10]:
+        assert original in out
+    assert [e.view["index"] for e in out if "index" in e.view][:3] == [0, 0, 0]
+
+
+def test_a_thinking_block_with_pii_is_dropped_whole_and_later_blocks_renumbered():
+    events = _with_thinking_first("The user is jane.doe@example.com, so I should greet her.")
+    out, out_filter = _run(events)
+    assert not [e for e in out if b"thinking" in e.data or b"signature" in e.data]
+    assert {e.view["index"] for e in out if "index" in e.view} == {0}
+    assert "".join(_deltas(out)) == "The answer is 42."
+    assert "pii.email" in out_filter.verdict().rule_ids
+
+
+def test_a_secret_in_thinking_stops_the_answer_with_nothing_of_the_block():
+    out, out_filter = _run(_with_thinking_first("The key is sk-ant-api03-" + "Q" * 40))
+    assert _kinds(out) == ["message_start", "message_delta", "message_stop"]
+    assert out[1].view["delta"]["stop_reason"] == REFUSAL and out_filter.stopped
+
+
+def test_citations_follow_the_text_they_came_after():
+    citation = {"type": "char_location", "cited_text": "Paris", "document_index": 0,
+                "start_char_index": 0, "end_char_index": 5}
+    events = _answer("The capital of France is Paris, as the document says. " * 3, 6)
+    events.insert(5, _delta(0, {"type": "citations_delta", "citation": citation}))
+    out, _ = _run(events)
+    kinds = [(e.type, e.view.get("delta", {}).get("type")) for e in out]
+    at = kinds.index(("content_block_delta", "citations_delta"))
+    assert ("content_block_delta", "text_delta") in kinds[:at]
+    assert "".join(_deltas(out)) == "The capital of France is Paris, as the document says. " * 3
+    assert json.loads(out[at].data)["delta"]["citation"] == citation

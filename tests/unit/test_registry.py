@@ -9,7 +9,7 @@ import pytest
 
 from sluice.auth.v1 import auth_service_pb2 as auth_pb
 from sluice.inference.v1 import inference_service_pb2 as inf_pb
-from sluice.llm.v1 import messages_pb2 as m
+from sluice.llm.v1 import wire_pb2
 from sluice.rpc import context as call_context
 from sluice.rpc.errors import Reason, SluiceError, from_rpc_error
 from sluice.rpc.registry import ServiceRegistry
@@ -88,10 +88,13 @@ class FakeInference:
     async def Generate(self, request, context):
         try:
             for i in range(1000):
-                yield inf_pb.GenerateResponse(event=m.StreamEvent(ping=m.Ping()))
+                yield inf_pb.GenerateResponse(event=wire_pb2.WireEvent(type="ping", data=b'{"type":"ping"}'))
                 await asyncio.sleep(0.01)
         finally:
             self.closed.set()
+
+    async def CountTokens(self, request, context):
+        return inf_pb.CountTokensResponse(input_tokens=1)
 
 
 async def test_closing_a_local_stream_runs_the_callees_cleanup():
@@ -99,7 +102,7 @@ async def test_closing_a_local_stream_runs_the_callees_cleanup():
     servicer = FakeInference()
     registry.add(servicer, INFERENCE)
     call = registry.local_stub(INFERENCE.full_name).Generate(inf_pb.GenerateRequest())
-    assert (await call.__anext__()).event.HasField("ping")
+    assert (await call.__anext__()).event.type == "ping"
     call.cancel()
     await asyncio.wait_for(servicer.closed.wait(), 2)
 

@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import json
+from datetime import UTC, datetime
+
 import pytest
 
 from sluice.auth.v1.principal_pb2 import Principal
@@ -20,15 +23,17 @@ def p(**kw):
 
 
 def test_requested_model_by_alias_gives_catalog_id_and_prices(router):
-    [c] = router.route(p(), "claude-haiku-4-5-20251001")
+    [c], model = router.route(p(), "claude-haiku-4-5-20251001")
     assert (c.model_id, c.upstream_model, c.provider, c.region) == (
         "claude-haiku-4-5", "claude-haiku-4-5", "anthropic", "local")
     assert (c.prices.input, c.prices.output, c.prices.cache_read) == (1.0, 5.0, 0.1)
+    assert dict(c.prices.server_tool_use) == {"web_search_requests": 0.01, "web_fetch_requests": 0.0}
+    assert (c.context_window, c.max_output_tokens, model.id) == (200_000, 64_000, "claude-haiku-4-5")
 
 
 def test_default_model_order(router):
-    assert router.route(p(), "")[0].model_id == "claude-sonnet-4-6"
-    assert router.route(p(default_model="claude-opus-4-7"), "")[0].model_id == "claude-opus-4-7"
+    assert router.route(p(), "")[0][0].model_id == "claude-sonnet-4-6"
+    assert router.route(p(default_model="claude-opus-4-7"), "")[0][0].model_id == "claude-opus-4-7"
 
 
 @pytest.mark.parametrize("principal,model,reason", [
@@ -48,3 +53,69 @@ def test_model_outside_the_tenants_region_is_refused():
     with pytest.raises(SluiceError) as err:
         router.route(p(region="eu-west-1", tier="enterprise"), "claude-fable-5")
     assert err.value.reason is Reason.MODEL_NOT_ALLOWED and "eu-west-1" in err.value.message
+
+
+def _at(day: str) -> Router:
+    return Router(load_catalog(), "local", "claude-sonnet-4-6",
+                  clock=lambda: datetime.fromisoformat(day).replace(tzinfo=UTC))
+
+
+def test_max_tokens_above_the_models_output_is_the_apis_400(router):
+    router.route(p(), "claude-haiku-4-5", max_tokens=64_000)
+    with pytest.raises(SluiceError) as err:
+        router.route(p(), "claude-haiku-4-5-20251001", max_tokens=64_001)
+    assert err.value.mapping.http_status == 400 and err.value.field_violations[0].field == "max_tokens"
+    assert err.value.message == ("max_tokens: 64001 > 64000, which is the maximum allowed number of output tokens "
+                                 "for claude-haiku-4-5")
+    router.route(p(), "claude-haiku-4-5", max_tokens=10**9, count_tokens=True)  # count_tokens: no max_tokens
+
+
+def test_lifecycle_follows_the_dates_retired_is_a_404_naming_the_day():
+    before, during, after = _at("2026-06-01"), _at("2026-11-29"), _at("2026-11-30")
+    assert before.info(before.route(p(), "claude-sonnet-4-5")[1]).lifecycle == "active"
+    assert during.info(during.route(p(), "claude-sonnet-4-5")[1]).lifecycle == "deprecated"
+    with pytest.raises(SluiceError) as err:
+        after.route(p(), "claude-sonnet-4-5-20250929")
+    assert err.value.reason is Reason.MODEL_RETIRED and err.value.mapping.http_status == 404
+    assert err.value.message.startswith("model: claude-sonnet-4-5-20250929") and "2026-11-30" in err.value.message
+    with pytest.raises(SluiceError):
+        during.route(p(tier="enterprise"), "claude-mythos-preview")
+
+
+def test_models_are_listed_newest_first_in_pages_with_cursors(router):
+    enterprise = p(tier="enterprise")
+    everything, more = router.list_models(enterprise, limit=1000)
+    ids = [m.id for m in everything]
+    assert not more and "claude-mythos-preview" not in ids  # retired
+    created = [m.created_at.seconds for m in everything]
+    assert created == sorted(created, reverse=True)
+    first, more = router.list_models(enterprise, limit=3)
+    assert [m.id for m in first] == ids[:3] and more
+    second, _ = router.list_models(enterprise, limit=3, after_id=first[-1].id)
+    assert [m.id for m in second] == ids[3:6]
+    back, more_back = router.list_models(enterprise, limit=3, before_id=second[0].id)
+    assert [m.id for m in back] == ids[:3] and not more_back
+    free_ids = [m.id for m in router.list_models(p(tier="free"), limit=1000)[0]]
+    assert "claude-opus-4-7" not in free_ids and "claude-haiku-4-5" in free_ids
+
+
+@pytest.mark.parametrize("kwargs,field", [({"limit": 1001}, "limit"), ({"limit": -1}, "limit"),
+                                          ({"after_id": "nope"}, "after_id"),
+                                          ({"after_id": "a", "before_id": "b"}, "before_id")])
+def test_bad_pages_are_400s_naming_the_field(router, kwargs, field):
+    with pytest.raises(SluiceError) as err:
+        router.list_models(p(), **kwargs)
+    assert err.value.field_violations[0].field == field
+
+
+def test_a_model_by_alias_in_the_apis_shape_and_404_for_what_the_tenant_cannot_use(router):
+    info = router.get_model(p(), "claude-haiku-4-5-20251001")
+    obj = json.loads(info.json)
+    assert obj["id"] == "claude-haiku-4-5" and obj["type"] == "model" and obj["display_name"] == "Claude Haiku 4.5"
+    assert obj["created_at"] == "2025-10-15T00:00:00Z" and obj["max_input_tokens"] == 200_000
+    assert obj["capabilities"]["thinking"]["types"]["enabled"] == {"supported": True}
+    with pytest.raises(SluiceError) as err:
+        router.get_model(p(tier="free"), "claude-opus-4-7")
+    assert err.value.reason is Reason.MODEL_NOT_FOUND and err.value.message == "model: claude-opus-4-7"
+    retired = json.loads(router.get_model(p(tier="enterprise"), "claude-mythos-preview").json)
+    assert retired["lifecycle"] == "retired" and retired["retires_at"] == "2026-06-30T00:00:00Z"

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 
 from sluice.catalog import CatalogError, load_catalog
@@ -38,25 +40,40 @@ def test_unreadable_and_non_mapping_files(tmp_path):
         load(path)
 
 
-def test_builtin_catalog_has_a_dozen_sdk_models():
+def test_the_catalog_lists_every_model_the_pinned_sdk_knows_with_its_lifecycle():
+    """Bumping the anthropic SDK fails here until the catalog knows its new
+    models (and their deprecation dates)."""
     import typing
 
+    from anthropic._data.deprecated_models import DEPRECATED_MODELS
     from anthropic.types import model_param
 
     catalog = load_catalog()
     known = set(typing.get_args(typing.get_args(model_param.ModelParam)[0]))
-    assert len(catalog.models) == 12
+    named = {name for m in catalog.models for name in (m.id, *m.aliases)}
+    assert known == named, f"SDK models missing from the catalog: {sorted(known - named)}; " \
+                           f"catalog names the SDK does not know: {sorted(named - known)}"
+    for name in DEPRECATED_MODELS:  # the SDK warns about these: the catalog dates them
+        model = catalog.lookup(name)
+        assert model is not None and model.deprecated_at and model.retires_at, name
     for model in catalog.models:
-        assert model.id in known, f"{model.id} is not a model id the anthropic SDK knows"
         p = model.prices
-        assert p.cache_write_5m == pytest.approx(p.input * 1.25)
-        assert p.cache_write_1h == pytest.approx(p.input * 2)
+        assert p.cache_write_5m == pytest.approx(p.input * 1.25), model.id
+        assert p.cache_write_1h == pytest.approx(p.input * 2), model.id
+        assert p.cache_read <= p.input * 0.1 + 1e-9, model.id
+        assert model.max_output_tokens <= model.context_window
     assert catalog.lookup("claude-haiku-4-5-20251001").id == "claude-haiku-4-5"
+    at = datetime(2026, 11, 29, tzinfo=UTC)
+    assert catalog.lookup("claude-mythos-preview").lifecycle(at) == "retired"
+    assert catalog.lookup("claude-sonnet-4-5").lifecycle(at) == "deprecated"
+    assert catalog.lookup("claude-sonnet-4-5").lifecycle(datetime(2026, 11, 30, tzinfo=UTC)) == "retired"
+    assert catalog.lookup("claude-opus-4-8").lifecycle(at) == "active"
 
 
 def test_catalog_errors_name_model_and_field(tmp_path):
     path = tmp_path / "cat.yaml"
-    path.write_text("version: '1'\nmodels:\n  - id: m1\n    context_window: -5\n    max_output_tokens: 1\n"
+    path.write_text("version: '1'\nmodels:\n  - id: m1\n    display_name: M\n    created_at: 2026-01-01\n"
+                    "    context_window: -5\n    max_output_tokens: 1\n"
                     "    min_cacheable_tokens: 1\n    tiers: [a]\n    regions: [r]\n"
                     "    prices: {input: 1, output: 1, cache_write_5m: 1, cache_write_1h: 1, cache_read: 1}\n")
     with pytest.raises(CatalogError) as err:
@@ -65,7 +82,8 @@ def test_catalog_errors_name_model_and_field(tmp_path):
 
 
 def test_catalog_rejects_duplicate_names(tmp_path):
-    entry = ("  - id: {id}\n    aliases: [{alias}]\n    context_window: 5\n    max_output_tokens: 1\n"
+    entry = ("  - id: {id}\n    display_name: M\n    created_at: 2026-01-01\n    aliases: [{alias}]\n"
+             "    context_window: 5\n    max_output_tokens: 1\n"
              "    min_cacheable_tokens: 1\n    tiers: [a]\n    regions: [r]\n"
              "    prices: {{input: 1, output: 1, cache_write_5m: 1, cache_write_1h: 1, cache_read: 1}}\n")
     path = tmp_path / "cat.yaml"

@@ -115,47 +115,50 @@ async def _events_of(call: Any) -> AsyncIterator[Event]:
         yield Event(response.event.type, response.event.data)
 
 
-def _is_text_delta(event: Event) -> bool:
-    return event.type == wire_events.CONTENT_BLOCK_DELTA and b'"text_delta"' in event.data and \
-        (event.view.get("delta") or {}).get("type") == "text_delta"
+def _plain_text_delta(event: Event) -> bool:
+    """A text_delta with nothing but index and text: one that can be joined
+    with its neighbours without losing a field."""
+    if event.type != wire_events.CONTENT_BLOCK_DELTA or b'"text_delta"' not in event.data:
+        return False
+    view = event.view
+    delta = view.get("delta")
+    return (len(view) == 3 and isinstance(view.get("index"), int) and isinstance(delta, dict) and len(delta) == 2
+            and delta.get("type") == "text_delta" and isinstance(delta.get("text"), str))
 
 
 async def _gather_text(events: AsyncIterator[Event], batch_chars: int) -> AsyncIterator[Event]:
-    """Joins consecutive text deltas of one block until batch_chars or any
-    other event: the output filter releases text in such steps anyway, and
-    each message to it costs (a network round of gRPC in the mesh)."""
-    held_index: int | None = None
-    held: list[str] = []
+    """Joins consecutive plain text deltas of one block until batch_chars or
+    any other event: the output filter releases text in such steps anyway,
+    and each message to it costs (a network round of gRPC in the mesh). A
+    delta that is not joined with another passes unchanged."""
+    held: list[Event] = []
     size = 0
 
     def flush() -> Event:
-        nonlocal held_index, held, size
-        out = wire_events.text_delta(held_index, "".join(held))  # type: ignore[arg-type]
-        held_index, held, size = None, [], 0
+        nonlocal held, size
+        out = held[0] if len(held) == 1 else wire_events.text_delta(
+            held[0].view["index"], "".join(e.view["delta"]["text"] for e in held))
+        held, size = [], 0
         return out
 
     try:
         async for event in events:
-            if _is_text_delta(event):
-                index = event.view["index"]
-                text = event.view["delta"].get("text")
-                if isinstance(index, int) and isinstance(text, str):
-                    if held_index is not None and held_index != index:
-                        yield flush()
-                    held_index = index
-                    held.append(text)
-                    size += len(text)
-                    if size >= batch_chars:
-                        yield flush()
-                    continue
-            if held_index is not None:
+            if _plain_text_delta(event):
+                if held and held[0].view["index"] != event.view["index"]:
+                    yield flush()
+                held.append(event)
+                size += len(event.view["delta"]["text"])
+                if size >= batch_chars:
+                    yield flush()
+                continue
+            if held:
                 yield flush()
             yield event
     except Exception:
-        if held_index is not None:  # the model failed mid-batch: what it said before still counts
+        if held:  # the model failed mid-batch: what it said before still counts
             yield flush()
         raise
-    if held_index is not None:
+    if held:
         yield flush()
 
 
