@@ -63,7 +63,7 @@ def cli_json(cluster: SluiceCluster, *args: str) -> list[dict]:
 
 
 def post(cluster: SluiceCluster, key: str | bytes, body: dict = BODY) -> httpx.Response:
-    return httpx.post(f"{cluster.http_base}/v1/messages", json=body, headers={"x-api-key": key}, timeout=10)
+    return httpx.post(f"{cluster.http_base}/v1/messages", json=body, headers={"x-api-key": key, "anthropic-version": "2023-06-01"}, timeout=10)
 
 
 def auth_error(response: httpx.Response) -> str:
@@ -247,7 +247,7 @@ def _raw_post(cluster: SluiceCluster, key: bytes) -> bytes:
 
     body = json.dumps(BODY).encode()
     request = (b"POST /v1/messages HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\n"
-               b"x-api-key: " + key + b"\r\ncontent-length: " + str(len(body)).encode() + b"\r\n"
+               b"x-api-key: " + key + b"\r\nanthropic-version: 2023-06-01\r\ncontent-length: " + str(len(body)).encode() + b"\r\n"
                b"connection: close\r\n\r\n" + body)
     chunks = []
     with socket.create_connection(("127.0.0.1", cluster.http_port), timeout=10) as sock:

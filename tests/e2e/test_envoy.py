@@ -54,7 +54,7 @@ def test_an_allowed_request_passes_through_envoy(edge):
 def test_a_bad_key_is_refused_by_envoy_through_ext_authz(edge):
     cluster, proxy, _ = edge
     forged = f"sk-sluice-{cluster.api_key.split('-')[2]}-{'0' * 48}"
-    response = httpx.post(f"{proxy.base}/v1/messages", headers={"x-api-key": forged}, timeout=10,
+    response = httpx.post(f"{proxy.base}/v1/messages", headers={"x-api-key": forged, "anthropic-version": "2023-06-01"}, timeout=10,
                           json={"model": "claude-sonnet-4-6", "max_tokens": 8,
                                 "messages": [{"role": "user", "content": "hi"}]})
     assert response.status_code == 401
@@ -90,7 +90,7 @@ def test_grpc_routes_pass_through_envoy_and_bad_keys_are_refused_there(edge):
 def test_an_over_limit_burst_is_answered_429_by_envoy_through_the_ratelimit_service(edge):
     _, proxy, limited_key = edge
     body = {"model": "claude-haiku-4-5", "max_tokens": 8, "messages": [{"role": "user", "content": "hi"}]}
-    with httpx.Client(base_url=proxy.base, headers={"x-api-key": limited_key}, timeout=10) as client:
+    with httpx.Client(base_url=proxy.base, headers={"x-api-key": limited_key, "anthropic-version": "2023-06-01"}, timeout=10) as client:
         responses = [client.post("/v1/messages", json=body) for _ in range(LIMIT + 3)]
     codes = [r.status_code for r in responses]
     assert codes[:LIMIT] == [200] * LIMIT, codes

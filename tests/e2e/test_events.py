@@ -91,7 +91,7 @@ def _send(region: Region, tenant: str, i: int) -> Sent:
             request_id = stream.response.headers["request-id"]
         return Sent(request_id, tenant, 200, message.usage.model_dump(), message.content[0].text)
     model = "claude-haiku-4-5" if i % 3 == 0 else "claude-nonexistent-9"
-    response = httpx.post(f"{base}/v1/messages", headers={"x-api-key": key}, timeout=30,
+    response = httpx.post(f"{base}/v1/messages", headers={"x-api-key": key, "anthropic-version": "2023-06-01"}, timeout=30,
                           json={"model": model, "max_tokens": 32, "messages": user(f"json {i}")})
     body = response.json()
     usage = body.get("usage") if response.status_code == 200 else None

@@ -45,7 +45,7 @@ def two_gateways(redis_url, tmp_path_factory):
 async def _burst(bases: list[str], key: str) -> list[int]:
     body = {"model": "claude-haiku-4-5", "max_tokens": 8, "messages": [{"role": "user", "content": "race"}]}
     limits = httpx.Limits(max_connections=CLIENTS)
-    async with httpx.AsyncClient(headers={"x-api-key": key}, timeout=30, limits=limits) as client:
+    async with httpx.AsyncClient(headers={"x-api-key": key, "anthropic-version": "2023-06-01"}, timeout=30, limits=limits) as client:
         go = asyncio.Event()
 
         async def one(i: int) -> int:

@@ -127,16 +127,17 @@ def test_right_key_id_with_wrong_secret_is_rejected(cluster):
 @pytest.mark.parametrize("body,field", [
     (b'{"max_tokens": 5, "messages": [', "(body)"),
     (b'{"model": "claude-sonnet-4-6", "messages": []}', "max_tokens"),
-    (b'{"max_tokens": 5, "messages": [{"role": "robot", "content": "x"}]}', "messages.0.role"),
+    (b'{"max_tokens": 5, "messages": [{"role": {"robot": 1}, "content": "x"}]}', "messages.0.role"),
     (b'{"max_tokens": "5", "messages": [{"role": "user", "content": "x"}]}', "max_tokens"),
     (b'{"max_tokens": 5, "messages": [{"role": "user", "content": [{"type": "text"}]}]}', "messages.0.content.0.text"),
-    (b'{"max_tokens": 5, "temperature": 3, "messages": [{"role": "user", "content": "x"}]}', "temperature"),
-    (b'{"max_tokens": 5, "messages": [{"role": "user", "content": "x"}], "bogus": 1}', "bogus"),
+    (b'{"max_tokens": 5, "messages": [{"role": "user", "content": "x"}], "stream": "yes"}', "stream"),
+    (b'{"max_tokens": 99999999999999999999999, "messages": [{"role": "user", "content": "x"}]}', "max_tokens"),
+    (b'{"max_tokens": 5, "messages": [{"role": "user", "content": "\\ud800"}]}', "messages.0.content"),
     (b'[1, 2, 3]', "(body)"),
 ])
 def test_malformed_body_gets_400_naming_the_field(cluster, body, field):
     response = httpx.post(f"{cluster.http_base}/v1/messages", content=body, timeout=10,
-                          headers={"x-api-key": cluster.api_key, "content-type": "application/json"})
+                          headers={"x-api-key": cluster.api_key, "content-type": "application/json", "anthropic-version": "2023-06-01"})
     assert response.status_code == 400
     payload = response.json()
     assert payload["type"] == "error" and payload["error"]["type"] == "invalid_request_error"
@@ -146,7 +147,7 @@ def test_malformed_body_gets_400_naming_the_field(cluster, body, field):
 
 def test_invalid_grpc_request_names_the_field(cluster):
     params = grpc_params("x")
-    params.max_tokens = 0
+    params.max_tokens = -1
     with grpc.insecure_channel(cluster.grpc_address) as channel, pytest.raises(grpc.RpcError) as err:
         gateway_stub(channel).CreateMessage(gw.CreateMessageRequest(params=params),
                                             metadata=[("x-api-key", cluster.api_key)], timeout=10)
@@ -158,7 +159,7 @@ def test_invalid_grpc_request_names_the_field(cluster):
 
 def test_oversized_body_gets_413(cluster):
     response = httpx.post(f"{cluster.http_base}/v1/messages", content=b"x" * (33 * 1024 * 1024), timeout=30,
-                          headers={"x-api-key": cluster.api_key, "content-type": "application/json"})
+                          headers={"x-api-key": cluster.api_key, "content-type": "application/json", "anthropic-version": "2023-06-01"})
     assert response.status_code == 413
     assert response.json()["error"]["type"] == "request_too_large"
 
@@ -238,7 +239,7 @@ def test_client_deadline_reaches_the_upstream(cluster):
 
 def test_errors_are_counted_in_metrics(cluster):
     httpx.post(f"{cluster.http_base}/v1/messages", content=b"{", timeout=10,
-               headers={"x-api-key": cluster.api_key})
+               headers={"x-api-key": cluster.api_key, "anthropic-version": "2023-06-01"})
     text = httpx.get(f"http://127.0.0.1:{cluster.metrics_port}/metrics", timeout=5).text
     line = next(l for l in text.splitlines()
                 if l.startswith("sluice_http_requests_total") and 'status="400"' in l)

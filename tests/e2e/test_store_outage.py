@@ -26,7 +26,7 @@ def own_redis():
 
 
 def _post(base: str, key: str) -> httpx.Response:
-    return httpx.post(f"{base}/v1/messages", json=BODY, headers={"x-api-key": key}, timeout=10)
+    return httpx.post(f"{base}/v1/messages", json=BODY, headers={"x-api-key": key, "anthropic-version": "2023-06-01"}, timeout=10)
 
 
 def _store_up(cluster: SluiceCluster) -> float:

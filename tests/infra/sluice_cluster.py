@@ -82,6 +82,13 @@ class SimulatorProcess:
             _stop([self.proc])
 
 
+def _merged(base: dict, extra: dict) -> dict:
+    out = dict(base)
+    for key, value in extra.items():
+        out[key] = _merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
 UNREACHABLE_LIMITS = {"requests_per_minute": 10**9, "tokens_per_minute": 10**12, "concurrent_streams": 10**6,
                       "daily_spend_usd": 10**9, "monthly_spend_usd": 10**10}
 
@@ -91,7 +98,7 @@ class SluiceCluster:
 
     def __init__(self, mode: str, redis_url: str, workdir: Path, simulator: SimulatorProcess | None = None,
                  log_level: str = "INFO", region: str = "local", kafka_bootstrap: str = "",
-                 tenants: dict[str, dict] | None = None, name: str = "") -> None:
+                 tenants: dict[str, dict] | None = None, name: str = "", overrides: dict | None = None) -> None:
         self.mode = mode
         self.workdir = workdir
         self._owns_simulator = simulator is None
@@ -124,6 +131,8 @@ class SluiceCluster:
             "events": {"spool_dir": str(self.spool_dir), "kafka_bootstrap": kafka_bootstrap,
                        "send_timeout_seconds": 3, "kafka_retry_seconds": 0.5},
         }
+        if overrides:
+            self.config = _merged(self.config, overrides)
 
     @property
     def http_base(self) -> str:

@@ -300,6 +300,8 @@ class Pipeline:
                 candidates=route.candidates, request=self._wire(record.request, _NOT_COUNTED)),
                 timeout=self._stage_timeout))
         except SluiceError as err:
+            if err.reason is Reason.UPSTREAM_REJECTED and err.message.startswith("prompt is too long"):
+                raise  # the upstream's own verdict on this prompt, in its words
             log.info("could not confirm an over-long prompt's size upstream (%s); the upstream will judge", err)
             return window
         if counted.input_tokens > window:

@@ -100,7 +100,10 @@ class SafetyPolicy:
         SluiceError: POLICY_UNAVAILABLE for an unknown profile,
         INVALID_REQUEST for a body that is not a Messages API request."""
         profile = self.profile(principal)
-        parsed = MessagesRequest(request.body, request.anthropic_version, tuple(request.anthropic_beta))
+        # Read as a count_tokens body: the texts are what matter here, and
+        # max_tokens (which a count_tokens request lacks) is the gateway's to check.
+        parsed = MessagesRequest(request.body, request.anthropic_version, tuple(request.anthropic_beta),
+                                 count_tokens=True)
         verdict, edits = engine.check_input(profile, parsed)
         _count(verdict)
         return pb.CheckInputResponse(verdict=verdict, filter_output=bool(profile.output_rules),
