@@ -24,11 +24,13 @@ $(STAMP): requirements.lock pyproject.toml
 install: $(STAMP) ## create .venv and install the locked dependencies
 
 .PHONY: deps
-deps: ## install system packages the tests need (redis-server, Java 17, Maven) when missing
+deps: ## install system packages the tests need (redis-server, Java 17, Maven, Node.js + npm) when missing
 	@missing=""; \
 	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
 	command -v java >/dev/null || missing="$$missing openjdk-17-jre-headless"; \
 	command -v mvn >/dev/null || missing="$$missing maven"; \
+	command -v node >/dev/null || missing="$$missing nodejs"; \
+	command -v npm >/dev/null || missing="$$missing npm"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:$$missing"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \

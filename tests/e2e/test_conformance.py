@@ -491,7 +491,7 @@ def test_a_model_by_id_or_alias_and_404_for_unknown(conf):
 
 
 def test_a_retired_model_is_a_404_naming_its_retirement(conf):
-    with pytest.raises(anthropic.NotFoundError) as err:
+    with pytest.raises(anthropic.NotFoundError) as err, pytest.warns(DeprecationWarning, match="end-of-life"):
         sdk(conf.http_base, conf.keys["big"]).messages.create(model="claude-mythos-preview", max_tokens=8,
                                                                messages=user("hi"))
     assert "model: claude-mythos-preview" in err.value.message and "retired on 2026-06-30" in err.value.message

@@ -14,6 +14,7 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import aclosing
 from typing import Protocol, TypeVar
 
 from sluice.llm.v1 import wire_pb2
@@ -51,30 +52,31 @@ class Generator:
                        ) -> AsyncIterator[Event]:
         """The first answering candidate's events (see the module docstring)."""
         walk = _Walk(self, candidates)
-        async for candidate, upstream, attempt in walk:
-            started = False
-            sent = time.perf_counter()
-            stream = upstream.stream(candidate, request, _remaining())
-            outcome = "ok"
-            try:
-                async for event in stream:
-                    if not started:
-                        started = True
-                        metrics.UPSTREAM_TTFT_SECONDS.labels(candidate.provider, candidate.model_id).observe(
-                            time.perf_counter() - sent)
-                    yield event
-                return
-            except SluiceError as err:
-                outcome = err.reason.value
-                if started:
+        async with aclosing(walk.attempts()) as attempts:
+            async for candidate, upstream, attempt in attempts:
+                started = False
+                sent = time.perf_counter()
+                stream = upstream.stream(candidate, request, _remaining())
+                outcome = "ok"
+                try:
+                    async for event in stream:
+                        if not started:
+                            started = True
+                            metrics.UPSTREAM_TTFT_SECONDS.labels(candidate.provider, candidate.model_id).observe(
+                                time.perf_counter() - sent)
+                        yield event
+                    return
+                except SluiceError as err:
+                    outcome = err.reason.value
+                    if started:
+                        raise
+                    walk.failed(candidate, attempt, err)
+                except (asyncio.CancelledError, GeneratorExit):
+                    outcome = "cancelled"
                     raise
-                walk.failed(candidate, attempt, err)
-            except (asyncio.CancelledError, GeneratorExit):
-                outcome = "cancelled"
-                raise
-            finally:
-                await stream.aclose()
-                metrics.UPSTREAM_ATTEMPTS.labels(candidate.provider, candidate.model_id, outcome).inc()
+                finally:
+                    await stream.aclose()
+                    metrics.UPSTREAM_ATTEMPTS.labels(candidate.provider, candidate.model_id, outcome).inc()
 
     async def count_tokens(self, request: wire_pb2.WireRequest, candidates: list[candidate_pb2.Candidate]
                            ) -> tuple[int, bytes, str]:
@@ -85,15 +87,16 @@ class Generator:
                      call: Callable[[candidate_pb2.Candidate, Upstream], Awaitable[tuple[int, bytes]]]
                      ) -> tuple[int, bytes, str]:
         walk = _Walk(self, candidates)
-        async for candidate, upstream, attempt in walk:
-            try:
-                tokens, body = await call(candidate, upstream)
-            except SluiceError as err:
-                metrics.UPSTREAM_ATTEMPTS.labels(candidate.provider, candidate.model_id, err.reason.value).inc()
-                walk.failed(candidate, attempt, err)
-                continue
-            metrics.UPSTREAM_ATTEMPTS.labels(candidate.provider, candidate.model_id, "ok").inc()
-            return tokens, body, candidate.model_id
+        async with aclosing(walk.attempts()) as attempts:
+            async for candidate, upstream, attempt in attempts:
+                try:
+                    tokens, body = await call(candidate, upstream)
+                except SluiceError as err:
+                    metrics.UPSTREAM_ATTEMPTS.labels(candidate.provider, candidate.model_id, err.reason.value).inc()
+                    walk.failed(candidate, attempt, err)
+                    continue
+                metrics.UPSTREAM_ATTEMPTS.labels(candidate.provider, candidate.model_id, "ok").inc()
+                return tokens, body, candidate.model_id
         raise AssertionError("unreachable: a walk raises when every attempt failed")
 
     async def sleep_backoff(self, attempt: int, last: SluiceError | None) -> None:
@@ -121,7 +124,7 @@ class _Walk:
         self._candidates = candidates
         self.last: SluiceError | None = None
 
-    async def __aiter__(self) -> AsyncIterator[tuple[candidate_pb2.Candidate, Upstream, int]]:
+    async def attempts(self) -> AsyncIterator[tuple[candidate_pb2.Candidate, Upstream, int]]:
         if not self._candidates:
             raise SluiceError(Reason.NO_UPSTREAM, "no candidate model to call")
         for candidate in self._candidates:
