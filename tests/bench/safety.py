@@ -10,16 +10,18 @@
 
 from __future__ import annotations
 
+import json
 import random
 import statistics
 import time
 from dataclasses import dataclass
 
 from sluice.auth.v1 import principal_pb2
-from sluice.llm.v1 import messages_pb2 as m
+from sluice.llm.v1 import wire_pb2
 from sluice.safety.core import PolicyStore, SafetyPolicy
 from sluice.safety.engine import OutputFilter
 from sluice.safety.policy import SHIPPED_POLICY_DIR
+from sluice.wire.events import Event, text_delta
 
 SIZES = {"1K": 1_000, "10K": 10_000, "100K": 100_000}
 ROUNDS = {"1K": 300, "10K": 60, "100K": 12}
@@ -69,8 +71,9 @@ def run() -> tuple[list[InputRow], OutputRow]:
     inputs = []
     for label, tokens in SIZES.items():
         text = _prose(tokens, rng)
-        params = m.MessageParams(model="claude-sonnet-4-6", max_tokens=64, messages=[
-            m.Message(role=m.ROLE_USER, content=[m.ContentBlock(text=m.TextBlock(text=text))])])
+        params = wire_pb2.WireRequest(anthropic_version="2023-06-01", body=json.dumps({
+            "model": "claude-sonnet-4-6", "max_tokens": 64,
+            "messages": [{"role": "user", "content": [{"type": "text", "text": text}]}]}).encode())
         policy.check_input(principal, params)  # warm: compiled profile, regex caches
         times = []
         for _ in range(ROUNDS[label]):
@@ -82,9 +85,9 @@ def run() -> tuple[list[InputRow], OutputRow]:
     profile = policy.profile(principal)
     answer = _prose(500, rng)
     words = [w + " " for w in answer.split(" ")]
-    deltas = [m.StreamEvent(content_block_delta=m.ContentBlockDelta(index=0, text_delta=w)) for w in words]
-    start = m.StreamEvent(content_block_start=m.ContentBlockStart(index=0, content_block=m.ContentBlock(
-        text=m.TextBlock())))
+    # As the filter receives them: type and JSON text, parsed on first use.
+    deltas = [(w, text_delta(0, w).data) for w in words]
+    start = Event.of({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}})
     per_chunk: list[float] = []
     baseline: list[float] = []
     first_release = 0
@@ -92,17 +95,17 @@ def run() -> tuple[list[InputRow], OutputRow]:
         out_filter = OutputFilter(profile)
         out_filter.feed(start)
         received = 0
-        for event in deltas:
-            received += len(event.content_block_delta.text_delta)
+        for word, data in deltas:
+            received += len(word)
             t0 = time.perf_counter()
-            released = out_filter.feed(event)
+            released = out_filter.feed(Event("content_block_delta", data))
             per_chunk.append((time.perf_counter() - t0) * 1e6)
             if round_no == 0 and released and not first_release:
                 first_release = received
-        sink: list[m.StreamEvent] = []
-        for event in deltas:  # the same loop, nothing filtered: what the loop itself costs
+        sink: list[Event] = []
+        for _, data in deltas:  # the same loop, nothing filtered: what the loop itself costs
             t0 = time.perf_counter()
-            sink.append(event)
+            sink.append(Event("content_block_delta", data))
             baseline.append((time.perf_counter() - t0) * 1e6)
     output = OutputRow(len(deltas), statistics.mean(per_chunk), _pct(per_chunk, 0.99), statistics.mean(baseline),
                        first_release)

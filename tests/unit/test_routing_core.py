@@ -95,11 +95,14 @@ def test_models_are_listed_newest_first_in_pages_with_cursors(router):
     assert [m.id for m in second] == ids[3:6]
     back, more_back = router.list_models(enterprise, limit=3, before_id=second[0].id)
     assert [m.id for m in back] == ids[:3] and not more_back
+    retired_too = [m.id for m in router.list_models(enterprise, limit=1000, lifecycle=("retired",))[0]]
+    assert retired_too == ["claude-mythos-preview"]
     free_ids = [m.id for m in router.list_models(p(tier="free"), limit=1000)[0]]
     assert "claude-opus-4-7" not in free_ids and "claude-haiku-4-5" in free_ids
 
 
 @pytest.mark.parametrize("kwargs,field", [({"limit": 1001}, "limit"), ({"limit": -1}, "limit"),
+                                          ({"lifecycle": ("gone",)}, "lifecycle"),
                                           ({"after_id": "nope"}, "after_id"),
                                           ({"after_id": "a", "before_id": "b"}, "before_id")])
 def test_bad_pages_are_400s_naming_the_field(router, kwargs, field):

@@ -70,14 +70,16 @@ class CountTokensResponse(_message.Message):
     def __init__(self, input_tokens: _Optional[int] = ..., body: _Optional[bytes] = ...) -> None: ...
 
 class ListModelsRequest(_message.Message):
-    __slots__ = ("limit", "before_id", "after_id")
+    __slots__ = ("limit", "before_id", "after_id", "lifecycle")
     LIMIT_FIELD_NUMBER: _ClassVar[int]
     BEFORE_ID_FIELD_NUMBER: _ClassVar[int]
     AFTER_ID_FIELD_NUMBER: _ClassVar[int]
+    LIFECYCLE_FIELD_NUMBER: _ClassVar[int]
     limit: int
     before_id: str
     after_id: str
-    def __init__(self, limit: _Optional[int] = ..., before_id: _Optional[str] = ..., after_id: _Optional[str] = ...) -> None: ...
+    lifecycle: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, limit: _Optional[int] = ..., before_id: _Optional[str] = ..., after_id: _Optional[str] = ..., lifecycle: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ListModelsResponse(_message.Message):
     __slots__ = ("data", "has_more", "first_id", "last_id", "body")

@@ -32,16 +32,18 @@ class RouteResponse(_message.Message):
     def __init__(self, candidates: _Optional[_Iterable[_Union[_candidate_pb2.Candidate, _Mapping]]] = ..., catalog_version: _Optional[str] = ..., model: _Optional[_Union[_model_pb2.ModelInfo, _Mapping]] = ...) -> None: ...
 
 class ListModelsRequest(_message.Message):
-    __slots__ = ("principal", "limit", "before_id", "after_id")
+    __slots__ = ("principal", "limit", "before_id", "after_id", "lifecycle")
     PRINCIPAL_FIELD_NUMBER: _ClassVar[int]
     LIMIT_FIELD_NUMBER: _ClassVar[int]
     BEFORE_ID_FIELD_NUMBER: _ClassVar[int]
     AFTER_ID_FIELD_NUMBER: _ClassVar[int]
+    LIFECYCLE_FIELD_NUMBER: _ClassVar[int]
     principal: _principal_pb2.Principal
     limit: int
     before_id: str
     after_id: str
-    def __init__(self, principal: _Optional[_Union[_principal_pb2.Principal, _Mapping]] = ..., limit: _Optional[int] = ..., before_id: _Optional[str] = ..., after_id: _Optional[str] = ...) -> None: ...
+    lifecycle: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, principal: _Optional[_Union[_principal_pb2.Principal, _Mapping]] = ..., limit: _Optional[int] = ..., before_id: _Optional[str] = ..., after_id: _Optional[str] = ..., lifecycle: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ListModelsResponse(_message.Message):
     __slots__ = ("data", "has_more")

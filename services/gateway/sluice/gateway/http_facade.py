@@ -23,6 +23,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 from aiohttp import web
 
+from sluice.auth.v1 import principal_pb2
 from sluice.gateway.pipeline import Pipeline, RequestInfo, models_page_json
 from sluice.rpc import context as call_context
 from sluice.rpc import headers
@@ -30,6 +31,7 @@ from sluice.rpc.errors import Reason, SluiceError, anthropic_error_body, anthrop
 from sluice.telemetry import metrics
 from sluice.wire import events as wire_events
 from sluice.wire.events import Event
+from sluice.wire.request import MessagesRequest
 
 log = logging.getLogger(__name__)
 
@@ -99,9 +101,18 @@ class MessagesFacade:
         app.router.add_get(MODEL, self.get_model)
         return app
 
-    async def _begin(self, request: web.Request, request_id: str):  # type: ignore[no-untyped-def]
+    async def _begin(self, request: web.Request, request_id: str) -> principal_pb2.Principal:
         call_context.begin(request_id, _timeout(request, self._default_timeout))
         return await self._pipeline.authenticate(headers.presented_api_key(request.headers.get))
+
+    async def _parsed(self, request: web.Request, request_id: str, count_tokens: bool = False
+                      ) -> tuple[principal_pb2.Principal, MessagesRequest]:
+        """The caller and its request: authenticated, the body read within
+        the size limit and checked with the client's version and betas."""
+        principal = await self._begin(request, request_id)
+        raw = await self._body(request)
+        version, betas = api_headers(request)
+        return principal, self._pipeline.parse(principal, raw, version, betas, count_tokens)
 
     async def _body(self, request: web.Request) -> bytes:
         if request.content_length is not None and request.content_length > self._max_body:
@@ -116,10 +127,7 @@ class MessagesFacade:
         request_id = call_context.new_request_id()
         info = RequestInfo()
         try:
-            principal = await self._begin(request, request_id)
-            raw = await self._body(request)
-            version, betas = api_headers(request)
-            parsed = self._pipeline.parse(principal, raw, version, betas)
+            principal, parsed = await self._parsed(request, request_id)
             if not parsed.stream:
                 assembled = await self._pipeline.create(principal, parsed, info)
                 _count(MESSAGES, 200)
@@ -160,10 +168,7 @@ class MessagesFacade:
         request_id = call_context.new_request_id()
         info = RequestInfo()
         try:
-            principal = await self._begin(request, request_id)
-            raw = await self._body(request)
-            version, betas = api_headers(request)
-            parsed = self._pipeline.parse(principal, raw, version, betas, count_tokens=True)
+            principal, parsed = await self._parsed(request, request_id, count_tokens=True)
             _, body = await self._pipeline.count_tokens(principal, parsed, info)
         except SluiceError as err:
             return error_response(err, request_id, COUNT_TOKENS)
@@ -177,11 +182,14 @@ class MessagesFacade:
             principal = await self._begin(request, request_id)
             query = request.query
             try:
-                limit = int(query.get("limit", "0"))
+                limit = int(query.get("limit", "20"))
             except ValueError:
                 raise SluiceError.bad_request("limit", "Input should be a valid integer") from None
+            if limit < 1:  # 0 would mean "unset" to the routing service
+                raise SluiceError.bad_request("limit", "Input should be between 1 and 1000")
+            lifecycle = (*query.getall("lifecycle[]", ()), *query.getall("lifecycle", ()))
             page = await self._pipeline.list_models(principal, limit, query.get("before_id", ""),
-                                                    query.get("after_id", ""))
+                                                    query.get("after_id", ""), lifecycle)
         except SluiceError as err:
             return error_response(err, request_id, MODELS)
         _count(MODELS, 200)

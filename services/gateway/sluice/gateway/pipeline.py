@@ -162,6 +162,15 @@ async def _gather_text(events: AsyncIterator[Event], batch_chars: int) -> AsyncI
         yield flush()
 
 
+def _ending(exc: BaseException) -> tuple[events_pb2.Outcome.ValueType, str]:
+    """How a request that raised `exc` ended: (outcome, error reason)."""
+    if isinstance(exc, SluiceError):
+        return events_pb2.OUTCOME_ERROR, exc.reason.name
+    if isinstance(exc, (GeneratorExit, asyncio.CancelledError)):
+        return events_pb2.OUTCOME_CANCELLED, ""
+    return events_pb2.OUTCOME_ERROR, Reason.INTERNAL.name
+
+
 def deprecation_headers(model: model_pb2.ModelInfo) -> dict[str, str]:
     """Response headers for a deprecated model: `deprecation` (RFC 9745,
     the date it was deprecated), `sunset` (RFC 8594, when it retires) and a
@@ -249,14 +258,8 @@ class Pipeline:
                     # or the output filter stopped the answer.
                     upstream.cancel()
                 await events.aclose()  # and the output filter's call, now rather than at GC
-        except SluiceError as err:
-            outcome, error_reason = events_pb2.OUTCOME_ERROR, err.reason.name
-            raise
-        except (GeneratorExit, asyncio.CancelledError):
-            outcome = events_pb2.OUTCOME_CANCELLED
-            raise
-        except Exception:
-            outcome, error_reason = events_pb2.OUTCOME_ERROR, Reason.INTERNAL.name
+        except BaseException as exc:
+            outcome, error_reason = _ending(exc)
             raise
         finally:
             if record.reservation is not None:
@@ -455,25 +458,20 @@ class Pipeline:
                 timeout=None))
             record.served_model, record.counted_tokens = counted.model_id, counted.input_tokens
             return counted.input_tokens, counted.body
-        except SluiceError as err:
-            outcome, error_reason = events_pb2.OUTCOME_ERROR, err.reason.name
-            raise
-        except (GeneratorExit, asyncio.CancelledError):
-            outcome = events_pb2.OUTCOME_CANCELLED
-            raise
-        except Exception:
-            outcome, error_reason = events_pb2.OUTCOME_ERROR, Reason.INTERNAL.name
+        except BaseException as exc:
+            outcome, error_reason = _ending(exc)
             raise
         finally:
             self._record(record, outcome, error_reason)
 
     # -- models ------------------------------------------------------------------------
 
-    async def list_models(self, principal: principal_pb2.Principal, limit: int, before_id: str, after_id: str
-                          ) -> routing_service_pb2.ListModelsResponse:
+    async def list_models(self, principal: principal_pb2.Principal, limit: int, before_id: str, after_id: str,
+                          lifecycle: tuple[str, ...] = ()) -> routing_service_pb2.ListModelsResponse:
         """One page of the models the tenant may use (GET /v1/models)."""
         return await _call(self._s.routing.ListModels(routing_service_pb2.ListModelsRequest(
-            principal=principal, limit=limit, before_id=before_id, after_id=after_id), timeout=self._stage_timeout))
+            principal=principal, limit=limit, before_id=before_id, after_id=after_id, lifecycle=lifecycle),
+            timeout=self._stage_timeout))
 
     async def get_model(self, principal: principal_pb2.Principal, model_id: str) -> model_pb2.ModelInfo:
         """One model by id or alias (GET /v1/models/{id})."""

@@ -97,7 +97,8 @@ class GatewayServicer:
 
     async def ListModels(self, request: pb.ListModelsRequest, context: Any) -> pb.ListModelsResponse:
         principal = await self._pipeline.authenticate(self._begin(context))
-        page = await self._pipeline.list_models(principal, request.limit, request.before_id, request.after_id)
+        page = await self._pipeline.list_models(principal, request.limit, request.before_id, request.after_id,
+                                                tuple(request.lifecycle))
         data = list(page.data)
         return pb.ListModelsResponse(data=data, has_more=page.has_more, first_id=data[0].id if data else "",
                                      last_id=data[-1].id if data else "", body=models_page_json(page))

@@ -12,16 +12,14 @@ the tenant may use in its region, newest first, in the API's pages.
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, date, datetime, time
+from datetime import UTC, date, datetime
 
 from sluice.auth.v1 import principal_pb2
-from sluice.catalog import Catalog, ModelEntry
+from sluice.catalog import Catalog, ModelEntry, models_api
 from sluice.routing.v1 import candidate_pb2, model_pb2
 from sluice.rpc.errors import Reason, SluiceError
 from sluice.wire import jsontext
 
-DEFAULT_PAGE = 20
-MAX_PAGE = 1000
 
 
 class Router:
@@ -104,35 +102,23 @@ class Router:
             return False
         return True
 
-    def list_models(self, principal: principal_pb2.Principal, limit: int = 0, before_id: str = "",
-                    after_id: str = "") -> tuple[list[model_pb2.ModelInfo], bool]:
-        """One page of the models the tenant may use in its region, not
-        retired, newest first (GET /v1/models): `limit` (1..1000, 0 = 20)
-        models after `after_id` or before `before_id`, and whether more
-        follow in that direction. Raises SluiceError(INVALID_REQUEST) for a
-        bad limit, both cursors at once, or a cursor that names no listed model."""
+    def list_models(self, principal: principal_pb2.Principal, limit: int | None = None, before_id: str = "",
+                    after_id: str = "", lifecycle: tuple[str, ...] = ()) -> tuple[list[model_pb2.ModelInfo], bool]:
+        """One page of the models the tenant may use in its region, newest
+        first (GET /v1/models): by default the active and deprecated ones,
+        or those of the lifecycles asked for. Raises SluiceError(INVALID_REQUEST)
+        naming the parameter for a bad limit, both cursors at once, a cursor
+        that names no listed model, or an unknown lifecycle."""
         self._check_region(principal)
-        if limit == 0:
-            limit = DEFAULT_PAGE
-        if not 1 <= limit <= MAX_PAGE:
-            raise SluiceError.bad_request("limit", f"must be between 1 and {MAX_PAGE}")
-        if before_id and after_id:
-            raise SluiceError.bad_request("before_id", "give before_id or after_id, not both")
         now = self._clock()
-        listed = [m for m in self.catalog.newest_first()
-                  if self._usable(principal, m) and m.lifecycle(now) != "retired"]
-        ids = [m.id for m in listed]
-        if after_id:
-            start = _cursor(ids, after_id, "after_id") + 1
-            page = listed[start:start + limit]
-            more = start + limit < len(listed)
-        elif before_id:
-            end = _cursor(ids, before_id, "before_id")
-            page = listed[max(0, end - limit):end]
-            more = end - limit > 0
-        else:
-            page, more = listed[:limit], len(listed) > limit
-        return [model_info(m, now) for m in page], more
+        try:
+            shown = models_api.lifecycles(lifecycle)
+            listed = [m for m in self.catalog.newest_first()
+                      if self._usable(principal, m) and m.lifecycle(now) in shown]
+            chosen, more = models_api.page(listed, limit or None, after_id, before_id)  # 0: unset
+        except models_api.PageError as err:
+            raise SluiceError.bad_request(err.field, err.message) from None
+        return [model_info(m, now) for m in chosen], more
 
     def get_model(self, principal: principal_pb2.Principal, name: str) -> model_pb2.ModelInfo:
         """The model with this id or alias, retired ones included (they stay
@@ -146,78 +132,19 @@ class Router:
         return model_info(model, self._clock())
 
 
-def _cursor(ids: list[str], cursor: str, field: str) -> int:
-    try:
-        return ids.index(cursor)
-    except ValueError:
-        raise SluiceError.bad_request(field, f"{cursor!r} is not a model in this list") from None
-
-
-def _midnight(day: date) -> datetime:
-    return datetime.combine(day, time(0), tzinfo=UTC)
-
-
-def _rfc3339(day: date) -> str:
-    return _midnight(day).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _supported(flag: bool) -> dict[str, bool]:
-    return {"supported": flag}
-
-
-def model_object(model: ModelEntry, now: datetime) -> dict:
-    """The model as the Models API's object (anthropic SDK `ModelInfo`):
-    id, type, display_name, created_at, lifecycle with deprecated_at and
-    retires_at, max_input_tokens, max_tokens, line, capabilities."""
-    lifecycle = model.lifecycle(now)
-    accepts = model.accepts
-    thinking = set(accepts.thinking)
-    effort_levels = set(accepts.effort)
-    return {
-        "id": model.id,
-        "type": "model",
-        "display_name": model.display_name,
-        "created_at": _rfc3339(model.created_at),
-        "lifecycle": lifecycle,
-        "deprecated_at": _rfc3339(model.deprecated_at) if model.deprecated_at and lifecycle != "active" else None,
-        "retires_at": _rfc3339(model.retires_at) if model.retires_at and lifecycle != "active" else None,
-        "max_input_tokens": model.context_window,
-        "max_tokens": model.max_output_tokens,
-        "line": model.line,
-        "capabilities": {
-            "batch": _supported(True),
-            "citations": _supported(accepts.citations),
-            "code_execution": _supported("code_execution" in accepts.server_tools),
-            "context_management": _supported(False),
-            "effort": {"supported": bool(effort_levels),
-                       **{level: _supported(level in effort_levels)
-                          for level in ("low", "medium", "high", "max", "xhigh")}},
-            "image_input": _supported(accepts.image_input),
-            "pdf_input": _supported(accepts.pdf_input),
-            "server_tools": {"supported": bool(accepts.server_tools),
-                             "code_execution": _supported("code_execution" in accepts.server_tools),
-                             "web_search": _supported("web_search" in accepts.server_tools)},
-            "structured_outputs": _supported(True),
-            "thinking": {"supported": bool(thinking - {"disabled"}),
-                         "types": {t: _supported(t in thinking)
-                                   for t in ("adaptive", "between_tools", "disabled", "enabled")}},
-        },
-    }
-
-
 def model_info(model: ModelEntry, now: datetime) -> model_pb2.ModelInfo:
     """The typed ModelInfo, with `json` the Models API object."""
-    obj = model_object(model, now)
+    obj = models_api.model_object(model, now)
     info = model_pb2.ModelInfo(
         id=model.id, display_name=model.display_name, lifecycle=obj["lifecycle"],
         max_input_tokens=model.context_window, max_tokens=model.max_output_tokens, line=model.line or "",
         aliases=model.aliases, json=jsontext.dumps(obj).encode("utf-8"),
     )
-    info.created_at.FromDatetime(_midnight(model.created_at))
-    if obj["deprecated_at"]:
-        info.deprecated_at.FromDatetime(_midnight(model.deprecated_at))  # type: ignore[arg-type]
-    if obj["retires_at"]:
-        info.retires_at.FromDatetime(_midnight(model.retires_at))  # type: ignore[arg-type]
+    info.created_at.FromDatetime(models_api.midnight(model.created_at))
+    if obj["deprecated_at"] and model.deprecated_at:
+        info.deprecated_at.FromDatetime(models_api.midnight(model.deprecated_at))
+    if obj["retires_at"] and model.retires_at:
+        info.retires_at.FromDatetime(models_api.midnight(model.retires_at))
     return info
 
 

@@ -17,7 +17,8 @@ class RoutingServicer:
                                 model=self._router.info(model))
 
     async def ListModels(self, request: pb.ListModelsRequest, context: object) -> pb.ListModelsResponse:
-        data, more = self._router.list_models(request.principal, request.limit, request.before_id, request.after_id)
+        data, more = self._router.list_models(request.principal, request.limit, request.before_id, request.after_id,
+                                              tuple(request.lifecycle))
         return pb.ListModelsResponse(data=data, has_more=more)
 
     async def GetModel(self, request: pb.GetModelRequest, context: object) -> pb.GetModelResponse:
