@@ -310,6 +310,12 @@ def test_upstream_pings_are_relayed_and_silence_gets_sluices_own_pings(conf):
     assert [k for k in ours if k != "ping"] == [k for k in theirs if k != "ping"]
     assert ours[-1] == "message_stop"
     assert metric(conf, "sluice_stream_pings_total") >= 2
+    with grpc.insecure_channel(conf.grpc_address) as channel:  # gRPC streams get them too
+        streamed = list(gateway_stub(channel).StreamMessage(
+            gw.StreamMessageRequest(body=json.dumps(body).encode(), anthropic_version=V2023),
+            metadata=[("x-api-key", conf.keys["raw"])], timeout=30))
+    kinds = [r.wire.type for r in streamed]
+    assert kinds.count("ping") >= theirs.count("ping") + 2 and kinds[-1] == "message_stop"
 
 
 def test_a_mid_stream_error_reaches_the_client_with_its_type_and_words(conf):

@@ -47,3 +47,47 @@ async def test_deltas_with_fields_of_their_own_pass_unchanged_and_unjoined():
     out = [e async for e in _gather_text(_source([text_delta(0, "z"), extra, lone, message_stop()]), 64)]
     assert [e.data for e in out[1:3]] == [extra.data, lone.data]
     assert _show(out[0]) == "0:z" and out[3].type == "message_stop"
+
+
+async def test_pings_fill_silence_after_the_first_event_and_failures_pass_through():
+    import asyncio
+
+    from sluice.gateway.pipeline import with_pings
+
+    async def slow(fail: bool = False):
+        await asyncio.sleep(0.15)  # before the first event: no pings
+        yield text_delta(0, "a")
+        await asyncio.sleep(0.35)  # silence: pings
+        yield text_delta(0, "b")
+        if fail:
+            raise RuntimeError("upstream broke")
+
+    kinds = [e.type async for e in with_pings(slow(), 0.1)]
+    assert kinds[0] == "content_block_delta" and kinds[-1] == "content_block_delta"
+    assert 2 <= kinds.count("ping") <= 4 and len(kinds) == kinds.count("ping") + 2
+    seen = []
+    with pytest.raises(RuntimeError, match="upstream broke"):
+        async for event in with_pings(slow(fail=True), 0.1):
+            seen.append(event.type)
+    assert seen[-1] == "content_block_delta"
+
+
+async def test_closing_the_pinged_stream_cancels_its_source():
+    import asyncio
+
+    from sluice.gateway.pipeline import with_pings
+
+    closed = asyncio.Event()
+
+    async def endless():
+        try:
+            while True:
+                yield text_delta(0, "x")
+                await asyncio.sleep(0.01)
+        finally:
+            closed.set()
+
+    stream = with_pings(endless(), 0.05)
+    assert (await anext(stream)).type == "content_block_delta"
+    await stream.aclose()
+    await asyncio.wait_for(closed.wait(), 1)

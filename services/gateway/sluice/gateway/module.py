@@ -52,7 +52,8 @@ async def init(rt: Runtime) -> None:
     rt.on_stop(stop_events)
     pipeline = Pipeline(stages, cfg.stage_timeout_seconds, EventRecorder(emitter))
     rt.on_stop(pipeline.drain)
-    rt.serve(GatewayServicer(pipeline, cfg.default_timeout_seconds), _svc(gateway_service_pb2, "GatewayService"))
+    rt.serve(GatewayServicer(pipeline, cfg.default_timeout_seconds, cfg.stream_ping_interval_seconds),
+             _svc(gateway_service_pb2, "GatewayService"))
     rt.add_http("gateway", MessagesFacade(pipeline, cfg.max_body_bytes, cfg.default_timeout_seconds,
                                           cfg.stream_ping_interval_seconds).app(),
                 cfg.http_listen)

@@ -162,6 +162,52 @@ async def _gather_text(events: AsyncIterator[Event], batch_chars: int) -> AsyncI
         yield flush()
 
 
+_DONE = object()
+
+
+async def with_pings(events: AsyncIterator[Event], interval_s: float) -> AsyncIterator[Event]:
+    """`events`, with a `ping` whenever none came for `interval_s` seconds
+    once the first has (0: none added), for a consumer that cannot write
+    concurrently (a gRPC stream). Before the first event nothing is added: a
+    request can still fail with its own status then. A reader task takes the
+    events; closing this iterator cancels it, which the source sees as its
+    consumer going away."""
+    if interval_s <= 0:
+        async for event in events:
+            yield event
+        return
+    queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=1)
+
+    async def read() -> None:
+        try:
+            async for event in events:
+                await queue.put(event)
+            await queue.put(_DONE)
+        except Exception as exc:  # noqa: BLE001 - handed to the consumer, raised there
+            await queue.put(exc)
+
+    reader = asyncio.get_running_loop().create_task(read())
+    started = False
+    try:
+        while True:
+            try:
+                async with asyncio.timeout(interval_s if started else None):
+                    item = await queue.get()
+            except TimeoutError:
+                metrics.STREAM_PINGS.inc()
+                yield wire_events.ping()
+                continue
+            if item is _DONE:
+                return
+            if isinstance(item, Exception):
+                raise item
+            started = True
+            yield item
+    finally:
+        reader.cancel()
+        await asyncio.gather(reader, return_exceptions=True)
+
+
 def _ending(exc: BaseException) -> tuple[events_pb2.Outcome.ValueType, str]:
     """How a request that raised `exc` ended: (outcome, error reason)."""
     if isinstance(exc, SluiceError):

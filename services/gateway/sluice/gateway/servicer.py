@@ -4,7 +4,8 @@ Requests arrive as typed `params` or as the API's JSON (`body`) and become
 the same `MessagesRequest` an HTTP client's body does, so both paths carry
 the same requests and get the same answers. Answers carry the exact JSON
 (`body`, `wire`) beside the typed view. The HTTP API's response headers
-(request-id, rate limits, deprecation) go out as initial metadata.
+(request-id, rate limits, deprecation) go out as initial metadata. While a
+stream is silent, `ping` events keep it alive, as on HTTP.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
-from sluice.gateway.pipeline import Pipeline, RequestInfo, models_page_json
+from sluice.gateway.pipeline import Pipeline, RequestInfo, models_page_json, with_pings
 from sluice.gateway.v1 import gateway_service_pb2 as pb
 from sluice.llm.v1 import wire_pb2
 from sluice.rpc import context as call_context
@@ -34,9 +35,10 @@ def api_key_from_metadata(metadata: Any) -> str:
 
 
 class GatewayServicer:
-    def __init__(self, pipeline: Pipeline, default_timeout_s: float) -> None:
+    def __init__(self, pipeline: Pipeline, default_timeout_s: float, ping_interval_s: float = 0.0) -> None:
         self._pipeline = pipeline
         self._default_timeout = default_timeout_s
+        self._ping_interval = ping_interval_s
 
     def _begin(self, context: Any) -> str:
         ctx = call_context.current()
@@ -75,7 +77,7 @@ class GatewayServicer:
         info = RequestInfo()
         usage: dict[str, Any] = {}
         started = False
-        async for event in self._pipeline.stream(principal, parsed, info):
+        async for event in with_pings(self._pipeline.stream(principal, parsed, info), self._ping_interval):
             if not started:
                 started = True
                 await self._send_headers(context, info)
