@@ -12,6 +12,8 @@ producer and one sink sustain against a real Kafka broker.
 
 from __future__ import annotations
 
+import json
+
 import statistics
 import tempfile
 import threading
@@ -28,10 +30,11 @@ from sluice.events.records import dead_letter_topic, region_topics, topic
 from sluice.events.spool import Spool
 from sluice.events.v1 import events_pb2 as ev
 from sluice.gateway.accounting import EventRecorder, RequestRecord
-from sluice.llm.v1 import messages_pb2 as m
 from sluice.routing.v1 import candidate_pb2
 from sluice.sinks.consumer import RegionalSink
 from sluice.sinks.storage import RegionalStore
+from sluice.wire.events import Event, text_delta
+from sluice.wire.request import MessagesRequest
 from tests.infra.kafka_broker import create_topics
 
 TARGET_EMIT_P50_MS = 0.2
@@ -60,18 +63,17 @@ class _Null:
 def _finished_record(i: int) -> RequestRecord:
     principal = principal_pb2.Principal(tenant_id=f"t{i % 20}", key_id="k1", tier="standard", region=REGION,
                                         audit_content="hash")
-    params = m.MessageParams(model="claude-haiku-4-5", max_tokens=256, messages=[
-        m.Message(role=m.ROLE_USER, content=[m.ContentBlock(text=m.TextBlock(text="Summarise this paragraph " * 20))])])
-    record = RequestRecord(principal, params)
+    request = MessagesRequest(json.dumps({"model": "claude-haiku-4-5", "max_tokens": 256, "messages": [
+        {"role": "user", "content": "Summarise this paragraph " * 20}]}).encode(), "2023-06-01")
+    record = RequestRecord(principal, request)
     record.candidates = [candidate_pb2.Candidate(model_id="claude-haiku-4-5", prices=candidate_pb2.Prices(
         input=1, output=5, cache_write_5m=1.25, cache_read=0.1))]
-    start = m.StreamEvent(message_start=m.MessageStart(message=m.AssistantMessage(
-        model="claude-haiku-4-5", usage=m.Usage(input_tokens=120, output_tokens=1))))
-    record.observe(start)
+    record.observe(Event.of({"type": "message_start", "message": {
+        "model": "claude-haiku-4-5", "usage": {"input_tokens": 120, "output_tokens": 1}}}))
     for word in range(40):
-        record.observe(m.StreamEvent(content_block_delta=m.ContentBlockDelta(text_delta=f"word{word} ")))
-    record.observe(m.StreamEvent(message_delta=m.MessageDelta(stop_reason="end_turn",
-                                                              usage=m.Usage(input_tokens=120, output_tokens=40))))
+        record.observe(text_delta(0, f"word{word} "))
+    record.observe(Event.of({"type": "message_delta", "delta": {"stop_reason": "end_turn"},
+                             "usage": {"input_tokens": 120, "output_tokens": 40}}))
     return record
 
 
