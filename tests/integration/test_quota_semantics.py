@@ -110,6 +110,7 @@ async def test_a_request_larger_than_the_limit_is_told_waiting_cannot_help(store
     with pytest.raises(SluiceError) as err:
         await admit(q, input_tokens=50, max_tokens=64)
     assert err.value.retry_after_s is None
+    assert err.value.reason is Reason.LIMIT_EXCEEDED_BY_REQUEST and not err.value.mapping.retryable
     assert "needs 114, more than the limit of 100" in err.value.quota_violations[0].description
 
 

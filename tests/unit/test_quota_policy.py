@@ -154,3 +154,22 @@ def test_the_facade_puts_the_rate_limit_headers_on_a_429():
     assert response.headers["retry-after"] == "12"
     assert response.headers["anthropic-ratelimit-requests-limit"] == "3"
     assert "other" not in response.headers
+
+
+async def test_a_refusal_whose_waits_all_read_zero_is_still_a_retryable_429_not_an_error():
+    """Seen under load: a rate check refused with a sub-millisecond wait,
+    truncated to 0, once made the refusal itself fail (max of nothing)."""
+    from sluice.auth.quota import _Named, _rejection
+
+    named = [_Named(LimitCheck("rate", "k", 10, 60_000, 1), "requests", "tenant:t")]
+    err = _rejection(named, [LimitState(0, 5, 0)], {})
+    assert err.reason is Reason.RATE_LIMITED and err.retry_after_s and err.retry_after_s > 0
+
+
+async def test_the_local_store_never_reports_a_zero_wait_for_a_refusal():
+    store = LocalQuotaStore(clock_ms=lambda: 1_000_000.25)
+    checks = [LimitCheck("rate", "sluice:q:{t}:t:rpm", 3, 60_000, 1)]
+    for _ in range(3):
+        assert (await store.admit(checks, "l", 1000, True))[0]
+    allowed, (state,) = await store.admit(checks, "l", 1000, True)
+    assert not allowed and state.retry_after_ms >= 1

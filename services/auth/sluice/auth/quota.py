@@ -290,5 +290,7 @@ def _rejection(named: list[_Named], states: list[LimitState], reported: dict[str
         return SluiceError(Reason.LIMIT_EXCEEDED_BY_REQUEST, f"request exceeds a limit outright: {message}; "
                            "retrying will not help (reduce max_tokens or the prompt, or ask for a higher limit)",
                            quota_violations=violations, metadata=reported)
-    return SluiceError(Reason.RATE_LIMITED, f"rate limit exceeded: {message}", quota_violations=violations,
-                       retry_after_s=max(waits) / 1000, metadata=reported)
+    # A store answering "refused" with every wait at 0 (it should not) still
+    # gets a retryable answer with a short wait, not an internal error.
+    return SluiceError(Reason.RATE_LIMITED, f"rate limit exceeded: {message or 'limit reached'}",
+                       quota_violations=violations, retry_after_s=max(waits, default=1) / 1000, metadata=reported)

@@ -80,7 +80,8 @@ for i, key in ipairs(KEYS) do
       plan[i] = new_tat
       remaining, reset = math.floor((period - (new_tat - now)) / interval), new_tat - now
     else
-      allowed, retry = false, new_tat - now - period
+      -- at least 1 ms: 0 would read as "not this limit" (Lua numbers come back truncated)
+      allowed, retry = false, math.max(1, math.ceil(new_tat - now - period))
       remaining, reset = math.floor((period - (tat - now)) / interval), tat - now
     end
   elseif kind == 'streams' then
@@ -262,7 +263,7 @@ class LocalQuotaStore:
                     plan[i] = new_tat
                     remaining, reset = math.floor((c.period_ms - (new_tat - now)) / interval), new_tat - now
                 else:
-                    allowed, retry = False, new_tat - now - c.period_ms
+                    allowed, retry = False, max(1, math.ceil(new_tat - now - c.period_ms))  # 0 would read as no wait
                     remaining, reset = math.floor((c.period_ms - (tat - now)) / interval), tat - now
             elif c.kind == "streams":
                 leases = self._live(self._leases, c.key, now)
