@@ -114,7 +114,7 @@ class MessageAssembler:
         self.done = False
         self._raw_message: str | None = None
         self._blocks: list[_Block] = []
-        self._overrides: dict[str, Any] = {}
+        self._overrides: dict[str, str] = {}  # message member -> JSON text
         self._usage: dict[str, Any] = {}
 
     def feed(self, event: Event) -> None:
@@ -144,13 +144,16 @@ class MessageAssembler:
         elif kind == "content_block_delta":
             self._delta(view)
         elif kind == "message_delta":
-            delta = view.get("delta") or {}
-            if isinstance(delta, dict):
-                self._overrides.update(delta)
+            # The delta's members and any others (context_management, ...)
+            # go onto the message with the exact text the upstream wrote.
+            text = event.data.decode("utf-8")
+            for member in jsontext.object_members(text)[0]:
+                if member.key == "delta" and isinstance(member.value, dict):
+                    for inner in jsontext.object_members(text, member.value_start)[0]:
+                        self._overrides[inner.key] = text[inner.value_start:inner.end]
+                elif member.key not in _DELTA_ENVELOPE:
+                    self._overrides[member.key] = text[member.value_start:member.end]
             self._usage = merge_usage(self._usage, view.get("usage"))
-            for key, value in view.items():
-                if key not in _DELTA_ENVELOPE:
-                    self._overrides[key] = value
         elif kind == "message_stop":
             self.done = True
 
@@ -183,13 +186,13 @@ class MessageAssembler:
 
     def stop_reason(self) -> str | None:
         value = self._overrides.get("stop_reason")
-        return value if isinstance(value, str) else None
+        return jsontext.loads(value) if value else None
 
     def json(self) -> bytes:
         """The whole message as JSON. Raises StreamProtocolError before message_start."""
         if self._raw_message is None:
             raise StreamProtocolError("no message_start")
-        overrides = {key: jsontext.dumps(value) for key, value in self._overrides.items()}
+        overrides = dict(self._overrides)
         overrides["content"] = "[" + ",".join(block.render() for block in self._blocks) + "]"
         overrides["usage"] = jsontext.dumps(self._usage)
         return _render_object(self._raw_message, overrides).encode("utf-8")

@@ -13,7 +13,6 @@ the stream began.
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -49,7 +48,7 @@ class Event:
         """The data, parsed (once). Raises ValueError for data that is not a
         JSON object."""
         if self._view is None:
-            value = json.loads(self.data)
+            value = jsontext.read(self.data)
             if not isinstance(value, dict):
                 raise ValueError(f"{self.type} event data is not a JSON object")
             self._view = value

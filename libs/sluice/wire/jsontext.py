@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from json.decoder import scanstring
 from typing import Any
 
+import orjson
+
 # RFC 8259 whitespace.
 _WS = re.compile(r"[ \t\n\r]*")
 # A UTF-16 surrogate escape: the only way a JSON text can name a lone
@@ -48,7 +50,28 @@ def _reject_constant(name: str) -> Any:
 _DECODER = json.JSONDecoder(parse_constant=_reject_constant)
 _raw_decode = _DECODER.raw_decode
 # ensure_ascii=False: strings stay as readable (and as short) as they came.
-dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+_std_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+
+def dumps(value: Any) -> str:
+    """Compact JSON text of `value`, non-ASCII kept as is (orjson's speed,
+    the stdlib's result, and the stdlib where orjson refuses a value)."""
+    try:
+        return orjson.dumps(value).decode("utf-8")
+    except TypeError:  # integers beyond 64 bits, lone surrogates, subclasses
+        return _std_dumps(value)
+
+
+def read(data: bytes) -> Any:
+    """Parses JSON bytes for reading (views), fast: orjson, or the stdlib
+    where orjson refuses (lone surrogate escapes). An integer beyond 64 bits
+    reads as a double here, so a view is never written back as JSON data:
+    what Sluice passes on keeps its text (splices, raw spans). Raises
+    ValueError for anything that is not JSON."""
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return json.loads(data)
 
 
 def dotted(path: Path) -> str:
@@ -178,6 +201,40 @@ def object_members(text: str, at: int = 0) -> tuple[list[Member], int]:
         if sep != ",":
             raise JsonTextError((), "expected ',' or '}' in an object")
         idx = _WS.match(text, idx + 1).end()  # type: ignore[union-attr]
+
+
+def object_document(text: str) -> tuple[list[Member], dict[str, Any]]:
+    """A JSON text that must be one object: its members as written and the
+    parsed object (the last of duplicate keys wins, as in parsing), from a
+    single pass. Raises JsonTextError as `loads` does, and when the text is
+    not an object."""
+    start = _WS.match(text, 0).end()  # type: ignore[union-attr]
+    if text[start:start + 1] != "{":
+        try:
+            value = loads(text)
+        except JsonTextError:
+            raise
+        raise JsonTextError((), f"request body must be a JSON object, got {_kind(value)}")
+    try:
+        members, end = object_members(text, start)
+    except JsonTextError as exc:
+        if exc.message in ("expected a member name", "expected ',' or '}' in an object") or \
+                exc.message.startswith("not valid JSON"):
+            loads(text)  # name the problem as a whole-document parse would
+        raise
+    if _WS.match(text, end).end() != len(text):  # type: ignore[union-attr]
+        raise JsonTextError((), "not valid JSON: extra data after the value")
+    doc = {m.key: m.value for m in members}
+    if _SURROGATE_ESCAPE.search(text):
+        bad = _lone_surrogate(doc, ())
+        if bad is not None:
+            raise JsonTextError(bad, "string contains a lone UTF-16 surrogate, which is not valid Unicode")
+    return members, doc
+
+
+def _kind(value: Any) -> str:
+    return {list: "array", str: "string", bool: "boolean", int: "integer", float: "number",
+            type(None): "null"}.get(type(value), type(value).__name__)
 
 
 def _array_items(text: str, at: int) -> list[tuple[int, int]]:

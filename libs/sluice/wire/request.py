@@ -65,15 +65,22 @@ def _expect(value: Any, kind: type | tuple[type, ...], path: Path, what: str) ->
     return value
 
 
-def parse_json_body(raw: bytes) -> tuple[str, list[jsontext.Member], dict[str, Any]]:
+def parse_json_body(raw: bytes, exact: bool = True) -> tuple[str, list[jsontext.Member], dict[str, Any]]:
     """(text, top-level members, parsed object) of a request body; a
-    SluiceError(INVALID_REQUEST) naming the field for anything malformed."""
+    SluiceError(INVALID_REQUEST) naming the field for anything malformed.
+    Not `exact`: the object only (no text or members; numbers may be read
+    as doubles), for a stage that only reads a body already checked."""
+    if not exact:
+        try:
+            doc = jsontext.read(raw)
+        except ValueError:
+            pass  # the exact path names the problem
+        else:
+            if isinstance(doc, dict):
+                return "", [], doc
     try:
         text = jsontext.decode_utf8(raw)
-        doc = jsontext.loads(text)
-        if not isinstance(doc, dict):
-            raise _bad((), f"request body must be a JSON object, got {_type_name(doc)}")
-        members, _ = jsontext.object_members(text)
+        members, doc = jsontext.object_document(text)
     except JsonTextError as exc:
         raise _bad(exc.path, exc.message) from None
     return text, members, doc
@@ -93,6 +100,8 @@ class Text:
 class MessagesRequest:
     """One request to /v1/messages (or /v1/messages/count_tokens when
     `count_tokens`), as sent: `raw` bytes, `anthropic_version`, `anthropic_beta`.
+    Not `exact`: for reading only (faster; `with_edits` and `template` need
+    the exact form).
 
     Raises SluiceError(INVALID_REQUEST) with a BadRequest field violation
     for a body that is not a JSON object or a field Sluice reads that has
@@ -103,12 +112,12 @@ class MessagesRequest:
                  "model", "max_tokens", "stream", "_texts")
 
     def __init__(self, raw: bytes, anthropic_version: str = "", anthropic_beta: tuple[str, ...] = (),
-                 count_tokens: bool = False) -> None:
+                 count_tokens: bool = False, exact: bool = True) -> None:
         self.raw = raw
         self.anthropic_version = anthropic_version
         self.anthropic_beta = tuple(anthropic_beta)
         self.count_tokens = count_tokens
-        self.text, self.members, self.doc = parse_json_body(raw)
+        self.text, self.members, self.doc = parse_json_body(raw, exact)
         self._texts: list[Text] | None = None
         self._validate()
 

@@ -103,7 +103,7 @@ class SafetyPolicy:
         # Read as a count_tokens body: the texts are what matter here, and
         # max_tokens (which a count_tokens request lacks) is the gateway's to check.
         parsed = MessagesRequest(request.body, request.anthropic_version, tuple(request.anthropic_beta),
-                                 count_tokens=True)
+                                 count_tokens=True, exact=False)
         verdict, edits = engine.check_input(profile, parsed)
         _count(verdict)
         return pb.CheckInputResponse(verdict=verdict, filter_output=bool(profile.output_rules),
