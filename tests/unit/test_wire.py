@@ -392,3 +392,17 @@ def test_typed_views_of_events_and_messages():
     typed = message_proto(json.loads(assembler.json()))
     assert [b.WhichOneof("block") for b in typed.content] == ["text", "tool_use"]
     assert typed.usage.server_tool_use["web_search_requests"] == 1 and typed.usage.inference_geo == "us"
+
+
+def test_numbers_the_view_cannot_reproduce_keep_the_upstreams_text():
+    events = [STREAM[0].replace('"inference_geo":"us"}', '"inference_geo":"us"},"x_score":1.50'),
+              STREAM[6], STREAM[8], STREAM[9],
+              '{"type":"message_delta","delta":{"stop_reason":"end_turn","x_weight":2.50},'
+              '"usage":{"output_tokens":3},"x_big":18446744073709551617}',
+              '{"type":"message_stop"}']
+    assembler = MessageAssembler()
+    for data in events:
+        assembler.feed(_ev(data.replace('"index":1', '"index":0')))
+    text = assembler.json().decode()
+    assert '"x_score":1.50' in text and '"x_weight":2.50' in text and '"x_big":18446744073709551617' in text
+    assert json.loads(text)["content"] == [{"type": "text", "text": "Hello", "citations": []}]

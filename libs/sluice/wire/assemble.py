@@ -38,12 +38,30 @@ class StreamProtocolError(ValueError):
     """The events broke the Messages API's stream rules."""
 
 
-class _Block:
-    __slots__ = ("raw", "view", "changed", "json_parts", "citations")
+def _exact(value: Any) -> bool:
+    """Whether re-encoding `value` gives back its exact JSON text: no number
+    that is not an int (a double may not print as it was written, and a view
+    reads integers beyond 64 bits as doubles). Most events qualify, so most
+    are written from their view without finding spans in their text."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, float):
+            return False
+        if isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return True
 
-    def __init__(self, raw: str, view: dict[str, Any]) -> None:
-        self.raw = raw  # the content_block as the upstream wrote it
+
+class _Block:
+    __slots__ = ("source", "view", "changed", "json_parts", "citations", "_raw")
+
+    def __init__(self, source: str, view: dict[str, Any]) -> None:
+        self.source = source  # the content_block_start event's data, as the upstream wrote it
         self.view = view
+        self._raw: str | None = None
         self.changed: dict[str, str] = {}  # member -> new JSON text
         self.json_parts: list[str] | None = None
         self.citations: list[str] | None = None  # JSON texts of citations
@@ -53,27 +71,39 @@ class _Block:
         self.view[key] = current + piece
         self.changed[key] = ""  # rendered at the end from view
 
+    @property
+    def raw(self) -> str:
+        """The content_block as the upstream wrote it."""
+        if self._raw is None:
+            start, end = _span(self.source, ("content_block",), "content_block_start without a content_block")
+            self._raw = self.source[start:end]
+        return self._raw
+
     def render(self) -> str:
         if self.json_parts is not None:
-            self.changed["input"] = _tool_input("".join(self.json_parts), self.raw, self.view)
+            self.changed["input"] = _tool_input("".join(self.json_parts), self)
         if self.citations is not None:
             earlier = self.view.get("citations") or []
             texts = [jsontext.dumps(c) for c in earlier] if isinstance(earlier, list) else []
             self.changed["citations"] = "[" + ",".join(texts + self.citations) + "]"
+        overrides = {k: (v or jsontext.dumps(self.view[k])) for k, v in self.changed.items()}
+        if _exact(self.view):  # the usual text or thinking block: from its view
+            return _from_view(self.view, overrides)
         if not self.changed:
             return self.raw
-        overrides = {k: (v or jsontext.dumps(self.view[k])) for k, v in self.changed.items()}
         return _render_object(self.raw, overrides)
 
 
-def _tool_input(joined: str, raw_block: str, view: dict[str, Any]) -> str:
+def _tool_input(joined: str, block: _Block) -> str:
     """The input's JSON text: the streamed text when it is whole JSON, the
     parseable part of it when the stream was cut short, the start's input
     when nothing streamed."""
     if not joined.strip():
+        if _exact(block.view.get("input")):
+            return jsontext.dumps(block.view.get("input", {}))
         try:
-            start, end = jsontext.value_span(raw_block, ("input",))
-            return raw_block[start:end]
+            start, end = jsontext.value_span(block.raw, ("input",))
+            return block.raw[start:end]
         except KeyError:
             return "{}"
     try:
@@ -86,6 +116,14 @@ def _tool_input(joined: str, raw_block: str, view: dict[str, Any]) -> str:
     except ValueError:
         partial = {}
     return jsontext.dumps(partial if isinstance(partial, dict) else {})
+
+
+def _from_view(view: dict[str, Any], overrides: dict[str, str]) -> str:
+    """The object `view` (exact, see `_exact`) with `overrides` (member ->
+    JSON text) replacing or following its members."""
+    parts = [f"{jsontext.dumps(k)}:{overrides[k] if k in overrides else jsontext.dumps(v)}" for k, v in view.items()]
+    parts += [f"{jsontext.dumps(k)}:{v}" for k, v in overrides.items() if k not in view]
+    return "{" + ",".join(parts) + "}"
 
 
 def _render_object(raw: str, overrides: dict[str, str]) -> str:
@@ -112,7 +150,8 @@ class MessageAssembler:
 
     def __init__(self) -> None:
         self.done = False
-        self._raw_message: str | None = None
+        self._message: dict[str, Any] | None = None
+        self._raw_message = ""  # the message as written, when its view is not exact
         self._blocks: list[_Block] = []
         self._overrides: dict[str, str] = {}  # message member -> JSON text
         self._usage: dict[str, Any] = {}
@@ -124,35 +163,47 @@ class MessageAssembler:
         kind = event.type
         if kind in ("ping", "error"):
             return
-        if self._raw_message is None:
+        if self._message is None:
             if kind != "message_start":
                 raise StreamProtocolError(f"{kind} before message_start")
-            text = event.data.decode("utf-8")
-            start, end = _span(text, ("message",), "message_start without a message")
-            self._raw_message = text[start:end]
             message = event.view.get("message")
-            self._usage = dict(message.get("usage") or {}) if isinstance(message, dict) else {}
+            if not isinstance(message, dict):
+                raise StreamProtocolError("message_start without a message")
+            self._message = message
+            if not _exact(message):
+                text = event.data.decode("utf-8")
+                start, end = _span(text, ("message",), "message_start without a message")
+                self._raw_message = text[start:end]
+            else:
+                self._raw_message = ""
+            self._usage = dict(message.get("usage") or {})
             return
         view = event.view
         if kind == "content_block_start":
             if view.get("index") != len(self._blocks):
                 raise StreamProtocolError(f"content block {view.get('index')} started out of order")
-            text = event.data.decode("utf-8")
-            start, end = _span(text, ("content_block",), "content_block_start without a content_block")
-            block = view["content_block"]
-            self._blocks.append(_Block(text[start:end], dict(block) if isinstance(block, dict) else {}))
+            block = view.get("content_block")
+            if not isinstance(block, dict):
+                raise StreamProtocolError("content_block_start without a content_block")
+            self._blocks.append(_Block(event.data.decode("utf-8"), dict(block)))
         elif kind == "content_block_delta":
             self._delta(view)
         elif kind == "message_delta":
             # The delta's members and any others (context_management, ...)
             # go onto the message with the exact text the upstream wrote.
-            text = event.data.decode("utf-8")
-            for member in jsontext.object_members(text)[0]:
-                if member.key == "delta" and isinstance(member.value, dict):
-                    for inner in jsontext.object_members(text, member.value_start)[0]:
-                        self._overrides[inner.key] = text[inner.value_start:inner.end]
-                elif member.key not in _DELTA_ENVELOPE:
-                    self._overrides[member.key] = text[member.value_start:member.end]
+            delta = view.get("delta")
+            if _exact(view):
+                if isinstance(delta, dict):
+                    self._overrides.update((k, jsontext.dumps(v)) for k, v in delta.items())
+                self._overrides.update((k, jsontext.dumps(v)) for k, v in view.items() if k not in _DELTA_ENVELOPE)
+            else:
+                text = event.data.decode("utf-8")
+                for member in jsontext.object_members(text)[0]:
+                    if member.key == "delta" and isinstance(member.value, dict):
+                        for inner in jsontext.object_members(text, member.value_start)[0]:
+                            self._overrides[inner.key] = text[inner.value_start:inner.end]
+                    elif member.key not in _DELTA_ENVELOPE:
+                        self._overrides[member.key] = text[member.value_start:member.end]
             self._usage = merge_usage(self._usage, view.get("usage"))
         elif kind == "message_stop":
             self.done = True
@@ -190,12 +241,14 @@ class MessageAssembler:
 
     def json(self) -> bytes:
         """The whole message as JSON. Raises StreamProtocolError before message_start."""
-        if self._raw_message is None:
+        if self._message is None:
             raise StreamProtocolError("no message_start")
         overrides = dict(self._overrides)
         overrides["content"] = "[" + ",".join(block.render() for block in self._blocks) + "]"
         overrides["usage"] = jsontext.dumps(self._usage)
-        return _render_object(self._raw_message, overrides).encode("utf-8")
+        if self._raw_message:
+            return _render_object(self._raw_message, overrides).encode("utf-8")
+        return _from_view(self._message, overrides).encode("utf-8")
 
 
 def _span(text: str, path: jsontext.Path, problem: str) -> tuple[int, int]:

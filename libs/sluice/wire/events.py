@@ -91,6 +91,10 @@ async def sse_events(chunks: AsyncIterator[bytes]) -> AsyncIterator[Event]:
 
 
 def _frame(block: bytes) -> Event | None:
+    if block.startswith(b"event: "):  # the usual shape: one event line, one data line
+        nl = block.find(b"\n")
+        if nl > 0 and block.startswith(b"data: ", nl + 1) and block.find(b"\n", nl + 1) < 0:
+            return Event(block[7:nl].strip().decode("utf-8", "replace"), block[nl + 7:])
     kind, data_lines = "", []
     for line in block.split(b"\n"):
         if line.startswith(b"data:"):
