@@ -347,7 +347,7 @@ class Pipeline:
         try:
             counted = await _call(self._s.inference.CountTokens(inference_service_pb2.CountTokensRequest(
                 candidates=route.candidates, request=self._wire(record.request, _NOT_COUNTED)),
-                timeout=self._stage_timeout))
+                timeout=None))  # an upstream round trip over a long prompt: the request's own deadline
         except SluiceError as err:
             if err.reason is Reason.UPSTREAM_REJECTED and err.message.startswith("prompt is too long"):
                 raise  # the upstream's own verdict on this prompt, in its words
