@@ -37,7 +37,7 @@ from tests.e2e.conformance import (
     sse,
     user,
 )
-from tests.e2e.helpers import gateway_stub
+from tests.e2e.helpers import error_details, gateway_stub, wait_until
 from tests.infra.node_sdk import run_ts
 from tests.infra.sluice_cluster import SluiceCluster
 
@@ -478,7 +478,7 @@ def test_models_list_in_pages_for_every_client(conf, ts_sdk):
     assert set(listed) == {"data", "has_more", "first_id", "last_id"}
     assert [m["id"] for m in listed["data"]] == _usable("standard")[2:4] and listed["first_id"] == listed["data"][0]["id"]
     bad = httpx.get(f"{conf.http_base}/v1/models", params={"limit": 0.5}, timeout=10,
-                    headers={"x-api-key": conf.keys["raw"]})
+                    headers={"x-api-key": conf.keys["raw"], "anthropic-version": V2026})
     assert bad.status_code == 400 and bad.json()["error"]["message"].startswith("limit:")
 
 
@@ -593,3 +593,84 @@ def test_grpc_count_tokens_and_models(conf):
     assert json.loads(page.body)["last_id"] == page.last_id == page.data[1].id
     assert model.model.id == "claude-haiku-4-5" and json.loads(model.model.json)["type"] == "model"
     assert err.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+# -- hostile input found by a newcomer's review: each a clear 4xx, counted ------------------------------------
+
+
+@pytest.mark.parametrize("raw,field", [
+    (b'{"model": "claude-haiku-4-5", "max_tokens": 16, "messages": [{"role": "user", "content": '
+     b'"mail me at bob@example.com", "content": "Hi"}]}', "messages.0.content"),
+    (b'{"model": "claude-haiku-4-5", "model": "claude-opus-4-7", "max_tokens": 16, "messages": []}', "model"),
+])
+def test_a_key_written_twice_is_refused_so_no_unchecked_text_leaves(conf, raw, field):
+    before = len(last_received(conf, 2000))
+    response = post(conf.http_base, conf.keys["acme"], raw)
+    assert response.status_code == 400 and response.json()["error"]["message"].startswith(field + ": duplicate key")
+    assert len(last_received(conf, 2000)) == before  # nothing went upstream
+
+
+@pytest.mark.parametrize("headers,path,message", [
+    ({"anthropic-version": ""}, "/v1/messages", 'anthropic-version: "" is not a valid version'),
+    ({"anthropic-version": V2023, "anthropic-beta": "a" * 100}, "/v1/messages", "anthropic-beta: "),
+    ({}, "/v1/models", "anthropic-version: header is required"),
+    ({"anthropic-version": "bogus"}, "/v1/models", 'anthropic-version: "bogus" is not a valid version'),
+    ({"anthropic-version": V2023, "content-encoding": "gzip"}, "/v1/messages", "(body): the body could not be read"),
+])
+def test_headers_and_encodings_the_api_refuses_are_400s(conf, headers, path, message):
+    body = json.dumps({"model": MODEL, "max_tokens": 8, "messages": user("hi")}).encode()
+    all_headers = {"x-api-key": conf.keys["raw"], "content-type": "application/json", **headers}
+    if path == "/v1/models":
+        response = httpx.get(f"{conf.http_base}{path}", headers=all_headers, timeout=10)
+    else:
+        response = httpx.post(f"{conf.http_base}{path}", content=body, headers=all_headers, timeout=10)
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["message"].startswith(message)
+
+
+def test_a_huge_page_limit_is_a_400(conf):
+    response = httpx.get(f"{conf.http_base}/v1/models", params={"limit": 2**31}, timeout=10,
+                         headers={"x-api-key": conf.keys["raw"], "anthropic-version": V2023})
+    assert response.status_code == 400 and response.json()["error"]["message"].startswith("limit:")
+
+
+def test_grpc_refuses_junk_headers_bad_numbers_and_bad_bytes_with_details(conf):
+    metadata = [("x-api-key", conf.keys["raw"])]
+    body = json.dumps({"model": MODEL, "max_tokens": 8, "messages": user("hi")}).encode()
+    params = gw.CreateMessageRequest(params=grpc_params_nan())
+    with grpc.insecure_channel(conf.grpc_address) as channel:
+        stub = gateway_stub(channel)
+        for request, field in ((gw.CreateMessageRequest(body=body, anthropic_beta=["a\nb"]), "anthropic-beta"),
+                               (gw.CreateMessageRequest(body=body, anthropic_version="2023-06-01\r\nx: y"),
+                                "anthropic-version"),
+                               (params, "temperature")):
+            with pytest.raises(grpc.RpcError) as err:
+                stub.CreateMessage(request, metadata=metadata, timeout=10)
+            assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+            assert error_details(err.value)["fields"] == [field]
+        with pytest.raises(grpc.RpcError) as err:
+            stub.GetModel(gw.GetModelRequest(model_id="m" * 100_000), metadata=metadata, timeout=10)
+        assert err.value.code() == grpc.StatusCode.NOT_FOUND and len(err.value.details()) < 4096
+        with pytest.raises(grpc.RpcError) as err:
+            channel.unary_unary("/sluice.gateway.v1.GatewayService/CreateMessage")(
+                b"\xff\xff\xff\xff", metadata=metadata, timeout=10)
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def grpc_params_nan():  # type: ignore[no-untyped-def]
+    from tests.e2e.helpers import grpc_params
+
+    params = grpc_params("hi")
+    params.temperature = float("nan")
+    return params
+
+
+def test_junk_on_the_http_port_is_refused_and_counted(conf):
+    import socket
+
+    before = metric(conf, "sluice_http_malformed_requests_total", error="BadHttpMethod")
+    with socket.create_connection(("127.0.0.1", conf.http_port), timeout=10) as sock:
+        sock.sendall(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03 TLS hello\r\n\r\n")
+        assert sock.recv(100).startswith((b"HTTP/1.0 400", b"HTTP/1.1 400"))
+    wait_until(lambda: metric(conf, "sluice_http_malformed_requests_total", error="BadHttpMethod") > before,
+               timeout=5, what="the refusal to be counted")

@@ -129,3 +129,29 @@ def test_outgoing_caps_timeout_at_the_request_deadline():
         assert call_context.outgoing(0.5)[1] == 0.5
     finally:
         call_context._current.reset(token)  # noqa: SLF001
+
+
+async def test_a_message_that_does_not_decode_is_invalid_argument_with_details():
+    """Over gRPC, bytes that are not the request message get INVALID_ARGUMENT
+    with a BadRequest naming the message, not grpc's UNKNOWN."""
+    from sluice.rpc.server import GrpcServer
+
+    registry = ServiceRegistry()
+    registry.add(FakeInference(), INFERENCE)
+    server = GrpcServer(registry, "127.0.0.1:0", 1 << 20)
+    await server.start()
+    try:
+        async with grpc.aio.insecure_channel(server.address) as channel:
+            for method, call in (("CountTokens", channel.unary_unary), ("Generate", channel.unary_stream)):
+                invoke = call(f"/sluice.inference.v1.InferenceService/{method}")
+                with pytest.raises(grpc.aio.AioRpcError) as err:
+                    result = invoke(b"\xff\xff\xff\xff", timeout=5)
+                    if method == "Generate":
+                        [r async for r in result]
+                    else:
+                        await result
+                assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+                assert f"{method if method == 'CountTokens' else 'Generate'}Request" in err.value.details()
+                assert from_rpc_error(err.value).field_violations[0].field == "(message)"
+    finally:
+        await server.drain(0)

@@ -26,6 +26,14 @@ UPSTREAM_TYPE = "upstream_type"
 _STATUS_DETAILS_KEY = "grpc-status-details-bin"
 
 
+MAX_MESSAGE_CHARS = 2048
+MAX_METADATA_CHARS = 256
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[:limit - 1] + "\u2026"
+
+
 class Mapping(NamedTuple):
     grpc_code: grpc.StatusCode
     http_status: int
@@ -145,6 +153,14 @@ class SluiceError(Exception):
     metadata: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        # Messages and metadata echo what a client sent (a model name, a
+        # field): bounded, so an error always fits a gRPC status (16 KiB of
+        # metadata) and a log line.
+        self.message = _clip(self.message, MAX_MESSAGE_CHARS)
+        self.metadata = {k: _clip(v, MAX_METADATA_CHARS) for k, v in self.metadata.items()}
+        self.field_violations = [FieldViolation(_clip(v.field, MAX_METADATA_CHARS), _clip(v.description,
+                                                                                         MAX_MESSAGE_CHARS))
+                                 for v in self.field_violations]
         super().__init__(self.message)
 
     def __str__(self) -> str:

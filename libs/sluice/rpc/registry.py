@@ -14,12 +14,14 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any
 
 import grpc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message_factory
+from google.protobuf.message import DecodeError
 
 from sluice.rpc import context as call_context
 from sluice.rpc import headers
@@ -126,6 +128,34 @@ def wrap_stream(service: str, method: str, fn: StreamFn) -> StreamFn:
     return handler
 
 
+def _decode(req_cls: type, data: bytes) -> Any:
+    try:
+        return req_cls.FromString(data)
+    except DecodeError as exc:
+        raise SluiceError.bad_request("(message)", f"not a valid {req_cls.DESCRIPTOR.full_name}: {exc}") from None
+
+
+def _decoding_unary(fn: UnaryFn, req_cls: type) -> UnaryFn:
+    async def decoded(data: bytes, ctx: Any) -> Any:
+        return await fn(_decode(req_cls, data), ctx)
+
+    return decoded
+
+
+def _decoding_stream(fn: StreamFn, req_cls: type, client_streaming: bool) -> StreamFn:
+    async def requests(messages: AsyncIterator[bytes]) -> AsyncIterator[Any]:
+        async for data in messages:
+            yield _decode(req_cls, data)
+
+    async def decoded(data: Any, ctx: Any) -> AsyncIterator[Any]:
+        # Decoded on the first turn, inside the wrapper's error handling.
+        async with aclosing(fn(requests(data) if client_streaming else _decode(req_cls, data), ctx)) as inner:
+            async for item in inner:
+                yield item
+
+    return decoded
+
+
 @dataclass(frozen=True)
 class _Method:
     name: str
@@ -152,22 +182,22 @@ class ServiceRegistry:
             fn = getattr(servicer, m.name)
             req_cls = message_factory.GetMessageClass(m.input_type)
             resp_cls = message_factory.GetMessageClass(m.output_type)
+            # Over gRPC, requests arrive as bytes and are decoded inside the
+            # wrapper, so a message that does not decode is INVALID_ARGUMENT
+            # with details (grpc's own deserializer would answer UNKNOWN).
             if m.server_streaming:
                 # Bidirectional methods take the request iterator where
                 # server-streaming ones take the request: one wrapper serves both.
                 wrapped = wrap_stream(short, m.name, fn)
+                remote = wrap_stream(short, m.name, _decoding_stream(fn, req_cls, m.client_streaming))
                 make_handler = (grpc.stream_stream_rpc_method_handler if m.client_streaming
                                 else grpc.unary_stream_rpc_method_handler)
-                grpc_handlers[m.name] = make_handler(
-                    wrapped, request_deserializer=req_cls.FromString,
-                    response_serializer=resp_cls.SerializeToString,
-                )
+                grpc_handlers[m.name] = make_handler(remote, response_serializer=resp_cls.SerializeToString)
             else:
                 wrapped = wrap_unary(short, m.name, fn)
+                remote = wrap_unary(short, m.name, _decoding_unary(fn, req_cls))
                 grpc_handlers[m.name] = grpc.unary_unary_rpc_method_handler(
-                    wrapped, request_deserializer=req_cls.FromString,
-                    response_serializer=resp_cls.SerializeToString,
-                )
+                    remote, response_serializer=resp_cls.SerializeToString)
             methods[m.name] = _Method(m.name, m.server_streaming, wrapped, req_cls, resp_cls)
         self._methods[service.full_name] = methods
         self._generic.append(grpc.method_handlers_generic_handler(service.full_name, grpc_handlers))

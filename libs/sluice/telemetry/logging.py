@@ -21,17 +21,25 @@ class _RequestIdFilter(logging.Filter):
 class _MalformedHttpFilter(logging.Filter):
     """aiohttp refuses malformed HTTP (bad header bytes, over-long lines)
     with a 400 before any Sluice handler runs, and logs each one with a full
-    traceback at ERROR: anyone could fill the log. Such refusals are counted
-    and logged as one WARNING line instead."""
+    traceback at ERROR (or, for a bad method, at DEBUG): anyone could fill
+    the log. Such refusals are counted and logged as one WARNING line instead."""
+
+    def __init__(self, level: int) -> None:
+        super().__init__()
+        self._level = level
 
     def filter(self, record: logging.LogRecord) -> bool:
         exc = record.exc_info[1] if record.exc_info else None
-        if isinstance(exc, HttpProcessingError):
-            metrics.HTTP_MALFORMED.labels(type(exc).__name__).inc()
-            reason = str(exc.message).strip().splitlines()[0] if exc.message else type(exc).__name__
-            record.msg, record.args = "refused malformed HTTP (%s): %s", (type(exc).__name__, reason[:200])
-            record.exc_info, record.exc_text = None, None
-            record.levelno, record.levelname = logging.WARNING, "WARNING"
+        if not isinstance(exc, HttpProcessingError):
+            # The logger is opened to DEBUG only so that aiohttp's debug-level
+            # refusals (a bad method: TLS or junk on the port) reach this
+            # filter; its other debug records stay below the process level.
+            return record.levelno >= self._level
+        metrics.HTTP_MALFORMED.labels(type(exc).__name__).inc()
+        reason = str(exc.message).strip().splitlines()[0] if exc.message else type(exc).__name__
+        record.msg, record.args = "refused malformed HTTP (%s): %s", (type(exc).__name__, reason[:200])
+        record.exc_info, record.exc_text = None, None
+        record.levelno, record.levelname = logging.WARNING, "WARNING"
         return True
 
 
@@ -48,5 +56,6 @@ def setup(level: str = "INFO") -> None:
     for noisy in ("httpx", "httpx2", "anthropic", "aiohttp.access", "kafka"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     server_log = logging.getLogger("aiohttp.server")
-    if not any(isinstance(f, _MalformedHttpFilter) for f in server_log.filters):
-        server_log.addFilter(_MalformedHttpFilter())
+    server_log.filters[:] = [f for f in server_log.filters if not isinstance(f, _MalformedHttpFilter)]
+    server_log.addFilter(_MalformedHttpFilter(logging.getLevelName(level)))
+    server_log.setLevel(logging.DEBUG)

@@ -47,8 +47,26 @@ def _reject_constant(name: str) -> Any:
     raise JsonTextError((), f"{name} is not a JSON value")
 
 
+class _DuplicateKey(Exception):
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+def _unique_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        seen: set[str] = set()
+        raise _DuplicateKey(next(k for k, _ in pairs if k in seen or seen.add(k)))  # type: ignore[func-returns-value]
+    return obj
+
+
 _DECODER = json.JSONDecoder(parse_constant=_reject_constant)
 _raw_decode = _DECODER.raw_decode
+# For what clients send: a key written twice is refused. Parsers disagree on
+# which one counts, so text Sluice never checked could reach a model.
+_UNIQUE_DECODER = json.JSONDecoder(parse_constant=_reject_constant, object_pairs_hook=_unique_object)
+_raw_decode_unique = _UNIQUE_DECODER.raw_decode
 # ensure_ascii=False: strings stay as readable (and as short) as they came.
 _std_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
@@ -117,7 +135,9 @@ def loads(text: str) -> Any:
         raise
     except json.JSONDecodeError as exc:
         raise JsonTextError((), f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
-    except (ValueError, RecursionError) as exc:  # integer digit limit, recursion
+    except RecursionError:
+        raise JsonTextError((), "not valid JSON: nested too deeply") from None
+    except ValueError as exc:  # the integer digit limit
         raise JsonTextError((), f"not valid JSON: {exc}") from None
     if _WS.match(text, end).end() != len(text):  # type: ignore[union-attr]
         raise JsonTextError((), "not valid JSON: extra data after the value")
@@ -167,10 +187,13 @@ class Member:
     end: int
 
 
-def object_members(text: str, at: int = 0) -> tuple[list[Member], int]:
+def object_members(text: str, at: int = 0, unique: bool = False) -> tuple[list[Member], int]:
     """The members of the JSON object starting at (or after whitespace from)
     `at`, in written order (duplicates kept), and the index just past it.
-    Raises JsonTextError if there is no well-formed object there."""
+    `unique`: a key written twice in any object inside the values is refused
+    (_DuplicateKey). Raises JsonTextError if there is no well-formed object
+    there."""
+    decode = _raw_decode_unique if unique else _raw_decode
     idx = _WS.match(text, at).end()  # type: ignore[union-attr]
     if text[idx:idx + 1] != "{":
         raise JsonTextError((), "expected a JSON object")
@@ -188,10 +211,12 @@ def object_members(text: str, at: int = 0) -> tuple[list[Member], int]:
             if text[idx:idx + 1] != ":":
                 raise JsonTextError((key,), "expected ':' after the member name")
             value_start = _WS.match(text, idx + 1).end()  # type: ignore[union-attr]
-            value, idx = _raw_decode(text, value_start)
+            value, idx = decode(text, value_start)
         except JsonTextError:
             raise
-        except (ValueError, RecursionError) as exc:
+        except RecursionError:
+            raise JsonTextError((key,), "not valid JSON: nested too deeply") from None
+        except ValueError as exc:
             raise JsonTextError((), f"not valid JSON: {exc}") from None
         members.append(Member(key, value, start, value_start, idx))
         idx = _WS.match(text, idx).end()  # type: ignore[union-attr]
@@ -216,7 +241,9 @@ def object_document(text: str) -> tuple[list[Member], dict[str, Any]]:
             raise
         raise JsonTextError((), f"request body must be a JSON object, got {_kind(value)}")
     try:
-        members, end = object_members(text, start)
+        members, end = object_members(text, start, unique=True)
+    except _DuplicateKey as dup:
+        raise JsonTextError(_duplicate_path(text, start), f"duplicate key {dup.key!r}: a key may be written once")
     except JsonTextError as exc:
         if exc.message in ("expected a member name", "expected ',' or '}' in an object") or \
                 exc.message.startswith("not valid JSON"):
@@ -225,11 +252,33 @@ def object_document(text: str) -> tuple[list[Member], dict[str, Any]]:
     if _WS.match(text, end).end() != len(text):  # type: ignore[union-attr]
         raise JsonTextError((), "not valid JSON: extra data after the value")
     doc = {m.key: m.value for m in members}
+    if len(doc) != len(members):
+        raise JsonTextError(_duplicate_path(text, start), "duplicate key: a key may be written once")
     if _SURROGATE_ESCAPE.search(text):
         bad = _lone_surrogate(doc, ())
         if bad is not None:
             raise JsonTextError(bad, "string contains a lone UTF-16 surrogate, which is not valid Unicode")
     return members, doc
+
+
+def _duplicate_path(text: str, start: int) -> Path:
+    """The path of the first object (in document order) that writes a key
+    twice, and that key; () when there is none."""
+    stack: list[tuple[int, Path]] = [(start, ())]
+    while stack:
+        at, path = stack.pop(0)
+        opener = text[at:at + 1]
+        if opener == "{":
+            members, _ = object_members(text, at)
+            seen: set[str] = set()
+            for m in members:
+                if m.key in seen:
+                    return (*path, m.key)
+                seen.add(m.key)
+            stack[:0] = [(m.value_start, (*path, m.key)) for m in members if text[m.value_start] in "[{"]
+        elif opener == "[":
+            stack[:0] = [(s, (*path, i)) for i, (s, _) in enumerate(_array_items(text, at)) if text[s] in "[{"]
+    return ()
 
 
 def _kind(value: Any) -> str:

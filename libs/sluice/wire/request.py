@@ -16,6 +16,7 @@ so a client sees the same wording from Sluice as from the API.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -30,6 +31,11 @@ VERSION_2023 = "2023-06-01"
 VERSION_2026 = "2026-10-21"
 KNOWN_VERSIONS = (VERSION_2023, VERSION_2026)
 LATEST_VERSION = VERSION_2026
+# What an anthropic-version or anthropic-beta value may look like at all
+# (dates and names); anything else is refused here rather than sent on as a
+# header (control characters, kilobytes of junk).
+_HEADER_VALUE = re.compile(r"[A-Za-z0-9._-]{1,64}")
+MAX_BETAS = 64
 # The largest max_tokens a request can carry at all; the model's own limit
 # (routing) is far below it and gives the API's wording.
 MAX_TOKENS_CEILING = 2**31 - 1
@@ -63,6 +69,30 @@ def _expect(value: Any, kind: type | tuple[type, ...], path: Path, what: str) ->
                                                                                    else (kind,))):
         raise _bad(path, f"Input should be a valid {what}, got {_type_name(value)}")
     return value
+
+
+def check_headers(version: str | None, betas: tuple[str, ...]) -> None:
+    """The API's checks of anthropic-version (required; a date-like token)
+    and anthropic-beta (tokens): SluiceError(INVALID_REQUEST) in the API's
+    words naming the header. Whether a version or beta exists is the
+    upstream's to say."""
+    if version is None:
+        raise SluiceError.bad_request("anthropic-version", "header is required")
+    if not _HEADER_VALUE.fullmatch(version):
+        raise SluiceError.bad_request("anthropic-version", f"{jsontext.dumps(version[:64])} is not a valid version")
+    if len(betas) > MAX_BETAS:
+        raise SluiceError.bad_request("anthropic-beta", f"at most {MAX_BETAS} beta features")
+    for beta in betas:
+        if not _HEADER_VALUE.fullmatch(beta):
+            raise SluiceError.bad_request("anthropic-beta", f"{jsontext.dumps(beta[:64])} is not a valid beta")
+
+
+def check_version_for_sluice(version: str | None) -> None:
+    """For what Sluice answers itself (the Models API): the version must be
+    one it knows, as the API requires of its own."""
+    check_headers(version, ())
+    if version not in KNOWN_VERSIONS:
+        raise SluiceError.bad_request("anthropic-version", f"{jsontext.dumps(version)} is not a valid version")
 
 
 def parse_json_body(raw: bytes, exact: bool = True) -> tuple[str, list[jsontext.Member], dict[str, Any]]:

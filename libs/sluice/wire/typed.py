@@ -10,11 +10,13 @@ it.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from google.protobuf import json_format, struct_pb2
 
 from sluice.llm.v1 import messages_pb2 as m
+from sluice.rpc.errors import SluiceError
 from sluice.wire import jsontext
 from sluice.wire.events import Event
 
@@ -85,7 +87,8 @@ def _block(block: m.ContentBlock) -> dict[str, Any]:
 
 def params_json(params: m.MessageParams, count_tokens: bool = False) -> bytes:
     """The Messages API JSON for typed params (no `stream`; without
-    max_tokens for count_tokens)."""
+    max_tokens for count_tokens). Raises SluiceError(INVALID_REQUEST) for a
+    sampling parameter that is not a finite number (JSON has no NaN)."""
     body: dict[str, Any] = {}
     if params.model:
         body["model"] = params.model
@@ -97,7 +100,10 @@ def params_json(params: m.MessageParams, count_tokens: bool = False) -> bytes:
         body["system"] = [_block(b) for b in params.system]
     for name in ("temperature", "top_p", "top_k"):
         if params.HasField(name):
-            body[name] = getattr(params, name)
+            value = getattr(params, name)
+            if not math.isfinite(value):
+                raise SluiceError.bad_request(name, "Input should be a finite number")
+            body[name] = value
     if params.stop_sequences:
         body["stop_sequences"] = list(params.stop_sequences)
     if params.metadata.user_id:

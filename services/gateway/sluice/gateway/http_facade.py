@@ -22,8 +22,11 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.web_protocol import RequestPayloadError
 
 from sluice.auth.v1 import principal_pb2
+from sluice.catalog.models_api import DEFAULT_LIMIT, MAX_LIMIT
 from sluice.gateway.pipeline import Pipeline, RequestInfo, models_page_json
 from sluice.rpc import context as call_context
 from sluice.rpc import headers
@@ -31,7 +34,7 @@ from sluice.rpc.errors import Reason, SluiceError, anthropic_error_body, anthrop
 from sluice.telemetry import metrics
 from sluice.wire import events as wire_events
 from sluice.wire.events import Event
-from sluice.wire.request import MessagesRequest
+from sluice.wire.request import MessagesRequest, check_version_for_sluice
 
 log = logging.getLogger(__name__)
 
@@ -122,6 +125,12 @@ class MessagesFacade:
             return await request.read()
         except web.HTTPRequestEntityTooLarge:
             raise SluiceError(Reason.REQUEST_TOO_LARGE, f"request body exceeds {self._max_body} bytes") from None
+        except (RequestPayloadError, HttpProcessingError) as exc:
+            # e.g. `content-encoding: gzip` on a body that is not gzip
+            cause = exc.__cause__ or exc
+            raise SluiceError.bad_request("(body)", f"the body could not be read as sent "
+                                          f"(content-encoding {request.headers.get('content-encoding', 'none')}): "
+                                          f"{str(cause)[:200]}") from None
 
     async def messages(self, request: web.Request) -> web.StreamResponse:
         request_id = call_context.new_request_id()
@@ -159,6 +168,10 @@ class MessagesFacade:
             await pinger.write(wire_events.error(anthropic_error_type(err), err.message).sse())
         except ConnectionResetError:
             log.info("client went away mid-stream")
+        except Exception:  # noqa: BLE001 - a bug after the 200: the stream still ends as the API ends one
+            log.exception("unhandled error mid-stream")
+            metrics.ERRORS.labels("gateway_http", Reason.INTERNAL.value).inc()
+            await pinger.write(wire_events.error("api_error", "internal error").sse())
         finally:
             pinger.stop()
             await events.aclose()
@@ -180,13 +193,14 @@ class MessagesFacade:
         request_id = call_context.new_request_id()
         try:
             principal = await self._begin(request, request_id)
+            check_version_for_sluice(api_headers(request)[0])
             query = request.query
             try:
-                limit = int(query.get("limit", "20"))
+                limit = int(query.get("limit", str(DEFAULT_LIMIT)))
             except ValueError:
                 raise SluiceError.bad_request("limit", "Input should be a valid integer") from None
-            if limit < 1:  # 0 would mean "unset" to the routing service
-                raise SluiceError.bad_request("limit", "Input should be between 1 and 1000")
+            if not 1 <= limit <= MAX_LIMIT:  # and 0 would mean "unset" to the routing service
+                raise SluiceError.bad_request("limit", f"Input should be between 1 and {MAX_LIMIT}")
             lifecycle = (*query.getall("lifecycle[]", ()), *query.getall("lifecycle", ()))
             page = await self._pipeline.list_models(principal, limit, query.get("before_id", ""),
                                                     query.get("after_id", ""), lifecycle)
@@ -200,6 +214,7 @@ class MessagesFacade:
         request_id = call_context.new_request_id()
         try:
             principal = await self._begin(request, request_id)
+            check_version_for_sluice(api_headers(request)[0])
             model = await self._pipeline.get_model(principal, request.match_info["model_id"])
         except SluiceError as err:
             return error_response(err, request_id, MODEL)
@@ -250,3 +265,9 @@ async def _anthropic_errors(request: web.Request, handler: Callable[[web.Request
     except web.HTTPMethodNotAllowed:
         err = SluiceError(Reason.INVALID_REQUEST, f"method {request.method} is not allowed on {request.path}")
         return error_response(err, call_context.new_request_id(), "(unknown)")
+    except web.HTTPException:
+        raise
+    except Exception:  # noqa: BLE001 - a bug: answered as the API would, counted, logged once
+        log.exception("unhandled error answering %s %s", request.method, request.path)
+        return error_response(SluiceError(Reason.INTERNAL, "internal error"), call_context.new_request_id(),
+                              request.path if request.path in (MESSAGES, COUNT_TOKENS, MODELS) else "(other)")

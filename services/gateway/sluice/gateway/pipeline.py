@@ -39,7 +39,7 @@ from sluice.wire import events as wire_events
 from sluice.wire.assemble import MessageAssembler, StreamProtocolError
 from sluice.wire.events import Event
 from sluice.wire.jsontext import JsonTextError, parse_pointer
-from sluice.wire.request import MessagesRequest
+from sluice.wire.request import MAX_BETAS, MessagesRequest, check_headers
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -272,12 +272,12 @@ class Pipeline:
         is recorded (billing and audit, outcome ERROR) like any other."""
         version = anthropic_version or ""
         try:
-            if anthropic_version is None:
-                raise SluiceError.bad_request("anthropic-version", "header is required")
+            check_headers(anthropic_version, anthropic_beta)
             return MessagesRequest(raw, version, anthropic_beta, count_tokens)
         except SluiceError as err:
             if principal.region == self._recorder.region:
-                record = RequestRecord(principal, MessagesRequest.unparsed(raw, version, anthropic_beta, count_tokens),
+                clipped = (version[:64], tuple(b[:64] for b in anthropic_beta[:MAX_BETAS]))  # a record, not a dump
+                record = RequestRecord(principal, MessagesRequest.unparsed(raw, *clipped, count_tokens),
                                        operation=COUNT_TOKENS if count_tokens else MESSAGES)
                 self._record(record, events_pb2.OUTCOME_ERROR, err.reason.name)
             raise
