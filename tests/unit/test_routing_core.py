@@ -82,7 +82,8 @@ def test_lifecycle_follows_the_dates_retired_is_a_404_naming_the_day():
         during.route(p(tier="enterprise"), "claude-mythos-preview")
 
 
-def test_models_are_listed_newest_first_in_pages_with_cursors(router):
+def test_models_are_listed_newest_first_in_pages_with_cursors():
+    router = _at("2026-11-29")  # lifecycles change with the date: a fixed one
     enterprise = p(tier="enterprise")
     everything, more = router.list_models(enterprise, limit=1000)
     ids = [m.id for m in everything]
