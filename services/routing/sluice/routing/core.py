@@ -61,8 +61,10 @@ class Router:
         return [_candidate(model, principal.region)], model
 
     def info(self, model: ModelEntry) -> model_pb2.ModelInfo:
-        """model_info for today, built once per model and day (it is on
-        every request's path; the lifecycle changes only with the date)."""
+        """What a route answer says of its model, built once per model and
+        day (it is on every request's path; the lifecycle changes only with
+        the date): model_info without the Models API object and aliases,
+        which the gateway does not read there."""
         now = self._clock()
         key = (model.id, now.date())
         found = self._infos.get(key)
@@ -70,6 +72,8 @@ class Router:
             if len(self._infos) > 4 * len(self.catalog.models):
                 self._infos.clear()
             found = self._infos[key] = model_info(model, now)
+            found.ClearField("json")
+            found.ClearField("aliases")
         return found
 
     def _check_region(self, principal: principal_pb2.Principal) -> None:
