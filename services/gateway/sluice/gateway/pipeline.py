@@ -8,10 +8,11 @@ through the codec's views and sends on what the client sent, apart from the
 edits a stage declared. Downstream failures arrive as gRPC errors and leave
 as SluiceError with the downstream's reason.
 
-Order: routing comes before admission so that what the API answers with a
-400 or 404 (an unknown or retired model, max_tokens above the model's
-output, a prompt beyond its context window) is answered so, rather than
-with a 429 from a token limit the request could never fit.
+Order: what the API answers with a 400 or 404 (an unknown or retired
+model, max_tokens above the model's output, a prompt beyond its context
+window) is answered so, rather than with a 429 from a token limit the
+request could never fit: routing is judged before admission (in process,
+one after the other; over the network, at once).
 """
 
 from __future__ import annotations
@@ -387,15 +388,34 @@ class Pipeline:
             except (JsonTextError, KeyError) as exc:
                 raise SluiceError(Reason.INTERNAL, f"safety returned an edit that does not apply: {exc}") from None
 
+    async def _route_and_admit(self, record: RequestRecord
+                               ) -> tuple[routing_service_pb2.RouteResponse, auth_service_pb2.AdmitResponse]:
+        """Routing, the context-window check, and admission. What the API
+        answers with a 400 or 404 wins over a limit's 429: in process they
+        run in that order; over the network routing and admission run at
+        once and a routing refusal is answered even when admission passed
+        (its reservation is settled to nothing with the rest)."""
+        if self._s.checks_in_process:
+            route = await self._route(record)
+            input_tokens = await self._fits_context(record, route)
+            return route, await self._admit(record, input_tokens, route.model.id)
+        routed, admitted = await asyncio.gather(
+            self._route(record), self._admit(record, record.request.estimated_input_tokens(), record.request.model),
+            return_exceptions=True)
+        if isinstance(routed, BaseException):
+            raise routed
+        await self._fits_context(record, routed)
+        if isinstance(admitted, BaseException):
+            raise admitted
+        return routed, admitted
+
     async def _prepare(self, record: RequestRecord, info: RequestInfo) -> tuple[AsyncIterator[Event], Any]:
         """Routing and admission, then safety and cache. Returns the answer's
         events (from the cache or the model, through the output filter when
         the tenant's policy has output rules) and the model call, if any."""
         principal, request = record.principal, record.request
-        route = await self._route(record)
+        route, admitted = await self._route_and_admit(record)
         info.headers.update(deprecation_headers(route.model))
-        input_tokens = await self._fits_context(record, route)
-        admitted = await self._admit(record, input_tokens, route.model.id)
         info.headers.update(admitted.rate_limit_headers)
         t = self._stage_timeout
         safety, cached = await _all_or_nothing(
