@@ -181,9 +181,3 @@ def merge_usage(current: dict[str, Any], update: Any) -> dict[str, Any]:
         if value is not None:
             merged[key] = value
     return merged
-
-
-def usage_int(usage: dict[str, Any], key: str) -> int:
-    """A usage counter as a non-negative int; 0 when absent or malformed."""
-    value = usage.get(key)
-    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0

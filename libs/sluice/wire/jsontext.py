@@ -239,7 +239,7 @@ def object_document(text: str) -> tuple[list[Member], dict[str, Any]]:
             value = loads(text)
         except JsonTextError:
             raise
-        raise JsonTextError((), f"request body must be a JSON object, got {_kind(value)}")
+        raise JsonTextError((), f"request body must be a JSON object, got {kind_name(value)}")
     try:
         members, end = object_members(text, start, unique=True)
     except _DuplicateKey as dup:
@@ -281,8 +281,9 @@ def _duplicate_path(text: str, start: int) -> Path:
     return ()
 
 
-def _kind(value: Any) -> str:
-    return {list: "array", str: "string", bool: "boolean", int: "integer", float: "number",
+def kind_name(value: Any) -> str:
+    """A parsed value's JSON type, as error messages name it ("object", "array", ...)."""
+    return {dict: "object", list: "array", str: "string", bool: "boolean", int: "integer", float: "number",
             type(None): "null"}.get(type(value), type(value).__name__)
 
 
@@ -343,11 +344,6 @@ def replace_values(text: str, replacements: Iterable[tuple[Path, Any]]) -> str:
     JSON); everything else keeps its exact text. Raises KeyError for a path
     that leads nowhere."""
     return splice(text, ((*value_span(text, path), dumps(value)) for path, value in replacements))
-
-
-def object_text(members: Iterable[tuple[str, str]]) -> str:
-    """A JSON object from (key, value JSON text) pairs, values verbatim."""
-    return "{" + ",".join(f"{dumps(key)}:{value}" for key, value in members) + "}"
 
 
 def without_members(text: str, members: list[Member], drop: set[str]) -> str:

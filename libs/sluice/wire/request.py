@@ -59,15 +59,11 @@ def _bad(path: Path, description: str) -> SluiceError:
     return SluiceError.bad_request(jsontext.dotted(path) or "(body)", description)
 
 
-def _type_name(value: Any) -> str:
-    return {dict: "object", list: "array", str: "string", bool: "boolean", int: "integer",
-            float: "number", type(None): "null"}.get(type(value), type(value).__name__)
-
-
 def _expect(value: Any, kind: type | tuple[type, ...], path: Path, what: str) -> Any:
-    if not isinstance(value, kind) or (isinstance(value, bool) and bool not in (kind if isinstance(kind, tuple)
-                                                                                   else (kind,))):
-        raise _bad(path, f"Input should be a valid {what}, got {_type_name(value)}")
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    # bool is an int to Python, not to JSON: true is no valid integer.
+    if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
+        raise _bad(path, f"Input should be a valid {what}, got {jsontext.kind_name(value)}")
     return value
 
 
@@ -139,7 +135,7 @@ class MessagesRequest:
     """
 
     __slots__ = ("raw", "text", "members", "doc", "anthropic_version", "anthropic_beta", "count_tokens",
-                 "model", "max_tokens", "stream", "_texts")
+                 "model", "max_tokens", "stream", "_texts", "_estimate")
 
     def __init__(self, raw: bytes, anthropic_version: str = "", anthropic_beta: tuple[str, ...] = (),
                  count_tokens: bool = False, exact: bool = True) -> None:
@@ -149,6 +145,7 @@ class MessagesRequest:
         self.count_tokens = count_tokens
         self.text, self.members, self.doc = parse_json_body(raw, exact)
         self._texts: list[Text] | None = None
+        self._estimate: int | None = None
         self._validate()
 
     @classmethod
@@ -160,7 +157,7 @@ class MessagesRequest:
         self.raw, self.text, self.members, self.doc = raw, "", [], {"messages": []}
         self.anthropic_version, self.anthropic_beta = anthropic_version, tuple(anthropic_beta)
         self.count_tokens, self.model, self.max_tokens, self.stream = count_tokens, "", 0, False
-        self._texts = []
+        self._texts, self._estimate = [], None
         return self
 
     # -- checks --------------------------------------------------------------------
@@ -263,8 +260,13 @@ class MessagesRequest:
 
     def estimated_input_tokens(self) -> int:
         """Input tokens estimated from the texts, images, documents and tool
-        schemas, at least 1. Sizes quota reservations; settled later against
-        the provider's own count."""
+        schemas, at least 1 (computed once). Sizes quota reservations;
+        settled later against the provider's own count."""
+        if self._estimate is None:
+            self._estimate = self._estimated()
+        return self._estimate
+
+    def _estimated(self) -> int:
         chars = sum(len(t.text) for t in self.texts())
         extra = _PER_MESSAGE_TOKENS * len(self.doc["messages"])
         for tool in self.doc.get("tools") or ():

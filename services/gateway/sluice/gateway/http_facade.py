@@ -189,11 +189,17 @@ class MessagesFacade:
         return web.Response(body=body, content_type=_JSON,
                             headers={headers.ANTHROPIC_REQUEST_ID: request_id, **info.headers})
 
+    async def _models_caller(self, request: web.Request, request_id: str) -> principal_pb2.Principal:
+        """The caller of a Models API route, which Sluice answers itself
+        (so the API version must be one it knows)."""
+        principal = await self._begin(request, request_id)
+        check_version_for_sluice(api_headers(request)[0])
+        return principal
+
     async def list_models(self, request: web.Request) -> web.StreamResponse:
         request_id = call_context.new_request_id()
         try:
-            principal = await self._begin(request, request_id)
-            check_version_for_sluice(api_headers(request)[0])
+            principal = await self._models_caller(request, request_id)
             query = request.query
             try:
                 limit = int(query.get("limit", str(DEFAULT_LIMIT)))
@@ -213,8 +219,7 @@ class MessagesFacade:
     async def get_model(self, request: web.Request) -> web.StreamResponse:
         request_id = call_context.new_request_id()
         try:
-            principal = await self._begin(request, request_id)
-            check_version_for_sluice(api_headers(request)[0])
+            principal = await self._models_caller(request, request_id)
             model = await self._pipeline.get_model(principal, request.match_info["model_id"])
         except SluiceError as err:
             return error_response(err, request_id, MODEL)

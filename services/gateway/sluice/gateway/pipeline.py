@@ -37,6 +37,7 @@ from sluice.rpc.errors import Reason, SluiceError, from_rpc_error
 from sluice.safety.v1 import safety_service_pb2, verdict_pb2
 from sluice.telemetry import metrics
 from sluice.wire import events as wire_events
+from sluice.wire import jsontext
 from sluice.wire.assemble import MessageAssembler, StreamProtocolError
 from sluice.wire.events import Event
 from sluice.wire.jsontext import JsonTextError, parse_pointer
@@ -361,16 +362,20 @@ class Pipeline:
 
     @staticmethod
     def _wire(request: MessagesRequest, drop: frozenset[str] = frozenset({"model", "stream"})) -> wire_pb2.WireRequest:
+        """The request for an upstream: its body without the members the upstream sets."""
         return wire_pb2.WireRequest(body=request.template(drop), anthropic_version=request.anthropic_version,
+                                    anthropic_beta=request.anthropic_beta)
+
+    @staticmethod
+    def _as_sent(request: MessagesRequest) -> wire_pb2.WireRequest:
+        """The request as the client sent it, for the stages that judge it."""
+        return wire_pb2.WireRequest(body=request.raw, anthropic_version=request.anthropic_version,
                                     anthropic_beta=request.anthropic_beta)
 
     async def _check_input(self, record: RequestRecord) -> safety_service_pb2.CheckInputResponse:
         """The input verdict; raises POLICY_BLOCKED on a block, applies redactions."""
-        request = record.request
         safety = await _call(self._s.safety.CheckInput(safety_service_pb2.CheckInputRequest(
-            principal=record.principal, request=wire_pb2.WireRequest(
-                body=request.raw, anthropic_version=request.anthropic_version, anthropic_beta=request.anthropic_beta)),
-            timeout=self._stage_timeout))
+            principal=record.principal, request=self._as_sent(record.request)), timeout=self._stage_timeout))
         self._judge(record, safety)
         return safety
 
@@ -421,9 +426,7 @@ class Pipeline:
         safety, cached = await _all_or_nothing(
             self._check_input(record),
             _call(self._s.cache.Lookup(cache_service_pb2.LookupRequest(
-                principal=principal, request=wire_pb2.WireRequest(
-                    body=request.raw, anthropic_version=request.anthropic_version,
-                    anthropic_beta=request.anthropic_beta)), timeout=t)),
+                principal=principal, request=self._as_sent(request)), timeout=t)),
             concurrently=not self._s.checks_in_process,
         )
         upstream = None
@@ -549,7 +552,6 @@ class Pipeline:
 def models_page_json(page: routing_service_pb2.ListModelsResponse) -> bytes:
     """GET /v1/models's answer: data, has_more, first_id, last_id."""
     data = list(page.data)
-    first = f'"{data[0].id}"' if data else "null"
-    last = f'"{data[-1].id}"' if data else "null"
-    return (b'{"data":[' + b",".join(m.json for m in data) + b'],"has_more":'
-            + (b"true" if page.has_more else b"false") + f',"first_id":{first},"last_id":{last}}}'.encode())
+    ends = jsontext.dumps({"has_more": page.has_more, "first_id": data[0].id if data else None,
+                           "last_id": data[-1].id if data else None})
+    return b'{"data":[' + b",".join(m.json for m in data) + b"]," + ends[1:].encode("utf-8")

@@ -210,10 +210,11 @@ class OutputFilter:
         index = event.view.get("index")
         if not isinstance(index, int):
             return event
-        shift = sum(1 for dropped in self._dropped if dropped < index)
-        return ev.with_index(event, index - shift) if shift else event
+        out = self._out_index(index)
+        return ev.with_index(event, out) if out != index else event
 
     def _out_index(self, index: int) -> int:
+        """The index the client sees for block `index`, after dropped blocks."""
         return index - sum(1 for dropped in self._dropped if dropped < index)
 
     def _release_whole(self, block: _Block, stop: Event) -> list[Event]:

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sluice.wire import jsontext
+from sluice.wire.request import tokens_for_chars
 
 _DIRECTIVE = re.compile(r"\[\[sim:([a-z_]+)=([0-9.]+)\]\]")
 _ECHO = "[[sim:echo]]"
@@ -114,7 +115,9 @@ def last_user_text(body: Any) -> str:
 
 
 def estimate_tokens(text: str) -> int:
-    return (len(text) + 3) // 4
+    """The simulator's token count of a text: the same four-characters
+    rule as Sluice's estimate, so tests can predict it."""
+    return tokens_for_chars(len(text))
 
 
 def completion_words(prompt: str, count: int) -> list[str]:
