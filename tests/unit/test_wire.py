@@ -96,11 +96,12 @@ def test_spans_and_splices_keep_every_other_byte():
         jsontext.value_span(text, ("a", "missing"))
 
 
-@given(st.lists(st.one_of(keys, st.integers(0, 9)), max_size=5))
+@given(st.lists(st.one_of(keys, st.integers(0, 9), st.just("²"), st.just("07")), max_size=5))
 def test_json_pointers_round_trip(tokens):
     path = tuple(tokens)
     assert jsontext.parse_pointer(jsontext.pointer(path)) == tuple(
-        int(t) if isinstance(t, str) and t.isdigit() and (t == "0" or not t.startswith("0")) else t for t in path)
+        int(t) if isinstance(t, str) and t.isascii() and t.isdigit() and (t == "0" or not t.startswith("0")) else t
+        for t in path)
 
 
 # -- requests -------------------------------------------------------------------------
@@ -406,3 +407,12 @@ def test_numbers_the_view_cannot_reproduce_keep_the_upstreams_text():
     text = assembler.json().decode()
     assert '"x_score":1.50' in text and '"x_weight":2.50' in text and '"x_big":18446744073709551617' in text
     assert json.loads(text)["content"] == [{"type": "text", "text": "Hello", "citations": []}]
+
+
+def test_edits_reach_strings_under_keys_that_look_like_numbers():
+    body = {"max_tokens": 5, "messages": [{"role": "assistant", "content": [
+        {"type": "tool_use", "id": "t", "name": "n", "input": {"²": "secret one", "07": ["secret two"], "0": "x"}}]}]}
+    request = MessagesRequest(json.dumps(body).encode())
+    edits = [(jsontext.parse_pointer(jsontext.pointer(t.path)), "[gone]") for t in request.texts()]
+    edited = request.with_edits(edits)
+    assert edited.doc["messages"][0]["content"][0]["input"] == {"²": "[gone]", "07": ["[gone]"], "0": "[gone]"}

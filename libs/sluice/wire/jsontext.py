@@ -112,7 +112,10 @@ def parse_pointer(text: str) -> Path:
     out: list[Token] = []
     for raw in text[1:].split("/"):
         token = raw.replace("~1", "/").replace("~0", "~")
-        out.append(int(token) if token.isdigit() and (token == "0" or not token.startswith("0")) else token)
+        # Array indices are ASCII digits without a leading zero (RFC 6901);
+        # str.isdigit() alone also takes "²".
+        index = token.isascii() and token.isdigit() and (token == "0" or not token.startswith("0"))
+        out.append(int(token) if index else token)
     return tuple(out)
 
 
