@@ -312,9 +312,11 @@ def value_span(text: str, path: Path, at: int = 0) -> tuple[int, int]:
     start = _WS.match(text, at).end()  # type: ignore[union-attr]
     end = -1
     for token in path:
+        # A token means a key or an index by the container it meets (RFC
+        # 6901): "/0" is the member "0" of an object, the first item of an array.
         opener = text[start:start + 1]
-        if opener == "{" and isinstance(token, str):
-            found = [m for m in object_members(text, start)[0] if m.key == token]
+        if opener == "{":
+            found = [m for m in object_members(text, start)[0] if m.key == str(token)]
             if not found:
                 raise KeyError(token)
             start, end = found[-1].value_start, found[-1].end
