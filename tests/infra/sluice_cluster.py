@@ -126,8 +126,8 @@ class SluiceCluster:
                      # Every limit present, so each request runs the whole quota
                      # script, but too high for tests and the bench to reach.
                      "tiers": {"standard": {"tenant": UNREACHABLE_LIMITS, "key": UNREACHABLE_LIMITS}}},
-            "inference": {"upstreams": {"anthropic": {"base_url": self.simulator.base, "api_key": "sk-sim"}},
-                          "retry_backoff_seconds": 0.01},
+            "inference": {"simulator_url": self.simulator.base,
+                          "resilience": {"backoff_base_seconds": 0.01}},
             "events": {"spool_dir": str(self.spool_dir), "kafka_bootstrap": kafka_bootstrap,
                        "send_timeout_seconds": 3, "kafka_retry_seconds": 0.5},
         }

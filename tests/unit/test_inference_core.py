@@ -1,112 +1,264 @@
-"""Retry and fallback rules, with scripted fake upstreams."""
+"""The inference core's resilience rules, with scripted fake deployments:
+retries before the first token, fallback, residency, breakers, budgets,
+hedging, admission by class, count_tokens and mid-stream continuation."""
 
 from __future__ import annotations
 
+import asyncio
+import json
+
 import pytest
 
-from sluice.inference.core import Generator
+from sluice.config.settings import ResilienceSettings
+from sluice.inference.core import AttemptReport, Generator
 from sluice.llm.v1 import wire_pb2
 from sluice.routing.v1.candidate_pb2 import Candidate
 from sluice.rpc import context as call_context
 from sluice.rpc.errors import Reason, SluiceError
-from sluice.wire.events import text_delta
+from sluice.wire import events as ev
+
+BLOCK = "block"  # a script step: wait until cancelled (a first token that never comes)
 
 
-class ScriptedUpstream:
-    """Each call pops a script: an exception to raise, or a number of events
-    to yield (then optionally an exception)."""
+def start(input_tokens: int = 7) -> ev.Event:
+    return ev.Event.of({"type": "message_start", "message": {"id": "m", "type": "message", "role": "assistant",
+                                                            "model": "x", "content": [],
+                                                            "usage": {"input_tokens": input_tokens,
+                                                                      "output_tokens": 1}}})
 
-    def __init__(self, *scripts):
+
+def block_start() -> ev.Event:
+    return ev.Event.of({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}})
+
+
+def answer(*texts: str) -> list:
+    return [start(), block_start(), *[ev.text_delta(0, t) for t in texts], ev.content_block_stop(0),
+            ev.message_delta("end_turn", {"output_tokens": len(texts)}), ev.message_stop()]
+
+
+class FakeDeployment:
+    """One deployment: each call plays the next script (a list of events,
+    exceptions to raise, or BLOCK). `calls` keeps each call's candidate and
+    body; `closed` counts streams closed."""
+
+    can_count_tokens = True
+
+    def __init__(self, *scripts: list) -> None:
         self.scripts = list(scripts)
-        self.calls: list[str] = []
+        self.calls: list[tuple[str, bytes]] = []
+        self.closed = 0
 
     async def stream(self, candidate, request, timeout):
-        self.calls.append(candidate.model_id)
+        self.calls.append((candidate.model_id, request.body))
         script = self.scripts.pop(0)
-        if isinstance(script, Exception):
-            raise script
-        count, then = script if isinstance(script, tuple) else (script, None)
-        for i in range(count):
-            yield text_delta(0, str(i))
-        if then:
-            raise then
+        try:
+            for step in script:
+                if isinstance(step, Exception):
+                    raise step
+                if step == BLOCK:
+                    await asyncio.Event().wait()
+                yield step
+        finally:
+            self.closed += 1
 
     async def count_tokens(self, candidate, request, timeout):
-        self.calls.append(candidate.model_id)
-        script = self.scripts.pop(0)
-        if isinstance(script, Exception):
-            raise script
-        return script, b'{"input_tokens": %d}' % script
+        self.calls.append((candidate.model_id, request.body))
+        step = self.scripts.pop(0)
+        if isinstance(step, Exception):
+            raise step
+        return step, b'{"input_tokens": %d}' % step
 
 
-def overloaded():
-    return SluiceError(Reason.UPSTREAM_OVERLOADED, "busy")
+def overloaded(retry_after: float | None = None, **metadata: str) -> SluiceError:
+    return SluiceError(Reason.UPSTREAM_OVERLOADED, "busy", retry_after_s=retry_after, metadata=metadata)
 
 
-A, B = Candidate(model_id="a", provider="p"), Candidate(model_id="b", provider="p")
+def candidate(model: str, deployment: str, geo: str = "eu", prefill: bool = False) -> Candidate:
+    return Candidate(model_id=model, deployment=deployment, provider="anthropic", geo=geo,
+                     accepts_prefill=prefill)
 
 
-async def collect(generator, candidates):
-    return [e async for e in generator.generate(wire_pb2.WireRequest(), candidates)]
+def policy(**kw) -> ResilienceSettings:
+    base = dict(backoff_base_seconds=0, hedging=False, attempts_per_candidate=2)
+    base.update(kw)
+    return ResilienceSettings(**base)
 
 
-async def test_retries_then_succeeds():
-    upstream = ScriptedUpstream(overloaded(), 3)
-    events = await collect(Generator({"p": upstream}, 1, 0), [A])
-    assert len(events) == 3 and upstream.calls == ["a", "a"]
-
-
-async def test_falls_back_to_the_next_candidate():
-    upstream = ScriptedUpstream(overloaded(), overloaded(), 2)
-    events = await collect(Generator({"p": upstream}, 1, 0), [A, B])
-    assert len(events) == 2 and upstream.calls == ["a", "a", "b"]
-
-
-async def test_last_error_surfaces_when_all_fail():
-    upstream = ScriptedUpstream(overloaded(), overloaded())
-    with pytest.raises(SluiceError) as err:
-        await collect(Generator({"p": upstream}, 0, 0), [A, B])
-    assert err.value.reason is Reason.UPSTREAM_OVERLOADED and upstream.calls == ["a", "b"]
-
-
-async def test_no_retry_after_the_first_event():
-    upstream = ScriptedUpstream((2, overloaded()), 5)
-    received = []
-    with pytest.raises(SluiceError):
-        async for event in Generator({"p": upstream}, 3, 0).generate(wire_pb2.WireRequest(), [A, B]):
-            received.append(event)
-    assert len(received) == 2 and upstream.calls == ["a"]
-
-
-async def test_rejected_requests_are_not_retried():
-    upstream = ScriptedUpstream(SluiceError(Reason.UPSTREAM_REJECTED, "bad"), 1)
-    with pytest.raises(SluiceError) as err:
-        await collect(Generator({"p": upstream}, 3, 0), [A, B])
-    assert err.value.reason is Reason.UPSTREAM_REJECTED and upstream.calls == ["a"]
-
-
-async def test_unknown_provider_falls_through_to_a_known_one():
-    upstream = ScriptedUpstream(1)
-    events = await collect(Generator({"p": upstream}, 0, 0), [Candidate(model_id="z", provider="nope"), A])
-    assert len(events) == 1
-
-
-async def test_backoff_that_would_pass_the_deadline_fails_at_once():
-    upstream = ScriptedUpstream(SluiceError(Reason.UPSTREAM_RATE_LIMITED, "slow", retry_after_s=30), 1)
-    call_context.begin("req_t", 0.5)
+async def run(gen: Generator, candidates: list[Candidate], body: bytes = b'{"messages":[]}', **kw):
+    """(events, attempt reports, error) of one request."""
+    events, reports = [], []
     try:
-        with pytest.raises(SluiceError) as err:
-            await collect(Generator({"p": upstream}, 2, 0.01), [A])
-    finally:
-        call_context._current.set(None)  # noqa: SLF001
-    assert err.value.reason is Reason.UPSTREAM_RATE_LIMITED and upstream.calls == ["a"]
+        async for item in gen.generate(wire_pb2.WireRequest(body=body), candidates, **kw):
+            (reports if isinstance(item, AttemptReport) else events).append(item)
+    except SluiceError as err:
+        return events, reports, err
+    return events, reports, None
 
 
-async def test_count_tokens_walks_the_candidates_like_generate():
-    upstream = ScriptedUpstream(overloaded(), overloaded(), 42)
-    tokens, body, model = await Generator({"p": upstream}, 1, 0).count_tokens(wire_pb2.WireRequest(), [A, B])
-    assert (tokens, body, model) == (42, b'{"input_tokens": 42}', "b") and upstream.calls == ["a", "a", "b"]
-    refused = ScriptedUpstream(SluiceError(Reason.UPSTREAM_NOT_FOUND, "model: x"), 1)
-    with pytest.raises(SluiceError) as err:
-        await Generator({"p": refused}, 3, 0).count_tokens(wire_pb2.WireRequest(), [A, B])
-    assert err.value.reason is Reason.UPSTREAM_NOT_FOUND and refused.calls == ["a"]
+async def test_a_retry_on_the_same_deployment_then_success():
+    d = FakeDeployment([overloaded()], answer("hi"))
+    events, reports, err = await run(Generator({"eu1": d}, policy()), [candidate("a", "eu1")])
+    assert err is None and [e.type for e in events][0] == "message_start" and len(d.calls) == 2
+    assert [(r.deployment, r.outcome, r.reason) for r in reports] == [
+        ("eu1", "failed", "UPSTREAM_OVERLOADED"), ("eu1", "served", "")]
+
+
+async def test_falls_back_down_the_list_after_the_attempts_run_out():
+    d1, d2 = FakeDeployment([overloaded()], [overloaded()]), FakeDeployment(answer("ok"))
+    events, reports, err = await run(Generator({"eu1": d1, "eu2": d2}, policy()),
+                                     [candidate("a", "eu1"), candidate("b", "eu2")])
+    assert err is None and len(d1.calls) == 2 and [m for m, _ in d2.calls] == ["b"]
+    assert [r.outcome for r in reports] == ["failed", "failed", "served"] and reports[-1].candidate == 1
+
+
+async def test_the_last_error_surfaces_with_every_attempt_reported():
+    d1, d2 = FakeDeployment([overloaded()]), FakeDeployment([overloaded()])
+    _, reports, err = await run(Generator({"eu1": d1, "eu2": d2}, policy(attempts_per_candidate=1)),
+                                [candidate("a", "eu1"), candidate("b", "eu2")])
+    assert err is not None and err.reason is Reason.UPSTREAM_OVERLOADED
+    assert [(r.deployment, r.outcome) for r in reports] == [("eu1", "failed"), ("eu2", "failed")]
+
+
+async def test_events_before_the_first_token_are_held_so_a_failure_there_is_still_retried():
+    d = FakeDeployment([start(), block_start(), overloaded()], answer("x"))
+    events, _, err = await run(Generator({"eu1": d}, policy()), [candidate("a", "eu1")])
+    assert err is None and [e.type for e in events].count("message_start") == 1 and len(d.calls) == 2
+
+
+async def test_no_retry_after_the_first_token():
+    d1, d2 = FakeDeployment([start(), block_start(), ev.text_delta(0, "a"), overloaded()]), FakeDeployment(answer())
+    events, _, err = await run(Generator({"eu1": d1, "eu2": d2}, policy()),
+                               [candidate("a", "eu1"), candidate("b", "eu2")])
+    assert err is not None and err.reason is Reason.UPSTREAM_OVERLOADED
+    assert [e.type for e in events] == ["message_start", "content_block_start", "content_block_delta"]
+    assert d2.calls == [] and d1.closed == 1
+
+
+async def test_a_refusal_of_the_request_is_neither_retried_nor_fallen_back_from():
+    d1, d2 = FakeDeployment([SluiceError(Reason.UPSTREAM_REJECTED, "bad")]), FakeDeployment(answer())
+    _, reports, err = await run(Generator({"eu1": d1, "eu2": d2}, policy()),
+                                [candidate("a", "eu1"), candidate("b", "eu2")])
+    assert err.reason is Reason.UPSTREAM_REJECTED and len(d1.calls) == 1 and d2.calls == []
+    assert reports[0].outcome == "failed"
+
+
+async def test_a_candidate_outside_the_residency_is_never_called():
+    us, eu = FakeDeployment(answer()), FakeDeployment(answer("eu"))
+    gen = Generator({"us1": us, "eu1": eu}, policy())
+    _, reports, err = await run(gen, [candidate("a", "us1", geo="us"), candidate("a", "eu1")], allowed_geos=["eu"])
+    assert err is None and us.calls == [] and reports[-1].deployment == "eu1"
+    _, _, err = await run(gen, [candidate("a", "us1", geo="us")], allowed_geos=["eu"])
+    assert err.reason is Reason.NO_UPSTREAM and us.calls == []
+
+
+async def test_every_eu_deployment_failing_is_an_error_and_nothing_else_is_called():
+    eu1, eu2, us = FakeDeployment([overloaded()]), FakeDeployment([overloaded()]), FakeDeployment(answer())
+    gen = Generator({"eu1": eu1, "eu2": eu2, "us1": us}, policy(attempts_per_candidate=1))
+    _, _, err = await run(gen, [candidate("a", "eu1"), candidate("a", "eu2"), candidate("a", "us1", geo="us")],
+                          allowed_geos=["eu"])
+    assert err.reason is Reason.UPSTREAM_OVERLOADED and us.calls == []
+
+
+async def test_an_open_breaker_skips_its_deployment_and_says_when_to_retry():
+    flaky = FakeDeployment(*[[overloaded()] for _ in range(4)])
+    healthy = FakeDeployment(*[answer("ok") for _ in range(3)])
+    gen = Generator({"flaky": flaky, "ok": healthy},
+                    policy(attempts_per_candidate=1, breaker_consecutive_failures=2, breaker_open_seconds=30))
+    for _ in range(2):
+        await run(gen, [candidate("a", "flaky"), candidate("a", "ok")])
+    assert gen.health["flaky"].breaker.state == "open" and len(flaky.calls) == 2
+    _, reports, err = await run(gen, [candidate("a", "flaky"), candidate("a", "ok")])
+    assert err is None and len(flaky.calls) == 2 and [r.deployment for r in reports] == ["ok"]
+    _, _, err = await run(gen, [candidate("a", "flaky")])
+    assert err.reason is Reason.UPSTREAM_OVERLOADED and err.retry_after_s and err.retry_after_s > 1
+
+
+async def test_a_spent_retry_budget_stops_extra_attempts():
+    d1, d2 = FakeDeployment([overloaded()]), FakeDeployment(answer())
+    gen = Generator({"eu1": d1, "eu2": d2}, policy(retry_budget_ratio=0, retry_budget_min_per_second=0))
+    _, _, err = await run(gen, [candidate("a", "eu1"), candidate("b", "eu2")])
+    assert err.reason is Reason.UPSTREAM_OVERLOADED and len(d1.calls) == 1 and d2.calls == []
+
+
+async def test_x_should_retry_false_means_no_retry_on_that_deployment_but_fallback_still_runs():
+    d1, d2 = FakeDeployment([overloaded(upstream_no_retry="true")]), FakeDeployment(answer())
+    _, _, err = await run(Generator({"eu1": d1, "eu2": d2}, policy()),
+                          [candidate("a", "eu1"), candidate("b", "eu2")])
+    assert err is None and len(d1.calls) == 1 and len(d2.calls) == 1
+
+
+async def test_a_retry_after_past_the_deadline_fails_at_once():
+    d = FakeDeployment([overloaded(retry_after=30)], answer())
+    call_context.begin("r", 1.0)
+    _, _, err = await run(Generator({"eu1": d}, policy()), [candidate("a", "eu1")])
+    assert err.reason is Reason.UPSTREAM_OVERLOADED and len(d.calls) == 1
+
+
+async def test_a_hedge_beats_a_slow_first_token_and_the_loser_is_cancelled_and_reported():
+    slow = FakeDeployment([start(input_tokens=40), BLOCK])
+    fast = FakeDeployment(answer("quick"))
+    gen = Generator({"slow": slow, "fast": fast}, policy(hedging=True, hedge_delay_seconds=0.02))
+    events, reports, err = await run(gen, [candidate("a", "slow"), candidate("a", "fast")])
+    assert err is None and [e.type for e in events].count("message_start") == 1
+    assert b"quick" in b"".join(e.data for e in events)
+    cancelled = [r for r in reports if r.outcome == "cancelled"]
+    assert [(r.deployment, r.hedge) for r in cancelled] == [("slow", False)]
+    assert json.loads(cancelled[0].usage)["input_tokens"] == 40
+    assert [(r.deployment, r.hedge) for r in reports if r.outcome == "served"] == [("fast", True)]
+    assert slow.closed == 1
+
+
+async def test_no_hedge_without_hedge_budget():
+    slow = FakeDeployment([start(), ev.text_delta(0, "late"), ev.message_stop()])
+    other = FakeDeployment(answer())
+    gen = Generator({"slow": slow, "other": other},
+                    policy(hedging=True, hedge_delay_seconds=0.001, hedge_budget_ratio=0, hedge_budget_min_per_second=0))
+    _, reports, err = await run(gen, [candidate("a", "slow"), candidate("a", "other")])
+    assert err is None and other.calls == [] and [r.outcome for r in reports] == ["served"]
+
+
+async def test_a_deployment_at_its_limit_refuses_background_work_before_enterprise():
+    held = FakeDeployment([start(), block_start(), ev.text_delta(0, "a"), BLOCK], answer())
+    gen = Generator({"eu1": held}, policy(initial_concurrency=2), max_concurrency={"eu1": 2})
+    first = gen.generate(wire_pb2.WireRequest(body=b"{}"), [candidate("a", "eu1")], priority=0)
+    async for item in first:
+        if not isinstance(item, AttemptReport) and item.type == "content_block_delta":
+            break  # one enterprise stream in flight
+    _, _, err = await run(gen, [candidate("a", "eu1")], priority=3)
+    assert err.reason is Reason.UPSTREAM_OVERLOADED and len(held.calls) == 1
+    _, _, err = await run(gen, [candidate("a", "eu1")], priority=0)
+    assert err is None and len(held.calls) == 2
+    await first.aclose()
+
+
+async def test_count_tokens_skips_providers_that_cannot_count():
+    bedrock, vertex = FakeDeployment(), FakeDeployment(12)
+    bedrock.can_count_tokens = False
+    tokens, body, model = await Generator({"b": bedrock, "v": vertex}, policy()).count_tokens(
+        wire_pb2.WireRequest(), [candidate("a", "b"), candidate("c", "v")])
+    assert (tokens, model) == (12, "c") and bedrock.calls == []
+
+
+async def test_a_text_stream_failing_mid_answer_continues_on_the_next_candidate_when_opted_in():
+    first = FakeDeployment([start(), block_start(), ev.text_delta(0, "Hello, "), overloaded()])
+    second = FakeDeployment(answer("world"))
+    gen = Generator({"eu1": first, "eu2": second}, policy())
+    events, reports, err = await run(gen, [candidate("a", "eu1"), candidate("b", "eu2", prefill=True)],
+                                     body=b'{"max_tokens":5,"messages":[{"role":"user","content":"hi"}]}',
+                                     continue_midstream=True)
+    assert err is None
+    assert [e.type for e in events] == ["message_start", "content_block_start", "content_block_delta",
+                                        "content_block_delta", "content_block_stop", "message_delta", "message_stop"]
+    sent = json.loads(second.calls[0][1])
+    assert sent["messages"][-1] == {"role": "assistant", "content": "Hello, "}
+    assert [r.outcome for r in reports] == ["served", "continued", "served"]
+
+
+async def test_no_continuation_with_a_tool_call_in_the_answer():
+    tool = ev.Event.of({"type": "content_block_start", "index": 0,
+                        "content_block": {"type": "tool_use", "id": "t", "name": "f", "input": {}}})
+    first = FakeDeployment([start(), tool, ev.input_json_delta(0, '{"a"'), overloaded()])
+    second = FakeDeployment(answer("x"))
+    _, _, err = await run(Generator({"eu1": first, "eu2": second}, policy()),
+                          [candidate("a", "eu1"), candidate("b", "eu2", prefill=True)], continue_midstream=True)
+    assert err.reason is Reason.UPSTREAM_OVERLOADED and second.calls == []

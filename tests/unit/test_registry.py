@@ -93,6 +93,9 @@ class FakeInference:
         finally:
             self.closed.set()
 
+    async def DeploymentHealth(self, request, context):
+        return inf_pb.DeploymentHealthResponse()
+
     async def CountTokens(self, request, context):
         return inf_pb.CountTokensResponse(input_tokens=1)
 

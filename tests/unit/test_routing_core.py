@@ -7,13 +7,19 @@ import pytest
 
 from sluice.auth.v1.principal_pb2 import Principal
 from sluice.catalog import load_catalog
+from sluice.catalog.deployments import load_deployments
 from sluice.routing.core import Router
 from sluice.rpc.errors import Reason, SluiceError
 
 
+def _router(region: str = "local", **kw) -> Router:
+    catalog = load_catalog()
+    return Router(catalog, load_deployments(catalog), region, "claude-sonnet-4-6", **kw)
+
+
 @pytest.fixture(scope="module")
 def router():
-    return Router(load_catalog(), "local", "claude-sonnet-4-6")
+    return _router()
 
 
 def p(**kw):
@@ -23,9 +29,10 @@ def p(**kw):
 
 
 def test_requested_model_by_alias_gives_catalog_id_and_prices(router):
-    [c], model = router.route(p(), "claude-haiku-4-5-20251001")
-    assert (c.model_id, c.upstream_model, c.provider, c.region) == (
-        "claude-haiku-4-5", "claude-haiku-4-5", "anthropic", "local")
+    candidates, model = router.route(p(), "claude-haiku-4-5-20251001")
+    c = candidates[0]
+    assert (c.model_id, c.upstream_model, c.provider, c.region, c.deployment, c.reason) == (
+        "claude-haiku-4-5", "claude-haiku-4-5", "anthropic", "", "anthropic-global", "requested")
     assert (c.prices.input, c.prices.output, c.prices.cache_read) == (1.0, 5.0, 0.1)
     assert dict(c.prices.server_tool_use) == {"web_search_requests": 0.01, "web_fetch_requests": 0.0}
     assert (c.context_window, c.max_output_tokens, model.id) == (200_000, 64_000, "claude-haiku-4-5")
@@ -49,15 +56,14 @@ def test_refusals(router, principal, model, reason):
 
 
 def test_model_outside_the_tenants_region_is_refused():
-    router = Router(load_catalog(), "eu-west-1", "claude-sonnet-4-6")
+    router = _router("eu-west-1")
     with pytest.raises(SluiceError) as err:
         router.route(p(region="eu-west-1", tier="enterprise"), "claude-fable-5")
     assert err.value.reason is Reason.MODEL_NOT_ALLOWED and "eu-west-1" in err.value.message
 
 
 def _at(day: str) -> Router:
-    return Router(load_catalog(), "local", "claude-sonnet-4-6",
-                  clock=lambda: datetime.fromisoformat(day).replace(tzinfo=UTC))
+    return _router(clock=lambda: datetime.fromisoformat(day).replace(tzinfo=UTC))
 
 
 def test_max_tokens_above_the_models_output_is_the_apis_400(router):
@@ -123,3 +129,47 @@ def test_a_model_by_alias_in_the_apis_shape_and_404_for_what_the_tenant_cannot_u
     assert err.value.reason is Reason.MODEL_NOT_FOUND and err.value.message == "model: claude-opus-4-7"
     retired = json.loads(router.get_model(p(tier="enterprise"), "claude-mythos-preview").json)
     assert retired["lifecycle"] == "retired" and retired["retires_at"] == "2026-06-30T00:00:00Z"
+
+
+def test_an_eu_tenant_gets_only_eu_deployments_then_its_fallbacks_there():
+    router = _router("eu-west-1", max_candidates=10)
+    candidates, _ = router.route(p(region="eu-west-1"), "claude-opus-4-6")
+    assert [(c.model_id, c.deployment, c.reason) for c in candidates] == [
+        ("claude-opus-4-6", "vertex-europe-west1", "requested"),
+        ("claude-opus-4-6", "bedrock-eu-west-1", "requested"),
+        ("claude-sonnet-4-6", "vertex-europe-west1", "fallback"),
+        ("claude-sonnet-4-6", "vertex-eu", "fallback"),
+        ("claude-sonnet-4-6", "bedrock-eu-west-1", "fallback"),
+        ("claude-haiku-4-5", "vertex-europe-west1", "fallback"),
+        ("claude-haiku-4-5", "vertex-eu", "fallback"),
+        ("claude-haiku-4-5", "bedrock-eu-west-1", "fallback"),
+    ]
+    assert {c.geo for c in candidates} == {"eu"} and router.allowed_geos == ("eu",)
+    bedrock = candidates[1]
+    assert (bedrock.provider, bedrock.region, bedrock.upstream_model) == (
+        "bedrock", "eu-west-1", "eu.anthropic.claude-opus-4-6-v1:0")
+    # Regional endpoints bill 1.1x the list price.
+    assert bedrock.prices.input == pytest.approx(5.0 * 1.1)
+
+
+def test_a_us_tenant_on_the_anthropic_api_runs_with_inference_geo_us():
+    candidates, _ = _router("us-east-1").route(p(region="us-east-1"), "claude-opus-4-6")
+    assert candidates[0].deployment == "anthropic-us" and candidates[0].inference_geo == "us"
+    # A model that cannot take inference_geo is not served by the US API deployment.
+    haiku, _ = _router("us-east-1").route(p(region="us-east-1"), "claude-haiku-4-5")
+    assert "anthropic-us" not in {c.deployment for c in haiku} and {c.geo for c in haiku} == {"us"}
+
+
+def test_a_model_with_no_deployment_in_the_region_is_refused_not_served_elsewhere():
+    with pytest.raises(SluiceError) as err:
+        _router("eu-west-1").route(p(region="eu-west-1", tier="enterprise"), "claude-mythos-5-2")
+    assert err.value.reason is Reason.MODEL_NOT_ALLOWED
+
+
+def test_fallbacks_skip_models_the_tenant_may_not_use_and_the_list_is_capped():
+    candidates, _ = _router(max_candidates=3).route(p(allowed_models=["claude-opus-4-6", "claude-haiku-4-5"]),
+                                                    "claude-opus-4-6")
+    assert len(candidates) == 3 and "claude-sonnet-4-6" not in {c.model_id for c in candidates}
+    everything, _ = _router(max_candidates=64).route(p(allowed_models=["claude-opus-4-6", "claude-haiku-4-5"]),
+                                                     "claude-opus-4-6")
+    assert [c.model_id for c in everything][-1] == "claude-haiku-4-5"

@@ -90,6 +90,13 @@ class GatewaySettings(_Section):
     # timeouts keep the connection; 0 turns Sluice's own pings off. The
     # upstream's pings are relayed either way.
     stream_ping_interval_seconds: float = Field(10.0, ge=0)
+    # Overload: utilisation is the larger of in-flight requests / max_in_flight
+    # and event-loop lag / overload_lag_seconds; a request is shed (529 with
+    # retry-after) when utilisation reaches its class's threshold: class 0
+    # (enterprise) only at 1.0, background work first.
+    max_in_flight: int = Field(4096, ge=1)
+    overload_lag_seconds: float = Field(0.5, gt=0)
+    shed_thresholds: dict[int, float] = {0: 1.0, 1: 0.9, 2: 0.75, 3: 0.6}
 
     _v_listen = field_validator("http_listen")(_check_address)
 
@@ -166,6 +173,10 @@ class Tenant(_Section):
     # What audit records keep of prompts and completions: a SHA-256 only,
     # the text after the safety stage's redaction, or the full text.
     audit_content: AuditContent = "hash"
+    # When a text-only stream fails mid-answer, continue it on the next
+    # candidate with the partial answer as an assistant prefill (on models
+    # that take a prefill; never with a tool call or thinking in flight).
+    continue_midstream: bool = False
     # Per-tenant changes to its tier's limits; only the fields set here apply.
     limits: ScopeLimits = ScopeLimits()
 
@@ -283,26 +294,123 @@ class RoutingSettings(_Section):
     catalog_path: str = ""
     # Model for requests that name none and whose tenant sets no default.
     default_model: str = "claude-sonnet-4-6"
+    # Longest candidate list (deployments of the model, then of its
+    # fallbacks) handed to inference.
+    max_candidates: int = Field(6, ge=1, le=64)
 
 
-class UpstreamSettings(_Section):
-    kind: Literal["anthropic"] = "anthropic"
-    # Base URL of the Messages API; the simulator's address in local runs.
-    base_url: str = "https://api.anthropic.com"
-    api_key: SecretStr = SecretStr("")
-    # Connect timeout, seconds. The read deadline is the request's own.
-    connect_timeout_seconds: float = Field(5.0, gt=0)
-    max_connections: int = Field(256, ge=1)
+class DeploymentEndpoint(_Section):
+    """Where one deployment is reached, when not at its provider's own
+    endpoint for its region (a private gateway, a VPC endpoint)."""
+
+    base_url: str = ""
+
+
+class ResilienceSettings(_Section):
+    """How inference keeps answers flowing when upstreams fail or slow down."""
+
+    # Attempts on one candidate before falling back to the next, for
+    # retryable failures before the first event (1: no retry on the same).
+    attempts_per_candidate: int = Field(2, ge=1, le=10)
+    # Exponential backoff with full jitter between attempts, seconds
+    # (AWS Architecture Blog, "Exponential Backoff and Jitter").
+    backoff_base_seconds: float = Field(0.05, ge=0)
+    backoff_max_seconds: float = Field(2.0, ge=0)
+    # Retry budget: extra attempts (retries and fallbacks after the first
+    # attempt) at most this fraction of requests over budget_window_seconds,
+    # plus a floor per second (Finagle RetryBudget; Envoy retry_budget).
+    retry_budget_ratio: float = Field(0.2, ge=0, le=10)
+    retry_budget_min_per_second: float = Field(5.0, ge=0)
+    budget_window_seconds: float = Field(10.0, gt=0)
+    # Circuit breaker per deployment: opens on this many consecutive
+    # failures, or this error rate over breaker_window_seconds once
+    # breaker_min_requests were seen; half-open after breaker_open_seconds
+    # (doubling on a failed probe, up to breaker_max_open_seconds).
+    breaker_consecutive_failures: int = Field(5, ge=1)
+    breaker_error_rate: float = Field(0.5, gt=0, le=1)
+    breaker_window_seconds: float = Field(10.0, gt=0)
+    breaker_min_requests: int = Field(20, ge=1)
+    breaker_open_seconds: float = Field(5.0, gt=0)
+    breaker_max_open_seconds: float = Field(60.0, gt=0)
+    # Hedging on time to first event: a second attempt on the next candidate
+    # starts when the first event is later than this percentile of the
+    # deployment's observed times (or hedge_delay_seconds when set), never
+    # sooner than hedge_min_delay_seconds ("The Tail at Scale", Dean and
+    # Barroso, 2013). Hedges have their own budget (fraction of requests).
+    hedging: bool = True
+    hedge_percentile: float = Field(0.95, gt=0, lt=1)
+    hedge_delay_seconds: float | None = Field(None, gt=0)
+    hedge_min_delay_seconds: float = Field(0.05, ge=0)
+    hedge_budget_ratio: float = Field(0.05, ge=0, le=1)
+    hedge_budget_min_per_second: float = Field(1.0, ge=0)
+    # Adaptive concurrency per deployment (AIMD): starts here, never above
+    # the deployment's max_concurrency.
+    initial_concurrency: int = Field(64, ge=1)
+    # Share of a deployment's limit each shedding class may fill: class 0
+    # (enterprise) the whole limit, background work the least.
+    concurrency_shares: dict[int, float] = {0: 1.0, 1: 0.85, 2: 0.6, 3: 0.4}
 
 
 class InferenceSettings(_Section):
-    # Upstream adapters by the provider names used in the catalog.
-    upstreams: dict[str, UpstreamSettings] = {
-        "anthropic": UpstreamSettings(base_url="http://127.0.0.1:8090", api_key=SecretStr("sk-sim"))
-    }
-    # Extra attempts per candidate for retryable failures before the first event.
-    retries_per_candidate: int = Field(1, ge=0, le=10)
-    retry_backoff_seconds: float = Field(0.05, ge=0)
+    # The deployments file (beside the catalog); empty = the one shipped.
+    deployments_path: str = ""
+    # Every deployment reached through one simulator, at
+    # <simulator_url>/d/<deployment> on each provider's wire, with the
+    # simulator's credentials: the embedded default for `make run` and the
+    # tests. Empty = the real providers (production).
+    simulator_url: str = "http://127.0.0.1:8090"
+    # Per-deployment endpoint overrides (otherwise the provider's endpoint
+    # for the deployment's region).
+    endpoints: dict[str, DeploymentEndpoint] = {}
+    # Connect timeout, seconds. The read deadline is the request's own.
+    connect_timeout_seconds: float = Field(5.0, gt=0)
+    max_connections: int = Field(256, ge=1)
+    resilience: ResilienceSettings = ResilienceSettings()
+
+
+_SIM_DEPLOYMENT = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+_SIM_OUTCOMES = ("ok", "slow", "midstream")
+
+
+class SimulatedDeployment(_Section):
+    """One simulated provider deployment's behaviour (the simulator's
+    ``/d/{deployment}/...`` routes; ``PUT /_sim/deployments/{deployment}``
+    takes the same fields as JSON)."""
+
+    # Endpoint region the deployment is in; when set, a Vertex path location
+    # or a SigV4 credential-scope region that differs is refused (404 / 403).
+    region: str = ""
+    # usage.inference_geo reported when the request names none (Anthropic
+    # wire); on the Vertex and Bedrock wires, reported only when set.
+    inference_geo: str = ""
+    # Pacing, milliseconds; None = the simulator's top-level values.
+    time_to_first_token_ms: float | None = Field(None, ge=0)
+    inter_token_ms: float | None = Field(None, ge=0)
+    # Heavy tail: with this probability the first token waits slow_ttft_ms instead.
+    slow_probability: float = Field(0.0, ge=0, le=1)
+    slow_ttft_ms: float = Field(0.0, ge=0)
+    # Refused before the stream, at failure_status, in the wire's error format.
+    failure_rate: float = Field(0.0, ge=0, le=1)
+    failure_status: int = Field(529, ge=400, le=599)
+    # An `error` event (overloaded_error) after the first content delta.
+    midstream_failure_rate: float = Field(0.0, ge=0, le=1)
+    # Failure script, one entry per Messages request, before the rates apply:
+    # "ok", "slow", "midstream" or an HTTP status ("529", "500", ...).
+    outcomes: list[str] = []
+    # retry-after header (seconds) on injected failures; None = none.
+    retry_after_s: float | None = Field(None, ge=0)
+    # Seeds the deployment's random draws, for reproducible runs.
+    seed: int | None = None
+
+    @field_validator("outcomes")
+    @classmethod
+    def _v_outcomes(cls, value: list[str]) -> list[str]:
+        for i, item in enumerate(value):
+            if item in _SIM_OUTCOMES:
+                continue
+            if not (item.isascii() and item.isdigit() and 400 <= int(item) <= 599):
+                raise ValueError(f"outcomes[{i}]: {item!r} is not ok, slow, midstream or an HTTP status 400-599")
+        return value
 
 
 class SimulatorSettings(_Section):
@@ -324,8 +432,22 @@ class SimulatorSettings(_Section):
     catalog_path: str = ""
     # Requests kept for GET /_sim/requests (tests compare what arrived).
     recorded_requests: int = Field(2000, ge=0)
+    # Simulated deployments served under /d/{deployment}/ (Anthropic, Vertex
+    # and Bedrock wires); one not listed behaves like the top-level values.
+    deployments: dict[str, SimulatedDeployment] = {}
+    # SigV4 access key id -> secret key the Bedrock wire verifies signatures
+    # with; empty = signatures are checked for shape and scope only.
+    aws_credentials: dict[str, str] = {"AKIASLUICESIM": "sluice-sim-secret"}
 
     _v_listen = field_validator("listen")(_check_address)
+
+    @field_validator("deployments")
+    @classmethod
+    def _v_deployments(cls, value: dict[str, SimulatedDeployment]) -> dict[str, SimulatedDeployment]:
+        for name in value:
+            if not _SIM_DEPLOYMENT.match(name):
+                raise ValueError(f"deployment name {name!r} must match [A-Za-z0-9._-]{{1,64}}")
+        return value
 
 
 class EventsSettings(_Section):

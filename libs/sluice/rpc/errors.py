@@ -75,6 +75,8 @@ class Reason(enum.Enum):
     UPSTREAM_NOT_FOUND = "UPSTREAM_NOT_FOUND"
     UPSTREAM_TOO_LARGE = "UPSTREAM_TOO_LARGE"
     NO_UPSTREAM = "NO_UPSTREAM"
+    # Sluice itself is overloaded and sheds the request's priority class.
+    OVERLOADED = "OVERLOADED"
     DEADLINE_EXCEEDED = "DEADLINE_EXCEEDED"
     CANCELLED = "CANCELLED"
     DEPENDENCY_UNAVAILABLE = "DEPENDENCY_UNAVAILABLE"
@@ -109,6 +111,7 @@ REASONS: dict[Reason, Mapping] = {
     Reason.UPSTREAM_NOT_FOUND: Mapping(_C.NOT_FOUND, 404, "not_found_error"),
     Reason.UPSTREAM_TOO_LARGE: Mapping(_C.INVALID_ARGUMENT, 413, "request_too_large"),
     Reason.NO_UPSTREAM: Mapping(_C.FAILED_PRECONDITION, 500, "api_error"),
+    Reason.OVERLOADED: Mapping(_C.UNAVAILABLE, 529, "overloaded_error"),
     Reason.DEADLINE_EXCEEDED: Mapping(_C.DEADLINE_EXCEEDED, 504, "timeout_error"),
     Reason.CANCELLED: Mapping(_C.CANCELLED, 499, "api_error"),
     Reason.DEPENDENCY_UNAVAILABLE: Mapping(_C.UNAVAILABLE, 503, "api_error"),

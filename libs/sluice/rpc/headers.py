@@ -14,6 +14,10 @@ ANTHROPIC_BETA = "anthropic-beta"
 SHOULD_RETRY = "x-should-retry"
 # Client-chosen overall timeout for HTTP callers (gRPC callers use deadlines).
 TIMEOUT_MS = "x-sluice-timeout-ms"
+# interactive (default), batch or background: lowers a request's importance
+# when Sluice sheds load.
+PRIORITY = "x-sluice-priority"
+PRIORITIES = ("interactive", "batch", "background")
 # Prefix of the rate-limit response headers (Anthropic names: requests and tokens, limit/remaining/reset).
 RATE_LIMIT_PREFIX = "anthropic-ratelimit-"
 # Set by Sluice's ext_authz on requests it let through Envoy, for the

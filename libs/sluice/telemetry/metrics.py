@@ -41,15 +41,76 @@ HTTP_MALFORMED = Counter(
 )
 UPSTREAM_ATTEMPTS = Counter(
     "sluice_upstream_attempts_total",
-    "Upstream model calls, by provider, model and outcome.",
-    ["provider", "model", "outcome"],
+    "Upstream model calls, by deployment, provider, model and outcome (served, an error reason, "
+    "cancelled, continued).",
+    ["deployment", "provider", "model", "outcome"],
     registry=REGISTRY,
 )
 UPSTREAM_TTFT_SECONDS = Histogram(
-    "sluice_upstream_time_to_first_event_seconds",
-    "Time from sending the upstream request to its first stream event.",
-    ["provider", "model"],
+    "sluice_upstream_time_to_first_token_seconds",
+    "Time from sending the upstream request to its first token (or its end, for an answer without one).",
+    ["deployment", "model"],
     buckets=_LATENCY_BUCKETS,
+    registry=REGISTRY,
+)
+BREAKER_STATE = Gauge(
+    "sluice_deployment_breaker_state",
+    "Circuit breaker per deployment: 0 closed, 1 half-open, 2 open.",
+    ["deployment"],
+    registry=REGISTRY,
+)
+BREAKER_TRANSITIONS = Counter(
+    "sluice_deployment_breaker_transitions_total",
+    "Circuit breaker state changes per deployment, by the state entered.",
+    ["deployment", "state"],
+    registry=REGISTRY,
+)
+CONCURRENCY_LIMIT = Gauge(
+    "sluice_deployment_concurrency_limit",
+    "The adaptive concurrency limit per deployment (AIMD).",
+    ["deployment"],
+    registry=REGISTRY,
+)
+DEPLOYMENT_IN_FLIGHT = Gauge(
+    "sluice_deployment_in_flight",
+    "Upstream calls in flight per deployment.",
+    ["deployment"],
+    registry=REGISTRY,
+)
+HEDGES = Counter(
+    "sluice_hedges_total",
+    "Hedged attempts started on a slow first token, by deployment hedged to and outcome (won, lost, failed).",
+    ["deployment", "outcome"],
+    registry=REGISTRY,
+)
+BUDGET_EXHAUSTED = Counter(
+    "sluice_retry_budget_exhausted_total",
+    "Extra attempts not made because their budget was spent, by kind (retry, hedge).",
+    ["kind"],
+    registry=REGISTRY,
+)
+SHED = Counter(
+    "sluice_requests_shed_total",
+    "Requests refused under overload with 529, by where (gateway, deployment) and shedding class "
+    "(0 enterprise .. 3 background).",
+    ["where", "shed_class"],
+    registry=REGISTRY,
+)
+GATEWAY_UTILISATION = Gauge(
+    "sluice_gateway_utilisation",
+    "The gateway's overload signal: max(in-flight / capacity, event-loop lag / threshold).",
+    registry=REGISTRY,
+)
+RESIDENCY_VIOLATIONS = Counter(
+    "sluice_residency_violations_total",
+    "Answers whose reported inference_geo is outside the tenant's residency, by tenant region, deployment and geo.",
+    ["region", "deployment", "geo"],
+    registry=REGISTRY,
+)
+RESIDENCY_REFUSED = Counter(
+    "sluice_residency_refused_candidates_total",
+    "Candidates inference refused to call because their geography is outside the request's residency.",
+    ["deployment"],
     registry=REGISTRY,
 )
 EVENTS_EMITTED = Counter(

@@ -108,7 +108,7 @@ class ScopeLimits(_message.Message):
     def __init__(self, tenant: _Optional[_Union[Limits, _Mapping]] = ..., key: _Optional[_Union[Limits, _Mapping]] = ..., when_store_down: _Optional[str] = ...) -> None: ...
 
 class Tenant(_message.Message):
-    __slots__ = ("tenant_id", "tier", "region", "allowed_models", "default_model", "safety_profile", "limits", "revision", "audit_content")
+    __slots__ = ("tenant_id", "tier", "region", "allowed_models", "default_model", "safety_profile", "limits", "revision", "audit_content", "continue_midstream")
     TENANT_ID_FIELD_NUMBER: _ClassVar[int]
     TIER_FIELD_NUMBER: _ClassVar[int]
     REGION_FIELD_NUMBER: _ClassVar[int]
@@ -118,6 +118,7 @@ class Tenant(_message.Message):
     LIMITS_FIELD_NUMBER: _ClassVar[int]
     REVISION_FIELD_NUMBER: _ClassVar[int]
     AUDIT_CONTENT_FIELD_NUMBER: _ClassVar[int]
+    CONTINUE_MIDSTREAM_FIELD_NUMBER: _ClassVar[int]
     tenant_id: str
     tier: str
     region: str
@@ -127,7 +128,8 @@ class Tenant(_message.Message):
     limits: ScopeLimits
     revision: int
     audit_content: str
-    def __init__(self, tenant_id: _Optional[str] = ..., tier: _Optional[str] = ..., region: _Optional[str] = ..., allowed_models: _Optional[_Iterable[str]] = ..., default_model: _Optional[str] = ..., safety_profile: _Optional[str] = ..., limits: _Optional[_Union[ScopeLimits, _Mapping]] = ..., revision: _Optional[int] = ..., audit_content: _Optional[str] = ...) -> None: ...
+    continue_midstream: bool
+    def __init__(self, tenant_id: _Optional[str] = ..., tier: _Optional[str] = ..., region: _Optional[str] = ..., allowed_models: _Optional[_Iterable[str]] = ..., default_model: _Optional[str] = ..., safety_profile: _Optional[str] = ..., limits: _Optional[_Union[ScopeLimits, _Mapping]] = ..., revision: _Optional[int] = ..., audit_content: _Optional[str] = ..., continue_midstream: _Optional[bool] = ...) -> None: ...
 
 class GetTenantRequest(_message.Message):
     __slots__ = ("tenant_id",)

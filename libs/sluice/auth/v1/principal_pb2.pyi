@@ -7,7 +7,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class Principal(_message.Message):
-    __slots__ = ("tenant_id", "key_id", "tier", "region", "allowed_models", "default_model", "safety_profile", "audit_content")
+    __slots__ = ("tenant_id", "key_id", "tier", "region", "allowed_models", "default_model", "safety_profile", "audit_content", "continue_midstream")
     TENANT_ID_FIELD_NUMBER: _ClassVar[int]
     KEY_ID_FIELD_NUMBER: _ClassVar[int]
     TIER_FIELD_NUMBER: _ClassVar[int]
@@ -16,6 +16,7 @@ class Principal(_message.Message):
     DEFAULT_MODEL_FIELD_NUMBER: _ClassVar[int]
     SAFETY_PROFILE_FIELD_NUMBER: _ClassVar[int]
     AUDIT_CONTENT_FIELD_NUMBER: _ClassVar[int]
+    CONTINUE_MIDSTREAM_FIELD_NUMBER: _ClassVar[int]
     tenant_id: str
     key_id: str
     tier: str
@@ -24,4 +25,5 @@ class Principal(_message.Message):
     default_model: str
     safety_profile: str
     audit_content: str
-    def __init__(self, tenant_id: _Optional[str] = ..., key_id: _Optional[str] = ..., tier: _Optional[str] = ..., region: _Optional[str] = ..., allowed_models: _Optional[_Iterable[str]] = ..., default_model: _Optional[str] = ..., safety_profile: _Optional[str] = ..., audit_content: _Optional[str] = ...) -> None: ...
+    continue_midstream: bool
+    def __init__(self, tenant_id: _Optional[str] = ..., key_id: _Optional[str] = ..., tier: _Optional[str] = ..., region: _Optional[str] = ..., allowed_models: _Optional[_Iterable[str]] = ..., default_model: _Optional[str] = ..., safety_profile: _Optional[str] = ..., audit_content: _Optional[str] = ..., continue_midstream: _Optional[bool] = ...) -> None: ...

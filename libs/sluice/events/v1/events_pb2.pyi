@@ -23,7 +23,7 @@ OUTCOME_ERROR: Outcome
 OUTCOME_CANCELLED: Outcome
 
 class RequestSummary(_message.Message):
-    __slots__ = ("request_id", "tenant_id", "key_id", "region", "model_requested", "model_served", "fallbacks", "input_tokens", "output_tokens", "cache_creation_input_tokens", "cache_read_input_tokens", "cost_usd", "catalog_version", "time_to_first_token_ms", "total_ms", "outcome", "error_reason", "occurred_at", "cache_creation_5m_input_tokens", "cache_creation_1h_input_tokens", "server_tool_use", "service_tier", "inference_geo", "anthropic_version", "anthropic_beta", "operation")
+    __slots__ = ("request_id", "tenant_id", "key_id", "region", "model_requested", "model_served", "fallbacks", "input_tokens", "output_tokens", "cache_creation_input_tokens", "cache_read_input_tokens", "cost_usd", "catalog_version", "time_to_first_token_ms", "total_ms", "outcome", "error_reason", "occurred_at", "cache_creation_5m_input_tokens", "cache_creation_1h_input_tokens", "server_tool_use", "service_tier", "inference_geo", "anthropic_version", "anthropic_beta", "operation", "deployment", "provider", "deployment_region", "residency_violation", "attempts", "overhead_cost_usd", "deployments_version")
     class ServerToolUseEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -57,6 +57,13 @@ class RequestSummary(_message.Message):
     ANTHROPIC_VERSION_FIELD_NUMBER: _ClassVar[int]
     ANTHROPIC_BETA_FIELD_NUMBER: _ClassVar[int]
     OPERATION_FIELD_NUMBER: _ClassVar[int]
+    DEPLOYMENT_FIELD_NUMBER: _ClassVar[int]
+    PROVIDER_FIELD_NUMBER: _ClassVar[int]
+    DEPLOYMENT_REGION_FIELD_NUMBER: _ClassVar[int]
+    RESIDENCY_VIOLATION_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
+    OVERHEAD_COST_USD_FIELD_NUMBER: _ClassVar[int]
+    DEPLOYMENTS_VERSION_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     tenant_id: str
     key_id: str
@@ -83,7 +90,34 @@ class RequestSummary(_message.Message):
     anthropic_version: str
     anthropic_beta: _containers.RepeatedScalarFieldContainer[str]
     operation: str
-    def __init__(self, request_id: _Optional[str] = ..., tenant_id: _Optional[str] = ..., key_id: _Optional[str] = ..., region: _Optional[str] = ..., model_requested: _Optional[str] = ..., model_served: _Optional[str] = ..., fallbacks: _Optional[_Iterable[str]] = ..., input_tokens: _Optional[int] = ..., output_tokens: _Optional[int] = ..., cache_creation_input_tokens: _Optional[int] = ..., cache_read_input_tokens: _Optional[int] = ..., cost_usd: _Optional[float] = ..., catalog_version: _Optional[str] = ..., time_to_first_token_ms: _Optional[float] = ..., total_ms: _Optional[float] = ..., outcome: _Optional[_Union[Outcome, str]] = ..., error_reason: _Optional[str] = ..., occurred_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., cache_creation_5m_input_tokens: _Optional[int] = ..., cache_creation_1h_input_tokens: _Optional[int] = ..., server_tool_use: _Optional[_Mapping[str, int]] = ..., service_tier: _Optional[str] = ..., inference_geo: _Optional[str] = ..., anthropic_version: _Optional[str] = ..., anthropic_beta: _Optional[_Iterable[str]] = ..., operation: _Optional[str] = ...) -> None: ...
+    deployment: str
+    provider: str
+    deployment_region: str
+    residency_violation: bool
+    attempts: _containers.RepeatedCompositeFieldContainer[AttemptRecord]
+    overhead_cost_usd: float
+    deployments_version: str
+    def __init__(self, request_id: _Optional[str] = ..., tenant_id: _Optional[str] = ..., key_id: _Optional[str] = ..., region: _Optional[str] = ..., model_requested: _Optional[str] = ..., model_served: _Optional[str] = ..., fallbacks: _Optional[_Iterable[str]] = ..., input_tokens: _Optional[int] = ..., output_tokens: _Optional[int] = ..., cache_creation_input_tokens: _Optional[int] = ..., cache_read_input_tokens: _Optional[int] = ..., cost_usd: _Optional[float] = ..., catalog_version: _Optional[str] = ..., time_to_first_token_ms: _Optional[float] = ..., total_ms: _Optional[float] = ..., outcome: _Optional[_Union[Outcome, str]] = ..., error_reason: _Optional[str] = ..., occurred_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., cache_creation_5m_input_tokens: _Optional[int] = ..., cache_creation_1h_input_tokens: _Optional[int] = ..., server_tool_use: _Optional[_Mapping[str, int]] = ..., service_tier: _Optional[str] = ..., inference_geo: _Optional[str] = ..., anthropic_version: _Optional[str] = ..., anthropic_beta: _Optional[_Iterable[str]] = ..., operation: _Optional[str] = ..., deployment: _Optional[str] = ..., provider: _Optional[str] = ..., deployment_region: _Optional[str] = ..., residency_violation: _Optional[bool] = ..., attempts: _Optional[_Iterable[_Union[AttemptRecord, _Mapping]]] = ..., overhead_cost_usd: _Optional[float] = ..., deployments_version: _Optional[str] = ...) -> None: ...
+
+class AttemptRecord(_message.Message):
+    __slots__ = ("deployment", "model_id", "outcome", "reason", "hedge", "input_tokens", "output_tokens", "cost_usd")
+    DEPLOYMENT_FIELD_NUMBER: _ClassVar[int]
+    MODEL_ID_FIELD_NUMBER: _ClassVar[int]
+    OUTCOME_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    HEDGE_FIELD_NUMBER: _ClassVar[int]
+    INPUT_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    COST_USD_FIELD_NUMBER: _ClassVar[int]
+    deployment: str
+    model_id: str
+    outcome: str
+    reason: str
+    hedge: bool
+    input_tokens: int
+    output_tokens: int
+    cost_usd: float
+    def __init__(self, deployment: _Optional[str] = ..., model_id: _Optional[str] = ..., outcome: _Optional[str] = ..., reason: _Optional[str] = ..., hedge: _Optional[bool] = ..., input_tokens: _Optional[int] = ..., output_tokens: _Optional[int] = ..., cost_usd: _Optional[float] = ...) -> None: ...
 
 class BillingEvent(_message.Message):
     __slots__ = ("event_id", "request")

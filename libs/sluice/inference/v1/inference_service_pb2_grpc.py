@@ -45,6 +45,11 @@ class InferenceServiceStub:
                 request_serializer=sluice_dot_inference_dot_v1_dot_inference__service__pb2.CountTokensRequest.SerializeToString,
                 response_deserializer=sluice_dot_inference_dot_v1_dot_inference__service__pb2.CountTokensResponse.FromString,
                 _registered_method=True)
+        self.DeploymentHealth = channel.unary_unary(
+                '/sluice.inference.v1.InferenceService/DeploymentHealth',
+                request_serializer=sluice_dot_inference_dot_v1_dot_inference__service__pb2.DeploymentHealthRequest.SerializeToString,
+                response_deserializer=sluice_dot_inference_dot_v1_dot_inference__service__pb2.DeploymentHealthResponse.FromString,
+                _registered_method=True)
 
 
 class InferenceServiceServicer:
@@ -69,6 +74,15 @@ class InferenceServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def DeploymentHealth(self, request, context):
+        """DeploymentHealth is each deployment's circuit breaker and concurrency
+        limit as this inference process sees them: a health signal for routing
+        and operators.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_InferenceServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -81,6 +95,11 @@ def add_InferenceServiceServicer_to_server(servicer, server):
                     servicer.CountTokens,
                     request_deserializer=sluice_dot_inference_dot_v1_dot_inference__service__pb2.CountTokensRequest.FromString,
                     response_serializer=sluice_dot_inference_dot_v1_dot_inference__service__pb2.CountTokensResponse.SerializeToString,
+            ),
+            'DeploymentHealth': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeploymentHealth,
+                    request_deserializer=sluice_dot_inference_dot_v1_dot_inference__service__pb2.DeploymentHealthRequest.FromString,
+                    response_serializer=sluice_dot_inference_dot_v1_dot_inference__service__pb2.DeploymentHealthResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -138,6 +157,33 @@ class InferenceService:
             '/sluice.inference.v1.InferenceService/CountTokens',
             sluice_dot_inference_dot_v1_dot_inference__service__pb2.CountTokensRequest.SerializeToString,
             sluice_dot_inference_dot_v1_dot_inference__service__pb2.CountTokensResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeploymentHealth(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sluice.inference.v1.InferenceService/DeploymentHealth',
+            sluice_dot_inference_dot_v1_dot_inference__service__pb2.DeploymentHealthRequest.SerializeToString,
+            sluice_dot_inference_dot_v1_dot_inference__service__pb2.DeploymentHealthResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -30,7 +30,7 @@ class Prices(_message.Message):
     def __init__(self, input: _Optional[float] = ..., output: _Optional[float] = ..., cache_write_5m: _Optional[float] = ..., cache_write_1h: _Optional[float] = ..., cache_read: _Optional[float] = ..., server_tool_use: _Optional[_Mapping[str, float]] = ...) -> None: ...
 
 class Candidate(_message.Message):
-    __slots__ = ("model_id", "provider", "upstream_model", "region", "prices", "context_window", "max_output_tokens")
+    __slots__ = ("model_id", "provider", "upstream_model", "region", "prices", "context_window", "max_output_tokens", "deployment", "geo", "inference_geo", "reason", "accepts_prefill")
     MODEL_ID_FIELD_NUMBER: _ClassVar[int]
     PROVIDER_FIELD_NUMBER: _ClassVar[int]
     UPSTREAM_MODEL_FIELD_NUMBER: _ClassVar[int]
@@ -38,6 +38,11 @@ class Candidate(_message.Message):
     PRICES_FIELD_NUMBER: _ClassVar[int]
     CONTEXT_WINDOW_FIELD_NUMBER: _ClassVar[int]
     MAX_OUTPUT_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    DEPLOYMENT_FIELD_NUMBER: _ClassVar[int]
+    GEO_FIELD_NUMBER: _ClassVar[int]
+    INFERENCE_GEO_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    ACCEPTS_PREFILL_FIELD_NUMBER: _ClassVar[int]
     model_id: str
     provider: str
     upstream_model: str
@@ -45,4 +50,9 @@ class Candidate(_message.Message):
     prices: Prices
     context_window: int
     max_output_tokens: int
-    def __init__(self, model_id: _Optional[str] = ..., provider: _Optional[str] = ..., upstream_model: _Optional[str] = ..., region: _Optional[str] = ..., prices: _Optional[_Union[Prices, _Mapping]] = ..., context_window: _Optional[int] = ..., max_output_tokens: _Optional[int] = ...) -> None: ...
+    deployment: str
+    geo: str
+    inference_geo: str
+    reason: str
+    accepts_prefill: bool
+    def __init__(self, model_id: _Optional[str] = ..., provider: _Optional[str] = ..., upstream_model: _Optional[str] = ..., region: _Optional[str] = ..., prices: _Optional[_Union[Prices, _Mapping]] = ..., context_window: _Optional[int] = ..., max_output_tokens: _Optional[int] = ..., deployment: _Optional[str] = ..., geo: _Optional[str] = ..., inference_geo: _Optional[str] = ..., reason: _Optional[str] = ..., accepts_prefill: _Optional[bool] = ...) -> None: ...

@@ -22,14 +22,18 @@ class RouteRequest(_message.Message):
     def __init__(self, principal: _Optional[_Union[_principal_pb2.Principal, _Mapping]] = ..., requested_model: _Optional[str] = ..., max_tokens: _Optional[int] = ..., count_tokens: _Optional[bool] = ...) -> None: ...
 
 class RouteResponse(_message.Message):
-    __slots__ = ("candidates", "catalog_version", "model")
+    __slots__ = ("candidates", "catalog_version", "model", "allowed_geos", "deployments_version")
     CANDIDATES_FIELD_NUMBER: _ClassVar[int]
     CATALOG_VERSION_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
+    ALLOWED_GEOS_FIELD_NUMBER: _ClassVar[int]
+    DEPLOYMENTS_VERSION_FIELD_NUMBER: _ClassVar[int]
     candidates: _containers.RepeatedCompositeFieldContainer[_candidate_pb2.Candidate]
     catalog_version: str
     model: _model_pb2.ModelInfo
-    def __init__(self, candidates: _Optional[_Iterable[_Union[_candidate_pb2.Candidate, _Mapping]]] = ..., catalog_version: _Optional[str] = ..., model: _Optional[_Union[_model_pb2.ModelInfo, _Mapping]] = ...) -> None: ...
+    allowed_geos: _containers.RepeatedScalarFieldContainer[str]
+    deployments_version: str
+    def __init__(self, candidates: _Optional[_Iterable[_Union[_candidate_pb2.Candidate, _Mapping]]] = ..., catalog_version: _Optional[str] = ..., model: _Optional[_Union[_model_pb2.ModelInfo, _Mapping]] = ..., allowed_geos: _Optional[_Iterable[str]] = ..., deployments_version: _Optional[str] = ...) -> None: ...
 
 class ListModelsRequest(_message.Message):
     __slots__ = ("principal", "limit", "before_id", "after_id", "lifecycle")

@@ -78,4 +78,5 @@ class Authenticator:
             default_model=tenant.default_model,
             safety_profile=tenant.safety_profile,
             audit_content=tenant.audit_content,
+            continue_midstream=tenant.continue_midstream,
         )

@@ -25,9 +25,12 @@ from sluice.auth.v1 import auth_service_pb2, principal_pb2
 from sluice.catalog.pricing import cost_usd, split_cache_writes
 from sluice.events.emitter import EventEmitter
 from sluice.events.v1 import events_pb2 as ev
+from sluice.inference.v1 import inference_service_pb2 as inference_pb
 from sluice.llm.v1 import messages_pb2 as m
 from sluice.routing.v1 import candidate_pb2
 from sluice.rpc import context as call_context
+from sluice.telemetry import metrics
+from sluice.wire import jsontext
 from sluice.safety.v1 import verdict_pb2
 from sluice.wire import events as wire_events
 from sluice.wire.events import Event, merge_usage
@@ -63,6 +66,10 @@ class RequestRecord:
         self.redacted: MessagesRequest | None = None
         self.candidates: list[candidate_pb2.Candidate] = []
         self.catalog_version = ""
+        self.deployments_version = ""
+        # Where the tenant's inference may run, and every upstream attempt.
+        self.allowed_geos: tuple[str, ...] = ()
+        self.attempts: list[inference_pb.Attempt] = []
         self.served_model = ""
         self.finished = False
         self.first_token_at: float | None = None
@@ -94,6 +101,17 @@ class RequestRecord:
                 self._usage = merge_usage({}, message.get("usage"))
                 self.served_model = str(message.get("model") or "")
 
+    def served(self) -> candidate_pb2.Candidate | None:
+        """The candidate whose attempt answered, when inference reported one."""
+        for attempt in self.attempts:
+            if attempt.outcome == "served" and 0 <= attempt.candidate < len(self.candidates):
+                return self.candidates[attempt.candidate]
+        return None
+
+    def residency_violation(self, usage: m.Usage) -> bool:
+        """The answer reports a geography the tenant's residency excludes."""
+        return bool(usage.inference_geo and self.allowed_geos and usage.inference_geo not in self.allowed_geos)
+
     def settled_usage(self) -> m.Usage:
         """What the upstream used as far as the stream got, as it reported
         it; a stream stopped before its final usage (cancelled, failed) is
@@ -102,6 +120,11 @@ class RequestRecord:
         usage = usage_proto(self._usage)
         if not self.finished and self._completion:
             usage.output_tokens = max(usage.output_tokens, tokens_for_chars(sum(map(len, self._completion))))
+        for attempt in self.attempts:
+            if attempt.outcome == "continued":
+                # The text the client received from an attempt that failed
+                # mid-answer, before another continued it.
+                usage.output_tokens += _attempt_usage(attempt).output_tokens
         written = usage.cache_creation_input_tokens
         if written and not usage.HasField("cache_creation"):
             five, hour = split_cache_writes(written, self.request.cache_breakpoints())
@@ -167,16 +190,62 @@ class EventRecorder:
             total_ms=(now - record.started) * 1000, outcome=outcome, error_reason=error_reason,
         )
         summary.occurred_at.seconds, summary.occurred_at.nanos = divmod(time.time_ns(), 1_000_000_000)
+        summary.deployments_version = record.deployments_version
+        served = record.served()
+        if served is not None:
+            summary.deployment, summary.provider = served.deployment, served.provider
+            summary.deployment_region = served.region
+        if record.residency_violation(usage):
+            summary.residency_violation = True
+            metrics.RESIDENCY_VIOLATIONS.labels(principal.region, summary.deployment, usage.inference_geo).inc()
+            log.error("residency violation: request %s of tenant %s (region %s, allowed %s) ran in %r on %s",
+                      record.request_id, principal.tenant_id, principal.region, list(record.allowed_geos),
+                      usage.inference_geo, summary.deployment or "?")
         if record.operation == COUNT_TOKENS:
             return summary  # token counting is free
-        for candidate in record.candidates:
-            if candidate.model_id == record.served_model:
-                summary.cost_usd = cost_usd(usage, candidate.prices)
-                break
-            if record.served_model:
-                # Listed before the one that answered: tried and given up on.
-                summary.fallbacks.append(candidate.model_id)
+        if served is None:
+            for candidate in record.candidates:
+                if candidate.model_id == record.served_model:
+                    served = candidate
+                    break
+                if record.served_model:
+                    # Listed before the one that answered: tried and given up on.
+                    summary.fallbacks.append(candidate.model_id)
+        if served is not None:
+            summary.cost_usd = cost_usd(usage, served.prices)
+        estimate = record.request.estimated_input_tokens()
+        for attempt in record.attempts:
+            summary.attempts.append(_attempt_record(record, attempt, estimate))
+            if attempt.outcome == "failed" and attempt.model_id not in summary.fallbacks \
+                    and attempt.model_id != record.served_model:
+                summary.fallbacks.append(attempt.model_id)
+            elif attempt.outcome == "cancelled":
+                summary.overhead_cost_usd += summary.attempts[-1].cost_usd
         return summary
+
+
+def _attempt_usage(attempt: inference_pb.Attempt) -> m.Usage:
+    try:
+        return usage_proto(jsontext.read(attempt.usage)) if attempt.usage else m.Usage()
+    except (ValueError, TypeError):
+        return m.Usage()
+
+
+def _attempt_record(record: RequestRecord, attempt: inference_pb.Attempt, estimate: int) -> ev.AttemptRecord:
+    """One attempt as billing and audit keep it. A cancelled attempt (a
+    hedge that lost) is priced at what it reported, or at the request's
+    estimated input when it reported nothing: the provider may bill a
+    prompt it already read. A failed one cost nothing (providers do not
+    bill refusals); a continued one is priced with the answer (billed)."""
+    usage = _attempt_usage(attempt)
+    out = ev.AttemptRecord(deployment=attempt.deployment, model_id=attempt.model_id, outcome=attempt.outcome,
+                           reason=attempt.reason, hedge=attempt.hedge, input_tokens=usage.input_tokens,
+                           output_tokens=usage.output_tokens)
+    if attempt.outcome == "cancelled" and 0 <= attempt.candidate < len(record.candidates):
+        if not usage.input_tokens:
+            usage.input_tokens = estimate
+        out.cost_usd = cost_usd(usage, record.candidates[attempt.candidate].prices)
+    return out
 
 
 def _flagged(verdict: verdict_pb2.Verdict) -> bool:

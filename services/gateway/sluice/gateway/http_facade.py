@@ -27,7 +27,7 @@ from aiohttp.web_protocol import RequestPayloadError
 
 from sluice.auth.v1 import principal_pb2
 from sluice.catalog.models_api import DEFAULT_LIMIT, MAX_LIMIT
-from sluice.gateway.pipeline import Pipeline, RequestInfo, models_page_json
+from sluice.gateway.pipeline import Pipeline, RequestInfo, models_page_json, parse_priority
 from sluice.rpc import context as call_context
 from sluice.rpc import headers
 from sluice.rpc.errors import Reason, SluiceError, anthropic_error_body, anthropic_error_type, http_error_headers
@@ -136,6 +136,7 @@ class MessagesFacade:
         request_id = call_context.new_request_id()
         info = RequestInfo()
         try:
+            info.priority = parse_priority(request.headers.get(headers.PRIORITY))
             principal, parsed = await self._parsed(request, request_id)
             if not parsed.stream:
                 assembled = await self._pipeline.create(principal, parsed, info)

@@ -14,9 +14,11 @@ from sluice.gateway.servicer import GatewayServicer
 from sluice.gateway.v1 import gateway_service_pb2
 from sluice.inference.v1 import inference_service_pb2, inference_service_pb2_grpc
 from sluice.routing.v1 import routing_service_pb2, routing_service_pb2_grpc
+from sluice.resilience.shedding import LagMonitor, LoadShedder
 from sluice.rpc.registry import LocalStub
 from sluice.runtime.modules import Module, Runtime
 from sluice.safety.v1 import safety_service_pb2, safety_service_pb2_grpc
+from sluice.telemetry import metrics
 
 
 def _svc(module, name: str):  # type: ignore[no-untyped-def]
@@ -50,13 +52,33 @@ async def init(rt: Runtime) -> None:
         await asyncio.to_thread(emitter.stop, rt.settings.server.drain_grace_seconds)
 
     rt.on_stop(stop_events)
-    pipeline = Pipeline(stages, cfg.stage_timeout_seconds, EventRecorder(emitter))
+    shedder = LoadShedder(cfg.max_in_flight, cfg.shed_thresholds, cfg.overload_lag_seconds)
+    pipeline = Pipeline(stages, cfg.stage_timeout_seconds, EventRecorder(emitter), shedder)
     rt.on_stop(pipeline.drain)
+    lag = asyncio.get_running_loop().create_task(_watch_lag(shedder))
+
+    async def stop_lag() -> None:
+        lag.cancel()
+        await asyncio.gather(lag, return_exceptions=True)
+
+    rt.on_stop(stop_lag)
     rt.serve(GatewayServicer(pipeline, cfg.default_timeout_seconds, cfg.stream_ping_interval_seconds),
              _svc(gateway_service_pb2, "GatewayService"))
     rt.add_http("gateway", MessagesFacade(pipeline, cfg.max_body_bytes, cfg.default_timeout_seconds,
                                           cfg.stream_ping_interval_seconds).app(),
                 cfg.http_listen)
+
+
+async def _watch_lag(shedder: LoadShedder, every_s: float = 0.1) -> None:
+    """Feeds the event loop's lag (how late a timer fires) to the shedder,
+    and the utilisation to its gauge."""
+    loop = asyncio.get_running_loop()
+    monitor = LagMonitor(shedder.report_lag, clock=loop.time)
+    while True:
+        expected = loop.time() + every_s
+        await asyncio.sleep(every_s)
+        monitor.observe(expected)
+        metrics.GATEWAY_UTILISATION.set(shedder.utilisation)
 
 
 MODULE = Module(name="gateway", depends_on=("auth", "safety", "cache", "routing", "inference"), init=init)

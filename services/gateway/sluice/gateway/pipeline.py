@@ -32,7 +32,9 @@ from sluice.events.v1 import events_pb2
 from sluice.gateway.accounting import COUNT_TOKENS, MESSAGES, EventRecorder, RequestRecord
 from sluice.inference.v1 import inference_service_pb2
 from sluice.llm.v1 import wire_pb2
+from sluice.resilience.shedding import LoadShedder, shed_class
 from sluice.routing.v1 import model_pb2, routing_service_pb2
+from sluice.rpc import headers
 from sluice.rpc.errors import Reason, SluiceError, from_rpc_error
 from sluice.safety.v1 import safety_service_pb2, verdict_pb2
 from sluice.telemetry import metrics
@@ -59,6 +61,9 @@ class RequestInfo:
     alongside the response (headers on HTTP, metadata on gRPC)."""
 
     headers: dict[str, str] = field(default_factory=dict)
+    # The client's x-sluice-priority: interactive (default), batch or
+    # background; it can only lower the request's importance under overload.
+    priority: str = "interactive"
 
 
 @dataclass(frozen=True)
@@ -112,9 +117,13 @@ async def _replay(events: list[wire_pb2.WireEvent]) -> AsyncIterator[Event]:
         yield Event(event.type, event.data)
 
 
-async def _events_of(call: Any) -> AsyncIterator[Event]:
+async def _events_of(call: Any, record: RequestRecord) -> AsyncIterator[Event]:
+    """The answer's events; inference's attempt reports go on the record."""
     async for response in call:
-        yield Event(response.event.type, response.event.data)
+        if response.HasField("attempt"):
+            record.attempts.append(response.attempt)
+        else:
+            yield Event(response.event.type, response.event.data)
 
 
 def _plain_text_delta(event: Event) -> bool:
@@ -210,6 +219,17 @@ async def with_pings(events: AsyncIterator[Event], interval_s: float) -> AsyncIt
         await asyncio.gather(reader, return_exceptions=True)
 
 
+def parse_priority(value: str | None) -> str:
+    """The client's x-sluice-priority (default interactive). Raises
+    INVALID_REQUEST naming the header for any other value."""
+    if value is None or value == "":
+        return "interactive"
+    if value not in headers.PRIORITIES:
+        raise SluiceError.bad_request(f"header {headers.PRIORITY}",
+                                      f"must be one of {', '.join(headers.PRIORITIES)}; got {value[:40]!r}")
+    return value
+
+
 def _ending(exc: BaseException) -> tuple[events_pb2.Outcome.ValueType, str]:
     """How a request that raised `exc` ended: (outcome, error reason)."""
     if isinstance(exc, SluiceError):
@@ -238,10 +258,12 @@ def deprecation_headers(model: model_pb2.ModelInfo) -> dict[str, str]:
 
 
 class Pipeline:
-    def __init__(self, stages: Stages, stage_timeout_s: float, recorder: EventRecorder) -> None:
+    def __init__(self, stages: Stages, stage_timeout_s: float, recorder: EventRecorder,
+                 shedder: LoadShedder | None = None) -> None:
         self._s = stages
         self._stage_timeout = stage_timeout_s
         self._recorder = recorder
+        self.shedder = shedder
         self._settling: set[asyncio.Task[None]] = set()
 
     async def drain(self) -> None:
@@ -292,8 +314,11 @@ class Pipeline:
         self._check_serving(principal)
         record = RequestRecord(principal, request)
         outcome, error_reason = events_pb2.OUTCOME_OK, ""
+        info = info if info is not None else RequestInfo()
+        entered = False
         try:
-            events, upstream = await self._prepare(record, info if info is not None else RequestInfo())
+            entered = self._enter(principal, info)
+            events, upstream = await self._prepare(record, info)
             try:
                 async for event in events:
                     record.observe(event)
@@ -310,17 +335,34 @@ class Pipeline:
             outcome, error_reason = _ending(exc)
             raise
         finally:
+            if entered:
+                self.shedder.exit()  # type: ignore[union-attr]
             if record.reservation is not None:
                 self._settle_later(auth_service_pb2.SettleRequest(
                     principal=principal, reservation=record.reservation, usage=record.settled_usage(),
                     model=record.served_model or request.model))
             self._record(record, outcome, error_reason)
 
+    def _enter(self, principal: principal_pb2.Principal, info: RequestInfo) -> bool:
+        """Admits the request under the gateway's overload signal, or
+        raises OVERLOADED (529 with retry-after) for a class being shed:
+        background, then free and batch, then standard; enterprise only at
+        the hard cap (Google SRE book, "Handling Overload": criticality)."""
+        if self.shedder is None:
+            return False
+        cls = shed_class(principal.tier, info.priority)
+        if self.shedder.enter(cls):
+            return True
+        metrics.SHED.labels("gateway", str(cls)).inc()
+        raise SluiceError(Reason.OVERLOADED, "Sluice is overloaded; this request's priority is being shed, "
+                          "retry later", retry_after_s=self.shedder.retry_after_s())
+
     async def _route(self, record: RequestRecord, count_tokens: bool = False) -> routing_service_pb2.RouteResponse:
         route = await _call(self._s.routing.Route(routing_service_pb2.RouteRequest(
             principal=record.principal, requested_model=record.request.model, max_tokens=record.request.max_tokens,
             count_tokens=count_tokens), timeout=self._stage_timeout))
         record.candidates, record.catalog_version = list(route.candidates), route.catalog_version
+        record.allowed_geos, record.deployments_version = tuple(route.allowed_geos), route.deployments_version
         return route
 
     async def _admit(self, record: RequestRecord, input_tokens: int, model: str,
@@ -348,7 +390,8 @@ class Pipeline:
             return estimate
         try:
             counted = await _call(self._s.inference.CountTokens(inference_service_pb2.CountTokensRequest(
-                candidates=route.candidates, request=self._wire(record.request, _NOT_COUNTED)),
+                candidates=route.candidates, request=self._wire(record.request, _NOT_COUNTED),
+                allowed_geos=route.allowed_geos),
                 timeout=None))  # an upstream round trip over a long prompt: the request's own deadline
         except SluiceError as err:
             if err.reason is Reason.UPSTREAM_REJECTED and err.message.startswith("prompt is too long"):
@@ -434,8 +477,10 @@ class Pipeline:
             events: AsyncIterator[Event] = _replay(list(cached.events))
         else:
             upstream = self._s.inference.Generate(inference_service_pb2.GenerateRequest(
-                request=self._wire(record.redacted or request), candidates=route.candidates))
-            events = _events_of(upstream)
+                request=self._wire(record.redacted or request), candidates=route.candidates,
+                allowed_geos=route.allowed_geos, priority=shed_class(principal.tier, info.priority),
+                continue_midstream=principal.continue_midstream))
+            events = _events_of(upstream, record)
         if safety.filter_output:
             events = self._filter_output(record, _gather_text(events, safety.output_batch_chars))
         return events, upstream
@@ -523,8 +568,8 @@ class Pipeline:
                 info.headers.update(admitted.rate_limit_headers)
             await self._check_input(record)
             counted = await _call(self._s.inference.CountTokens(inference_service_pb2.CountTokensRequest(
-                candidates=route.candidates, request=self._wire(record.redacted or request, frozenset({"model"}))),
-                timeout=None))
+                candidates=route.candidates, request=self._wire(record.redacted or request, frozenset({"model"})),
+                allowed_geos=route.allowed_geos), timeout=None))
             record.served_model, record.counted_tokens = counted.model_id, counted.input_tokens
             return counted.input_tokens, counted.body
         except BaseException as exc:

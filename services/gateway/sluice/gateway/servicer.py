@@ -14,7 +14,7 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
-from sluice.gateway.pipeline import Pipeline, RequestInfo, models_page_json, with_pings
+from sluice.gateway.pipeline import Pipeline, RequestInfo, models_page_json, parse_priority, with_pings
 from sluice.gateway.v1 import gateway_service_pb2 as pb
 from sluice.llm.v1 import wire_pb2
 from sluice.rpc import context as call_context
@@ -32,6 +32,14 @@ def api_key_from_metadata(metadata: Any) -> str:
         if key == headers.AUTHORIZATION and value.lower().startswith("bearer "):
             bearer = value[7:].strip()
     return bearer
+
+
+def _priority(context: Any) -> str:
+    """The x-sluice-priority metadata (see pipeline.parse_priority)."""
+    for key, value in context.invocation_metadata() or ():
+        if key == headers.PRIORITY:
+            return parse_priority(value)
+    return "interactive"
 
 
 class GatewayServicer:
@@ -64,8 +72,8 @@ class GatewayServicer:
             await send(tuple(metadata))
 
     async def CreateMessage(self, request: pb.CreateMessageRequest, context: Any) -> pb.CreateMessageResponse:
+        info = RequestInfo(priority=_priority(context))
         principal, parsed = await self._request(request, context)
-        info = RequestInfo()
         assembled = await self._pipeline.create(principal, parsed, info)
         await self._send_headers(context, info)
         body = assembled.json()
@@ -73,8 +81,8 @@ class GatewayServicer:
 
     async def StreamMessage(self, request: pb.StreamMessageRequest, context: Any
                             ) -> AsyncIterator[pb.StreamMessageResponse]:
+        info = RequestInfo(priority=_priority(context))
         principal, parsed = await self._request(request, context)
-        info = RequestInfo()
         usage: dict[str, Any] = {}
         started = False
         async for event in with_pings(self._pipeline.stream(principal, parsed, info), self._ping_interval):

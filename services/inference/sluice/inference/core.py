@@ -1,39 +1,86 @@
-"""Calls upstream models: retry before the first event, then fall back.
+"""Calls upstream deployments: residency, breakers, admission, retries,
+fallback, hedging, and the one answer that reaches the client.
 
-A candidate is tried, and retried on a retryable failure (overloaded, rate
-limited, 5xx, connection lost) with exponential backoff, until its attempts
-run out; then the next candidate is tried. Once an event has been passed on
-the response is committed: a later failure ends the stream with that error,
-never a silent switch to another model mid-answer. count_tokens walks the
-candidates the same way.
+A request comes with its ordered candidates (model + deployment, all
+allowed in the tenant's home region) and the geographies it may run in.
+Inference never calls anything else: a candidate outside those geographies
+is refused (and counted), and retries, fallbacks and hedges only walk the
+list. For each candidate, in order:
+
+- its deployment's **circuit breaker** must allow a call (an open breaker
+  skips the candidate; half-open lets a probe through);
+- its **adaptive concurrency limit** must admit the request's shedding
+  class (`priority`, 0 = enterprise .. 3 = background): lower classes are
+  refused first as the limit shrinks under overload;
+- extra attempts (a retry on the same deployment, or a fallback after a
+  failure) need the **retry budget**; a retry waits an exponential backoff
+  with full jitter, at least the upstream's `retry-after`, never past the
+  deadline, and none follows `x-should-retry: false`;
+- when the first token is later than the deployment's observed high
+  percentile, a **hedge** starts on the next candidate (hedge budget
+  allowing); the first attempt to produce a token wins, the other is
+  cancelled and reported so its cost is recorded as overhead.
+
+Nothing reaches the client before the first token (the events before it,
+message_start and content_block_start, are held), so every failure before
+it can still be retried, fallen back from or hedged. After it the response
+is committed: a later failure ends the stream with that error, unless the
+tenant opted in to continuing a text-only answer on the next candidate
+(the partial text as an assistant prefill; never with a tool call or
+thinking in flight, never on a model that refuses prefill).
+
+`generate` yields the answer's events and `AttemptReport`s: the serving
+attempt just before its first event, the others as they end. Sources:
+Finagle's RetryBudget and Envoy's retry budgets; "Exponential Backoff and
+Jitter" (AWS Architecture Blog, 2015); "The Tail at Scale" (Dean and
+Barroso, CACM 2013) for hedged requests; Netflix concurrency-limits (AIMD,
+partitioned limits) for admission.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import aclosing
-from typing import Protocol, TypeVar
+from collections.abc import AsyncIterator, Callable, Iterable
+from contextlib import suppress
+from dataclasses import dataclass, field
+from typing import Protocol
 
+from sluice.config.settings import ResilienceSettings
 from sluice.llm.v1 import wire_pb2
+from sluice.resilience.breaker import CircuitBreaker
+from sluice.resilience.budget import RetryBudget
+from sluice.resilience.latency import HedgePolicy, LatencyTracker
+from sluice.resilience.limiter import AIMDLimit, PartitionedLimiter, Permit
 from sluice.routing.v1 import candidate_pb2
 from sluice.rpc import context as call_context
 from sluice.rpc.errors import Reason, SluiceError
 from sluice.telemetry import metrics
+from sluice.wire import events as ev
+from sluice.wire import jsontext
 from sluice.wire.events import Event
+from sluice.wire.request import tokens_for_chars
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 
 RETRYABLE = frozenset(
-    {Reason.UPSTREAM_OVERLOADED, Reason.UPSTREAM_RATE_LIMITED, Reason.UPSTREAM_ERROR, Reason.UPSTREAM_UNAVAILABLE}
+    {Reason.UPSTREAM_OVERLOADED, Reason.UPSTREAM_RATE_LIMITED, Reason.UPSTREAM_ERROR, Reason.UPSTREAM_UNAVAILABLE,
+     Reason.DEADLINE_EXCEEDED}
 )
+# Failures that say the deployment is saturated: they shrink its concurrency limit.
+_OVERLOAD = frozenset({Reason.UPSTREAM_OVERLOADED, Reason.UPSTREAM_RATE_LIMITED, Reason.DEADLINE_EXCEEDED})
+# Events an attempt may send before its first token; held until it wins.
+_BEFORE_TOKEN = frozenset({ev.MESSAGE_START, ev.CONTENT_BLOCK_START, ev.PING})
+NO_RETRY = "upstream_no_retry"
+_BREAKER_VALUE = {"closed": 0, "half_open": 1, "open": 2}
 
 
 class Upstream(Protocol):
-    """One provider adapter. Raises SluiceError with an UPSTREAM_* reason."""
+    """One deployment's adapter. Raises SluiceError with an UPSTREAM_* reason."""
+
+    can_count_tokens: bool
 
     def stream(self, candidate: candidate_pb2.Candidate, request: wire_pb2.WireRequest,
                timeout: float | None) -> AsyncIterator[Event]: ...
@@ -42,108 +89,580 @@ class Upstream(Protocol):
                            timeout: float | None) -> tuple[int, bytes]: ...
 
 
+@dataclass(slots=True)
+class AttemptReport:
+    """One call to one candidate (inference_service.proto's Attempt)."""
+
+    candidate: int
+    deployment: str
+    model_id: str
+    outcome: str  # served | failed | cancelled | continued
+    reason: str = ""
+    hedge: bool = False
+    usage: bytes = b""
+    ttft_ms: float = 0.0
+
+
+class DeploymentHealth:
+    """One deployment's breaker, concurrency limit and latency history, as
+    this process sees them."""
+
+    __slots__ = ("deployment", "breaker", "limiter", "latency")
+
+    def __init__(self, deployment: str, policy: ResilienceSettings, max_concurrency: int,
+                 clock: Callable[[], float]) -> None:
+        self.deployment = deployment
+        self.breaker = CircuitBreaker(
+            consecutive_failures=policy.breaker_consecutive_failures, error_rate=policy.breaker_error_rate,
+            window_s=policy.breaker_window_seconds, min_requests=policy.breaker_min_requests,
+            open_s=policy.breaker_open_seconds, max_open_s=policy.breaker_max_open_seconds, clock=clock,
+            on_change=self._changed)
+        self.limiter = PartitionedLimiter(
+            AIMDLimit(initial=min(policy.initial_concurrency, max_concurrency), min_limit=1,
+                      max_limit=max_concurrency), policy.concurrency_shares)
+        self.latency = LatencyTracker()
+        metrics.BREAKER_STATE.labels(deployment).set(0)
+        metrics.CONCURRENCY_LIMIT.labels(deployment).set(self.limiter.limit)
+
+    def _changed(self, old: str, new: str) -> None:
+        log.warning("deployment %s circuit breaker %s -> %s", self.deployment, old, new)
+        metrics.BREAKER_STATE.labels(self.deployment).set(_BREAKER_VALUE.get(new, 0))
+        metrics.BREAKER_TRANSITIONS.labels(self.deployment, new).inc()
+
+
 class Generator:
-    def __init__(self, upstreams: dict[str, Upstream], retries_per_candidate: int, backoff_s: float) -> None:
+    """The resilience policies over a set of deployments (see module doc).
+
+    `upstreams` by deployment id; `max_concurrency` per deployment id (the
+    ceiling of its adaptive limit); `clock` is monotonic seconds and
+    `rng` draws backoff jitter (tests fix both)."""
+
+    def __init__(self, upstreams: dict[str, Upstream], policy: ResilienceSettings,
+                 max_concurrency: dict[str, int] | None = None, clock: Callable[[], float] = time.monotonic,
+                 rng: random.Random | None = None) -> None:
         self.upstreams = upstreams
-        self.retries = retries_per_candidate
-        self._backoff = backoff_s
+        self.policy = policy
+        self._clock = clock
+        self._rng = rng or random.Random()
+        self.health = {dep: DeploymentHealth(dep, policy, (max_concurrency or {}).get(dep, 256), clock)
+                       for dep in upstreams}
+        self.retry_budget = RetryBudget(policy.retry_budget_ratio, policy.retry_budget_min_per_second,
+                                        policy.budget_window_seconds, clock=clock)
+        self.hedge_budget = RetryBudget(policy.hedge_budget_ratio, policy.hedge_budget_min_per_second,
+                                        policy.budget_window_seconds, clock=clock)
+        self._hedge = HedgePolicy(policy.hedge_percentile, policy.hedge_min_delay_seconds, policy.hedge_delay_seconds)
 
-    async def generate(self, request: wire_pb2.WireRequest, candidates: list[candidate_pb2.Candidate]
-                       ) -> AsyncIterator[Event]:
-        """The first answering candidate's events (see the module docstring)."""
-        walk = _Walk(self, candidates)
-        async with aclosing(walk.attempts()) as attempts:
-            async for candidate, upstream, attempt in attempts:
-                started = False
-                sent = time.perf_counter()
-                stream = upstream.stream(candidate, request, _remaining())
-                outcome = "ok"
-                try:
-                    async for event in stream:
-                        if not started:
-                            started = True
-                            metrics.UPSTREAM_TTFT_SECONDS.labels(candidate.provider, candidate.model_id).observe(
-                                time.perf_counter() - sent)
-                        yield event
-                    return
-                except SluiceError as err:
-                    outcome = err.reason.value
-                    if started:
-                        raise
-                    walk.failed(candidate, attempt, err)
-                except (asyncio.CancelledError, GeneratorExit):
-                    outcome = "cancelled"
+    # -- Generate -----------------------------------------------------------------------
+
+    async def generate(self, request: wire_pb2.WireRequest, candidates: list[candidate_pb2.Candidate],
+                       allowed_geos: Iterable[str] = (), priority: int = 1, continue_midstream: bool = False
+                       ) -> AsyncIterator[Event | AttemptReport]:
+        """The answer's events and the attempts' reports (module doc).
+        Raises SluiceError: the last attempt's failure when every allowed
+        attempt failed before its first token; NO_UPSTREAM when no candidate
+        may be called; UPSTREAM_OVERLOADED (529, retry-after) when every
+        deployment's breaker is open or its limit refuses the request's
+        class; after the first token, the failure that ended the stream."""
+        walk = _Walk(self, candidates, allowed_geos, priority)
+        self.retry_budget.deposit()
+        self.hedge_budget.deposit()
+        reports: list[AttemptReport] = []
+        try:
+            winner = await walk.first_token(request, reports)
+        except SluiceError:
+            for report in reports:  # the failed attempts still go on the record
+                yield report
+            raise
+        for report in reports:
+            yield report
+        async for item in self._deliver(walk, winner, request, continue_midstream):
+            yield item
+
+    async def _deliver(self, walk: _Walk, attempt: _Attempt, request: wire_pb2.WireRequest,
+                       continue_midstream: bool) -> AsyncIterator[Event | AttemptReport]:
+        """The winning attempt's events from its first token to its end;
+        with `continue_midstream`, a text-only answer that fails on the way
+        continues on the next candidate that takes a prefill."""
+        yield attempt.report("served")
+        text = _TextSoFar() if continue_midstream else None
+        for event in attempt.held + attempt.delivered_first:
+            if text is not None:
+                text.observe(event)
+            yield event
+        attempt.held.clear()
+        while True:
+            current, nxt = attempt, None
+            try:
+                async for event in current.rest():
+                    if text is not None:
+                        text.observe(event)
+                    yield event
+                current.finish(None)
+                return
+            except SluiceError as err:
+                current.finish(err)
+                if text is not None and text.continuable() and err.reason in RETRYABLE:
+                    nxt = await walk.continuation(request, text, current)
+                if nxt is None:
                     raise
-                finally:
-                    await stream.aclose()
-                    metrics.UPSTREAM_ATTEMPTS.labels(candidate.provider, candidate.model_id, outcome).inc()
+                metrics.UPSTREAM_ATTEMPTS.labels(current.candidate.deployment, current.candidate.provider,
+                                                 current.candidate.model_id, "continued").inc()
+                # Billed to the tenant: the text it received from this attempt.
+                current.usage = {**current.usage, "output_tokens": tokens_for_chars(sum(map(len, text.parts)))}
+                yield current.report("continued", err.reason.value)
+            except BaseException:
+                current.finish(None, cancelled=True)
+                raise
+            finally:
+                with suppress(Exception):
+                    await current.stream.aclose()  # type: ignore[attr-defined]
+            yield nxt.report("served")
+            for event in text.spliced(nxt.held + nxt.delivered_first):
+                yield event
+            nxt.held.clear()
+            nxt.delivered_first = []
+            nxt.splice = text
+            attempt = nxt
 
-    async def count_tokens(self, request: wire_pb2.WireRequest, candidates: list[candidate_pb2.Candidate]
-                           ) -> tuple[int, bytes, str]:
-        """(input_tokens, the answer's JSON, the catalog id that answered)."""
-        return await self._first(candidates, lambda c, u: u.count_tokens(c, request, _remaining()))
+    # -- CountTokens --------------------------------------------------------------------
 
-    async def _first(self, candidates: list[candidate_pb2.Candidate],
-                     call: Callable[[candidate_pb2.Candidate, Upstream], Awaitable[tuple[int, bytes]]]
-                     ) -> tuple[int, bytes, str]:
-        walk = _Walk(self, candidates)
-        async with aclosing(walk.attempts()) as attempts:
-            async for candidate, upstream, attempt in attempts:
-                try:
-                    tokens, body = await call(candidate, upstream)
-                except SluiceError as err:
-                    metrics.UPSTREAM_ATTEMPTS.labels(candidate.provider, candidate.model_id, err.reason.value).inc()
-                    walk.failed(candidate, attempt, err)
-                    continue
-                metrics.UPSTREAM_ATTEMPTS.labels(candidate.provider, candidate.model_id, "ok").inc()
-                return tokens, body, candidate.model_id
+    async def count_tokens(self, request: wire_pb2.WireRequest, candidates: list[candidate_pb2.Candidate],
+                           allowed_geos: Iterable[str] = ()) -> tuple[int, bytes, str]:
+        """(input_tokens, the answer's JSON, the catalog id that answered)
+        from the first candidate whose provider can count, walking them as
+        Generate does (breakers, retries, budget; no hedging)."""
+        walk = _Walk(self, [c for c in candidates if getattr(self.upstreams.get(c.deployment), "can_count_tokens",
+                                                             False)], allowed_geos, 0, counting=True)
+        self.retry_budget.deposit()
+        async for candidate, upstream, health in walk.calls():
+            started = self._clock()
+            try:
+                tokens, body = await upstream.count_tokens(candidate, request, _remaining())
+            except SluiceError as err:
+                walk.failed(candidate, health, err, self._clock() - started)
+                continue
+            health.breaker.record_success()
+            metrics.UPSTREAM_ATTEMPTS.labels(candidate.deployment, candidate.provider, candidate.model_id,
+                                             "served").inc()
+            return tokens, body, candidate.model_id
         raise AssertionError("unreachable: a walk raises when every attempt failed")
 
-    async def sleep_backoff(self, attempt: int, last: SluiceError | None) -> None:
-        delay = self._backoff * (2 ** (attempt - 1))
-        if last is not None and last.retry_after_s is not None:
+    def states(self) -> list[tuple[str, str, float, int, int, float]]:
+        """(deployment, breaker state, seconds until a probe, limit, in
+        flight, observed p95 time to first token) per deployment."""
+        return [(dep, h.breaker.state, h.breaker.retry_in(), h.limiter.limit, h.limiter.in_flight,
+                 h.latency.percentile(0.95) or 0.0) for dep, h in self.health.items()]
+
+    def backoff(self, attempt: int, last: SluiceError) -> float:
+        """Seconds before retry number `attempt` (1-based) on the same
+        deployment: full jitter over base·2^(attempt-1) capped at max, and
+        never less than the upstream's retry-after."""
+        p = self.policy
+        delay = self._rng.uniform(0, min(p.backoff_max_seconds, p.backoff_base_seconds * (2 ** (attempt - 1))))
+        if last.retry_after_s is not None:
             delay = max(delay, last.retry_after_s)
-        remaining = _remaining()
-        if remaining is not None and delay >= remaining:
-            # Waiting would spend the whole deadline: report the failure now.
-            assert last is not None
-            raise last
-        await asyncio.sleep(delay)
+        return delay
+
+    def hedge_delay(self, candidate: candidate_pb2.Candidate) -> float | None:
+        if not self.policy.hedging:
+            return None
+        health = self.health.get(candidate.deployment)
+        return self._hedge.delay(health.latency) if health is not None else None
+
+
+class _Attempt:
+    """One call in flight: the upstream's stream, the events held until its
+    first token, its concurrency permit and breaker slot."""
+
+    __slots__ = ("index", "candidate", "health", "permit", "hedge", "stream", "held", "delivered_first",
+                 "sent", "ttft", "usage", "_done", "_clock", "splice")
+
+    def __init__(self, index: int, candidate: candidate_pb2.Candidate, health: DeploymentHealth, permit: Permit,
+                 stream: AsyncIterator[Event], hedge: bool, clock: Callable[[], float]) -> None:
+        self.index, self.candidate, self.health, self.permit = index, candidate, health, permit
+        self.stream, self.hedge, self._clock = stream, hedge, clock
+        self.held: list[Event] = []
+        self.delivered_first: list[Event] = []
+        self.sent = clock()
+        self.ttft = 0.0
+        self.usage: dict = {}
+        self._done = False
+        self.splice: _TextSoFar | None = None
+
+    async def first_token(self) -> _Attempt:
+        """Reads until the first event that is not message_start,
+        content_block_start or ping; holds what came before. Raises the
+        upstream's SluiceError."""
+        async for event in self.stream:
+            if event.type == ev.MESSAGE_START:
+                message = event.view.get("message")
+                if isinstance(message, dict):
+                    self.usage = ev.merge_usage({}, message.get("usage"))
+            if event.type in _BEFORE_TOKEN:
+                self.held.append(event)
+                continue
+            self.delivered_first.append(event)
+            break
+        # (Or an answer with no event after its start: a stream that ended.)
+        self.ttft = self._clock() - self.sent
+        self.health.latency.record(self.ttft)
+        metrics.UPSTREAM_TTFT_SECONDS.labels(self.candidate.deployment, self.candidate.model_id).observe(self.ttft)
+        return self
+
+    async def rest(self) -> AsyncIterator[Event]:
+        splice = self.splice
+        async for event in self.stream:
+            if splice is not None:
+                event = splice.renumber(event)
+                if event is None:
+                    continue
+            yield event
+
+    def report(self, outcome: str, reason: str = "") -> AttemptReport:
+        usage = jsontext.dumps(self.usage).encode("utf-8") if self.usage else b""
+        return AttemptReport(self.index, self.candidate.deployment, self.candidate.model_id, outcome, reason,
+                             self.hedge, usage, self.ttft * 1000)
+
+    def finish(self, err: SluiceError | None, cancelled: bool = False) -> None:
+        """Settles the breaker and the permit, once."""
+        if self._done:
+            return
+        self._done = True
+        rtt = self._clock() - self.sent
+        if cancelled:
+            self.health.breaker.release()
+            self.permit.release("ignore", rtt)
+        elif err is None or err.reason not in RETRYABLE:
+            # A refusal of the request itself says the deployment works.
+            self.health.breaker.record_success()
+            self.permit.release("success", rtt)
+        else:
+            self.health.breaker.record_failure()
+            self.permit.release("dropped" if err.reason in _OVERLOAD else "ignore", rtt)
+        metrics.CONCURRENCY_LIMIT.labels(self.candidate.deployment).set(self.health.limiter.limit)
+        metrics.DEPLOYMENT_IN_FLIGHT.labels(self.candidate.deployment).set(self.health.limiter.in_flight)
+
+    async def cancel(self) -> None:
+        self.finish(None, cancelled=True)
+        with suppress(Exception):
+            await self.stream.aclose()  # type: ignore[attr-defined]
 
 
 class _Walk:
-    """One request's way down its candidates: yields (candidate, upstream,
-    attempt) in the order to try them, sleeping the backoff between
-    attempts. The caller reports a failure with `failed` (which re-raises it
-    unless it is retryable) and stops iterating on success. When every
-    attempt failed the last failure is raised; NO_UPSTREAM when none could
-    be made."""
+    """One request's way down its candidates."""
 
-    def __init__(self, generator: Generator, candidates: list[candidate_pb2.Candidate]) -> None:
-        self._generator = generator
-        self._candidates = candidates
-        self.last: SluiceError | None = None
-
-    async def attempts(self) -> AsyncIterator[tuple[candidate_pb2.Candidate, Upstream, int]]:
-        if not self._candidates:
-            raise SluiceError(Reason.NO_UPSTREAM, "no candidate model to call")
-        for candidate in self._candidates:
-            upstream = self._generator.upstreams.get(candidate.provider)
-            if upstream is None:
-                self.last = SluiceError(Reason.NO_UPSTREAM, f"no upstream configured for provider {candidate.provider!r}")
+    def __init__(self, gen: Generator, candidates: list[candidate_pb2.Candidate], allowed_geos: Iterable[str],
+                 priority: int, counting: bool = False) -> None:
+        self._gen = gen
+        self._priority = max(0, min(3, priority))
+        allowed = set(allowed_geos)
+        self._candidates: list[tuple[int, candidate_pb2.Candidate]] = []
+        for i, c in enumerate(candidates):
+            if allowed and c.geo not in allowed:
+                # Routing never lists such a candidate; if one came, it is not called.
+                metrics.RESIDENCY_REFUSED.labels(c.deployment).inc()
+                log.error("refused candidate %s (%s): geo %r is outside the request's residency %s",
+                          c.deployment, c.model_id, c.geo, sorted(allowed))
                 continue
-            for attempt in range(self._generator.retries + 1):
-                if attempt:
-                    await self._generator.sleep_backoff(attempt, self.last)
-                yield candidate, upstream, attempt
-        assert self.last is not None
-        raise self.last
+            self._candidates.append((i, c))
+        self._next = 0
+        self._tries = 0  # attempts made on the current candidate
+        self._extra = False  # an attempt was made: the next one needs the retry budget
+        self.last: SluiceError | None = None
+        self._overloaded: list[float] = []  # retry-after hints from breakers and limits
+        self._counting = counting
 
-    def failed(self, candidate: candidate_pb2.Candidate, attempt: int, err: SluiceError) -> None:
+    def _fail_all(self) -> SluiceError:
+        if self.last is not None:
+            return self.last
+        if self._overloaded:
+            return SluiceError(Reason.UPSTREAM_OVERLOADED, "every deployment that may serve this request is "
+                               "overloaded or failing; retry later", retry_after_s=max(1.0, min(self._overloaded)))
+        if not self._candidates:
+            return SluiceError(Reason.NO_UPSTREAM, "no deployment may serve this request")
+        return SluiceError(Reason.NO_UPSTREAM, "no deployment could be called for this request")
+
+    def _admit(self, candidate: candidate_pb2.Candidate) -> tuple[DeploymentHealth, Permit] | None:
+        """The deployment's breaker and limit both allow a call, or None."""
+        health = self._gen.health.get(candidate.deployment)
+        if health is None or candidate.deployment not in self._gen.upstreams:
+            self.last = self.last or SluiceError(
+                Reason.NO_UPSTREAM, f"deployment {candidate.deployment!r} is not configured in inference")
+            return None
+        if not health.breaker.allow():
+            self._overloaded.append(health.breaker.retry_in())
+            return None
+        permit = health.limiter.try_acquire(self._priority)
+        if permit is None:
+            health.breaker.release()
+            metrics.SHED.labels("deployment", str(self._priority)).inc()
+            self._overloaded.append(1.0)
+            return None
+        return health, permit
+
+
+    async def _next_call(self, hedge: bool = False) -> tuple[int, candidate_pb2.Candidate, DeploymentHealth,
+                                                             Permit] | None:
+        """The next (index, candidate, health, permit) to call, after the
+        backoff a retry on the same deployment waits; None when the list,
+        or the budget, is spent."""
+        while self._next < len(self._candidates):
+            index, candidate = self._candidates[self._next]
+            if self._tries >= self._gen.policy.attempts_per_candidate or (
+                    self._tries and self.last is not None and self.last.metadata.get(NO_RETRY)):
+                self._next += 1
+                self._tries = 0
+                continue
+            if self._tries and self.last is not None:
+                delay = self._gen.backoff(self._tries, self.last)
+                remaining = _remaining()
+                if remaining is not None and delay >= remaining:
+                    return None  # waiting would spend the whole deadline
+                await asyncio.sleep(delay)
+            admitted = self._admit(candidate)
+            if admitted is None:
+                self._next += 1
+                self._tries = 0
+                continue
+            health, permit = admitted
+            if not hedge and self._extra and not self._gen.retry_budget.try_withdraw():
+                # Retries and fallbacks may not multiply an outage's load.
+                metrics.BUDGET_EXHAUSTED.labels("retry").inc()
+                permit.release("ignore")
+                health.breaker.release()
+                return None
+            self._extra = True
+            self._tries += 1
+            return index, candidate, health, permit
+        return None
+
+    def _start(self, call: tuple[int, candidate_pb2.Candidate, DeploymentHealth, Permit], request: wire_pb2.WireRequest,
+               hedge: bool) -> _Attempt:
+        index, candidate, health, permit = call
+        upstream = self._gen.upstreams[candidate.deployment]
+        if hedge:
+            # A hedge goes to another candidate, never back to the same deployment now.
+            self._next += 1
+            self._tries = 0
+        return _Attempt(index, candidate, health, permit, upstream.stream(candidate, request, _remaining()), hedge,
+                        self._gen._clock)
+
+    def failed(self, candidate: candidate_pb2.Candidate, health: DeploymentHealth, err: SluiceError,
+               rtt: float) -> None:
+        """Records a failure before the first token; re-raises one that is
+        not retryable (the request's own fault: no other deployment would
+        answer differently)."""
+        metrics.UPSTREAM_ATTEMPTS.labels(candidate.deployment, candidate.provider, candidate.model_id,
+                                         err.reason.value).inc()
+        if err.reason not in RETRYABLE:
+            health.breaker.record_success()
+            raise err
+        health.breaker.record_failure()
+        self.last = err
+        log.info("upstream %s (%s) failed: %s", candidate.deployment, candidate.model_id, err)
+
+    async def calls(self) -> AsyncIterator[tuple[candidate_pb2.Candidate, Upstream, DeploymentHealth]]:
+        """For unary calls (count_tokens): each call to make, in order."""
+        while True:
+            call = await self._next_call()
+            if call is None:
+                raise self._fail_all()
+            _, candidate, health, permit = call
+            permit.release("ignore")  # counting is not a stream: not held against the limit
+            yield candidate, self._gen.upstreams[candidate.deployment], health
+
+    async def first_token(self, request: wire_pb2.WireRequest, reports: list[AttemptReport]) -> _Attempt:
+        """The first attempt to reach its first token, racing a hedge
+        against a slow one; every failed or cancelled attempt is appended
+        to `reports`. Raises when none gets there."""
+        while True:
+            call = await self._next_call()
+            if call is None:
+                raise self._fail_all()
+            primary = self._start(call, request, hedge=False)
+            winner = await self._race(primary, request, reports)
+            if winner is not None:
+                return winner
+
+    async def _race(self, primary: _Attempt, request: wire_pb2.WireRequest,
+                    reports: list[AttemptReport]) -> _Attempt | None:
+        """`primary` to its first token, with a hedge when it is slow. The
+        winner, or None when every attempt in the race failed (reported)."""
+        delay = self._gen.hedge_delay(primary.candidate)
+        if delay is None:
+            try:
+                return await primary.first_token()
+            except SluiceError as err:
+                self._attempt_failed(primary, err, reports)
+                return None
+            except BaseException:
+                await primary.cancel()
+                raise
+        racing: dict[asyncio.Task, _Attempt] = {asyncio.ensure_future(primary.first_token()): primary}
+        hedged = False
+        try:
+            while racing:
+                timeout = None if hedged else max(0.0, delay - (self._gen._clock() - primary.sent))
+                done, _ = await asyncio.wait(racing, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+                if not done:
+                    hedged = True
+                    hedge = await self._hedge()
+                    if hedge is not None:
+                        attempt = self._start(hedge, request, hedge=True)
+                        racing[asyncio.ensure_future(attempt.first_token())] = attempt
+                    continue
+                for task in done:
+                    attempt = racing.pop(task)
+                    err = task.exception()
+                    if err is None:
+                        for other_task, other in racing.items():
+                            other_task.cancel()
+                            await _settle(other_task)
+                            await other.cancel()
+                            reports.append(other.report("cancelled"))
+                            metrics.UPSTREAM_ATTEMPTS.labels(other.candidate.deployment, other.candidate.provider,
+                                                             other.candidate.model_id, "cancelled").inc()
+                            if other.hedge:
+                                metrics.HEDGES.labels(other.candidate.deployment, "lost").inc()
+                        racing.clear()
+                        if attempt.hedge:
+                            metrics.HEDGES.labels(attempt.candidate.deployment, "won").inc()
+                        return attempt
+                    if not isinstance(err, SluiceError):
+                        raise err
+                    if attempt.hedge:
+                        metrics.HEDGES.labels(attempt.candidate.deployment, "failed").inc()
+                    self._attempt_failed(attempt, err, reports)
+                    if not racing and not hedged:
+                        return None
+            return None
+        except BaseException:
+            for task, attempt in racing.items():
+                task.cancel()
+                await _settle(task)
+                await attempt.cancel()
+            raise
+
+    async def _hedge(self) -> tuple[int, candidate_pb2.Candidate, DeploymentHealth, Permit] | None:
+        """The call a hedge makes: the next candidate on another deployment,
+        if the hedge budget allows."""
+        if not self._gen.hedge_budget.try_withdraw():
+            metrics.BUDGET_EXHAUSTED.labels("hedge").inc()
+            return None
+        self._next += 1
+        self._tries = 0
+        return await self._next_call(hedge=True)
+
+    def _attempt_failed(self, attempt: _Attempt, err: SluiceError, reports: list[AttemptReport]) -> None:
+        attempt.finish(err)
+        reports.append(attempt.report("failed", err.reason.value))
+        metrics.UPSTREAM_ATTEMPTS.labels(attempt.candidate.deployment, attempt.candidate.provider,
+                                         attempt.candidate.model_id, err.reason.value).inc()
         if err.reason not in RETRYABLE:
             raise err
         self.last = err
-        log.info("upstream %s/%s attempt %d failed: %s", candidate.provider, candidate.model_id, attempt + 1, err)
+        log.info("upstream %s (%s) failed before its first token: %s", attempt.candidate.deployment,
+                 attempt.candidate.model_id, err)
+
+    async def continuation(self, request: wire_pb2.WireRequest, text: _TextSoFar,
+                           failed: _Attempt) -> _Attempt | None:
+        """The next candidate after `failed` that takes a prefill, reached
+        its first token with the partial answer as prefill; None when there
+        is none (or the budget is spent)."""
+        if self._candidates and self._candidates[self._next][1] is failed.candidate:
+            self._next += 1
+            self._tries = 0
+        while True:
+            call = await self._next_call()
+            if call is None:
+                return None
+            index, candidate, health, permit = call
+            if not candidate.accepts_prefill:
+                permit.release("ignore")
+                health.breaker.release()
+                self._next += 1
+                self._tries = 0
+                continue
+            prefilled = wire_pb2.WireRequest(body=text.prefilled(request.body), anthropic_version=request.anthropic_version,
+                                             anthropic_beta=request.anthropic_beta)
+            attempt = self._start(call, prefilled, hedge=False)
+            try:
+                return await attempt.first_token()
+            except SluiceError as err:
+                try:
+                    self._attempt_failed(attempt, err, [])
+                except SluiceError:
+                    return None
+
+
+class _TextSoFar:
+    """What a text-only answer delivered, to continue it elsewhere."""
+
+    def __init__(self) -> None:
+        self.parts: list[str] = []
+        self.open_index: int | None = None
+        self.blocks = 0
+        self.other = False  # a tool call or thinking block was in the answer
+
+    def observe(self, event: Event) -> None:
+        kind = event.type
+        if kind == ev.CONTENT_BLOCK_START:
+            block = event.view.get("content_block") or {}
+            self.blocks += 1
+            if block.get("type") == "text":
+                self.open_index = event.view.get("index")
+                if block.get("text"):
+                    self.parts.append(block["text"])
+            else:
+                self.other = True
+        elif kind == ev.CONTENT_BLOCK_DELTA:
+            delta = event.view.get("delta") or {}
+            if delta.get("type") == "text_delta":
+                self.parts.append(str(delta.get("text") or ""))
+            elif delta.get("type") != "citations_delta":
+                self.other = True
+        elif kind == ev.CONTENT_BLOCK_STOP:
+            self.open_index = None
+
+    def continuable(self) -> bool:
+        """Only a text answer whose one text block is still open."""
+        return not self.other and self.blocks == 1 and self.open_index is not None and bool(self.parts)
+
+    def prefilled(self, template: bytes) -> bytes:
+        """The request body with the partial text appended as the final
+        assistant turn (the API continues a prefill where it ends)."""
+        doc = jsontext.read(template)
+        messages = list(doc.get("messages") or [])
+        messages.append({"role": "assistant", "content": "".join(self.parts)})
+        doc["messages"] = messages
+        return jsontext.dumps(doc).encode("utf-8")
+
+    def spliced(self, events: list[Event]) -> list[Event]:
+        """The continuation's first events as a continuation of the open
+        block: its message_start and the opening of its first text block
+        are dropped (the client has them), its text block takes the open
+        index."""
+        out = []
+        for event in events:
+            renumbered = self.renumber(event)
+            if renumbered is not None:
+                out.append(renumbered)
+        return out
+
+    def renumber(self, event: Event) -> Event | None:
+        if event.type == ev.MESSAGE_START or (event.type == ev.CONTENT_BLOCK_START
+                                              and event.view.get("index") == 0):
+            return None
+        if event.type in (ev.CONTENT_BLOCK_DELTA, ev.CONTENT_BLOCK_STOP, ev.CONTENT_BLOCK_START):
+            index = event.view.get("index")
+            if isinstance(index, int) and self.open_index is not None:
+                return ev.with_index(event, index + self.open_index)
+        return event
+
+
+async def _settle(task: asyncio.Task) -> None:
+    with suppress(BaseException):
+        await task
 
 
 def _remaining() -> float | None:

@@ -1,9 +1,11 @@
-"""Inference service wiring."""
+"""Inference service wiring: one provider client per deployment."""
 
 from __future__ import annotations
 
-from sluice.inference.anthropic_upstream import AnthropicUpstream
+from sluice.catalog import load_catalog
+from sluice.catalog.deployments import load_deployments
 from sluice.inference.core import Generator, Upstream
+from sluice.inference.providers import build_upstream
 from sluice.inference.servicer import InferenceServicer
 from sluice.inference.v1 import inference_service_pb2
 from sluice.runtime.modules import Module, Runtime
@@ -11,12 +13,18 @@ from sluice.runtime.modules import Module, Runtime
 
 async def init(rt: Runtime) -> None:
     cfg = rt.settings.inference
+    deployments = load_deployments(load_catalog(rt.settings.routing.catalog_path or None),
+                                   cfg.deployments_path or None)
     upstreams: dict[str, Upstream] = {}
-    for name, upstream_cfg in cfg.upstreams.items():
-        adapter = AnthropicUpstream(name, upstream_cfg)
+    for dep_id, deployment in deployments.deployments.items():
+        endpoint = cfg.endpoints.get(dep_id)
+        adapter = build_upstream(dep_id, deployment, simulator_url=cfg.simulator_url,
+                                 base_url=endpoint.base_url if endpoint else "",
+                                 connect_timeout_s=cfg.connect_timeout_seconds, max_connections=cfg.max_connections)
         rt.on_stop(adapter.aclose)
-        upstreams[name] = adapter
-    generator = Generator(upstreams, cfg.retries_per_candidate, cfg.retry_backoff_seconds)
+        upstreams[dep_id] = adapter
+    generator = Generator(upstreams, cfg.resilience,
+                          {dep_id: d.max_concurrency for dep_id, d in deployments.deployments.items()})
     rt.serve(InferenceServicer(generator), inference_service_pb2.DESCRIPTOR.services_by_name["InferenceService"])
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-from sluice.inference.core import Generator
+from sluice.inference.core import AttemptReport, Generator
 from sluice.inference.v1 import inference_service_pb2 as pb
 from sluice.llm.v1 import wire_pb2
 
@@ -14,9 +14,24 @@ class InferenceServicer:
         self._generator = generator
 
     async def Generate(self, request: pb.GenerateRequest, context: object) -> AsyncIterator[pb.GenerateResponse]:
-        async for event in self._generator.generate(request.request, list(request.candidates)):
-            yield pb.GenerateResponse(event=wire_pb2.WireEvent(type=event.type, data=event.data))
+        async for item in self._generator.generate(request.request, list(request.candidates), request.allowed_geos,
+                                                   request.priority, request.continue_midstream):
+            if isinstance(item, AttemptReport):
+                yield pb.GenerateResponse(attempt=pb.Attempt(
+                    candidate=item.candidate, deployment=item.deployment, model_id=item.model_id,
+                    outcome=item.outcome, reason=item.reason, hedge=item.hedge, usage=item.usage,
+                    time_to_first_event_ms=item.ttft_ms))
+            else:
+                yield pb.GenerateResponse(event=wire_pb2.WireEvent(type=item.type, data=item.data))
 
     async def CountTokens(self, request: pb.CountTokensRequest, context: object) -> pb.CountTokensResponse:
-        tokens, body, model_id = await self._generator.count_tokens(request.request, list(request.candidates))
+        tokens, body, model_id = await self._generator.count_tokens(request.request, list(request.candidates),
+                                                                    request.allowed_geos)
         return pb.CountTokensResponse(input_tokens=tokens, body=body, model_id=model_id)
+
+    async def DeploymentHealth(self, request: pb.DeploymentHealthRequest, context: object
+                               ) -> pb.DeploymentHealthResponse:
+        return pb.DeploymentHealthResponse(deployments=[
+            pb.DeploymentState(deployment=dep, breaker=state, retry_in_s=retry_in, limit=limit, in_flight=in_flight,
+                               ttft_p95_s=p95)
+            for dep, state, retry_in, limit, in_flight, p95 in self._generator.states()])

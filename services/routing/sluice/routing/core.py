@@ -1,9 +1,12 @@
-"""Chooses the model endpoints that may serve a request, and lists models.
+"""Chooses the deployments that may serve a request, and lists models.
 
-For now the choice is the requested model (or the tenant's, or the
-deployment's, default), checked against the catalog, the model's lifecycle
-and limits, the tenant's allowed models and tier, and residency. Ranking
-across several candidates comes later.
+The model is the requested one (or the tenant's, or the deployment's,
+default), checked against the catalog, the model's lifecycle and limits,
+the tenant's allowed models and tier. The candidates are that model's
+deployments allowed in the tenant's home region (residency, from the
+deployments file), then those of each model in its fallback chain that the
+tenant may use and that can take the request, in the file's order, at most
+`max_candidates`. Ranking by task, latency and cost comes with issue 15.
 
 The Models API (GET /v1/models) answers from the same catalog, listing what
 the tenant may use in its region, newest first, in the API's pages.
@@ -16,6 +19,7 @@ from datetime import UTC, date, datetime
 
 from sluice.auth.v1 import principal_pb2
 from sluice.catalog import Catalog, ModelEntry, models_api
+from sluice.catalog.deployments import Deployments, Serving
 from sluice.routing.v1 import candidate_pb2, model_pb2
 from sluice.rpc.errors import Reason, SluiceError
 from sluice.wire import jsontext
@@ -23,11 +27,18 @@ from sluice.wire import jsontext
 
 
 class Router:
-    def __init__(self, catalog: Catalog, region: str, default_model: str,
-                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+    def __init__(self, catalog: Catalog, deployments: Deployments, region: str, default_model: str,
+                 max_candidates: int = 6, clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         if catalog.lookup(default_model) is None:
             raise ValueError(f"routing.default_model {default_model!r} is not in catalog {catalog.version}")
+        if not deployments.allowed_geos(region):
+            raise ValueError(f"region {region!r} has no residency entry in deployments {deployments.version}")
         self.catalog = catalog
+        self.deployments = deployments
+        self.allowed_geos = deployments.allowed_geos(region)
+        self._max_candidates = max_candidates
+        # Candidates per (model, reason): built once, they are on every request's path.
+        self._candidates: dict[tuple[str, str], list[candidate_pb2.Candidate]] = {}
         self._region = region
         self._default_model = default_model
         self._clock = clock
@@ -58,7 +69,30 @@ class Router:
         if not count_tokens and max_tokens > model.max_output_tokens:
             raise SluiceError.bad_request("max_tokens", f"{max_tokens} > {model.max_output_tokens}, which is the "
                                           f"maximum allowed number of output tokens for {model.id}")
-        return [_candidate(model, principal.region)], model
+        candidates = list(self._of(model, "requested"))
+        if not candidates:
+            raise SluiceError(Reason.MODEL_NOT_ALLOWED, f"model {model.id} has no deployment where inference for "
+                              f"region {self._region} may run ({', '.join(self.allowed_geos)})",
+                              metadata={"model": model.id, "region": self._region})
+        now = self._clock()
+        for fallback_id in self.deployments.fallbacks(model.id):
+            if len(candidates) >= self._max_candidates:
+                break
+            fallback = self.catalog.lookup(fallback_id)
+            if (fallback is None or not self._usable(principal, fallback) or fallback.lifecycle(now) == "retired"
+                    or (not count_tokens and max_tokens > fallback.max_output_tokens)):
+                continue
+            candidates += self._of(fallback, "fallback")
+        return candidates[:self._max_candidates], model
+
+    def _of(self, model: ModelEntry, reason: str) -> list[candidate_pb2.Candidate]:
+        """The model's candidates in this region, for this reason (cached)."""
+        key = (model.id, reason)
+        found = self._candidates.get(key)
+        if found is None:
+            found = self._candidates[key] = [_candidate(model, serving, reason)
+                                             for serving in self.deployments.serving(model, self._region)]
+        return found
 
     def info(self, model: ModelEntry) -> model_pb2.ModelInfo:
         """What a route answer says of its model, built once per model and
@@ -152,18 +186,25 @@ def model_info(model: ModelEntry, now: datetime) -> model_pb2.ModelInfo:
     return info
 
 
-def _candidate(model: ModelEntry, region: str) -> candidate_pb2.Candidate:
-    p = model.prices
+def _candidate(model: ModelEntry, serving: Serving, reason: str) -> candidate_pb2.Candidate:
+    p, dep = model.prices, serving.deployment
+    k = dep.price_multiplier
     return candidate_pb2.Candidate(
         model_id=model.id,
-        provider=model.provider,
-        upstream_model=model.upstream_name,
-        region=region,
+        provider=dep.provider,
+        upstream_model=serving.provider_model,
+        region=dep.region,
         prices=candidate_pb2.Prices(
-            input=p.input, output=p.output, cache_write_5m=p.cache_write_5m,
-            cache_write_1h=p.cache_write_1h, cache_read=p.cache_read, server_tool_use=p.server_tool_use,
+            input=p.input * k, output=p.output * k, cache_write_5m=p.cache_write_5m * k,
+            cache_write_1h=p.cache_write_1h * k, cache_read=p.cache_read * k,
+            server_tool_use={name: price * k for name, price in p.server_tool_use.items()},
         ),
         context_window=model.context_window,
         max_output_tokens=model.max_output_tokens,
+        deployment=serving.deployment_id,
+        geo=dep.geo,
+        inference_geo=dep.inference_geo,
+        reason=reason,
+        accepts_prefill=model.accepts.prefill,
     )
 

@@ -14,7 +14,8 @@ class RoutingServicer:
         candidates, model = self._router.route(request.principal, request.requested_model, request.max_tokens,
                                                request.count_tokens)
         return pb.RouteResponse(candidates=candidates, catalog_version=self._router.catalog.version,
-                                model=self._router.info(model))
+                                model=self._router.info(model), allowed_geos=self._router.allowed_geos,
+                                deployments_version=self._router.deployments.version)
 
     async def ListModels(self, request: pb.ListModelsRequest, context: object) -> pb.ListModelsResponse:
         data, more = self._router.list_models(request.principal, request.limit, request.before_id, request.after_id,

@@ -9,8 +9,8 @@ import json
 import pytest
 from aiohttp import web
 
-from sluice.config.settings import UpstreamSettings
-from sluice.inference.anthropic_upstream import AnthropicUpstream
+from sluice.catalog.deployments import Deployment
+from sluice.inference.providers import ProviderUpstream, build_upstream
 from sluice.llm.v1 import wire_pb2
 from sluice.routing.v1.candidate_pb2 import Candidate
 from sluice.rpc.errors import Reason, SluiceError
@@ -53,11 +53,23 @@ def _wire(version: str = "2023-06-01", betas: tuple[str, ...] = ()) -> wire_pb2.
     return wire_pb2.WireRequest(body=request.template(), anthropic_version=version, anthropic_beta=betas)
 
 
+def _anthropic(base: str) -> ProviderUpstream:
+    return build_upstream("anthropic-test", Deployment(provider="anthropic", geo="global",
+                                                       credentials={"api_key_env": "SLUICE_TEST_UPSTREAM_KEY"}),
+                          simulator_url="", base_url=base, connect_timeout_s=5, max_connections=8)
+
+
 CANDIDATE = Candidate(model_id="claude-haiku-4-5", upstream_model="claude-haiku-4-5", provider="anthropic")
 
 
+@pytest.fixture(autouse=True)
+def _upstream_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The key comes from the variable the deployment names, as in production.
+    monkeypatch.setenv("SLUICE_TEST_UPSTREAM_KEY", "k")
+
+
 async def _events(server: _Server, request: wire_pb2.WireRequest | None = None):  # type: ignore[no-untyped-def]
-    upstream = AnthropicUpstream("anthropic", UpstreamSettings(base_url=server.base, api_key="k"))
+    upstream = _anthropic(server.base)
     try:
         return [e async for e in upstream.stream(CANDIDATE, request or _wire(), 5)]
     finally:
@@ -138,7 +150,7 @@ async def test_the_upstreams_refusals_keep_their_status_and_words(status, kind, 
 
 async def test_count_tokens_sends_the_body_without_stream_and_reads_the_count():
     async with _Server(200, b'{"input_tokens": 42}') as server:
-        upstream = AnthropicUpstream("anthropic", UpstreamSettings(base_url=server.base, api_key="k"))
+        upstream = _anthropic(server.base)
         request = MessagesRequest(b'{"model": "m", "messages": [{"role": "user", "content": "hi"}]}',
                                   "2023-06-01", count_tokens=True)
         try:
