@@ -63,6 +63,9 @@ def start_cluster(mode: str, redis_url: str, workdir: Path) -> SluiceCluster:
     (policies / "conformance.yaml").write_text(PASSTHROUGH_PACK)
     return SluiceCluster(mode, redis_url, workdir, tenants=TENANTS, name=f"conformance-{mode}", overrides={
         "gateway": {"stream_ping_interval_seconds": PING_INTERVAL_S},
+        # A silent model before its first token reaches the client as its
+        # stream's start and pings after one ping interval.
+        "inference": {"resilience": {"first_token_hold_seconds": PING_INTERVAL_S}},
         "safety": {"policy_dir": str(policies)},
         "auth": {"tiers": {"enterprise": {"tenant": UNREACHABLE_LIMITS, "key": UNREACHABLE_LIMITS}}},
     }).start()

@@ -437,7 +437,7 @@ def test_count_tokens_is_the_upstreams_count_for_every_client(conf, ts_sdk):
     assert through.messages.count_tokens(model=MODEL, messages=messages).input_tokens == 4242
     assert straight.messages.count_tokens(model=MODEL, messages=messages).input_tokens == 4242
     via_sluice, via_direct = received(conf, sid)
-    assert via_sluice["path"] == "/v1/messages/count_tokens" and _body(via_sluice) == _body(via_direct)
+    assert via_sluice["path"] == "/d/anthropic-global/v1/messages/count_tokens" and _body(via_sluice) == _body(via_direct)
     ts = run_ts(conf.http_base, conf.keys["counter"], {"op": "count_tokens", "params": {"model": MODEL,
                                                                                         "messages": messages}})
     assert ts["ok"] and ts["result"] == {"input_tokens": 4242}
@@ -536,7 +536,7 @@ def test_a_prompt_beyond_the_context_window_is_a_400_not_a_retryable_429(conf):
     assert message.startswith("prompt is too long: ") and message.endswith(" tokens > 200000 maximum")
     assert response.headers["x-should-retry"] == "false"
     arrived = last_received(conf, 2000)[before:]
-    assert [r["path"] for r in arrived if "lorem" in r["body"]] == ["/v1/messages/count_tokens"]
+    assert [r["path"] for r in arrived if "lorem" in r["body"]] == ["/d/anthropic-global/v1/messages/count_tokens"]
 
 
 def test_a_request_no_limit_can_ever_admit_is_not_retried_by_the_sdks(conf, ts_sdk):

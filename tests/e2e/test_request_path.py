@@ -179,8 +179,9 @@ def test_upstream_529_surfaces_as_529_overloaded(cluster):
     assert err.value.status_code == 529
     assert err.value.body["error"]["type"] == "overloaded_error"
     assert err.value.response.headers["retry-after"] == "1"
-    # One try plus the configured retry (retries_per_candidate=1) reached the upstream.
-    assert sim_stats(cluster.simulator_base)["injected_failures"] - before == 2
+    # Every candidate (routing.max_candidates=6: the model's deployments, then its
+    # fallback's) was tried twice (attempts_per_candidate=2), within the retry budget.
+    assert sim_stats(cluster.simulator_base)["injected_failures"] - before == 12
 
     with grpc.insecure_channel(cluster.grpc_address) as channel, pytest.raises(grpc.RpcError) as rpc_err:
         list(gateway_stub(channel).StreamMessage(

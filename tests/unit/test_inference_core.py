@@ -57,6 +57,9 @@ class FakeDeployment:
                     raise step
                 if step == BLOCK:
                     await asyncio.Event().wait()
+                if isinstance(step, asyncio.Event):
+                    await step.wait()  # until the test lets it go on
+                    continue
                 yield step
         finally:
             self.closed += 1
@@ -262,3 +265,22 @@ async def test_no_continuation_with_a_tool_call_in_the_answer():
     _, _, err = await run(Generator({"eu1": first, "eu2": second}, policy()),
                           [candidate("a", "eu1"), candidate("b", "eu2", prefill=True)], continue_midstream=True)
     assert err.reason is Reason.UPSTREAM_OVERLOADED and second.calls == []
+
+
+async def test_a_long_silence_before_the_first_token_commits_the_answer_after_the_hold():
+    go_on = asyncio.Event()
+    slow = FakeDeployment([start(), block_start(), go_on, overloaded()])
+    other = FakeDeployment(answer())
+    gen = Generator({"slow": slow, "other": other}, policy(first_token_hold_seconds=0.02))
+    seen, error = [], None
+    try:
+        async for item in gen.generate(wire_pb2.WireRequest(body=b"{}"), [candidate("a", "slow"),
+                                                                           candidate("a", "other")]):
+            seen.append(item.outcome if isinstance(item, AttemptReport) else item.type)
+            if item == block_start():
+                go_on.set()  # the client has the stream's start: now the attempt fails
+    except SluiceError as err:
+        error = err
+    # Committed: the start reached the client, so the failure ends the stream (no fallback).
+    assert seen == ["served", "message_start", "content_block_start"]
+    assert error.reason is Reason.UPSTREAM_OVERLOADED and other.calls == []

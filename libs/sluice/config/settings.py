@@ -338,6 +338,11 @@ class ResilienceSettings(_Section):
     # sooner than hedge_min_delay_seconds ("The Tail at Scale", Dean and
     # Barroso, 2013). Hedges have their own budget (fraction of requests).
     hedging: bool = True
+    # The events before the first token (message_start, content_block_start,
+    # pings) are held so that a failure or a slow start can still be retried,
+    # fallen back from or hedged; after this long, seconds from the attempt's
+    # start, the answer is committed and they go to the client.
+    first_token_hold_seconds: float = Field(5.0, ge=0)
     hedge_percentile: float = Field(0.95, gt=0, lt=1)
     hedge_delay_seconds: float | None = Field(None, gt=0)
     hedge_min_delay_seconds: float = Field(0.05, ge=0)
@@ -368,7 +373,7 @@ class InferenceSettings(_Section):
     resilience: ResilienceSettings = ResilienceSettings()
 
 
-_SIM_DEPLOYMENT = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+_SIM_DEPLOYMENT = re.compile(r"[A-Za-z0-9._-]{1,64}")
 _SIM_OUTCOMES = ("ok", "slow", "midstream")
 
 
@@ -445,7 +450,7 @@ class SimulatorSettings(_Section):
     @classmethod
     def _v_deployments(cls, value: dict[str, SimulatedDeployment]) -> dict[str, SimulatedDeployment]:
         for name in value:
-            if not _SIM_DEPLOYMENT.match(name):
+            if not _SIM_DEPLOYMENT.fullmatch(name):
                 raise ValueError(f"deployment name {name!r} must match [A-Za-z0-9._-]{{1,64}}")
         return value
 

@@ -74,6 +74,8 @@ _OVERLOAD = frozenset({Reason.UPSTREAM_OVERLOADED, Reason.UPSTREAM_RATE_LIMITED,
 # Events an attempt may send before its first token; held until it wins.
 _BEFORE_TOKEN = frozenset({ev.MESSAGE_START, ev.CONTENT_BLOCK_START, ev.PING})
 NO_RETRY = "upstream_no_retry"
+# After the hold ends with nothing held yet, how often to look again.
+_HOLD_POLL_S = 0.05
 _BREAKER_VALUE = {"closed": 0, "half_open": 1, "open": 2}
 
 
@@ -185,6 +187,25 @@ class Generator:
         continues on the next candidate that takes a prefill."""
         yield attempt.report("served")
         text = _TextSoFar() if continue_midstream else None
+        if attempt.pending is not None:
+            # Committed before its first token: what it holds goes now, the
+            # rest when the token comes (a failure now ends the stream).
+            for event in attempt.held[:]:
+                if text is not None:
+                    text.observe(event)
+                yield event
+            sent = len(attempt.held)
+            try:
+                await attempt.pending
+            except BaseException as exc:
+                attempt.pending = None
+                attempt.finish(exc if isinstance(exc, SluiceError) else None,
+                               cancelled=not isinstance(exc, SluiceError))
+                with suppress(Exception):
+                    await attempt.stream.aclose()  # type: ignore[attr-defined]
+                raise
+            attempt.pending = None
+            del attempt.held[:sent]
         for event in attempt.held + attempt.delivered_first:
             if text is not None:
                 text.observe(event)
@@ -275,7 +296,7 @@ class _Attempt:
     first token, its concurrency permit and breaker slot."""
 
     __slots__ = ("index", "candidate", "health", "permit", "hedge", "stream", "held", "delivered_first",
-                 "sent", "ttft", "usage", "_done", "_clock", "splice")
+                 "sent", "ttft", "usage", "_done", "_clock", "splice", "pending")
 
     def __init__(self, index: int, candidate: candidate_pb2.Candidate, health: DeploymentHealth, permit: Permit,
                  stream: AsyncIterator[Event], hedge: bool, clock: Callable[[], float]) -> None:
@@ -288,6 +309,9 @@ class _Attempt:
         self.usage: dict = {}
         self._done = False
         self.splice: _TextSoFar | None = None
+        # Set when the attempt won before its first token (the hold ran
+        # out): the task still reading to it.
+        self.pending: asyncio.Task | None = None
 
     async def first_token(self) -> _Attempt:
         """Reads until the first event that is not message_start,
@@ -343,6 +367,9 @@ class _Attempt:
         metrics.DEPLOYMENT_IN_FLIGHT.labels(self.candidate.deployment).set(self.health.limiter.in_flight)
 
     async def cancel(self) -> None:
+        if self.pending is not None:
+            self.pending.cancel()
+            await _settle(self.pending)
         self.finish(None, cancelled=True)
         with suppress(Exception):
             await self.stream.aclose()  # type: ignore[attr-defined]
@@ -487,46 +514,48 @@ class _Walk:
     async def _race(self, primary: _Attempt, request: wire_pb2.WireRequest,
                     reports: list[AttemptReport]) -> _Attempt | None:
         """`primary` to its first token, with a hedge when it is slow. The
-        winner, or None when every attempt in the race failed (reported)."""
+        winner, or None when every attempt in the race failed (reported).
+
+        The events before the first token are held at most
+        `first_token_hold_seconds` from the start: then the attempt holding
+        them wins as it is (its `pending` task still reading to the first
+        token), so a long silence before the first token reaches the client
+        as message_start and pings, as the API sends them."""
+        clock = self._gen._clock
         delay = self._gen.hedge_delay(primary.candidate)
-        if delay is None:
-            try:
-                return await primary.first_token()
-            except SluiceError as err:
-                self._attempt_failed(primary, err, reports)
-                return None
-            except BaseException:
-                await primary.cancel()
-                raise
+        hold_at = primary.sent + self._gen.policy.first_token_hold_seconds
         racing: dict[asyncio.Task, _Attempt] = {asyncio.ensure_future(primary.first_token()): primary}
-        hedged = False
+        hedged = delay is None
         try:
             while racing:
-                timeout = None if hedged else max(0.0, delay - (self._gen._clock() - primary.sent))
-                done, _ = await asyncio.wait(racing, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+                now = clock()
+                wake = hold_at if now < hold_at else now + _HOLD_POLL_S
+                if not hedged:
+                    wake = min(wake, primary.sent + delay)  # type: ignore[operator]
+                done, _ = await asyncio.wait(racing, timeout=max(0.0, wake - now),
+                                             return_when=asyncio.FIRST_COMPLETED)
                 if not done:
-                    hedged = True
-                    hedge = await self._hedge()
-                    if hedge is not None:
-                        attempt = self._start(hedge, request, hedge=True)
-                        racing[asyncio.ensure_future(attempt.first_token())] = attempt
+                    now = clock()
+                    if not hedged and now >= primary.sent + delay:  # type: ignore[operator]
+                        hedged = True
+                        hedge = await self._hedge()
+                        if hedge is not None:
+                            attempt = self._start(hedge, request, hedge=True)
+                            racing[asyncio.ensure_future(attempt.first_token())] = attempt
+                    if now >= hold_at:
+                        holding = [(task, a) for task, a in racing.items() if a.held]
+                        if holding:
+                            task, attempt = holding[0]
+                            racing.pop(task)
+                            attempt.pending = task
+                            await self._won(attempt, racing, reports)
+                            return attempt
                     continue
                 for task in done:
                     attempt = racing.pop(task)
                     err = task.exception()
                     if err is None:
-                        for other_task, other in racing.items():
-                            other_task.cancel()
-                            await _settle(other_task)
-                            await other.cancel()
-                            reports.append(other.report("cancelled"))
-                            metrics.UPSTREAM_ATTEMPTS.labels(other.candidate.deployment, other.candidate.provider,
-                                                             other.candidate.model_id, "cancelled").inc()
-                            if other.hedge:
-                                metrics.HEDGES.labels(other.candidate.deployment, "lost").inc()
-                        racing.clear()
-                        if attempt.hedge:
-                            metrics.HEDGES.labels(attempt.candidate.deployment, "won").inc()
+                        await self._won(attempt, racing, reports)
                         return attempt
                     if not isinstance(err, SluiceError):
                         raise err
@@ -542,6 +571,22 @@ class _Walk:
                 await _settle(task)
                 await attempt.cancel()
             raise
+
+    async def _won(self, attempt: _Attempt, racing: dict[asyncio.Task, _Attempt],
+                   reports: list[AttemptReport]) -> None:
+        """Cancels the attempts that lost to `attempt` and reports them."""
+        for other_task, other in racing.items():
+            other_task.cancel()
+            await _settle(other_task)
+            await other.cancel()
+            reports.append(other.report("cancelled"))
+            metrics.UPSTREAM_ATTEMPTS.labels(other.candidate.deployment, other.candidate.provider,
+                                             other.candidate.model_id, "cancelled").inc()
+            if other.hedge:
+                metrics.HEDGES.labels(other.candidate.deployment, "lost").inc()
+        racing.clear()
+        if attempt.hedge:
+            metrics.HEDGES.labels(attempt.candidate.deployment, "won").inc()
 
     async def _hedge(self) -> tuple[int, candidate_pb2.Candidate, DeploymentHealth, Permit] | None:
         """The call a hedge makes: the next candidate on another deployment,

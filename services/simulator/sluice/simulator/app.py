@@ -1,21 +1,36 @@
-"""An Anthropic Messages API stand-in over HTTP (JSON and SSE): the thin
+"""An Anthropic Messages API stand-in over HTTP (JSON and SSE), also
+serving simulated deployments on the Vertex AI and Bedrock wires: the thin
 HTTP layer. The API's rules are `rules.py`'s, scripted answers
 `scripts.py`'s (played by `player.py`), deterministic default answers and
-token counts `generator.py`'s, request recording `recording.py`'s and the
-Models API `models_api.py`'s.
+token counts `generator.py`'s, request recording `recording.py`'s, the
+Models API `models_api.py`'s, deployment profiles and failure scripts
+`deployments.py`'s, and what differs per provider wire `wires.py`'s
+(`vertex.py`, `bedrock.py`, `sigv4.py`, `eventstream.py`).
 
-Endpoints:
+Endpoints (the unprefixed ones are deployment "default"; ``{dep}`` is
+``[A-Za-z0-9._-]{1,64}``, any name, unconfigured ones behave as "default"):
 - ``POST /v1/messages``: JSON or SSE (``"stream": true``). The default
   answer is words chosen by the prompt's hash, paced by
   time_to_first_token_ms / inter_token_ms, tokens_per_delta words a delta;
   in-prompt directives (`generator.py`) and scripts (`scripts.py`) change it.
 - ``POST /v1/messages/count_tokens``: ``{"input_tokens": N}``.
 - ``GET /v1/models``, ``GET /v1/models/{model_id}``: the catalog.
+- The same under ``/d/{dep}`` (``/d/{dep}/v1/messages`` ...), with that
+  deployment's profile.
+- Vertex AI: ``POST /d/{dep}/v1/projects/{project}/locations/{location}/
+  publishers/anthropic/models/{model}:rawPredict`` / ``:streamRawPredict``
+  / ``models/count-tokens:rawPredict``; ``POST /oauth2/token`` issues the
+  bearer tokens (google-auth's token_uri).
+- Bedrock: ``POST /d/{dep}/model/{modelId}/invoke`` and
+  ``.../invoke-with-response-stream`` (AWS event-stream), SigV4-signed.
 - ``POST /_sim/scripts`` -> ``{"id": ...}``; ``GET /_sim/requests``
-  (``?script=<id>``, ``?last=N``); ``GET /_sim/stats``.
+  (``?script=<id>``, ``?deployment=<dep>``, ``?last=N``); ``GET /_sim/stats``;
+  ``GET /_sim/deployments``, ``PUT`` / ``DELETE /_sim/deployments/{dep}``.
 
-Every API answer carries a ``request-id`` header; errors are the API's
-error JSON (``{"type":"error","error":{type, message},"request_id":...}``).
+Every API answer carries a ``request-id`` header (Bedrock:
+``x-amzn-RequestId``); errors are the API's error JSON
+(``{"type":"error","error":{type, message},"request_id":...}``), Bedrock's
+``{"message"}`` with ``x-amzn-ErrorType`` on that wire.
 """
 
 from __future__ import annotations
@@ -25,7 +40,7 @@ import json
 import logging
 import random
 import secrets
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -34,8 +49,9 @@ from aiohttp import web
 
 from sluice.catalog import load_catalog
 from sluice.catalog.catalog import Catalog, ModelEntry
-from sluice.config.settings import SimulatorSettings
-from sluice.simulator import models_api
+from sluice.config.settings import SimulatedDeployment, SimulatorSettings
+from sluice.simulator import models_api, vertex
+from sluice.simulator.deployments import DEFAULT, Deployments, Outcome, failure, parse_profile
 from sluice.simulator.generator import (
     CacheUse,
     Directives,
@@ -52,10 +68,8 @@ from sluice.simulator.recording import Recorder
 from sluice.simulator.rules import (
     ERROR_TYPES,
     ApiError,
-    check_auth,
     check_prompt_length,
     check_request,
-    check_version,
     parse_body,
 )
 from sluice.simulator.scripts import (
@@ -68,6 +82,7 @@ from sluice.simulator.scripts import (
     parse_script,
 )
 from sluice.simulator.signing import Signer
+from sluice.simulator.wires import AnthropicWire, BedrockWire, VertexWire, api_error, api_headers, request_id
 from sluice.wire.events import Event
 
 log = logging.getLogger(__name__)
@@ -80,7 +95,7 @@ THINKING_WORDS = 8
 
 @dataclass
 class Stats:
-    requests: int = 0  # to /v1/messages
+    requests: int = 0  # Messages requests, on every wire
     streams_started: int = 0
     streams_completed: int = 0
     client_disconnects: int = 0
@@ -89,17 +104,12 @@ class Stats:
     scripted_requests: int = 0
     rejected_requests: int = 0  # refused by the API's rules (auth, version, body, model)
     internal_errors: int = 0  # bugs: a request the simulator failed to process (answered 400)
+    oauth_tokens_issued: int = 0  # by POST /oauth2/token
 
 
-def _request_id() -> str:
-    return "req_sim_" + secrets.token_hex(8)
-
-
-def _error(problem: ApiError) -> web.Response:
-    rid = _request_id()
-    body = {"type": "error", "error": {"type": problem.error_type, "message": problem.message},
-            "request_id": rid}
-    return web.json_response(body, status=problem.status, headers={"request-id": rid, **problem.headers})
+Wire = AnthropicWire | VertexWire | BedrockWire
+# A deployment path segment (settings check configured names by the same rule).
+_DEP = "/d/{dep:[A-Za-z0-9._-]{1,64}}"
 
 
 def _scripted_error(script: dict[str, Any]) -> ApiError:
@@ -107,6 +117,16 @@ def _scripted_error(script: dict[str, Any]) -> ApiError:
     error = script.get("error") or {}
     kind = error.get("type") or ERROR_TYPES.get(status, "api_error")
     return ApiError(status, error.get("message", f"simulated {kind}"), kind, dict(script.get("headers") or {}))
+
+
+@dataclass(frozen=True)
+class _Turn:
+    """Who answers one Messages request: the wire, the deployment's profile
+    and the outcome it drew."""
+
+    wire: Wire
+    profile: SimulatedDeployment
+    outcome: Outcome = Outcome()
 
 
 class _Exchange:
@@ -131,17 +151,27 @@ class Simulator:
         self.signer = Signer()
         self.scripts = ScriptStore()
         self.recorder = Recorder(settings.recorded_requests)
+        self.deployments = Deployments(settings)
         self._rng = random.Random()
 
     def app(self) -> web.Application:
         app = web.Application(client_max_size=MAX_BODY_BYTES)
-        app.router.add_post("/v1/messages", self.messages)
-        app.router.add_post("/v1/messages/count_tokens", self.count_tokens)
-        app.router.add_get("/v1/models", self.list_models)
-        app.router.add_get("/v1/models/{model_id}", self.get_model)
+        for prefix in ("", _DEP):
+            app.router.add_post(prefix + "/v1/messages", self.messages)
+            app.router.add_post(prefix + "/v1/messages/count_tokens", self.count_tokens)
+            app.router.add_get(prefix + "/v1/models", self.list_models)
+            app.router.add_get(prefix + "/v1/models/{model_id}", self.get_model)
+        # One catch-all: Vertex's method suffix (":rawPredict") shares a segment with the model.
+        app.router.add_post(_DEP + "/v1/projects/{rest:.*}", self.vertex_predict)
+        app.router.add_post(_DEP + "/model/{model_id}/invoke", self.bedrock_invoke)
+        app.router.add_post(_DEP + "/model/{model_id}/invoke-with-response-stream", self.bedrock_invoke)
+        app.router.add_post("/oauth2/token", self.oauth_token)
         app.router.add_get("/_sim/stats", self.get_stats)
         app.router.add_post("/_sim/scripts", self.post_script)
         app.router.add_get("/_sim/requests", self.get_requests)
+        app.router.add_get("/_sim/deployments", self.get_deployments)
+        app.router.add_put(_DEP.replace("/d/", "/_sim/deployments/"), self.put_deployment)
+        app.router.add_delete(_DEP.replace("/d/", "/_sim/deployments/"), self.delete_deployment)
         return app
 
     # -- test controls ----------------------------------------------------------------------
@@ -153,12 +183,33 @@ class Simulator:
         try:
             script = parse_script(parse_body(await request.read()))
         except ApiError as problem:
-            return _error(problem)
+            return api_error(problem)
         except ScriptError as problem:
-            return _error(ApiError(400, f"script: {problem}"))
+            return api_error(ApiError(400, f"script: {problem}"))
         except web.HTTPRequestEntityTooLarge:
-            return _error(ApiError(413, "script too large"))
+            return api_error(ApiError(413, "script too large"))
         return web.json_response({"id": self.scripts.add(script)})
+
+    async def get_deployments(self, _: web.Request) -> web.Response:
+        return web.json_response(self.deployments.snapshot())
+
+    async def put_deployment(self, request: web.Request) -> web.Response:
+        name = request.match_info["dep"]
+        try:
+            profile = parse_profile(parse_body(await request.read()))
+        except ApiError as problem:
+            return api_error(problem)
+        except ValueError as problem:
+            return api_error(ApiError(400, f"deployment {name}: {problem}"))
+        except web.HTTPRequestEntityTooLarge:
+            return api_error(ApiError(413, "profile too large"))
+        self.deployments.put(name, profile)
+        return web.json_response(self.deployments.describe(name))
+
+    async def delete_deployment(self, request: web.Request) -> web.Response:
+        name = request.match_info["dep"]
+        self.deployments.reset(name)
+        return web.json_response(self.deployments.describe(name))
 
     async def get_requests(self, request: web.Request) -> web.Response:
         last = request.query.get("last")
@@ -168,55 +219,76 @@ class Simulator:
                 if count < 0:
                     raise ValueError
             except ValueError:
-                return _error(ApiError(400, "last: must be a non-negative integer"))
-        records = self.recorder.query(request.query.get("script"), int(last) if last is not None else None)
+                return api_error(ApiError(400, "last: must be a non-negative integer"))
+        records = self.recorder.query(request.query.get("script"), int(last) if last is not None else None,
+                                      deployment=request.query.get("deployment"))
         return web.json_response(records)
+
+    # -- Vertex's OAuth2 token endpoint -------------------------------------------------------
+
+    async def oauth_token(self, request: web.Request) -> web.Response:
+        form = await request.post()
+        status, body = vertex.token_answer({k: v for k, v in form.items() if isinstance(v, str)})
+        if status == 200:
+            self.stats.oauth_tokens_issued += 1
+        return web.json_response(body, status=status, headers={"cache-control": "no-store"})
 
     # -- Models API ---------------------------------------------------------------------------
 
     async def list_models(self, request: web.Request) -> web.Response:
         try:
-            self._check_headers(request)
+            api_headers(request)
             page = models_api.list_page(self.catalog, request.query, self.now())
         except ApiError as problem:
-            return _error(problem)
-        return web.json_response(page, headers={"request-id": _request_id()})
+            return api_error(problem)
+        return web.json_response(page, headers={"request-id": request_id()})
 
     async def get_model(self, request: web.Request) -> web.Response:
         try:
-            self._check_headers(request)
+            api_headers(request)
             info = models_api.retrieve(self.catalog, request.match_info["model_id"], self.now())
         except ApiError as problem:
-            return _error(problem)
-        return web.json_response(info, headers={"request-id": _request_id()})
+            return api_error(problem)
+        return web.json_response(info, headers={"request-id": request_id()})
 
-    @staticmethod
-    def _check_headers(request: web.Request) -> str:
-        check_auth(request.headers.get("x-api-key"), request.headers.get("authorization"))
-        # A header sent twice reads as one comma-joined value, as the API saw
-        # it in https://github.com/decolua/9router/issues/2357.
-        versions = request.headers.getall("anthropic-version", [])
-        return check_version(", ".join(versions) if versions else None)
-
-    # -- Messages API -------------------------------------------------------------------------
+    # -- Messages API, on each wire -----------------------------------------------------------
 
     async def messages(self, request: web.Request) -> web.StreamResponse:
         self.stats.requests += 1
-        return await self._api(request, count_tokens=False)
+        return await self._api(request, AnthropicWire(request.match_info.get("dep", DEFAULT)), count_tokens=False)
 
     async def count_tokens(self, request: web.Request) -> web.StreamResponse:
         self.stats.count_tokens_requests += 1
-        return await self._api(request, count_tokens=True)
+        return await self._api(request, AnthropicWire(request.match_info.get("dep", DEFAULT)), count_tokens=True)
 
-    async def _api(self, request: web.Request, count_tokens: bool) -> web.StreamResponse:
+    async def vertex_predict(self, request: web.Request) -> web.StreamResponse:
+        dep = request.match_info["dep"]
+        wire = VertexWire(dep, request.match_info["rest"], self.deployments.profile(dep).region)
+        if wire.count_tokens:
+            self.stats.count_tokens_requests += 1
+        else:
+            self.stats.requests += 1
+        return await self._api(request, wire, count_tokens=wire.count_tokens)
+
+    async def bedrock_invoke(self, request: web.Request) -> web.StreamResponse:
+        self.stats.requests += 1
+        dep = request.match_info["dep"]
+        wire = BedrockWire(dep, request.match_info["model_id"], request.path.endswith("-with-response-stream"),
+                           self.deployments.profile(dep).region, self.settings.aws_credentials,
+                           request.headers.get("authorization"))
+        return await self._api(request, wire, count_tokens=False)
+
+    async def _api(self, request: web.Request, wire: Wire, count_tokens: bool) -> web.StreamResponse:
         """Records the request, answers it, and records the status answered."""
+        where = {"deployment": wire.deployment, "provider": wire.provider, "location": wire.location}
         try:
             raw = await request.read()
         except web.HTTPRequestEntityTooLarge:
-            exchange = _Exchange(self.recorder.record(request, b"", None))
-            exchange.record["status"] = 413
+            exchange = _Exchange(self.recorder.record(request, b"", None, **where))
             self.stats.rejected_requests += 1
-            return _error(ApiError(413, "Request exceeds the maximum allowed number of bytes."))
+            response = wire.error(ApiError(413, "Request exceeds the maximum allowed number of bytes."))
+            exchange.record["status"] = response.status
+            return response
         doc: Any = None
         problem: ApiError | None = None
         try:
@@ -224,11 +296,11 @@ class Simulator:
         except ApiError as exc:
             problem = exc
         script_id = marker(last_user_text(doc)) if self.settings.allow_directives else None
-        exchange = _Exchange(self.recorder.record(request, raw, script_id))
+        exchange = _Exchange(self.recorder.record(request, raw, script_id, **where))
         try:
-            response = await self._answer(request, exchange, doc, problem, script_id, count_tokens)
+            response = await self._answer(request, wire, exchange, raw, doc, problem, script_id, count_tokens)
         except ApiError as exc:
-            response = _error(exc)
+            response = wire.error(exc)
         except (ConnectionResetError, asyncio.CancelledError):
             raise
         except Exception:  # a bug: never a 500, never a crash
@@ -236,17 +308,15 @@ class Simulator:
             self.stats.internal_errors += 1
             if exchange.response is not None and exchange.response.prepared:
                 return exchange.response
-            response = _error(ApiError(400, "request could not be processed by the simulator"))
+            response = wire.error(ApiError(400, "request could not be processed by the simulator"))
         if exchange.record["status"] is None and not exchange.dropped:
             exchange.record["status"] = response.status
         return response
 
-    async def _answer(self, request: web.Request, exchange: _Exchange, doc: Any, problem: ApiError | None,
-                      script_id: str | None, count_tokens: bool) -> web.StreamResponse:
+    async def _answer(self, request: web.Request, wire: Wire, exchange: _Exchange, raw: bytes, doc: Any,
+                      problem: ApiError | None, script_id: str | None, count_tokens: bool) -> web.StreamResponse:
         try:
-            version = self._check_headers(request)
-            if problem is not None:
-                raise problem
+            version, doc = wire.admit(request, raw, doc, problem, self.catalog)
             entry = check_request(doc, version=version, catalog=self.catalog, now=self.now(),
                                   signer=self.signer, count_tokens=count_tokens)
             prompt = measure(doc)
@@ -254,6 +324,17 @@ class Simulator:
         except ApiError:
             self.stats.rejected_requests += 1
             raise
+        profile = self.deployments.profile(wire.deployment)
+        outcome = Outcome()
+        if not count_tokens:
+            # Drawn before the script is taken: a refused request leaves a
+            # `times` script for the retry that goes elsewhere.
+            outcome = self.deployments.draw(wire.deployment)
+            exchange.record["outcome"] = outcome.label
+            if outcome.status is not None:
+                self.stats.injected_failures += 1
+                raise failure(outcome, profile)
+        turn = _Turn(wire, profile, outcome)
         script = self.scripts.take(script_id)
         if script is not None:
             self.stats.scripted_requests += 1
@@ -263,48 +344,70 @@ class Simulator:
         if count_tokens:
             count = script.get("input_tokens") if script is not None else None
             return web.json_response({"input_tokens": prompt.total if count is None else count},
-                                     headers={"request-id": _request_id(), **((script or {}).get("headers") or {})})
+                                     headers={**wire.answer_headers(), **((script or {}).get("headers") or {})})
         if script is not None:
-            return await self._scripted(request, exchange, doc, entry, prompt, script)
-        return await self._default(request, exchange, doc, entry, prompt)
+            return await self._scripted(request, turn, exchange, doc, entry, prompt, script)
+        return await self._default(request, turn, exchange, doc, entry, prompt)
 
-    def _usage(self, doc: dict[str, Any], entry: ModelEntry, cache: CacheUse, output: int) -> dict[str, Any]:
+    def _usage(self, turn: _Turn, doc: dict[str, Any], entry: ModelEntry, cache: CacheUse,
+               output: int) -> dict[str, Any]:
         usage: dict[str, Any] = {**cache.usage(), "output_tokens": output, "service_tier": "standard"}
-        if entry.accepts.inference_geo:
-            usage["inference_geo"] = doc.get("inference_geo") or "global"
+        geo = turn.wire.inference_geo(doc, entry, turn.profile)
+        if geo:
+            usage["inference_geo"] = geo
         return usage
 
-    async def _open_stream(self, request: web.Request, exchange: _Exchange,
-                           headers: dict[str, str] | None = None) -> web.StreamResponse:
-        response = web.StreamResponse(headers={
-            "content-type": "text/event-stream; charset=utf-8", "cache-control": "no-cache",
-            "request-id": _request_id(), **(headers or {})})
+    def _pace(self, turn: _Turn, d: Directives, script: dict[str, Any] | None = None) -> tuple[float, float]:
+        """(time to first token, inter-token interval), seconds: the
+        deployment's, then the prompt's directives, then the script's; a
+        "slow" outcome sets the first token's wait whatever they say."""
+        ttft, itl = self.deployments.pacing(turn.wire.deployment)
+        script = script or {}
+        for ttft_ms, itl_ms in ((d.ttft_ms, d.itl_ms), (script.get("ttft_ms"), script.get("itl_ms"))):
+            ttft = ttft if ttft_ms is None else ttft_ms / 1000
+            itl = itl if itl_ms is None else itl_ms / 1000
+        if turn.outcome.slow:
+            ttft = turn.profile.slow_ttft_ms / 1000
+        return ttft, itl
+
+    async def _open_stream(self, request: web.Request, exchange: _Exchange, wire: Wire,
+                           headers: dict[str, str] | None = None
+                           ) -> tuple[web.StreamResponse, Callable[[bytes], Awaitable[None]]]:
+        """Starts the stream: it, and the function that writes SSE bytes to
+        it in the wire's framing."""
+        response = web.StreamResponse(headers={**wire.stream_headers(), **(headers or {})})
         exchange.response = response
         self.stats.streams_started += 1
         await response.prepare(request)
         exchange.record["status"] = response.status
-        return response
+        encode = wire.encoder()
+
+        async def write(sse: bytes) -> None:
+            data = encode(sse)
+            if data:
+                await response.write(data)
+        return response, write
 
     # -- scripted answers ---------------------------------------------------------------------
 
-    async def _scripted(self, request: web.Request, exchange: _Exchange, doc: dict[str, Any],
+    async def _scripted(self, request: web.Request, turn: _Turn, exchange: _Exchange, doc: dict[str, Any],
                         entry: ModelEntry, prompt: Prompt, script: dict[str, Any]) -> web.StreamResponse:
-        d = directives(last_user_text(doc))
-        ttft = self._ttft(d) if script.get("ttft_ms") is None else script["ttft_ms"] / 1000
-        itl = self._itl(d) if script.get("itl_ms") is None else script["itl_ms"] / 1000
+        ttft, itl = self._pace(turn, directives(last_user_text(doc)), script)
+        midstream = turn.outcome.midstream
         cache = self.cache.account(prompt, entry.min_cacheable_tokens)
         if script.get("events") is not None:
             steps = event_steps(script)
         else:
-            usage = self._usage(doc, entry, cache, output_tokens(script))
+            usage = self._usage(turn, doc, entry, cache, output_tokens(script))
             steps = content_steps(script, message_id=_message_id(), model=doc["model"], usage=usage,
                                   signer=self.signer)
         headers = dict(script.get("headers") or {})
         if doc.get("stream"):
-            response = await self._open_stream(request, exchange, headers)
+            response, write = await self._open_stream(request, exchange, turn.wire, headers)
             try:
-                outcome = await play(steps, script, response.write, _dropper(request), ttft=ttft, itl=itl)
-                if outcome == DONE:
+                played = await play(steps, script, write, _dropper(request), ttft=ttft, itl=itl,
+                                    midstream=midstream)
+                if played == DONE:
                     await response.write_eof()
                     self.stats.streams_completed += 1
             except (ConnectionResetError, asyncio.CancelledError):
@@ -316,8 +419,8 @@ class Simulator:
         async def collect(data: bytes) -> None:
             buffer.extend(data)
 
-        outcome = await play(steps, script, collect, lambda: None, ttft=ttft, itl=itl)
-        if outcome == DISCONNECTED:
+        played = await play(steps, script, collect, lambda: None, ttft=ttft, itl=itl, midstream=midstream)
+        if played == DISCONNECTED:
             exchange.dropped = True
             _dropper(request)()
             return web.Response()  # never sent: the connection is closed
@@ -327,11 +430,11 @@ class Simulator:
             problem.headers = {**headers, **problem.headers}
             raise
         return web.Response(body=body, content_type="application/json",
-                            headers={"request-id": _request_id(), **headers})
+                            headers={**turn.wire.answer_headers(), **headers})
 
     # -- the default answer -------------------------------------------------------------------
 
-    async def _default(self, request: web.Request, exchange: _Exchange, doc: dict[str, Any],
+    async def _default(self, request: web.Request, turn: _Turn, exchange: _Exchange, doc: dict[str, Any],
                        entry: ModelEntry, prompt: Prompt) -> web.StreamResponse:
         d = directives(last_user_text(doc)) if self.settings.allow_directives else Directives()
         status = d.status if d.status is not None and 400 <= d.status <= 599 else self._random_failure()
@@ -361,14 +464,18 @@ class Simulator:
             thought = completion_words(prompt_key + "\x00thinking", THINKING_WORDS)
             thinking_tokens = len(thought)
             thinking = "" if config.get("display") == "omitted" else "".join(thought)
-        usage = self._usage(doc, entry, cache, len(words) + thinking_tokens)
+        usage = self._usage(turn, doc, entry, cache, len(words) + thinking_tokens)
         message_id = _message_id()
+        ttft, itl = self._pace(turn, d)
         if doc.get("stream"):
-            return await self._stream(request, exchange, doc, d, message_id, words, thinking, usage,
-                                      stop_reason, stop_sequence, max_tokens > 0)
+            return await self._stream(request, turn, exchange, doc, d, (ttft, itl), message_id, words, thinking,
+                                      usage, stop_reason, stop_sequence, max_tokens > 0)
         # Paced by the same generator as the stream, so JSON and SSE take the same time.
-        async for _ in self._deltas(d, words, _clock() + self._ttft(d)):
+        async for _ in self._deltas(words, _clock() + ttft, itl):
             pass
+        if turn.outcome.midstream:
+            # Not streamed, a failure during generation is the whole answer.
+            raise ApiError(529, "Overloaded", "overloaded_error")
         content: list[dict[str, Any]] = []
         if thinking is not None:
             content.append({"type": "thinking", "thinking": thinking, "signature": self.signer.sign(thinking)})
@@ -378,18 +485,19 @@ class Simulator:
             "id": message_id, "type": "message", "role": "assistant", "model": doc["model"],
             "content": content, "stop_reason": stop_reason, "stop_sequence": stop_sequence, "usage": usage,
         }
-        return web.json_response(message, headers={"request-id": _request_id()})
+        return web.json_response(message, headers=turn.wire.answer_headers())
 
-    async def _stream(self, request: web.Request, exchange: _Exchange, doc: dict[str, Any], d: Directives,
-                      message_id: str, words: list[str], thinking: str | None, usage: dict[str, Any],
-                      stop_reason: str, stop_sequence: str | None, has_text: bool) -> web.StreamResponse:
+    async def _stream(self, request: web.Request, turn: _Turn, exchange: _Exchange, doc: dict[str, Any],
+                      d: Directives, pace: tuple[float, float], message_id: str, words: list[str],
+                      thinking: str | None, usage: dict[str, Any], stop_reason: str, stop_sequence: str | None,
+                      has_text: bool) -> web.StreamResponse:
         try:
-            first_at = _clock() + self._ttft(d)
-            response = await self._open_stream(request, exchange)
+            first_at = _clock() + pace[0]
+            response, write = await self._open_stream(request, exchange, turn.wire)
             await _sleep_until(first_at)
 
             async def send(data: dict[str, Any]) -> None:
-                await response.write(Event.of(data).sse())
+                await write(Event.of(data).sse())
 
             await send({"type": "message_start", "message": {
                 "id": message_id, "type": "message", "role": "assistant", "model": doc["model"],
@@ -412,7 +520,7 @@ class Simulator:
                             "content_block": {"type": "text", "text": ""}})
             if thinking is None:
                 await send({"type": "ping"})
-            async for n, text in self._deltas(d, words, first_at):
+            async for n, text in self._deltas(words, first_at, pace[1]):
                 if d.disconnect_after is not None and n >= d.disconnect_after:
                     # A mid-stream drop: close the socket with the body unfinished.
                     _dropper(request)()
@@ -421,8 +529,13 @@ class Simulator:
                     await send({"type": "error", "error": {
                         "type": "overloaded_error", "message": "simulated overload mid-stream"}})
                     return response
+                if turn.outcome.midstream and n >= 1:  # the deployment's failure, after the first delta
+                    break
                 await send({"type": "content_block_delta", "index": index,
                             "delta": {"type": "text_delta", "text": text}})
+            if turn.outcome.midstream:
+                await send({"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}})
+                return response
             if has_text:
                 await send({"type": "content_block_stop", "index": index})
             await send({"type": "message_delta", "delta": {"stop_reason": stop_reason,
@@ -435,22 +548,15 @@ class Simulator:
             self.stats.client_disconnects += 1
             raise
 
-    async def _deltas(self, d: Directives, words: list[str], first_at: float):  # type: ignore[no-untyped-def]
+    async def _deltas(self, words: list[str], first_at: float, itl: float):  # type: ignore[no-untyped-def]
         """(index, text) of each content delta, `tokens_per_delta` words at a
-        time. Delta n is due at `first_at + n * inter_token` on a fixed
-        schedule, like a model that decodes at its own pace: time spent
-        writing earlier deltas does not stretch the answer."""
+        time. Delta n is due at `first_at + n * itl` on a fixed schedule,
+        like a model that decodes at its own pace: time spent writing
+        earlier deltas does not stretch the answer."""
         per = self.settings.tokens_per_delta
-        itl = self._itl(d)
         for n, i in enumerate(range(0, len(words), per)):
             await _sleep_until(first_at + n * itl)
             yield n, "".join(words[i:i + per])
-
-    def _ttft(self, d: Directives) -> float:
-        return (d.ttft_ms if d.ttft_ms is not None else self.settings.time_to_first_token_ms) / 1000
-
-    def _itl(self, d: Directives) -> float:
-        return (d.itl_ms if d.itl_ms is not None else self.settings.inter_token_ms) / 1000
 
     def _random_failure(self) -> int | None:
         roll = self._rng.random()

@@ -4,6 +4,8 @@ which is then the message those bytes assemble to).
 
 Pacing: the first event waits `ttft`; each content_block_delta after the
 first waits `itl`. Pings the script asks for, and its pauses, come on top.
+A deployment's mid-stream failure (`midstream`) is an overloaded_error
+event right after the first content_block_delta.
 """
 
 from __future__ import annotations
@@ -21,9 +23,10 @@ DONE, ERROR, DISCONNECTED = "done", "error", "disconnected"
 
 
 async def play(steps: list[Step], script: dict[str, Any], write: Callable[[bytes], Awaitable[None]],
-               disconnect: Callable[[], None], *, ttft: float, itl: float) -> str:
+               disconnect: Callable[[], None], *, ttft: float, itl: float, midstream: bool = False) -> str:
     """Sends `steps` through `write`; DONE, ERROR (an error_after_events
-    error was sent) or DISCONNECTED (disconnect_after_events)."""
+    error, or the `midstream` one, was sent) or DISCONNECTED
+    (disconnect_after_events)."""
     every = (script.get("pings") or {}).get("every")
     pause = script.get("pause")
     failure = script.get("error_after_events")
@@ -57,6 +60,9 @@ async def play(steps: list[Step], script: dict[str, Any], write: Callable[[bytes
         sent += 1
         if step.is_delta:
             deltas += 1
+            if midstream:
+                await write(wire.error("overloaded_error", "Overloaded").sse())
+                return ERROR
             if every and deltas % every == 0:
                 await write(ping)
         outcome = await after(sent)

@@ -1,9 +1,16 @@
-"""What arrived: every request to /v1/messages and /v1/messages/count_tokens,
-recorded before any check, so a test can compare what a gateway sent
+"""What arrived: every request to /v1/messages and /v1/messages/count_tokens
+(and their Vertex and Bedrock counterparts), recorded before any check, so a test can compare what a gateway sent
 upstream with what its client sent (``GET /_sim/requests``).
 
-A record: ``{"seq", "path", "method", "headers", "body", "script",
-"status"}``. ``headers`` holds ``anthropic-version``, ``anthropic-beta``
+A record: ``{"seq", "path", "method", "deployment", "provider",
+"location", "headers", "body", "script", "status", "outcome"}``.
+``deployment`` is the ``/d/{deployment}`` the request came to ("default"
+for the unprefixed routes), ``provider`` its wire ("anthropic", "vertex",
+"bedrock"), ``location`` the Vertex path's location or the SigV4 credential
+scope's region ("" on the Anthropic wire, or when absent), ``outcome``
+the deployment's draw (`deployments.Outcome.label`: "ok", "slow",
+"midstream", "529", ...; null when none was drawn: refused by the rules,
+count_tokens). ``headers`` holds ``anthropic-version``, ``anthropic-beta``
 (null when absent), ``content-type``, any other ``anthropic-*`` header, and
 ``authorization`` / ``x-api-key`` as booleans (present or not; never the
 values). ``body`` is the body text exactly as received (when it is not
@@ -36,8 +43,9 @@ class Recorder:
         self._chars = 0
         self._seq = 0
 
-    def record(self, request: web.Request, raw: bytes, script: str | None) -> dict[str, Any]:
-        """Records a request; the record (its `status` is set later)."""
+    def record(self, request: web.Request, raw: bytes, script: str | None, *, deployment: str = "default",
+               provider: str = "anthropic", location: str = "") -> dict[str, Any]:
+        """Records a request; the record (its `status` and `outcome` are set later)."""
         self._seq += 1
         headers: dict[str, Any] = {"anthropic-version": _header(request, "anthropic-version"),
                                    "anthropic-beta": _header(request, "anthropic-beta"),
@@ -52,8 +60,9 @@ class Recorder:
         except UnicodeDecodeError:
             body = raw.decode("utf-8", "replace")
             extra = {"body_base64": base64.b64encode(raw).decode("ascii")}
-        entry = {"seq": self._seq, "path": request.path, "method": request.method, "headers": headers,
-                 "body": body, **extra, "script": script, "status": None}
+        entry = {"seq": self._seq, "path": request.path, "method": request.method, "deployment": deployment,
+                 "provider": provider, "location": location, "headers": headers, "body": body, **extra,
+                 "script": script, "status": None, "outcome": None}
         if self._limit:
             self._records.append(entry)
             self._chars += len(body)
@@ -61,9 +70,12 @@ class Recorder:
                 self._chars -= len(self._records.popleft()["body"])
         return entry
 
-    def query(self, script: str | None = None, last: int | None = None) -> list[dict[str, Any]]:
-        """Records oldest first: those naming `script` (when given), the last `last` of them."""
-        found = [r for r in self._records if script is None or r["script"] == script]
+    def query(self, script: str | None = None, last: int | None = None, *,
+              deployment: str | None = None) -> list[dict[str, Any]]:
+        """Records oldest first: those naming `script` and sent to
+        `deployment` (each when given), the last `last` of them."""
+        found = [r for r in self._records if (script is None or r["script"] == script)
+                 and (deployment is None or r["deployment"] == deployment)]
         if last is not None:
             found = found[-last:] if last > 0 else []
         return found
