@@ -39,13 +39,14 @@ def wait_serving(address: str, timeout: float, proc: subprocess.Popen) -> None:
     raise TimeoutError(f"{address} not SERVING after {timeout}s")
 
 
-def _spawn(workdir: Path, config: dict, name: str, targets: str) -> subprocess.Popen:
+def _spawn(workdir: Path, config: dict, name: str, targets: str, env: dict[str, str] | None = None
+           ) -> subprocess.Popen:
     config_path = workdir / f"{name}.yaml"
     config_path.write_text(yaml.safe_dump(config))
     log = open(workdir / f"{name}.log", "wb")  # noqa: SIM115 - owned by the process
     return subprocess.Popen(
         [sys.executable, "-m", "sluice.runtime.cli", "--config", str(config_path), "serve", targets],
-        stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
     )
 
 
@@ -98,9 +99,11 @@ class SluiceCluster:
 
     def __init__(self, mode: str, redis_url: str, workdir: Path, simulator: SimulatorProcess | None = None,
                  log_level: str = "INFO", region: str = "local", kafka_bootstrap: str = "",
-                 tenants: dict[str, dict] | None = None, name: str = "", overrides: dict | None = None) -> None:
+                 tenants: dict[str, dict] | None = None, name: str = "", overrides: dict | None = None,
+                 env: dict[str, str] | None = None) -> None:
         self.mode = mode
         self.workdir = workdir
+        self.env = env or {}
         self._owns_simulator = simulator is None
         self.simulator = simulator or SimulatorProcess(workdir)
         self.procs: dict[str, subprocess.Popen] = {}
@@ -156,7 +159,7 @@ class SluiceCluster:
             self.simulator.start()
         names = ("all",) if self.mode == "all" else MESH_SERVICES
         for name in names:
-            self.procs[name] = _spawn(self.workdir, self.config, f"{self.name}-{name}", name)
+            self.procs[name] = _spawn(self.workdir, self.config, f"{self.name}-{name}", name, self.env)
         for name in names:
             service = "gateway" if name == "all" else name
             wait_serving(self.config["services"][service]["grpc"], 30, self.procs[name])

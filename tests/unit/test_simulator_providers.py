@@ -28,6 +28,7 @@ from sluice.config.settings import SimulatedDeployment, SimulatorSettings
 from sluice.simulator import eventstream
 from sluice.simulator.app import Simulator
 from sluice.simulator.deployments import Deployments, Outcome
+from tests.infra.google_credentials import service_account
 
 AKID, SECRET = "AKIASLUICESIM", "sluice-sim-secret"
 
@@ -265,23 +266,12 @@ async def test_inference_geo_on_the_api_wire_and_elsewhere(client):
 # -- Vertex AI -------------------------------------------------------------------------------------
 
 
-def _service_account(token_uri: str) -> dict[str, str]:
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import rsa
-
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                            serialization.NoEncryption()).decode()
-    return {"type": "service_account", "project_id": "p", "private_key_id": "k1", "private_key": pem,
-            "client_email": "sim@p.iam.gserviceaccount.com", "client_id": "1", "token_uri": token_uri}
-
-
 async def test_vertex_through_the_sdk_with_application_default_credentials(client, tmp_path, monkeypatch):
     # google-auth 2.63 ignores an authorized_user file's token_uri ("always
     # overrides" with Google's), so ADC reaches the simulator's token endpoint
     # through a service account key file (the JWT bearer grant).
     key_file = tmp_path / "sa.json"
-    key_file.write_text(json.dumps(_service_account(f"{base(client)}/oauth2/token")))
+    key_file.write_text(json.dumps(service_account(f"{base(client)}/oauth2/token")))
     monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(key_file))
     sdk = vertex_sdk(client, credentials=None)
     message = await sdk.messages.create(model="sim-classic@20250101", max_tokens=50, messages=HELLO)

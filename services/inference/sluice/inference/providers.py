@@ -341,16 +341,19 @@ def build_upstream(deployment_id: str, deployment: Deployment, *, simulator_url:
         client: Any = anthropic.AsyncAnthropic(api_key=key or (SIM_API_KEY if simulator_url else "unset"), **common)
     elif deployment.provider == "vertex":
         project = creds.project_id or os.environ.get(creds.project_id_env or "ANTHROPIC_VERTEX_PROJECT_ID", "")
-        token = None
-        if simulator_url:
-            project = project or SIM_VERTEX_PROJECT
-            if not os.environ.get("GOOGLE_APPLICATION_CREDENTIALS"):
-                token = SIM_VERTEX_TOKEN
+        token, google_creds = None, None
+        if simulator_url and not os.environ.get("GOOGLE_APPLICATION_CREDENTIALS"):
+            token, project = SIM_VERTEX_TOKEN, project or SIM_VERTEX_PROJECT
+        else:
+            # Application default credentials (a key file, gcloud, workload
+            # identity), loaded once; the project from them unless set.
+            google_creds, found = _google_default()
+            project = project or found or ""
         if not project:
             raise ValueError(f"deployment {deployment_id}: no Google Cloud project (set credentials.project_id "
                              f"or ${creds.project_id_env or 'ANTHROPIC_VERTEX_PROJECT_ID'})")
         client = anthropic.AsyncAnthropicVertex(region=deployment.region, project_id=project, access_token=token,
-                                                **common)
+                                                credentials=google_creds, **common)
     else:
         aws: dict[str, Any] = {"aws_region": deployment.region}
         if creds.aws_profile:
@@ -359,6 +362,18 @@ def build_upstream(deployment_id: str, deployment: Deployment, *, simulator_url:
             aws.update(aws_access_key=SIM_AWS_KEY, aws_secret_key=SIM_AWS_SECRET)
         client = anthropic.AsyncAnthropicBedrock(**aws, **common)
     return ProviderUpstream(deployment_id, deployment, client)
+
+
+def _google_default() -> tuple[Any, str | None]:
+    """google.auth.default() with the cloud-platform scope: (credentials,
+    project). Raises ValueError when no credentials can be found."""
+    import google.auth
+    from google.auth.exceptions import DefaultCredentialsError
+
+    try:
+        return google.auth.default(scopes=["https://www.googleapis.com/auth/cloud-platform"])
+    except DefaultCredentialsError as exc:
+        raise ValueError(f"Vertex AI needs Google application default credentials: {exc}") from None
 
 
 def _stream_error(event: ev.Event) -> SluiceError:
