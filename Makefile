@@ -70,6 +70,10 @@ test-integration: $(STAMP) deps ## tests against a real Redis and a real Kafka b
 test-e2e: $(STAMP) deps ## all services as real processes, both run modes, simulator upstream
 	$(PYTEST) tests/e2e
 
+.PHONY: chaos
+chaos: $(STAMP) deps ## randomly failing and slowing deployments: no request lost, none billed twice (CHAOS_REQUESTS=400)
+	CHAOS_REQUESTS=$${CHAOS_REQUESTS:-400} $(PYTEST) tests/e2e/test_chaos.py
+
 .PHONY: bench
 bench: $(STAMP) ## direct-to-simulator vs through Sluice (all, mesh), JSON and SSE
 	$(BIN)/python -m tests.bench

@@ -24,7 +24,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.bench import events, quota, safety
+from tests.bench import events, quota, resilience, safety
 from tests.infra.kafka_broker import kafka_bootstrap
 from tests.infra.redis_server import redis_url
 from tests.infra.sluice_cluster import SimulatorProcess, SluiceCluster
@@ -178,6 +178,7 @@ def main() -> None:
     parser.add_argument("--profiles", default=",".join(PROFILES))
     parser.add_argument("--quota-checks", type=int, default=5000, help="checks per quota-stage row")
     parser.add_argument("--events", type=int, default=20_000, help="events through one producer and one sink")
+    parser.add_argument("--resilience-requests", type=int, default=400, help="requests per resilience row")
     args = parser.parse_args()
     ensure_hey()
     workdir = Path(tempfile.mkdtemp(prefix="sluice-bench-"))
@@ -192,6 +193,7 @@ def main() -> None:
                 events_result = events.run(bootstrap, args.events)
             for profile in args.profiles.split(","):
                 results += _profile(profile, args, files, workdir, real_redis)
+            resilience_rows = resilience.run(workdir, real_redis, args.resilience_requests, args.concurrency)
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
     print()
@@ -215,6 +217,13 @@ def main() -> None:
     print(f"Billing and audit events: {events_result.events} events, one producer and one sink, real Kafka broker.")
     print(events.table(events_result))
     print(events.verdict(events_result))
+    print()
+    print(f"Resilience (issue 14), {args.concurrency} streaming clients, all mode. '30% 529s': the model's first "
+          "deployment refuses 30% of requests; 'direct' calls it, 'no resilience' is Sluice with one candidate, one "
+          "attempt, no breakers or adaptive limit, '1 dep.' is Sluice as shipped with one candidate, 'sluice' as "
+          "shipped (fallback to the next deployments); p50/p99 to the whole answer. 'heavy tail TTFT': 5% of first "
+          "tokens take 1.5 s; p50/p99 time to first token without and with hedging (after the observed p90).")
+    print(resilience.table(resilience_rows))
     print()
     print("Safety stage alone, in-process, standard pack's default profile (every row of the table above also "
           "runs it, output filter included).")

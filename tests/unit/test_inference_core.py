@@ -162,7 +162,7 @@ async def test_every_eu_deployment_failing_is_an_error_and_nothing_else_is_calle
     assert err.reason is Reason.UPSTREAM_OVERLOADED and us.calls == []
 
 
-async def test_an_open_breaker_skips_its_deployment_and_says_when_to_retry():
+async def test_an_open_breaker_skips_its_deployment_unless_every_breaker_is_open():
     flaky = FakeDeployment(*[[overloaded()] for _ in range(4)])
     healthy = FakeDeployment(*[answer("ok") for _ in range(3)])
     gen = Generator({"flaky": flaky, "ok": healthy},
@@ -172,8 +172,10 @@ async def test_an_open_breaker_skips_its_deployment_and_says_when_to_retry():
     assert gen.health["flaky"].breaker.state == "open" and len(flaky.calls) == 2
     _, reports, err = await run(gen, [candidate("a", "flaky"), candidate("a", "ok")])
     assert err is None and len(flaky.calls) == 2 and [r.deployment for r in reports] == ["ok"]
-    _, _, err = await run(gen, [candidate("a", "flaky")])
-    assert err.reason is Reason.UPSTREAM_OVERLOADED and err.retry_after_s and err.retry_after_s > 1
+    # With every candidate's breaker open, one attempt is made anyway (panic), not a refusal.
+    _, reports, err = await run(gen, [candidate("a", "flaky")])
+    assert err.reason is Reason.UPSTREAM_OVERLOADED and len(flaky.calls) == 3
+    assert [r.deployment for r in reports] == ["flaky"] and gen.health["flaky"].breaker.state == "open"
 
 
 async def test_a_spent_retry_budget_stops_extra_attempts():

@@ -326,6 +326,37 @@ def test_aimd_decreases_on_drop_and_on_timeout():
     assert limit.limit == 16  # floor(18 x 0.9)
 
 
+def test_aimd_cuts_once_per_congestion_episode_not_per_dropped_call():
+    limit = AIMDLimit(initial=100, max_limit=100)
+    # 30 calls started at t=0..0.29 all fail at t=1: one episode, one cut.
+    for i in range(30):
+        limit.on_sample(1.0 - i / 100, 30, dropped=True, started_at=i / 100, now=1.0)
+    assert limit.limit == 90
+    # A call that started after that cut fails: a new episode.
+    limit.on_sample(0.5, 30, dropped=True, started_at=1.2, now=1.7)
+    assert limit.limit == 81
+
+
+def test_aimd_cuts_at_most_once_per_smoothed_round_trip():
+    limit = AIMDLimit(initial=50, max_limit=100)
+    limit.on_sample(1.0, 50, dropped=False)  # answers take a second: SRTT 1 s
+    limit.on_sample(0.01, 50, dropped=True, started_at=9.99, now=10.0)
+    limit.on_sample(0.01, 50, dropped=True, started_at=10.49, now=10.5)  # refused at once, same round trip
+    assert limit.limit == 45  # floor(51 * 0.9), once
+    limit.on_sample(0.01, 50, dropped=True, started_at=11.09, now=11.1)
+    assert limit.limit == 40
+
+
+def test_the_partitioned_limiter_feeds_start_times_so_a_burst_of_drops_cuts_once():
+    clock = FakeClock()
+    limiter = PartitionedLimiter(AIMDLimit(initial=20, max_limit=20), clock=clock)
+    permits = [limiter.try_acquire(0) for _ in range(10)]
+    clock.advance(1.0)
+    for permit in permits:
+        permit.release("dropped")
+    assert limiter.limit == 18
+
+
 def test_aimd_increases_only_when_busy():
     limit = AIMDLimit(initial=20)
     limit.on_sample(0.1, in_flight=9, dropped=False)  # under half used: proves nothing

@@ -349,8 +349,11 @@ class ResilienceSettings(_Section):
     hedge_budget_ratio: float = Field(0.05, ge=0, le=1)
     hedge_budget_min_per_second: float = Field(1.0, ge=0)
     # Adaptive concurrency per deployment (AIMD): starts here, never above
-    # the deployment's max_concurrency.
+    # the deployment's max_concurrency. Off: a fixed limit of max_concurrency.
+    adaptive_concurrency: bool = True
     initial_concurrency: int = Field(64, ge=1)
+    # Off: no deployment is ever skipped for its failures (for comparison runs).
+    circuit_breakers: bool = True
     # Share of a deployment's limit each shedding class may fill: class 0
     # (enterprise) the whole limit, background work the least.
     concurrency_shares: dict[int, float] = {0: 1.0, 1: 0.85, 2: 0.6, 3: 0.4}

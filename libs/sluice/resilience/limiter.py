@@ -34,7 +34,8 @@ class Limit(Protocol):
     @property
     def limit(self) -> int: ...
 
-    def on_sample(self, rtt_s: float, in_flight: int, dropped: bool) -> None: ...
+    def on_sample(self, rtt_s: float, in_flight: int, dropped: bool, started_at: float | None = None,
+                  now: float | None = None) -> None: ...
 
 
 class AIMDLimit:
@@ -51,14 +52,21 @@ class AIMDLimit:
     in-flight test is Netflix's guard against growing a limit nobody uses: an
     idle upstream proves nothing about its capacity.
 
-    Every drop counts, as in Netflix's: a burst of 429s on 30 concurrent calls
-    cuts the limit by 0.9**30 (about 20-fold). That is the intended response
-    to a provider saying "too many"; growth back is one per busy success.
+    One decrease per congestion episode, as TCP cuts its window once per
+    round trip however many packets of it were lost (RFC 6582, NewReno): a
+    drop of a call that started before the last decrease belongs to the
+    episode that decrease already answered, and is ignored; and decreases
+    are at least one smoothed round trip apart (the EWMA of successful
+    samples' rtt_s, alpha 1/8 as TCP's SRTT in RFC 6298), since a refusal
+    comes back at once while an answer takes a round trip. Without this a
+    burst of 529s on 30 concurrent calls would cut the limit by 0.9**30
+    (about 20-fold) and refuse traffic the provider could take. Callers that
+    pass no `started_at` get Netflix's rule, every drop counts.
     Raises ValueError unless 1 <= min_limit <= initial <= max_limit and
     0.5 <= backoff_ratio < 1 (Netflix's bounds) and timeout_s > 0.
     """
 
-    __slots__ = ("min_limit", "max_limit", "backoff_ratio", "timeout_s", "_limit")
+    __slots__ = ("min_limit", "max_limit", "backoff_ratio", "timeout_s", "_limit", "_decreased_at", "_srtt")
 
     def __init__(self, initial: int = 20, min_limit: int = 1, max_limit: int = 1000,
                  backoff_ratio: float = 0.9, timeout_s: float | None = None) -> None:
@@ -74,19 +82,49 @@ class AIMDLimit:
         self.backoff_ratio = backoff_ratio
         self.timeout_s = timeout_s
         self._limit = initial
+        self._decreased_at = float("-inf")
+        self._srtt = 0.0
 
     @property
     def limit(self) -> int:
         """The current concurrency limit."""
         return self._limit
 
-    def on_sample(self, rtt_s: float, in_flight: int, dropped: bool) -> None:
-        """Feed one finished call; see the class docstring for the rule."""
+    def on_sample(self, rtt_s: float, in_flight: int, dropped: bool, started_at: float | None = None,
+                  now: float | None = None) -> None:
+        """Feed one finished call; see the class docstring for the rule.
+        `started_at` and `now`: when the call started and ended, seconds of
+        one clock (both or neither)."""
         limit = self._limit
         if dropped or (self.timeout_s is not None and rtt_s > self.timeout_s):
+            if started_at is not None and now is not None:
+                if started_at < self._decreased_at or now - self._decreased_at < self._srtt:
+                    return  # this episode was already answered
+                self._decreased_at = now
             self._limit = max(self.min_limit, int(limit * self.backoff_ratio))
-        elif in_flight * 2 >= limit:
-            self._limit = min(self.max_limit, limit + 1)
+        else:
+            self._srtt = rtt_s if not self._srtt else self._srtt + (rtt_s - self._srtt) / 8
+            if in_flight * 2 >= limit:
+                self._limit = min(self.max_limit, limit + 1)
+
+
+class FixedLimit:
+    """A limit that never moves (adaptive concurrency turned off)."""
+
+    __slots__ = ("_limit",)
+
+    def __init__(self, limit: int) -> None:
+        if limit < 1:
+            raise ValueError(f"limit must be >= 1, got {limit}")
+        self._limit = limit
+
+    @property
+    def limit(self) -> int:
+        return self._limit
+
+    def on_sample(self, rtt_s: float, in_flight: int, dropped: bool, started_at: float | None = None,
+                  now: float | None = None) -> None:
+        """Samples change nothing."""
 
 
 class Permit:
@@ -118,9 +156,15 @@ class Permit:
         self._owner = None
         owner._in_flight -= 1
         if outcome != IGNORE:
+            now = owner._clock()
             if rtt_s is None:
-                rtt_s = owner._clock() - self._started_at
-            owner._limit.on_sample(rtt_s, self._in_flight, outcome == DROPPED)
+                rtt_s = now - self._started_at
+            # A refusal since the last sample means the limit is in use, even
+            # when refusing has emptied it: without this a limit cut under a
+            # storm could never grow back (nothing in flight, nothing to grow on).
+            in_flight = owner._limit.limit if owner._wanted else self._in_flight
+            owner._wanted = False
+            owner._limit.on_sample(rtt_s, in_flight, outcome == DROPPED, self._started_at, now)
 
 
 class PartitionedLimiter:
@@ -145,7 +189,7 @@ class PartitionedLimiter:
     an explicit `rtt_s`.
     """
 
-    __slots__ = ("_limit", "_shares", "_clock", "_in_flight", "_refused")
+    __slots__ = ("_limit", "_shares", "_clock", "_in_flight", "_refused", "_wanted")
 
     def __init__(self, limit: Limit, shares: Mapping[int, float] = DEFAULT_SHARES,
                  clock: Callable[[], float] = time.monotonic) -> None:
@@ -163,6 +207,8 @@ class PartitionedLimiter:
         self._clock = clock
         self._in_flight = 0
         self._refused = dict.fromkeys(self._shares, 0)
+        # A call was refused since the last sample: demand exceeds the limit.
+        self._wanted = False
 
     @property
     def limit(self) -> int:
@@ -186,6 +232,7 @@ class PartitionedLimiter:
         in_flight = self._in_flight
         if in_flight and in_flight >= int(self._limit.limit * share):
             self._refused[cls] += 1
+            self._wanted = True
             return None
         self._in_flight = in_flight + 1
         return Permit(self, cls, in_flight + 1, self._clock())

@@ -65,6 +65,12 @@ BREAKER_TRANSITIONS = Counter(
     ["deployment", "state"],
     registry=REGISTRY,
 )
+BREAKER_PANIC = Counter(
+    "sluice_deployment_breaker_panic_total",
+    "Requests whose every candidate's breaker was open, tried anyway on the first (Envoy's panic threshold).",
+    ["deployment"],
+    registry=REGISTRY,
+)
 CONCURRENCY_LIMIT = Gauge(
     "sluice_deployment_concurrency_limit",
     "The adaptive concurrency limit per deployment (AIMD).",

@@ -8,7 +8,9 @@ is refused (and counted), and retries, fallbacks and hedges only walk the
 list. For each candidate, in order:
 
 - its deployment's **circuit breaker** must allow a call (an open breaker
-  skips the candidate; half-open lets a probe through);
+  skips the candidate; half-open lets a probe through; when every
+  candidate's breaker is open, one attempt is made anyway, Envoy's "panic"
+  rule, since a request tried beats one refused);
 - its **adaptive concurrency limit** must admit the request's shedding
   class (`priority`, 0 = enterprise .. 3 = background): lower classes are
   refused first as the limit shrinks under overload;
@@ -53,7 +55,7 @@ from sluice.llm.v1 import wire_pb2
 from sluice.resilience.breaker import CircuitBreaker
 from sluice.resilience.budget import RetryBudget
 from sluice.resilience.latency import HedgePolicy, LatencyTracker
-from sluice.resilience.limiter import AIMDLimit, PartitionedLimiter, Permit
+from sluice.resilience.limiter import AIMDLimit, FixedLimit, PartitionedLimiter, Permit
 from sluice.routing.v1 import candidate_pb2
 from sluice.rpc import context as call_context
 from sluice.rpc.errors import Reason, SluiceError
@@ -119,9 +121,11 @@ class DeploymentHealth:
             window_s=policy.breaker_window_seconds, min_requests=policy.breaker_min_requests,
             open_s=policy.breaker_open_seconds, max_open_s=policy.breaker_max_open_seconds, clock=clock,
             on_change=self._changed)
+        initial = min(policy.initial_concurrency, max_concurrency) if policy.adaptive_concurrency \
+            else max_concurrency
         self.limiter = PartitionedLimiter(
-            AIMDLimit(initial=min(policy.initial_concurrency, max_concurrency), min_limit=1,
-                      max_limit=max_concurrency), policy.concurrency_shares)
+            AIMDLimit(initial=initial, min_limit=1, max_limit=max_concurrency) if policy.adaptive_concurrency
+            else FixedLimit(max_concurrency), policy.concurrency_shares)
         self.latency = LatencyTracker()
         metrics.BREAKER_STATE.labels(deployment).set(0)
         metrics.CONCURRENCY_LIMIT.labels(deployment).set(self.limiter.limit)
@@ -163,8 +167,8 @@ class Generator:
         Raises SluiceError: the last attempt's failure when every allowed
         attempt failed before its first token; NO_UPSTREAM when no candidate
         may be called; UPSTREAM_OVERLOADED (529, retry-after) when every
-        deployment's breaker is open or its limit refuses the request's
-        class; after the first token, the failure that ended the stream."""
+        deployment's limit refuses the request's class; after the first
+        token, the failure that ended the stream."""
         walk = _Walk(self, candidates, allowed_geos, priority)
         self.retry_budget.deposit()
         self.hedge_budget.deposit()
@@ -357,9 +361,11 @@ class _Attempt:
             self.health.breaker.release()
             self.permit.release("ignore", rtt)
         elif err is None or err.reason not in RETRYABLE:
-            # A refusal of the request itself says the deployment works.
+            # A refusal of the request itself says the deployment works. The
+            # round trip the limit learns is the time to the first token:
+            # a stream's length is the answer's, not the deployment's.
             self.health.breaker.record_success()
-            self.permit.release("success", rtt)
+            self.permit.release("success", self.ttft or rtt)
         else:
             self.health.breaker.record_failure()
             self.permit.release("dropped" if err.reason in _OVERLOAD else "ignore", rtt)
@@ -397,6 +403,8 @@ class _Walk:
         self._extra = False  # an attempt was made: the next one needs the retry budget
         self.last: SluiceError | None = None
         self._overloaded: list[float] = []  # retry-after hints from breakers and limits
+        self._ejected: tuple[candidate_pb2.Candidate, DeploymentHealth] | None = None  # first open breaker met
+        self._panicked = False
         self._counting = counting
 
     def _fail_all(self) -> SluiceError:
@@ -416,8 +424,10 @@ class _Walk:
             self.last = self.last or SluiceError(
                 Reason.NO_UPSTREAM, f"deployment {candidate.deployment!r} is not configured in inference")
             return None
-        if not health.breaker.allow():
+        if self._gen.policy.circuit_breakers and not self._panicked and not health.breaker.allow():
             self._overloaded.append(health.breaker.retry_in())
+            if self._ejected is None:
+                self._ejected = (candidate, health)
             return None
         permit = health.limiter.try_acquire(self._priority)
         if permit is None:
@@ -461,7 +471,22 @@ class _Walk:
             self._extra = True
             self._tries += 1
             return index, candidate, health, permit
+        if not hedge and self._panic_now():
+            return await self._next_call()
         return None
+
+    def _panic_now(self) -> bool:
+        """When every candidate's breaker is open and no attempt was made,
+        the request walks its candidates as if the breakers were closed
+        (retries, fallback and budget as usual): breakers move traffic to
+        healthy deployments, and with none left a request is better tried
+        than refused (Envoy's panic threshold: never eject every host)."""
+        if self._extra or self._ejected is None or self._panicked:
+            return False
+        self._panicked = True
+        metrics.BREAKER_PANIC.labels(self._ejected[0].deployment).inc()
+        self._next, self._tries = 0, 0
+        return True
 
     def _start(self, call: tuple[int, candidate_pb2.Candidate, DeploymentHealth, Permit], request: wire_pb2.WireRequest,
                hedge: bool) -> _Attempt:
