@@ -13,6 +13,7 @@ what the audit and billing records say.
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Iterator
 
@@ -34,7 +35,8 @@ REGION = "eu-west-1"
 EU = {"vertex-europe-west1": "europe-west1", "vertex-eu": "eu", "bedrock-eu-west-1": "eu-west-1"}
 ELSEWHERE = ("anthropic-global", "anthropic-us", "vertex-us-east5", "bedrock-us-east-1")
 MODEL = "claude-sonnet-4-6"
-TENANTS = {"eu-ent": {"tier": "enterprise", "region": REGION}, "eu-std": {"tier": "standard", "region": REGION}}
+TENANTS = {"eu-ent": {"tier": "enterprise", "region": REGION}, "eu-std": {"tier": "standard", "region": REGION},
+           "eu-cont": {"tier": "standard", "region": REGION, "continue_midstream": True}}
 ALL_TIERS = {t: {"tenant": UNREACHABLE_LIMITS, "key": UNREACHABLE_LIMITS} for t in ("free", "standard", "enterprise")}
 
 
@@ -275,3 +277,35 @@ def test_concurrent_requests_during_an_outage_each_leave_one_record_naming_its_d
     audits = {i: record_of(eu, i).request for i in ids}
     assert {a.deployment for a in audits.values()} <= set(EU)
     assert all(a.outcome == ev.OUTCOME_OK for a in audits.values())
+
+
+def _stream_text(cluster: SluiceCluster, tenant: str, model: str) -> tuple[list[str], str, str]:
+    """(SSE event types, the text, the request id) of one raw streaming request."""
+    response = httpx.post(f"{cluster.http_base}/v1/messages", timeout=30, headers={
+        "x-api-key": cluster.keys[tenant], "anthropic-version": "2023-06-01"},
+        json={"model": model, "max_tokens": 24, "stream": True, "messages": user("tell me a story")})
+    kinds, text = [], ""
+    for line in response.text.splitlines():
+        if line.startswith("event: "):
+            kinds.append(line[7:])
+        elif line.startswith("data: ") and '"text_delta"' in line:
+            text += json.loads(line[6:])["delta"]["text"]
+    return kinds, text, response.headers["request-id"]
+
+
+def test_a_text_stream_failing_mid_answer_continues_elsewhere_for_a_tenant_that_opted_in(eu):
+    model = "claude-haiku-4-5"  # takes a prefill
+    profile(eu, "vertex-europe-west1", midstream_failure_rate=1.0)
+    kinds, text, request_id = _stream_text(eu, "eu-cont", model)
+    assert kinds.count("message_start") == 1 and kinds[-1] == "message_stop" and "error" not in kinds
+    summary = record_of(eu, request_id).request
+    assert [(a.deployment, a.outcome) for a in summary.attempts] == [
+        ("vertex-europe-west1", "served"), ("vertex-europe-west1", "continued"), ("vertex-eu", "served")]
+    assert summary.deployment == "vertex-eu" and summary.outcome == ev.OUTCOME_OK
+    sent = json.loads(httpx.get(f"{eu.simulator_base}/_sim/requests", params={"deployment": "vertex-eu", "last": 1},
+                                timeout=5).json()[-1]["body"])
+    partial = sent["messages"][-1]
+    assert partial["role"] == "assistant" and text.startswith(partial["content"])
+    # Without the opt-in the same failure ends the stream with the API's error event.
+    kinds, _, request_id = _stream_text(eu, "eu-std", model)
+    assert kinds[-1] == "error" and record_of(eu, request_id).request.outcome == ev.OUTCOME_ERROR

@@ -235,7 +235,9 @@ def test_a_sink_killed_mid_batch_loses_and_duplicates_nothing(regions, tmp_path)
     def stored() -> list[dict]:
         return list(eu.store.events("billing", tenant)) if (eu.store.root / "billing" / tenant).exists() else []
 
-    eu.sink.config["sinks"]["batch_max_records"] = 50
+    # Small batches (each fsync'd before its offsets commit) keep the sink busy
+    # long enough to be killed mid-way; at 50 it once stored all 6000 first.
+    eu.sink.config["sinks"]["batch_max_records"] = 20
     eu.sink.start()
     wait_until(lambda: len(stored()) > 0, 60, "the sink to start storing")
     eu.sink.kill()

@@ -147,25 +147,33 @@ class Catalog:
         return sorted(self.models, key=lambda m: (m.created_at, m.id), reverse=True)
 
 
-def load_catalog(path: str | Path | None = None) -> Catalog:
-    """Loads the catalog at `path`, or the one shipped with Sluice."""
+def read_data_file(path: str | Path | None, shipped: str, what: str) -> tuple[str, object]:
+    """(a name for messages, the parsed YAML) of the file at `path`, or of
+    the file `shipped` with Sluice. Raises CatalogError naming the file when
+    it cannot be read or is not YAML."""
     if path:
         source = str(path)
         try:
             text = Path(path).read_text()
         except OSError as exc:
-            raise CatalogError(f"cannot read catalog {source}: {exc.strerror}") from None
+            raise CatalogError(f"cannot read {what} {source}: {exc.strerror}") from None
     else:
-        source = "built-in catalog.yaml"
-        text = resources.files("sluice.catalog").joinpath("catalog.yaml").read_text()
+        source = f"built-in {shipped}"
+        text = resources.files("sluice.catalog").joinpath(shipped).read_text()
     try:
-        raw = yaml.safe_load(text)
+        return source, yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise CatalogError(f"{source}: not valid YAML: {exc}") from None
+
+
+def load_catalog(path: str | Path | None = None) -> Catalog:
+    """Loads the catalog at `path`, or the one shipped with Sluice."""
+    source, raw = read_data_file(path, "catalog.yaml", "catalog")
+    try:
         if isinstance(raw, dict):
             # Top-level `x-` keys hold YAML anchors for reuse; they are not catalog data.
             raw = {k: v for k, v in raw.items() if not str(k).startswith("x-")}
         parsed = _CatalogFile.model_validate(raw)
-    except yaml.YAMLError as exc:
-        raise CatalogError(f"{source}: not valid YAML: {exc}") from None
     except ValidationError as exc:
         problems = []
         for e in exc.errors():

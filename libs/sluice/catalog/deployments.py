@@ -19,14 +19,12 @@ are errors naming the file and the field) and checked against the catalog.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from typing import Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from sluice.catalog.catalog import Catalog, CatalogError, ModelEntry
+from sluice.catalog.catalog import Catalog, CatalogError, ModelEntry, read_data_file
 
 Provider = Literal["anthropic", "vertex", "bedrock"]
 PROVIDERS: tuple[Provider, ...] = ("anthropic", "vertex", "bedrock")
@@ -144,20 +142,9 @@ def load_deployments(catalog: Catalog, path: str | Path | None = None) -> Deploy
     """Loads the deployments file at `path`, or the one shipped with Sluice.
     Raises CatalogError listing every problem (naming the deployment and
     field), including models the catalog does not know."""
-    if path:
-        source = str(path)
-        try:
-            text = Path(path).read_text()
-        except OSError as exc:
-            raise CatalogError(f"cannot read deployments {source}: {exc.strerror}") from None
-    else:
-        source = "built-in deployments.yaml"
-        text = resources.files("sluice.catalog").joinpath("deployments.yaml").read_text()
+    source, raw = read_data_file(path, "deployments.yaml", "deployments")
     try:
-        raw = yaml.safe_load(text)
         parsed = _DeploymentsFile.model_validate(raw)
-    except yaml.YAMLError as exc:
-        raise CatalogError(f"{source}: not valid YAML: {exc}") from None
     except ValidationError as exc:
         problems = [f"  {'.'.join(map(str, e['loc'])) or '(root)'}: {e['msg']}" for e in exc.errors()]
         raise CatalogError(f"{source}: invalid deployments:\n" + "\n".join(problems)) from None

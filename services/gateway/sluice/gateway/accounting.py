@@ -102,8 +102,9 @@ class RequestRecord:
                 self.served_model = str(message.get("model") or "")
 
     def served(self) -> candidate_pb2.Candidate | None:
-        """The candidate whose attempt answered, when inference reported one."""
-        for attempt in self.attempts:
+        """The candidate whose attempt answered (the last to serve, when a
+        continuation took over a failed one), when inference reported one."""
+        for attempt in reversed(self.attempts):
             if attempt.outcome == "served" and 0 <= attempt.candidate < len(self.candidates):
                 return self.candidates[attempt.candidate]
         return None

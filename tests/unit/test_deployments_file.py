@@ -1,0 +1,58 @@
+"""The deployments file: strict loading against the catalog, and residency."""
+
+from __future__ import annotations
+
+import pytest
+
+from sluice.catalog import CatalogError, load_catalog
+from sluice.catalog.deployments import load_deployments
+
+
+@pytest.fixture(scope="module")
+def catalog():
+    return load_catalog()
+
+
+def _load(catalog, tmp_path, text: str):
+    path = tmp_path / "deployments.yaml"
+    path.write_text(text)
+    return load_deployments(catalog, path)
+
+
+def test_the_shipped_file_keeps_every_region_inside_its_geographies(catalog):
+    deployments = load_deployments(catalog)
+    for region, geos in deployments.residency.items():
+        for model in catalog.models:
+            assert all(s.deployment.geo in geos for s in deployments.serving(model, region)), (region, model.id)
+    # The US API deployment serves only the models that take inference_geo "us".
+    us = {m.id for m in catalog.models if any(s.deployment_id == "anthropic-us"
+                                              for s in deployments.serving(m, "us-east-1"))}
+    assert us == {m.id for m in catalog.models if "us" in m.accepts.inference_geo}
+
+
+def test_a_region_the_file_does_not_name_has_no_deployment(catalog):
+    deployments = load_deployments(catalog)
+    assert deployments.allowed_geos("sa-east-1") == ()
+    assert deployments.serving(catalog.lookup("claude-sonnet-4-6"), "sa-east-1") == ()
+
+
+@pytest.mark.parametrize("text,problem", [
+    ("version: x\nresidency: {local: [eu]}\ndeployments:\n  v: {provider: vertex, geo: eu}\n",
+     "deployments.v: Value error, a vertex deployment needs region"),
+    ("version: x\nresidency: {local: [eu]}\ndeployments:\n  b: {provider: bedrock, region: r, geo: eu, "
+     "inference_geo: us}\n", "inference_geo is a field of the Anthropic API only"),
+    ("version: x\nresidency: {local: [eu]}\ndeployments:\n  a: {provider: anthropic, geo: eu, models: [claude-x]}\n",
+     "deployments.a.models: 'claude-x' is not in catalog"),
+    ("version: x\nresidency: {local: [us]}\ndeployments:\n  a: {provider: anthropic, geo: eu}\n",
+     "residency.local: no deployment runs in ['us']"),
+    ("version: x\nresidency: {local: [eu]}\nfallbacks: {claude-sonnet-4-6: [claude-y]}\n"
+     "deployments:\n  a: {provider: anthropic, geo: eu}\n", "fallbacks.claude-sonnet-4-6: 'claude-y'"),
+    ("version: x\nresidency: {local: [eu]}\ndeployments:\n  a: {provider: openai, geo: eu}\n",
+     "deployments.a.provider"),
+    ("version: x\nresidency: {local: [eu]}\ndeployments:\n  a: {provider: anthropic, geo: eu, api_key: sk-1}\n",
+     "deployments.a.api_key: Extra inputs are not permitted"),
+])
+def test_problems_are_named_by_deployment_and_field(catalog, tmp_path, text, problem):
+    with pytest.raises(CatalogError) as err:
+        _load(catalog, tmp_path, text)
+    assert problem in str(err.value)
