@@ -286,3 +286,27 @@ async def test_a_long_silence_before_the_first_token_commits_the_answer_after_th
     # Committed: the start reached the client, so the failure ends the stream (no fallback).
     assert seen == ["served", "message_start", "content_block_start"]
     assert error.reason is Reason.UPSTREAM_OVERLOADED and other.calls == []
+
+
+@pytest.mark.parametrize("stop_after", ["served", "message_start", "content_block_delta"])
+async def test_a_client_gone_at_any_point_leaves_no_permit_breaker_slot_or_connection(stop_after):
+    d = FakeDeployment(answer("a", "b"))
+    gen = Generator({"eu1": d}, policy())
+    stream = gen.generate(wire_pb2.WireRequest(body=b"{}"), [candidate("a", "eu1")])
+    async for item in stream:
+        if (item.outcome if isinstance(item, AttemptReport) else item.type) == stop_after:
+            break
+    await stream.aclose()
+    assert gen.health["eu1"].limiter.in_flight == 0 and d.closed == 1
+
+
+async def test_a_client_gone_while_waiting_for_the_first_token_cancels_the_call():
+    d = FakeDeployment([start(), BLOCK])
+    gen = Generator({"eu1": d}, policy())
+    task = asyncio.ensure_future(run(gen, [candidate("a", "eu1")]))
+    while not d.calls:  # event-loop turns until the call started (no timing guess)
+        await asyncio.sleep(0)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert gen.health["eu1"].limiter.in_flight == 0 and d.closed == 1

@@ -174,15 +174,22 @@ class Generator:
         self.hedge_budget.deposit()
         reports: list[AttemptReport] = []
         try:
-            winner = await walk.first_token(request, reports)
-        except SluiceError:
-            for report in reports:  # the failed attempts still go on the record
+            try:
+                winner = await walk.first_token(request, reports)
+            except SluiceError:
+                for report in reports:  # the failed attempts still go on the record
+                    yield report
+                raise
+            for report in reports:
                 yield report
-            raise
-        for report in reports:
-            yield report
-        async for item in self._deliver(walk, winner, request, continue_midstream):
-            yield item
+            async for item in self._deliver(walk, winner, request, continue_midstream):
+                yield item
+        finally:
+            # However the request ends (the client gone at any yield above),
+            # no attempt keeps its permit, breaker slot or connection.
+            for attempt in walk.started:
+                if not attempt.done:
+                    await attempt.cancel()
 
     async def _deliver(self, walk: _Walk, attempt: _Attempt, request: wire_pb2.WireRequest,
                        continue_midstream: bool) -> AsyncIterator[Event | AttemptReport]:
@@ -300,7 +307,7 @@ class _Attempt:
     first token, its concurrency permit and breaker slot."""
 
     __slots__ = ("index", "candidate", "health", "permit", "hedge", "stream", "held", "delivered_first",
-                 "sent", "ttft", "usage", "_done", "_clock", "splice", "pending")
+                 "sent", "ttft", "usage", "done", "_clock", "splice", "pending")
 
     def __init__(self, index: int, candidate: candidate_pb2.Candidate, health: DeploymentHealth, permit: Permit,
                  stream: AsyncIterator[Event], hedge: bool, clock: Callable[[], float]) -> None:
@@ -311,7 +318,7 @@ class _Attempt:
         self.sent = clock()
         self.ttft = 0.0
         self.usage: dict = {}
-        self._done = False
+        self.done = False
         self.splice: _TextSoFar | None = None
         # Set when the attempt won before its first token (the hold ran
         # out): the task still reading to it.
@@ -353,9 +360,9 @@ class _Attempt:
 
     def finish(self, err: SluiceError | None, cancelled: bool = False) -> None:
         """Settles the breaker and the permit, once."""
-        if self._done:
+        if self.done:
             return
-        self._done = True
+        self.done = True
         rtt = self._clock() - self.sent
         if cancelled:
             self.health.breaker.release()
@@ -404,6 +411,7 @@ class _Walk:
         self.last: SluiceError | None = None
         self._overloaded: list[float] = []  # retry-after hints from breakers and limits
         self._ejected: tuple[candidate_pb2.Candidate, DeploymentHealth] | None = None  # first open breaker met
+        self.started: list[_Attempt] = []  # every attempt made, to settle whatever the ending
         self._panicked = False
         self._counting = counting
 
@@ -492,12 +500,14 @@ class _Walk:
                hedge: bool) -> _Attempt:
         index, candidate, health, permit = call
         upstream = self._gen.upstreams[candidate.deployment]
+        attempt = _Attempt(index, candidate, health, permit, upstream.stream(candidate, request, _remaining()), hedge,
+                           self._gen._clock)
+        self.started.append(attempt)
         if hedge:
             # A hedge goes to another candidate, never back to the same deployment now.
             self._next += 1
             self._tries = 0
-        return _Attempt(index, candidate, health, permit, upstream.stream(candidate, request, _remaining()), hedge,
-                        self._gen._clock)
+        return attempt
 
     def failed(self, candidate: candidate_pb2.Candidate, health: DeploymentHealth, err: SluiceError,
                rtt: float) -> None:
