@@ -162,3 +162,56 @@ async def test_count_tokens_sends_the_body_without_stream_and_reads_the_count():
     path, _, sent = server.received[0]
     assert path == "/v1/messages/count_tokens"
     assert json.loads(sent) == {"model": "claude-haiku-4-5", "messages": [{"role": "user", "content": "hi"}]}
+
+
+# -- Vertex and Bedrock dialects ---------------------------------------------------------------
+
+from sluice.inference.providers import _DIALECTS  # noqa: E402
+from sluice.simulator import eventstream  # noqa: E402
+
+HOSTILE = (b'{"max_tokens": 5, "anthropic_version": "1999-01-01", "anthropic_beta": ["evil"],'
+           b' "inference_geo": "us", "messages": [{"role": "user", "content": "hi"}]}')
+
+
+def _hostile(version: str = "2023-06-01", betas: tuple[str, ...] = ("b1",)) -> wire_pb2.WireRequest:
+    return wire_pb2.WireRequest(body=HOSTILE, anthropic_version=version, anthropic_beta=betas)
+
+
+def test_vertex_sets_its_own_version_and_takes_none_from_the_body():
+    body = json.loads(_DIALECTS["vertex"].messages_body(CANDIDATE, _hostile()))
+    assert body["anthropic_version"] == "vertex-2023-10-16" and body["stream"] is True
+    assert "inference_geo" not in body and "model" not in body and body["anthropic_beta"] == ["evil"]
+    assert json.loads(_DIALECTS["vertex"].messages_body(CANDIDATE, _hostile("2026-10-21")))[
+        "anthropic_version"] == "2026-10-21"
+    counted = json.loads(_DIALECTS["vertex"].count_body(CANDIDATE, _hostile()))
+    assert counted["model"] == "claude-haiku-4-5" and counted["anthropic_version"] == "vertex-2023-10-16"
+
+
+def test_bedrock_puts_version_and_betas_in_the_body_from_the_headers_only():
+    raw = _DIALECTS["bedrock"].messages_body(CANDIDATE, _hostile())
+    body = json.loads(raw)
+    assert body["anthropic_version"] == "bedrock-2023-05-31" and body["anthropic_beta"] == ["b1"]
+    assert raw.count(b'"anthropic_version"') == 1 and raw.count(b'"anthropic_beta"') == 1
+    assert not {"model", "stream", "inference_geo"} & set(body)
+    assert "anthropic_beta" not in json.loads(_DIALECTS["bedrock"].messages_body(CANDIDATE, _hostile(betas=())))
+
+
+async def _chunks(*parts: bytes):
+    for part in parts:
+        yield part
+
+
+async def test_bedrock_event_stream_decodes_events_and_exceptions_across_chunk_boundaries():
+    start = b'{"type":"message_start","message":{"id":"m","usage":{"input_tokens":3}}}'
+    wire = eventstream.chunk(start) + eventstream.exception("throttlingException", "slow down")
+    events = [e async for e in _DIALECTS["bedrock"].events(_chunks(wire[:7], wire[7:50], wire[50:]))]
+    assert [e.type for e in events] == ["message_start", "error"]
+    assert events[0].data == start
+    assert events[1].view["error"] == {"type": "rate_limit_error", "message": "slow down"}
+
+
+async def test_a_corrupt_bedrock_frame_is_a_malformed_stream_not_a_crash():
+    wire = bytearray(eventstream.chunk(b'{"type":"ping"}'))
+    wire[-1] ^= 0xFF  # the message checksum no longer matches
+    with pytest.raises(ValueError, match="malformed AWS event stream"):
+        [e async for e in _DIALECTS["bedrock"].events(_chunks(bytes(wire)))]

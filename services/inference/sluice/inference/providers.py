@@ -47,6 +47,7 @@ import anthropic
 import httpx2
 from anthropic._constants import RAW_RESPONSE_HEADER
 from botocore.eventstream import EventStreamBuffer
+from botocore.eventstream import ParserError as EventStreamError
 from botocore.exceptions import BotoCoreError
 
 from sluice.catalog.deployments import Deployment
@@ -188,6 +189,10 @@ def _template(request: wire_pb2.WireRequest, drop: frozenset[str]) -> bytes:
 
 
 _GEO = frozenset({"inference_geo"})
+# Members Vertex and Bedrock take from Sluice, never from the client's body
+# (a duplicate key would let the client's win at the provider).
+_VERTEX_SETS = frozenset({"inference_geo", "anthropic_version"})
+_BEDROCK_SETS = _VERTEX_SETS | {"anthropic_beta"}
 
 
 class _Dialect:
@@ -252,12 +257,12 @@ class _VertexDialect(_Dialect):
         return self.VERSIONS.get(version, version)
 
     def messages_body(self, candidate: candidate_pb2.Candidate, request: wire_pb2.WireRequest) -> bytes:
-        return upstream_body(_template(request, _GEO), [("anthropic_version", self.version(request)),
-                                                         ("stream", True)])
+        return upstream_body(_template(request, _VERTEX_SETS), [("anthropic_version", self.version(request)),
+                                                                 ("stream", True)])
 
     def count_body(self, candidate: candidate_pb2.Candidate, request: wire_pb2.WireRequest) -> bytes:
-        return upstream_body(_template(request, _GEO), [("anthropic_version", self.version(request)),
-                                                         ("model", candidate.upstream_model)])
+        return upstream_body(_template(request, _VERTEX_SETS), [("anthropic_version", self.version(request)),
+                                                                 ("model", candidate.upstream_model)])
 
 
 class _BedrockDialect(_VertexDialect):
@@ -282,7 +287,7 @@ class _BedrockDialect(_VertexDialect):
         leading: list[tuple[str, Any]] = [("anthropic_version", self.version(request))]
         if request.anthropic_beta:
             leading.append(("anthropic_beta", list(request.anthropic_beta)))
-        return upstream_body(_template(request, _GEO | {"anthropic_beta"}), leading)
+        return upstream_body(_template(request, _BEDROCK_SETS), leading)
 
     async def events(self, chunks: AsyncIterator[bytes]) -> AsyncIterator[ev.Event]:
         """The Messages API events inside an AWS event stream: each `chunk`
@@ -291,7 +296,11 @@ class _BedrockDialect(_VertexDialect):
         frames = EventStreamBuffer()
         async for chunk in chunks:
             frames.add_data(chunk)
-            for message in frames:
+            try:
+                messages = list(frames)
+            except EventStreamError as exc:  # a bad prelude, length or checksum
+                raise ValueError(f"malformed AWS event stream: {exc}") from None
+            for message in messages:
                 headers = message.headers
                 kind = headers.get(":message-type")
                 if kind == "event" and headers.get(":event-type") == "chunk":
