@@ -56,3 +56,42 @@ def test_problems_are_named_by_deployment_and_field(catalog, tmp_path, text, pro
     with pytest.raises(CatalogError) as err:
         _load(catalog, tmp_path, text)
     assert problem in str(err.value)
+
+
+def _check_config(monkeypatch, **env: str) -> tuple[int, str]:
+    import io
+
+    from sluice.runtime.cli import main
+
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    out, err = io.StringIO(), io.StringIO()
+    return main(["check-config"], out, err), out.getvalue() + err.getvalue()
+
+
+def test_check_config_loads_the_catalog_and_deployments_and_checks_them_against_the_settings(monkeypatch):
+    code, text = _check_config(monkeypatch)
+    assert code == 0 and "deployments 2026-" in text
+    code, text = _check_config(monkeypatch, SLUICE_REGION="sa-east-1",
+                               SLUICE_INFERENCE__ENDPOINTS='{"vertex-mars": {"base_url": "http://x"}}')
+    assert code == 2
+    assert "region: 'sa-east-1' has no residency entry" in text
+    assert "inference.endpoints.vertex-mars: no such deployment" in text
+
+
+@pytest.mark.parametrize("overrides,problem", [
+    ({"gateway": {"shed_thresholds": {0: 1.0, 1: 0.9}}}, "gateway.shed_thresholds: Value error, needs exactly"),
+    ({"inference": {"resilience": {"concurrency_shares": {0: 0.5, 1: 0.9, 2: 0.5, 3: 0.1}}}},
+     "class 1: 0.9 is more than class 0's 0.5"),
+    ({"inference": {"resilience": {"concurrency_shares": {0: 1.0, 1: -0.1, 2: 0.5, 3: 0.1}}}},
+     "class 1: must be in (0, 1]"),
+    ({"inference": {"resilience": {"breaker_open_seconds": 10, "breaker_max_open_seconds": 5}}},
+     "breaker_max_open_seconds is less than breaker_open_seconds"),
+    ({"inference": {"resilience": {"hedge_percentile": 1.5}}}, "inference.resilience.hedge_percentile"),
+])
+def test_resilience_and_shedding_settings_are_checked_before_start(overrides, problem):
+    from sluice.config.settings import ConfigError, load
+
+    with pytest.raises(ConfigError) as err:
+        load(overrides=overrides)
+    assert problem in str(err.value)

@@ -22,9 +22,13 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from sluice.config.settings import ConfigError
 
-class CatalogError(Exception):
-    pass
+
+class CatalogError(ConfigError):
+    """The catalog or deployments file is invalid; the message names the
+    file and each problem. A ConfigError: it stops a start like a bad
+    setting does."""
 
 
 class _Strict(BaseModel):

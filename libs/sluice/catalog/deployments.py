@@ -24,7 +24,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from sluice.catalog.catalog import Catalog, CatalogError, ModelEntry, read_data_file
+from sluice.catalog.catalog import Catalog, CatalogError, ModelEntry, load_catalog, read_data_file
+from sluice.config.settings import Settings
 
 Provider = Literal["anthropic", "vertex", "bedrock"]
 PROVIDERS: tuple[Provider, ...] = ("anthropic", "vertex", "bedrock")
@@ -165,3 +166,23 @@ def load_deployments(catalog: Catalog, path: str | Path | None = None) -> Deploy
     if problems:
         raise CatalogError(f"{source}: invalid deployments:\n" + "\n".join(problems))
     return Deployments(parsed.version, parsed.residency, parsed.fallbacks, parsed.deployments, catalog)
+
+
+def load_for(settings: Settings) -> tuple[Catalog, Deployments]:
+    """The catalog and deployments `settings` name, checked against each
+    other and against the settings: the default model exists, the region
+    served has a residency entry, and every endpoint override names a
+    deployment. Raises CatalogError listing every problem."""
+    catalog = load_catalog(settings.routing.catalog_path or None)
+    deployments = load_deployments(catalog, settings.inference.deployments_path or None)
+    problems = []
+    if catalog.lookup(settings.routing.default_model) is None:
+        problems.append(f"  routing.default_model: {settings.routing.default_model!r} is not in catalog "
+                        f"{catalog.version}")
+    if not deployments.allowed_geos(settings.region):
+        problems.append(f"  region: {settings.region!r} has no residency entry in deployments {deployments.version}")
+    problems += [f"  inference.endpoints.{name}: no such deployment in deployments {deployments.version}"
+                 for name in settings.inference.endpoints if name not in deployments.deployments]
+    if problems:
+        raise CatalogError("the catalog, deployments and settings disagree:\n" + "\n".join(problems))
+    return catalog, deployments

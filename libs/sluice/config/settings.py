@@ -76,6 +76,20 @@ class ServerSettings(_Section):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
 
+def _check_class_shares(value: dict[int, float]) -> dict[int, float]:
+    """Shares or thresholds by shedding class: every class 0..3, each in
+    (0, 1], never more for a less important class (so that class 0 is the
+    last refused)."""
+    if set(value) != {0, 1, 2, 3}:
+        raise ValueError(f"needs exactly the classes 0, 1, 2 and 3, got {sorted(value)}")
+    for cls in range(4):
+        if not 0 < value[cls] <= 1:
+            raise ValueError(f"class {cls}: must be in (0, 1], got {value[cls]}")
+        if cls and value[cls] > value[cls - 1]:
+            raise ValueError(f"class {cls}: {value[cls]} is more than class {cls - 1}'s {value[cls - 1]}")
+    return value
+
+
 class GatewaySettings(_Section):
     # Anthropic-compatible HTTP facade, host:port.
     http_listen: str = "127.0.0.1:8080"
@@ -99,6 +113,7 @@ class GatewaySettings(_Section):
     shed_thresholds: dict[int, float] = {0: 1.0, 1: 0.9, 2: 0.75, 3: 0.6}
 
     _v_listen = field_validator("http_listen")(_check_address)
+    _v_thresholds = field_validator("shed_thresholds")(_check_class_shares)
 
 
 class Limits(_Section):
@@ -357,6 +372,16 @@ class ResilienceSettings(_Section):
     # Share of a deployment's limit each shedding class may fill: class 0
     # (enterprise) the whole limit, background work the least.
     concurrency_shares: dict[int, float] = {0: 1.0, 1: 0.85, 2: 0.6, 3: 0.4}
+
+    _v_shares = field_validator("concurrency_shares")(_check_class_shares)
+
+    @model_validator(mode="after")
+    def _v_backoff(self) -> ResilienceSettings:
+        if self.backoff_max_seconds < self.backoff_base_seconds:
+            raise ValueError("backoff_max_seconds is less than backoff_base_seconds")
+        if self.breaker_max_open_seconds < self.breaker_open_seconds:
+            raise ValueError("breaker_max_open_seconds is less than breaker_open_seconds")
+        return self
 
 
 class InferenceSettings(_Section):

@@ -139,7 +139,14 @@ def main(argv: list[str] | None = None, out: TextIO = sys.stdout, err: TextIO = 
         err.write(f"sluice: {exc}\n")
         return 2
     if args.command == "check-config":
-        out.write("configuration ok\n")
+        from sluice.catalog.deployments import load_for
+
+        try:
+            catalog, deployments = load_for(settings)
+        except ConfigError as exc:
+            err.write(f"sluice: {exc}\n")
+            return 2
+        out.write(f"configuration ok (catalog {catalog.version}, deployments {deployments.version})\n")
         return 0
     if args.command in ("keys", "tenants"):
         return admin_cli.run(args, settings, out, err)

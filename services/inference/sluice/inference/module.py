@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from sluice.catalog import load_catalog
-from sluice.catalog.deployments import load_deployments
+from sluice.catalog.deployments import load_for
 from sluice.inference.core import Generator, Upstream
 from sluice.inference.providers import build_upstream
 from sluice.inference.servicer import InferenceServicer
@@ -13,8 +12,7 @@ from sluice.runtime.modules import Module, Runtime
 
 async def init(rt: Runtime) -> None:
     cfg = rt.settings.inference
-    deployments = load_deployments(load_catalog(rt.settings.routing.catalog_path or None),
-                                   cfg.deployments_path or None)
+    _, deployments = load_for(rt.settings)
     upstreams: dict[str, Upstream] = {}
     for dep_id, deployment in deployments.deployments.items():
         endpoint = cfg.endpoints.get(dep_id)
