@@ -145,8 +145,10 @@ def healthy(eu: SluiceCluster) -> Iterator[None]:
 
 def test_an_eu_tenant_is_served_by_vertex_in_europe_and_the_records_say_where(eu):
     before = calls(eu)
-    text, request_id = ask(eu)
-    assert text
+    raw = sdk(eu.http_base, eu.keys["eu-std"]).messages.with_raw_response.create(
+        model=MODEL, max_tokens=16, messages=user("hello"))
+    request_id = raw.headers["request-id"]
+    assert raw.parse().content[0].text and raw.headers["x-sluice-deployment"] == "vertex-europe-west1"
     after = calls(eu)
     assert after.get("vertex-europe-west1", 0) == before.get("vertex-europe-west1", 0) + 1
     audit = record_of(eu, request_id)
@@ -300,12 +302,33 @@ def test_a_text_stream_failing_mid_answer_continues_elsewhere_for_a_tenant_that_
     assert kinds.count("message_start") == 1 and kinds[-1] == "message_stop" and "error" not in kinds
     summary = record_of(eu, request_id).request
     assert [(a.deployment, a.outcome) for a in summary.attempts] == [
-        ("vertex-europe-west1", "served"), ("vertex-europe-west1", "continued"), ("vertex-eu", "served")]
+        ("vertex-europe-west1", "continued"), ("vertex-eu", "served")]
     assert summary.deployment == "vertex-eu" and summary.outcome == ev.OUTCOME_OK
     sent = json.loads(httpx.get(f"{eu.simulator_base}/_sim/requests", params={"deployment": "vertex-eu", "last": 1},
                                 timeout=5).json()[-1]["body"])
     partial = sent["messages"][-1]
     assert partial["role"] == "assistant" and text.startswith(partial["content"])
+    assert sent["max_tokens"] < 24  # what was delivered counts against the client's max_tokens
     # Without the opt-in the same failure ends the stream with the API's error event.
     kinds, _, request_id = _stream_text(eu, "eu-std", model)
     assert kinds[-1] == "error" and record_of(eu, request_id).request.outcome == ev.OUTCOME_ERROR
+
+
+def test_a_client_asking_for_a_geography_outside_its_residency_is_refused_and_nothing_is_called(eu):
+    before = calls(eu)
+    response = httpx.post(f"{eu.http_base}/v1/messages", timeout=30, headers={
+        "x-api-key": eu.keys["eu-std"], "anthropic-version": "2023-06-01"},
+        json={"model": MODEL, "max_tokens": 8, "inference_geo": "us", "messages": user("in the US please")})
+    assert response.status_code == 400
+    assert response.json()["error"]["message"] == "inference_geo: 'us' is outside where this tenant's inference may " \
+                                                  "run (eu)"
+    assert calls(eu) == before
+
+
+def test_a_json_answer_that_breaks_mid_stream_is_retried_whole_elsewhere(eu):
+    profile(eu, "vertex-europe-west1", midstream_failure_rate=1.0)
+    text, request_id = ask(eu, "all or nothing")
+    assert text
+    summary = record_of(eu, request_id).request
+    assert [(a.deployment, a.outcome) for a in summary.attempts] == [
+        ("vertex-europe-west1", "failed"), ("vertex-eu", "served")]

@@ -166,3 +166,12 @@ def test_a_priority_sluice_does_not_know_is_a_400_naming_the_header(crowded):
     response = post(crowded, "std", "urgent")
     assert response.status_code == 400
     assert response.json()["error"]["message"].startswith("header x-sluice-priority: must be one of")
+
+
+def test_the_priority_header_may_be_sent_once(crowded):
+    response = httpx.post(f"{crowded.http_base}/v1/messages", timeout=30, headers=[
+        ("x-api-key", crowded.keys["std"]), ("anthropic-version", "2023-06-01"),
+        ("x-sluice-priority", "background"), ("x-sluice-priority", "interactive")],
+        json={"model": MODEL, "max_tokens": 8, "messages": user("twice")})
+    assert response.status_code == 400
+    assert response.json()["error"]["message"] == "header x-sluice-priority: must be sent at most once"

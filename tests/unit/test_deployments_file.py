@@ -41,16 +41,29 @@ def test_a_region_the_file_does_not_name_has_no_deployment(catalog):
      "deployments.v: Value error, a vertex deployment needs region"),
     ("version: x\nresidency: {local: [eu]}\ndeployments:\n  b: {provider: bedrock, region: r, geo: eu, "
      "inference_geo: us}\n", "inference_geo is a field of the Anthropic API only"),
-    ("version: x\nresidency: {local: [eu]}\ndeployments:\n  a: {provider: anthropic, geo: eu, models: [claude-x]}\n",
-     "deployments.a.models: 'claude-x' is not in catalog"),
-    ("version: x\nresidency: {local: [us]}\ndeployments:\n  a: {provider: anthropic, geo: eu}\n",
+    ("version: x\nresidency: {local: [global]}\ndeployments:\n  a: {provider: anthropic, geo: global, "
+     "models: [claude-x]}\n", "deployments.a.models: 'claude-x' is not in catalog"),
+    ("version: x\nresidency: {local: [us]}\ndeployments:\n  a: {provider: anthropic, geo: global}\n",
      "residency.local: no deployment runs in ['us']"),
-    ("version: x\nresidency: {local: [eu]}\nfallbacks: {claude-sonnet-4-6: [claude-y]}\n"
-     "deployments:\n  a: {provider: anthropic, geo: eu}\n", "fallbacks.claude-sonnet-4-6: 'claude-y'"),
+    ("version: x\nresidency: {local: [global]}\nfallbacks: {claude-sonnet-4-6: [claude-y]}\n"
+     "deployments:\n  a: {provider: anthropic, geo: global}\n", "fallbacks.claude-sonnet-4-6: 'claude-y'"),
     ("version: x\nresidency: {local: [eu]}\ndeployments:\n  a: {provider: openai, geo: eu}\n",
      "deployments.a.provider"),
-    ("version: x\nresidency: {local: [eu]}\ndeployments:\n  a: {provider: anthropic, geo: eu, api_key: sk-1}\n",
-     "deployments.a.api_key: Extra inputs are not permitted"),
+    ("version: x\nresidency: {local: [global]}\ndeployments:\n  a: {provider: anthropic, geo: global, "
+     "api_key: sk-1}\n", "deployments.a.api_key: Extra inputs are not permitted"),
+    # The global API labelled as EU would let EU tenants' prompts leave the EU.
+    ("version: x\nresidency: {local: [eu]}\ndeployments:\n  a: {provider: anthropic, geo: eu}\n",
+     "an Anthropic API deployment runs in 'global' (its inference_geo), not 'eu'"),
+    ("version: x\nresidency: {local: [eu]}\ndeployments:\n  b: {provider: bedrock, region: r, geo: eu, "
+     "model_id_format: '{model}@{version}'}\n", "must be a template whose only field is {model}"),
+    ("version: x\nresidency: {local: [eu]}\ndeployments:\n  b: {provider: bedrock, region: r, geo: eu, "
+     "models: []}\n", "deployments.b.models"),
+    ("version: x\nresidency: {local: [eu]}\ndeployments:\n  b: {provider: bedrock, region: r, geo: eu, "
+     "credentials: {project_id: p}}\n", "credentials project_id do not apply to bedrock"),
+    ("version: x\nresidency: {local: [eu]}\ndeployments:\n  'a/b c': {provider: bedrock, region: r, geo: eu}\n",
+     "deployments.a/b c.[key]"),
+    ("version: x\nresidency: {local: [eu]}\nfallbacks: {claude-sonnet-4-6: [claude-sonnet-4-6]}\n"
+     "deployments:\n  b: {provider: bedrock, region: r, geo: eu}\n", "names the model itself"),
 ])
 def test_problems_are_named_by_deployment_and_field(catalog, tmp_path, text, problem):
     with pytest.raises(CatalogError) as err:

@@ -247,15 +247,23 @@ async def test_count_tokens_skips_providers_that_cannot_count():
 async def test_a_text_stream_failing_mid_answer_continues_on_the_next_candidate_when_opted_in():
     first = FakeDeployment([start(), block_start(), ev.text_delta(0, "Hello, "), overloaded()])
     second = FakeDeployment(answer("world"))
-    gen = Generator({"eu1": first, "eu2": second}, policy())
-    events, reports, err = await run(gen, [candidate("a", "eu1"), candidate("b", "eu2", prefill=True)],
-                                     body=b'{"max_tokens":5,"messages":[{"role":"user","content":"hi"}]}',
+    other_model = FakeDeployment(answer("no"))
+    gen = Generator({"eu1": first, "eu2": second, "eu3": other_model}, policy())
+    events, reports, err = await run(gen, [candidate("a", "eu1"), candidate("b", "eu3", prefill=True),
+                                           candidate("a", "eu2", prefill=True)],
+                                     body=b'{"max_tokens":50,"messages":[{"role":"user","content":"hi"}]}',
                                      continue_midstream=True)
     assert err is None
     assert [e.type for e in events] == ["message_start", "content_block_start", "content_block_delta",
                                         "content_block_delta", "content_block_stop", "message_delta", "message_stop"]
+    # Only the same model continues (another deployment of it), never a fallback model.
+    assert other_model.calls == []
     sent = json.loads(second.calls[0][1])
     assert sent["messages"][-1] == {"role": "assistant", "content": "Hello, "}
+    assert sent["max_tokens"] == 50 - 2  # what was delivered ("Hello, ": 2 tokens) counts against max_tokens
+    # The client's usage counts the whole answer: the continuation's output plus what came before.
+    final = next(e for e in events if e.type == "message_delta")
+    assert final.view["usage"]["output_tokens"] == 1 + 2
     assert [r.outcome for r in reports] == ["served", "continued", "served"]
 
 
@@ -310,3 +318,43 @@ async def test_a_client_gone_while_waiting_for_the_first_token_cancels_the_call(
     with pytest.raises(asyncio.CancelledError):
         await task
     assert gen.health["eu1"].limiter.in_flight == 0 and d.closed == 1
+
+
+async def test_a_deployment_that_does_not_serve_the_model_is_fallen_back_from_and_counted():
+    missing = FakeDeployment([SluiceError(Reason.UPSTREAM_NOT_FOUND, "model: x")])
+    healthy = FakeDeployment(answer("ok"))
+    gen = Generator({"eu1": missing, "eu2": healthy}, policy(breaker_consecutive_failures=1))
+    _, reports, err = await run(gen, [candidate("a", "eu1"), candidate("a", "eu2")])
+    assert err is None and len(missing.calls) == 1 and [r.outcome for r in reports] == ["failed", "served"]
+    assert gen.health["eu1"].breaker.state == "open"  # a deployment fault, not the request's
+
+
+async def test_a_fallback_model_refusing_the_request_is_skipped_and_the_client_gets_the_last_retryable_error():
+    primary = FakeDeployment([overloaded()], [overloaded()])
+    fallback = FakeDeployment([SluiceError(Reason.UPSTREAM_REJECTED, "thinking.type.adaptive is not supported")])
+    another = FakeDeployment(answer("fine"))
+    gen = Generator({"p": primary, "f": fallback, "g": another}, policy())
+    _, reports, err = await run(gen, [candidate("big", "p"), candidate("small", "f"), candidate("other", "g")])
+    assert err is None and [r.deployment for r in reports if r.outcome == "served"] == ["g"]
+    _, _, err = await run(Generator({"p": FakeDeployment([overloaded()], [overloaded()]),
+                                     "f": FakeDeployment([SluiceError(Reason.UPSTREAM_REJECTED, "no")])}, policy()),
+                          [candidate("big", "p"), candidate("small", "f")])
+    assert err.reason is Reason.UPSTREAM_OVERLOADED
+
+
+async def test_a_retry_after_longer_than_a_backoff_moves_on_to_the_next_candidate_at_once():
+    slow_to_recover = FakeDeployment([overloaded(retry_after=1000)], answer("late"))
+    healthy = FakeDeployment(answer("now"))
+    gen = Generator({"eu1": slow_to_recover, "eu2": healthy}, policy())
+    events, _, err = await run(gen, [candidate("a", "eu1"), candidate("a", "eu2")])
+    assert err is None and len(slow_to_recover.calls) == 1 and b"now" in b"".join(e.data for e in events)
+
+
+async def test_a_buffered_answer_failing_mid_stream_is_retried_whole_elsewhere():
+    breaks = FakeDeployment([start(), block_start(), ev.text_delta(0, "par"), overloaded()])
+    healthy = FakeDeployment(answer("whole"))
+    gen = Generator({"eu1": breaks, "eu2": healthy}, policy(attempts_per_candidate=1))
+    events, reports, err = await run(gen, [candidate("a", "eu1"), candidate("a", "eu2")], buffered=True)
+    assert err is None and b"par" not in b"".join(e.data for e in events)
+    assert [e.type for e in events].count("message_start") == 1 and events[-1].type == "message_stop"
+    assert [(r.deployment, r.outcome) for r in reports] == [("eu1", "failed"), ("eu2", "served")]

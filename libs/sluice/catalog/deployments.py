@@ -20,9 +20,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
 
 from sluice.catalog.catalog import Catalog, CatalogError, ModelEntry, load_catalog, read_data_file
 from sluice.config.settings import Settings
@@ -63,7 +63,7 @@ class Deployment(_Strict):
     # this deployment serves; it then serves only models that take the value.
     inference_geo: str = ""
     # Catalog ids served here; "all": every catalog model.
-    models: Literal["all"] | list[str] = "all"
+    models: Literal["all"] | Annotated[list[str], Field(min_length=1)] = "all"
     # Provider model id per catalog id; otherwise model_id_format with
     # {model} = the catalog's upstream name.
     model_ids: dict[str, str] = {}
@@ -80,8 +80,22 @@ class Deployment(_Strict):
             raise ValueError(f"a {self.provider} deployment needs region")
         if self.inference_geo and self.provider != "anthropic":
             raise ValueError("inference_geo is a field of the Anthropic API only")
-        if "{model}" not in self.model_id_format:
-            raise ValueError("model_id_format must contain {model}")
+        if self.provider == "anthropic" and self.geo != (self.inference_geo or "global"):
+            # The API runs inference where inference_geo says, else anywhere.
+            raise ValueError(f"an Anthropic API deployment runs in {self.inference_geo or 'global'!r} "
+                             f"(its inference_geo), not {self.geo!r}")
+        try:
+            if self.model_id_format.format(model="m").count("m") < 1 or "{model}" not in self.model_id_format:
+                raise ValueError
+        except (KeyError, IndexError, ValueError):
+            raise ValueError(f"model_id_format {self.model_id_format!r} must be a template whose only field "
+                             "is {model}") from None
+        foreign = {"anthropic": ("project_id", "project_id_env", "aws_profile"),
+                   "vertex": ("api_key_env", "aws_profile"),
+                   "bedrock": ("api_key_env", "project_id", "project_id_env")}[self.provider]
+        wrong = [name for name in foreign if getattr(self.credentials, name)]
+        if wrong:
+            raise ValueError(f"credentials {', '.join(wrong)} do not apply to {self.provider}")
         return self
 
     def provider_model(self, model: ModelEntry) -> str:
@@ -93,11 +107,24 @@ class Deployment(_Strict):
         return not self.inference_geo or self.inference_geo in model.accepts.inference_geo
 
 
+# Deployment ids name URL path segments, metric labels and records.
+DeploymentId = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9._-]{0,62}$")]
+
+
 class _DeploymentsFile(_Strict):
     version: str = Field(min_length=1)
-    residency: dict[str, list[str]] = Field(min_length=1)
+    residency: dict[str, Annotated[list[str], Field(min_length=1)]] = Field(min_length=1)
     fallbacks: dict[str, list[str]] = {}
-    deployments: dict[str, Deployment] = Field(min_length=1)
+    deployments: dict[DeploymentId, Deployment] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _chains(self) -> _DeploymentsFile:
+        for model, chain in self.fallbacks.items():
+            if model in chain:
+                raise ValueError(f"fallbacks.{model} names the model itself")
+            if len(set(chain)) != len(chain):
+                raise ValueError(f"fallbacks.{model} names a model twice")
+        return self
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,6 +18,8 @@ TIMEOUT_MS = "x-sluice-timeout-ms"
 # when Sluice sheds load.
 PRIORITY = "x-sluice-priority"
 PRIORITIES = ("interactive", "batch", "background")
+# On answers: the deployment that served (deployments file id).
+DEPLOYMENT = "x-sluice-deployment"
 # Prefix of the rate-limit response headers (Anthropic names: requests and tokens, limit/remaining/reset).
 RATE_LIMIT_PREFIX = "anthropic-ratelimit-"
 # Set by Sluice's ext_authz on requests it let through Envoy, for the

@@ -9,18 +9,20 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class GenerateRequest(_message.Message):
-    __slots__ = ("candidates", "request", "allowed_geos", "priority", "continue_midstream")
+    __slots__ = ("candidates", "request", "allowed_geos", "priority", "continue_midstream", "buffered")
     CANDIDATES_FIELD_NUMBER: _ClassVar[int]
     REQUEST_FIELD_NUMBER: _ClassVar[int]
     ALLOWED_GEOS_FIELD_NUMBER: _ClassVar[int]
     PRIORITY_FIELD_NUMBER: _ClassVar[int]
     CONTINUE_MIDSTREAM_FIELD_NUMBER: _ClassVar[int]
+    BUFFERED_FIELD_NUMBER: _ClassVar[int]
     candidates: _containers.RepeatedCompositeFieldContainer[_candidate_pb2.Candidate]
     request: _wire_pb2.WireRequest
     allowed_geos: _containers.RepeatedScalarFieldContainer[str]
     priority: int
     continue_midstream: bool
-    def __init__(self, candidates: _Optional[_Iterable[_Union[_candidate_pb2.Candidate, _Mapping]]] = ..., request: _Optional[_Union[_wire_pb2.WireRequest, _Mapping]] = ..., allowed_geos: _Optional[_Iterable[str]] = ..., priority: _Optional[int] = ..., continue_midstream: _Optional[bool] = ...) -> None: ...
+    buffered: bool
+    def __init__(self, candidates: _Optional[_Iterable[_Union[_candidate_pb2.Candidate, _Mapping]]] = ..., request: _Optional[_Union[_wire_pb2.WireRequest, _Mapping]] = ..., allowed_geos: _Optional[_Iterable[str]] = ..., priority: _Optional[int] = ..., continue_midstream: _Optional[bool] = ..., buffered: _Optional[bool] = ...) -> None: ...
 
 class GenerateResponse(_message.Message):
     __slots__ = ("event", "attempt")

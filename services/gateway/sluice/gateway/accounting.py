@@ -101,6 +101,16 @@ class RequestRecord:
                 self._usage = merge_usage({}, message.get("usage"))
                 self.served_model = str(message.get("model") or "")
 
+    def attempt(self, report: inference_pb.Attempt) -> None:
+        """Takes note of one upstream attempt; a continued attempt replaces
+        its own earlier "served" report (one line per attempt)."""
+        last = self.attempts[-1] if self.attempts else None
+        if report.outcome == "continued" and last is not None and last.outcome == "served" \
+                and last.candidate == report.candidate:
+            self.attempts[-1] = report
+        else:
+            self.attempts.append(report)
+
     def served(self) -> candidate_pb2.Candidate | None:
         """The candidate whose attempt answered (the last to serve, when a
         continuation took over a failed one), when inference reported one."""
@@ -121,11 +131,6 @@ class RequestRecord:
         usage = usage_proto(self._usage)
         if not self.finished and self._completion:
             usage.output_tokens = max(usage.output_tokens, tokens_for_chars(sum(map(len, self._completion))))
-        for attempt in self.attempts:
-            if attempt.outcome == "continued":
-                # The text the client received from an attempt that failed
-                # mid-answer, before another continued it.
-                usage.output_tokens += _attempt_usage(attempt).output_tokens
         written = usage.cache_creation_input_tokens
         if written and not usage.HasField("cache_creation"):
             five, hour = split_cache_writes(written, self.request.cache_breakpoints())
@@ -237,7 +242,8 @@ def _attempt_record(record: RequestRecord, attempt: inference_pb.Attempt, estima
     hedge that lost) is priced at what it reported, or at the request's
     estimated input when it reported nothing: the provider may bill a
     prompt it already read. A failed one cost nothing (providers do not
-    bill refusals); a continued one is priced with the answer (billed)."""
+    bill refusals); a continued one is priced with the answer (its output
+    is in the continuation's final usage, which the client saw)."""
     usage = _attempt_usage(attempt)
     out = ev.AttemptRecord(deployment=attempt.deployment, model_id=attempt.model_id, outcome=attempt.outcome,
                            reason=attempt.reason, hedge=attempt.hedge, input_tokens=usage.input_tokens,

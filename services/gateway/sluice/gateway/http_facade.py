@@ -27,7 +27,7 @@ from aiohttp.web_protocol import RequestPayloadError
 
 from sluice.auth.v1 import principal_pb2
 from sluice.catalog.models_api import DEFAULT_LIMIT, MAX_LIMIT
-from sluice.gateway.pipeline import Pipeline, RequestInfo, models_page_json, parse_priority
+from sluice.gateway.pipeline import Pipeline, RequestInfo, models_page_json
 from sluice.rpc import context as call_context
 from sluice.rpc import headers
 from sluice.rpc.errors import Reason, SluiceError, anthropic_error_body, anthropic_error_type, http_error_headers
@@ -108,14 +108,16 @@ class MessagesFacade:
         call_context.begin(request_id, _timeout(request, self._default_timeout))
         return await self._pipeline.authenticate(headers.presented_api_key(request.headers.get))
 
-    async def _parsed(self, request: web.Request, request_id: str, count_tokens: bool = False
-                      ) -> tuple[principal_pb2.Principal, MessagesRequest]:
+    async def _parsed(self, request: web.Request, request_id: str, count_tokens: bool = False,
+                      info: RequestInfo | None = None) -> tuple[principal_pb2.Principal, MessagesRequest]:
         """The caller and its request: authenticated, the body read within
-        the size limit and checked with the client's version and betas."""
+        the size limit and checked with the client's version, betas and
+        priority (into `info`)."""
         principal = await self._begin(request, request_id)
         raw = await self._body(request)
         version, betas = api_headers(request)
-        return principal, self._pipeline.parse(principal, raw, version, betas, count_tokens)
+        priority = tuple(request.headers.getall(headers.PRIORITY, ())) if info is not None else ()
+        return principal, self._pipeline.parse(principal, raw, version, betas, count_tokens, priority, info)
 
     async def _body(self, request: web.Request) -> bytes:
         if request.content_length is not None and request.content_length > self._max_body:
@@ -136,8 +138,7 @@ class MessagesFacade:
         request_id = call_context.new_request_id()
         info = RequestInfo()
         try:
-            info.priority = parse_priority(request.headers.get(headers.PRIORITY))
-            principal, parsed = await self._parsed(request, request_id)
+            principal, parsed = await self._parsed(request, request_id, info=info)
             if not parsed.stream:
                 assembled = await self._pipeline.create(principal, parsed, info)
                 _count(MESSAGES, 200)
@@ -275,5 +276,7 @@ async def _anthropic_errors(request: web.Request, handler: Callable[[web.Request
         raise
     except Exception:  # noqa: BLE001 - a bug: answered as the API would, counted, logged once
         log.exception("unhandled error answering %s %s", request.method, request.path)
-        return error_response(SluiceError(Reason.INTERNAL, "internal error"), call_context.new_request_id(),
+        ctx = call_context.current()  # the id the logs and records already carry, when there is one
+        return error_response(SluiceError(Reason.INTERNAL, "internal error"),
+                              ctx.request_id if ctx else call_context.new_request_id(),
                               request.path if request.path in (MESSAGES, COUNT_TOKENS, MODELS) else "(other)")

@@ -117,11 +117,15 @@ async def _replay(events: list[wire_pb2.WireEvent]) -> AsyncIterator[Event]:
         yield Event(event.type, event.data)
 
 
-async def _events_of(call: Any, record: RequestRecord) -> AsyncIterator[Event]:
-    """The answer's events; inference's attempt reports go on the record."""
+async def _events_of(call: Any, record: RequestRecord, info: RequestInfo) -> AsyncIterator[Event]:
+    """The answer's events; inference's attempt reports go on the record,
+    and the serving deployment into the x-sluice-deployment header (the
+    report comes before the first event, so before the headers go out)."""
     async for response in call:
         if response.HasField("attempt"):
-            record.attempts.append(response.attempt)
+            record.attempt(response.attempt)
+            if response.attempt.outcome == "served":
+                info.headers[headers.DEPLOYMENT] = response.attempt.deployment
         else:
             yield Event(response.event.type, response.event.data)
 
@@ -219,14 +223,28 @@ async def with_pings(events: AsyncIterator[Event], interval_s: float) -> AsyncIt
         await asyncio.gather(reader, return_exceptions=True)
 
 
-def parse_priority(value: str | None) -> str:
-    """The client's x-sluice-priority (default interactive). Raises
-    INVALID_REQUEST naming the header for any other value."""
-    if value is None or value == "":
+def _check_residency(request: MessagesRequest, allowed_geos: Any) -> None:
+    """A client's own inference_geo must be one its residency allows: asking
+    for another is refused (400), never served there."""
+    geo = request.doc.get("inference_geo")
+    if isinstance(geo, str) and allowed_geos and geo not in allowed_geos:
+        raise SluiceError.bad_request("inference_geo", f"{ascii(geo[:40])} is outside where this tenant's "
+                                      f"inference may run ({', '.join(allowed_geos)})")
+
+
+def parse_priority(values: tuple[str, ...]) -> str:
+    """The client's x-sluice-priority (default interactive), from every
+    value it sent. Raises INVALID_REQUEST naming the header for a value
+    Sluice does not know, or for more than one."""
+    if len(values) > 1:
+        raise SluiceError.bad_request(f"header {headers.PRIORITY}", "must be sent at most once")
+    value = values[0] if values else ""
+    if value == "":
         return "interactive"
     if value not in headers.PRIORITIES:
+        # ascii(): the value may hold any bytes; the message stays printable.
         raise SluiceError.bad_request(f"header {headers.PRIORITY}",
-                                      f"must be one of {', '.join(headers.PRIORITIES)}; got {value[:40]!r}")
+                                      f"must be one of {', '.join(headers.PRIORITIES)}; got {ascii(value[:40])}")
     return value
 
 
@@ -289,14 +307,20 @@ class Pipeline:
     # -- messages ----------------------------------------------------------------------
 
     def parse(self, principal: principal_pb2.Principal, raw: bytes, anthropic_version: str | None,
-              anthropic_beta: tuple[str, ...] = (), count_tokens: bool = False) -> MessagesRequest:
+              anthropic_beta: tuple[str, ...] = (), count_tokens: bool = False,
+              priority: tuple[str, ...] = (), info: RequestInfo | None = None) -> MessagesRequest:
         """The request the client sent, checked (`MessagesRequest`); a
         version of None means the client sent no anthropic-version header,
-        which the API refuses. A refused request of this deployment's region
-        is recorded (billing and audit, outcome ERROR) like any other."""
+        which the API refuses. `priority`: the x-sluice-priority values sent
+        (checked with `parse_priority`, kept in `info`). A refused request of
+        this deployment's region is recorded (billing and audit, outcome
+        ERROR) like any other."""
         version = anthropic_version or ""
         try:
             check_headers(anthropic_version, anthropic_beta)
+            chosen = parse_priority(priority)
+            if info is not None:
+                info.priority = chosen
             return MessagesRequest(raw, version, anthropic_beta, count_tokens)
         except SluiceError as err:
             if principal.region == self._recorder.region:
@@ -307,7 +331,7 @@ class Pipeline:
             raise
 
     async def stream(self, principal: principal_pb2.Principal, request: MessagesRequest,
-                     info: RequestInfo | None = None) -> AsyncIterator[Event]:
+                     info: RequestInfo | None = None, buffered: bool = False) -> AsyncIterator[Event]:
         """Events of the response, in Messages API order, as the upstream
         sent them (apart from declared edits). However it ends, the request
         leaves one billing and one audit event and settles its quota."""
@@ -318,7 +342,7 @@ class Pipeline:
         entered = False
         try:
             entered = self._enter(principal, info)
-            events, upstream = await self._prepare(record, info)
+            events, upstream = await self._prepare(record, info, buffered)
             try:
                 async for event in events:
                     record.observe(event)
@@ -457,12 +481,14 @@ class Pipeline:
             raise admitted
         return routed, admitted
 
-    async def _prepare(self, record: RequestRecord, info: RequestInfo) -> tuple[AsyncIterator[Event], Any]:
+    async def _prepare(self, record: RequestRecord, info: RequestInfo, buffered: bool = False
+                       ) -> tuple[AsyncIterator[Event], Any]:
         """Routing and admission, then safety and cache. Returns the answer's
         events (from the cache or the model, through the output filter when
         the tenant's policy has output rules) and the model call, if any."""
         principal, request = record.principal, record.request
         route, admitted = await self._route_and_admit(record)
+        _check_residency(request, route.allowed_geos)
         info.headers.update(deprecation_headers(route.model))
         info.headers.update(admitted.rate_limit_headers)
         t = self._stage_timeout
@@ -479,8 +505,8 @@ class Pipeline:
             upstream = self._s.inference.Generate(inference_service_pb2.GenerateRequest(
                 request=self._wire(record.redacted or request), candidates=route.candidates,
                 allowed_geos=route.allowed_geos, priority=shed_class(principal.tier, info.priority),
-                continue_midstream=principal.continue_midstream))
-            events = _events_of(upstream, record)
+                continue_midstream=principal.continue_midstream, buffered=buffered))
+            events = _events_of(upstream, record, info)
         if safety.filter_output:
             events = self._filter_output(record, _gather_text(events, safety.output_batch_chars))
         return events, upstream
@@ -540,7 +566,7 @@ class Pipeline:
         accumulation rules (`sluice.wire.assemble`)."""
         assembler = MessageAssembler()
         try:
-            async for event in self.stream(principal, request, info):
+            async for event in self.stream(principal, request, info, buffered=True):
                 assembler.feed(event)
         except StreamProtocolError as exc:
             raise SluiceError(Reason.UPSTREAM_ERROR, f"upstream stream was malformed: {exc}") from None

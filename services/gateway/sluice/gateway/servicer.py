@@ -14,7 +14,7 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
-from sluice.gateway.pipeline import Pipeline, RequestInfo, models_page_json, parse_priority, with_pings
+from sluice.gateway.pipeline import Pipeline, RequestInfo, models_page_json, with_pings
 from sluice.gateway.v1 import gateway_service_pb2 as pb
 from sluice.llm.v1 import wire_pb2
 from sluice.rpc import context as call_context
@@ -34,12 +34,9 @@ def api_key_from_metadata(metadata: Any) -> str:
     return bearer
 
 
-def _priority(context: Any) -> str:
-    """The x-sluice-priority metadata (see pipeline.parse_priority)."""
-    for key, value in context.invocation_metadata() or ():
-        if key == headers.PRIORITY:
-            return parse_priority(value)
-    return "interactive"
+def _priority(context: Any) -> tuple[str, ...]:
+    """The x-sluice-priority metadata values (see pipeline.parse_priority)."""
+    return tuple(value for key, value in context.invocation_metadata() or () if key == headers.PRIORITY)
 
 
 class GatewayServicer:
@@ -55,11 +52,13 @@ class GatewayServicer:
             call_context.begin(ctx.request_id, self._default_timeout)
         return api_key_from_metadata(context.invocation_metadata())
 
-    async def _request(self, request: Any, context: Any, count_tokens: bool = False):  # type: ignore[no-untyped-def]
+    async def _request(self, request: Any, context: Any, count_tokens: bool = False,  # type: ignore[no-untyped-def]
+                       info: RequestInfo | None = None):
         principal = await self._pipeline.authenticate(self._begin(context))
         body = request.body or params_json(request.params, count_tokens)
         parsed = self._pipeline.parse(principal, body, request.anthropic_version or LATEST_VERSION,
-                                      tuple(request.anthropic_beta), count_tokens)
+                                      tuple(request.anthropic_beta), count_tokens,
+                                      _priority(context) if info is not None else (), info)
         return principal, parsed
 
     @staticmethod
@@ -72,8 +71,8 @@ class GatewayServicer:
             await send(tuple(metadata))
 
     async def CreateMessage(self, request: pb.CreateMessageRequest, context: Any) -> pb.CreateMessageResponse:
-        info = RequestInfo(priority=_priority(context))
-        principal, parsed = await self._request(request, context)
+        info = RequestInfo()
+        principal, parsed = await self._request(request, context, info=info)
         assembled = await self._pipeline.create(principal, parsed, info)
         await self._send_headers(context, info)
         body = assembled.json()
@@ -81,8 +80,8 @@ class GatewayServicer:
 
     async def StreamMessage(self, request: pb.StreamMessageRequest, context: Any
                             ) -> AsyncIterator[pb.StreamMessageResponse]:
-        info = RequestInfo(priority=_priority(context))
-        principal, parsed = await self._request(request, context)
+        info = RequestInfo()
+        principal, parsed = await self._request(request, context, info=info)
         usage: dict[str, Any] = {}
         started = False
         async for event in with_pings(self._pipeline.stream(principal, parsed, info), self._ping_interval):

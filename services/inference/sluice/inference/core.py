@@ -71,6 +71,11 @@ RETRYABLE = frozenset(
     {Reason.UPSTREAM_OVERLOADED, Reason.UPSTREAM_RATE_LIMITED, Reason.UPSTREAM_ERROR, Reason.UPSTREAM_UNAVAILABLE,
      Reason.DEADLINE_EXCEEDED}
 )
+# Failures that say this deployment cannot serve the model (not enabled in
+# its project or region): fall back, never retry there.
+_NOT_HERE = frozenset({Reason.UPSTREAM_NOT_FOUND})
+# The request refused as such; from a fallback model, only by that model.
+_REFUSED = frozenset({Reason.UPSTREAM_REJECTED, Reason.UPSTREAM_TOO_LARGE})
 # Failures that say the deployment is saturated: they shrink its concurrency limit.
 _OVERLOAD = frozenset({Reason.UPSTREAM_OVERLOADED, Reason.UPSTREAM_RATE_LIMITED, Reason.DEADLINE_EXCEEDED})
 # Events an attempt may send before its first token; held until it wins.
@@ -78,6 +83,7 @@ _BEFORE_TOKEN = frozenset({ev.MESSAGE_START, ev.CONTENT_BLOCK_START, ev.PING})
 NO_RETRY = "upstream_no_retry"
 # After the hold ends with nothing held yet, how often to look again.
 _HOLD_POLL_S = 0.05
+_NEVER = float("inf")
 _BREAKER_VALUE = {"closed": 0, "half_open": 1, "open": 2}
 
 
@@ -161,15 +167,15 @@ class Generator:
     # -- Generate -----------------------------------------------------------------------
 
     async def generate(self, request: wire_pb2.WireRequest, candidates: list[candidate_pb2.Candidate],
-                       allowed_geos: Iterable[str] = (), priority: int = 1, continue_midstream: bool = False
-                       ) -> AsyncIterator[Event | AttemptReport]:
+                       allowed_geos: Iterable[str] = (), priority: int = 1, continue_midstream: bool = False,
+                       buffered: bool = False) -> AsyncIterator[Event | AttemptReport]:
         """The answer's events and the attempts' reports (module doc).
         Raises SluiceError: the last attempt's failure when every allowed
         attempt failed before its first token; NO_UPSTREAM when no candidate
         may be called; UPSTREAM_OVERLOADED (529, retry-after) when every
         deployment's limit refuses the request's class; after the first
         token, the failure that ended the stream."""
-        walk = _Walk(self, candidates, allowed_geos, priority)
+        walk = _Walk(self, candidates, allowed_geos, priority, buffered=buffered)
         self.retry_budget.deposit()
         self.hedge_budget.deposit()
         reports: list[AttemptReport] = []
@@ -239,8 +245,9 @@ class Generator:
                     raise
                 metrics.UPSTREAM_ATTEMPTS.labels(current.candidate.deployment, current.candidate.provider,
                                                  current.candidate.model_id, "continued").inc()
-                # Billed to the tenant: the text it received from this attempt.
-                current.usage = {**current.usage, "output_tokens": tokens_for_chars(sum(map(len, text.parts)))}
+                # The text the client received from this attempt: the
+                # continuation's message_delta counts it (see renumber).
+                current.usage = {**current.usage, "output_tokens": text.delivered_tokens}
                 yield current.report("continued", err.reason.value)
             except BaseException:
                 current.finish(None, cancelled=True)
@@ -307,10 +314,11 @@ class _Attempt:
     first token, its concurrency permit and breaker slot."""
 
     __slots__ = ("index", "candidate", "health", "permit", "hedge", "stream", "held", "delivered_first",
-                 "sent", "ttft", "usage", "done", "_clock", "splice", "pending")
+                 "sent", "ttft", "usage", "done", "_clock", "splice", "pending", "buffered")
 
     def __init__(self, index: int, candidate: candidate_pb2.Candidate, health: DeploymentHealth, permit: Permit,
-                 stream: AsyncIterator[Event], hedge: bool, clock: Callable[[], float]) -> None:
+                 stream: AsyncIterator[Event], hedge: bool, clock: Callable[[], float], buffered: bool = False) -> None:
+        self.buffered = buffered
         self.index, self.candidate, self.health, self.permit = index, candidate, health, permit
         self.stream, self.hedge, self._clock = stream, hedge, clock
         self.held: list[Event] = []
@@ -328,6 +336,7 @@ class _Attempt:
         """Reads until the first event that is not message_start,
         content_block_start or ping; holds what came before. Raises the
         upstream's SluiceError."""
+        first = None
         async for event in self.stream:
             if event.type == ev.MESSAGE_START:
                 message = event.view.get("message")
@@ -336,10 +345,15 @@ class _Attempt:
             if event.type in _BEFORE_TOKEN:
                 self.held.append(event)
                 continue
+            if self.buffered:  # the whole answer, then it wins
+                if first is None:
+                    first = self._clock()
+                self.held.append(event)
+                continue
             self.delivered_first.append(event)
             break
         # (Or an answer with no event after its start: a stream that ended.)
-        self.ttft = self._clock() - self.sent
+        self.ttft = (first or self._clock()) - self.sent
         self.health.latency.record(self.ttft)
         metrics.UPSTREAM_TTFT_SECONDS.labels(self.candidate.deployment, self.candidate.model_id).observe(self.ttft)
         return self
@@ -367,7 +381,7 @@ class _Attempt:
         if cancelled:
             self.health.breaker.release()
             self.permit.release("ignore", rtt)
-        elif err is None or err.reason not in RETRYABLE:
+        elif err is None or err.reason not in RETRYABLE | _NOT_HERE:
             # A refusal of the request itself says the deployment works. The
             # round trip the limit learns is the time to the first token:
             # a stream's length is the answer's, not the deployment's.
@@ -392,8 +406,9 @@ class _Walk:
     """One request's way down its candidates."""
 
     def __init__(self, gen: Generator, candidates: list[candidate_pb2.Candidate], allowed_geos: Iterable[str],
-                 priority: int, counting: bool = False) -> None:
+                 priority: int, counting: bool = False, buffered: bool = False) -> None:
         self._gen = gen
+        self._buffered = buffered
         self._priority = max(0, min(3, priority))
         allowed = set(allowed_geos)
         self._candidates: list[tuple[int, candidate_pb2.Candidate]] = []
@@ -405,6 +420,7 @@ class _Walk:
                           c.deployment, c.model_id, c.geo, sorted(allowed))
                 continue
             self._candidates.append((i, c))
+        self._requested_model = self._candidates[0][1].model_id if self._candidates else ""
         self._next = 0
         self._tries = 0  # attempts made on the current candidate
         self._extra = False  # an attempt was made: the next one needs the retry budget
@@ -461,8 +477,12 @@ class _Walk:
             if self._tries and self.last is not None:
                 delay = self._gen.backoff(self._tries, self.last)
                 remaining = _remaining()
-                if remaining is not None and delay >= remaining:
-                    return None  # waiting would spend the whole deadline
+                if delay > self._gen.policy.backoff_max_seconds or (remaining is not None and delay >= remaining):
+                    # The deployment asks for a longer wait (retry-after) than
+                    # a retry may take: the next candidate rather than waiting.
+                    self._next += 1
+                    self._tries = 0
+                    continue
                 await asyncio.sleep(delay)
             admitted = self._admit(candidate)
             if admitted is None:
@@ -501,7 +521,7 @@ class _Walk:
         index, candidate, health, permit = call
         upstream = self._gen.upstreams[candidate.deployment]
         attempt = _Attempt(index, candidate, health, permit, upstream.stream(candidate, request, _remaining()), hedge,
-                           self._gen._clock)
+                           self._gen._clock, self._buffered)
         self.started.append(attempt)
         if hedge:
             # A hedge goes to another candidate, never back to the same deployment now.
@@ -511,17 +531,42 @@ class _Walk:
 
     def failed(self, candidate: candidate_pb2.Candidate, health: DeploymentHealth, err: SluiceError,
                rtt: float) -> None:
-        """Records a failure before the first token; re-raises one that is
-        not retryable (the request's own fault: no other deployment would
-        answer differently)."""
+        """Records a unary call's failure (see `judge`)."""
         metrics.UPSTREAM_ATTEMPTS.labels(candidate.deployment, candidate.provider, candidate.model_id,
                                          err.reason.value).inc()
-        if err.reason not in RETRYABLE:
+        if self.judge(candidate, err):
+            health.breaker.record_failure()
+        else:
             health.breaker.record_success()
-            raise err
-        health.breaker.record_failure()
-        self.last = err
-        log.info("upstream %s (%s) failed: %s", candidate.deployment, candidate.model_id, err)
+
+    def judge(self, candidate: candidate_pb2.Candidate, err: SluiceError) -> bool:
+        """What a failure before the first token means for the walk; True
+        when it counts against the deployment. Raises `err` when no other
+        candidate would answer differently (the request's own fault).
+
+        - retryable (overloaded, rate limited, 5xx, connection, timeout):
+          retry or fall back;
+        - not found (the model is not enabled on that deployment, a
+          project or region without it): fall back, never retry there;
+        - the request refused by a fallback model (it lacks something the
+          requested model takes: thinking, effort, a prefill): the next
+          candidate may take it; the error the client gets stays the last
+          retryable one."""
+        if err.reason in RETRYABLE:
+            self.last = err
+            log.info("upstream %s (%s) failed: %s", candidate.deployment, candidate.model_id, err)
+            return True
+        if err.reason in _NOT_HERE:
+            self.last = err
+            self._tries = self._gen.policy.attempts_per_candidate  # next candidate, no retry here
+            log.warning("upstream %s does not serve %s: %s", candidate.deployment, candidate.model_id, err)
+            return True
+        if err.reason in _REFUSED and candidate.model_id != self._requested_model:
+            self.last = self.last or err
+            self._tries = self._gen.policy.attempts_per_candidate
+            log.info("fallback %s on %s cannot take this request: %s", candidate.model_id, candidate.deployment, err)
+            return False
+        raise err
 
     async def calls(self) -> AsyncIterator[tuple[candidate_pb2.Candidate, Upstream, DeploymentHealth]]:
         """For unary calls (count_tokens): each call to make, in order."""
@@ -558,7 +603,7 @@ class _Walk:
         as message_start and pings, as the API sends them."""
         clock = self._gen._clock
         delay = self._gen.hedge_delay(primary.candidate)
-        hold_at = primary.sent + self._gen.policy.first_token_hold_seconds
+        hold_at = _NEVER if self._buffered else primary.sent + self._gen.policy.first_token_hold_seconds
         racing: dict[asyncio.Task, _Attempt] = {asyncio.ensure_future(primary.first_token()): primary}
         hedged = delay is None
         try:
@@ -567,7 +612,7 @@ class _Walk:
                 wake = hold_at if now < hold_at else now + _HOLD_POLL_S
                 if not hedged:
                     wake = min(wake, primary.sent + delay)  # type: ignore[operator]
-                done, _ = await asyncio.wait(racing, timeout=max(0.0, wake - now),
+                done, _ = await asyncio.wait(racing, timeout=None if wake == _NEVER else max(0.0, wake - now),
                                              return_when=asyncio.FIRST_COMPLETED)
                 if not done:
                     now = clock()
@@ -634,21 +679,23 @@ class _Walk:
         return await self._next_call(hedge=True)
 
     def _attempt_failed(self, attempt: _Attempt, err: SluiceError, reports: list[AttemptReport]) -> None:
-        attempt.finish(err)
         reports.append(attempt.report("failed", err.reason.value))
         metrics.UPSTREAM_ATTEMPTS.labels(attempt.candidate.deployment, attempt.candidate.provider,
                                          attempt.candidate.model_id, err.reason.value).inc()
-        if err.reason not in RETRYABLE:
-            raise err
-        self.last = err
-        log.info("upstream %s (%s) failed before its first token: %s", attempt.candidate.deployment,
-                 attempt.candidate.model_id, err)
+        try:
+            against = self.judge(attempt.candidate, err)
+        except SluiceError:
+            attempt.finish(err)  # not the deployment's fault
+            raise
+        attempt.finish(err if against else None)
 
     async def continuation(self, request: wire_pb2.WireRequest, text: _TextSoFar,
                            failed: _Attempt) -> _Attempt | None:
-        """The next candidate after `failed` that takes a prefill, reached
-        its first token with the partial answer as prefill; None when there
-        is none (or the budget is spent)."""
+        """The next candidate of the same model (another deployment: the
+        client must not get half an answer from one model and the rest from
+        another) that takes a prefill, reached its first token with the
+        partial answer as prefill; None when there is none (or the budget
+        is spent)."""
         if self._candidates and self._candidates[self._next][1] is failed.candidate:
             self._next += 1
             self._tries = 0
@@ -657,7 +704,7 @@ class _Walk:
             if call is None:
                 return None
             index, candidate, health, permit = call
-            if not candidate.accepts_prefill:
+            if not candidate.accepts_prefill or candidate.model_id != failed.candidate.model_id:
                 permit.release("ignore")
                 health.breaker.release()
                 self._next += 1
@@ -708,13 +755,21 @@ class _TextSoFar:
         """Only a text answer whose one text block is still open."""
         return not self.other and self.blocks == 1 and self.open_index is not None and bool(self.parts)
 
+    @property
+    def delivered_tokens(self) -> int:
+        return tokens_for_chars(sum(map(len, self.parts)))
+
     def prefilled(self, template: bytes) -> bytes:
         """The request body with the partial text appended as the final
-        assistant turn (the API continues a prefill where it ends)."""
+        assistant turn (the API continues a prefill where it ends), and
+        max_tokens less what was delivered, so the whole answer stays
+        within the client's max_tokens."""
         doc = jsontext.read(template)
         messages = list(doc.get("messages") or [])
         messages.append({"role": "assistant", "content": "".join(self.parts)})
         doc["messages"] = messages
+        if isinstance(doc.get("max_tokens"), int):
+            doc["max_tokens"] = max(1, doc["max_tokens"] - self.delivered_tokens)
         return jsontext.dumps(doc).encode("utf-8")
 
     def spliced(self, events: list[Event]) -> list[Event]:
@@ -730,9 +785,19 @@ class _TextSoFar:
         return out
 
     def renumber(self, event: Event) -> Event | None:
+        """The continuation's event as part of the first answer: its start
+        dropped, block indices shifted, and its usage counting the output
+        delivered before (so the client's usage is the whole answer's)."""
         if event.type == ev.MESSAGE_START or (event.type == ev.CONTENT_BLOCK_START
                                               and event.view.get("index") == 0):
             return None
+        if event.type == ev.MESSAGE_DELTA:
+            view = event.view
+            usage = view.get("usage")
+            if isinstance(usage, dict) and isinstance(usage.get("output_tokens"), int):
+                return Event.of({**view, "usage": {**usage,
+                                                   "output_tokens": usage["output_tokens"] + self.delivered_tokens}})
+            return event
         if event.type in (ev.CONTENT_BLOCK_DELTA, ev.CONTENT_BLOCK_STOP, ev.CONTENT_BLOCK_START):
             index = event.view.get("index")
             if isinstance(index, int) and self.open_index is not None:

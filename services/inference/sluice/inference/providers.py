@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import os
 import re
 import urllib.parse
@@ -45,10 +46,12 @@ from typing import Any
 import aiohttp
 import anthropic
 import httpx2
+from anthropic import NOT_GIVEN
 from anthropic._constants import RAW_RESPONSE_HEADER
 from botocore.eventstream import EventStreamBuffer
 from botocore.eventstream import ParserError as EventStreamError
 from botocore.exceptions import BotoCoreError
+from google.auth.exceptions import GoogleAuthError
 
 from sluice.catalog.deployments import Deployment
 from sluice.llm.v1 import wire_pb2
@@ -58,6 +61,7 @@ from sluice.wire import events as ev
 from sluice.wire import jsontext
 from sluice.wire.request import LATEST_VERSION, VERSION_2023, upstream_body
 
+log = logging.getLogger(__name__)
 # The API names the field first in a refusal: "max_tokens: 9 > 8, ...".
 _FIELD_FIRST = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z0-9_]+)*): ")
 MESSAGES_PATH = "/v1/messages"
@@ -118,12 +122,20 @@ class ProviderUpstream:
         except anthropic.APITimeoutError:
             raise SluiceError(Reason.DEADLINE_EXCEEDED, "upstream did not answer in time") from None
         except (anthropic.APIConnectionError, httpx2.TransportError, aiohttp.ClientError) as exc:
-            raise SluiceError(Reason.UPSTREAM_UNAVAILABLE, f"upstream connection failed: {_describe(exc)}") from None
+            raise self._unreachable(exc) from None
         except anthropic.APIError as exc:
             raise SluiceError(Reason.UPSTREAM_ERROR, f"upstream error: {exc.message}") from None
-        except (BotoCoreError, RuntimeError) as exc:
+        except (BotoCoreError, RuntimeError, GoogleAuthError) as exc:
             # Credentials that cannot be found or refreshed (SigV4, Google ADC).
-            raise SluiceError(Reason.UPSTREAM_UNAVAILABLE, f"upstream credentials: {exc}") from None
+            log.error("deployment %s: credentials: %s", self.deployment_id, exc)
+            raise SluiceError(Reason.UPSTREAM_UNAVAILABLE,
+                              f"deployment {self.deployment_id} could not authenticate to its provider") from None
+
+    def _unreachable(self, exc: BaseException) -> SluiceError:
+        """A broken connection: the details (addresses) go to the log, the
+        client hears which deployment failed."""
+        log.warning("deployment %s: connection failed: %s", self.deployment_id, _describe(exc))
+        return SluiceError(Reason.UPSTREAM_UNAVAILABLE, f"connection to deployment {self.deployment_id} failed")
 
     async def stream(self, candidate: candidate_pb2.Candidate, request: wire_pb2.WireRequest,
                      timeout: float | None) -> AsyncIterator[ev.Event]:
@@ -139,7 +151,7 @@ class ProviderUpstream:
                     event = ev.with_message_model(event, candidate.model_id)
                 yield event
         except (httpx2.TransportError, aiohttp.ClientError) as exc:
-            raise SluiceError(Reason.UPSTREAM_UNAVAILABLE, f"upstream connection failed: {_describe(exc)}") from None
+            raise self._unreachable(exc) from None
         except ValueError as exc:
             raise SluiceError(Reason.UPSTREAM_ERROR, f"upstream sent a malformed event: {exc}") from None
         finally:
@@ -159,7 +171,7 @@ class ProviderUpstream:
         try:
             raw = await response.aread()
         except (httpx2.TransportError, aiohttp.ClientError) as exc:
-            raise SluiceError(Reason.UPSTREAM_UNAVAILABLE, f"upstream connection failed: {_describe(exc)}") from None
+            raise self._unreachable(exc) from None
         finally:
             await response.aclose()
         try:
@@ -243,6 +255,9 @@ class _VertexDialect(_Dialect):
         return headers
 
     def _base(self, upstream: ProviderUpstream, candidate: candidate_pb2.Candidate) -> str:
+        if not upstream.project_id:
+            raise SluiceError(Reason.UPSTREAM_UNAVAILABLE,
+                              f"deployment {upstream.deployment_id} has no Google Cloud project configured")
         return (f"/projects/{_segment(upstream.project_id)}/locations/{_segment(candidate.region)}"
                 f"/publishers/anthropic/models/")
 
@@ -356,13 +371,19 @@ def build_upstream(deployment_id: str, deployment: Deployment, *, simulator_url:
         else:
             # Application default credentials (a key file, gcloud, workload
             # identity), loaded once; the project from them unless set.
-            google_creds, found = _google_default()
-            project = project or found or ""
+            # Missing ones do not stop the start: this deployment's calls
+            # fail (and fall back) until they are there.
+            try:
+                google_creds, found = _google_default()
+                project = project or found or ""
+            except ValueError as exc:
+                log.error("deployment %s: %s; its calls will fail until credentials are available",
+                          deployment_id, exc)
         if not project:
-            raise ValueError(f"deployment {deployment_id}: no Google Cloud project (set credentials.project_id "
-                             f"or ${creds.project_id_env or 'ANTHROPIC_VERTEX_PROJECT_ID'})")
-        client = anthropic.AsyncAnthropicVertex(region=deployment.region, project_id=project, access_token=token,
-                                                credentials=google_creds, **common)
+            log.error("deployment %s: no Google Cloud project (set credentials.project_id or $%s); its calls "
+                      "will fail", deployment_id, creds.project_id_env or "ANTHROPIC_VERTEX_PROJECT_ID")
+        client = anthropic.AsyncAnthropicVertex(region=deployment.region, project_id=project or NOT_GIVEN,
+                                                access_token=token, credentials=google_creds, **common)
     else:
         aws: dict[str, Any] = {"aws_region": deployment.region}
         if creds.aws_profile:

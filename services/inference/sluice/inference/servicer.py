@@ -15,7 +15,8 @@ class InferenceServicer:
 
     async def Generate(self, request: pb.GenerateRequest, context: object) -> AsyncIterator[pb.GenerateResponse]:
         async for item in self._generator.generate(request.request, list(request.candidates), request.allowed_geos,
-                                                   request.priority, request.continue_midstream):
+                                                   request.priority, request.continue_midstream,
+                                                   request.buffered):
             if isinstance(item, AttemptReport):
                 yield pb.GenerateResponse(attempt=pb.Attempt(
                     candidate=item.candidate, deployment=item.deployment, model_id=item.model_id,
