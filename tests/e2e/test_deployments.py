@@ -125,21 +125,33 @@ def ask(cluster: SluiceCluster, text: str = "hello", tenant: str = "eu-std", **k
 
 @pytest.fixture(autouse=True)
 def healthy(eu: SluiceCluster) -> Iterator[None]:
-    """Every test starts with every deployment answering and no breaker open
-    (half-open ones close on the first request that reaches them)."""
-    for deployment in (*EU, *ELSEWHERE):
-        profile(eu, deployment)
+    """Every test starts with every deployment answering and every breaker
+    closed: a breaker left half-open by an earlier test closes only when a
+    request reaches it, so the deployments before it are made to fail for
+    one request."""
+    order = list(EU)  # the candidates' order for MODEL in this region
+
+    def reset() -> None:
+        for deployment in (*EU, *ELSEWHERE):
+            profile(eu, deployment)
 
     def all_closed() -> bool:
-        if any(state.breaker == "open" for state in health(eu).values()):
+        states = health(eu)
+        pending = [d for d in order if states[d].breaker != "closed"]
+        if not pending:
+            return True
+        if states[pending[0]].breaker == "half_open":
+            for before in order[:order.index(pending[0])]:
+                profile(eu, before, failure_rate=1.0)
             try:
-                ask(eu, "probe")  # a half-open breaker closes on a successful probe
+                ask(eu, "probe")  # reaches the half-open one, which closes on success
             except anthropic.APIStatusError:
-                pass  # still open: Sluice's own 529
-            return False
-        return True
+                pass
+            reset()
+        return False
 
-    wait_until(all_closed, 20, "no breaker open")
+    reset()
+    wait_until(all_closed, 30, "every breaker closed")
     yield
 
 

@@ -180,7 +180,7 @@ def _hostile(version: str = "2023-06-01", betas: tuple[str, ...] = ("b1",)) -> w
 def test_vertex_sets_its_own_version_and_takes_none_from_the_body():
     body = json.loads(_DIALECTS["vertex"].messages_body(CANDIDATE, _hostile()))
     assert body["anthropic_version"] == "vertex-2023-10-16" and body["stream"] is True
-    assert "inference_geo" not in body and "model" not in body and body["anthropic_beta"] == ["evil"]
+    assert not {"inference_geo", "model", "anthropic_beta"} & set(body)
     assert json.loads(_DIALECTS["vertex"].messages_body(CANDIDATE, _hostile("2026-10-21")))[
         "anthropic_version"] == "2026-10-21"
     counted = json.loads(_DIALECTS["vertex"].count_body(CANDIDATE, _hostile()))

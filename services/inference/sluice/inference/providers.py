@@ -203,8 +203,9 @@ def _template(request: wire_pb2.WireRequest, drop: frozenset[str]) -> bytes:
 _GEO = frozenset({"inference_geo"})
 # Members Vertex and Bedrock take from Sluice, never from the client's body
 # (a duplicate key would let the client's win at the provider).
-_VERTEX_SETS = frozenset({"inference_geo", "anthropic_version"})
-_BEDROCK_SETS = _VERTEX_SETS | {"anthropic_beta"}
+# Betas come only from the anthropic-beta header (checked by the gateway).
+_VERTEX_SETS = frozenset({"inference_geo", "anthropic_version", "anthropic_beta"})
+_BEDROCK_SETS = _VERTEX_SETS
 
 
 class _Dialect:
