@@ -8,7 +8,7 @@ import pytest
 
 from tests.e2e.conformance import start_cluster
 from tests.infra.node_sdk import ensure_ts_sdk
-from tests.infra.sluice_cluster import SluiceCluster
+from tests.infra.sluice_cluster import SimulatorProcess, SluiceCluster
 
 
 @pytest.fixture(scope="session", params=["all", "mesh"])
@@ -26,3 +26,14 @@ def conf(request: pytest.FixtureRequest, redis_url: str, tmp_path_factory: pytes
 def ts_sdk() -> None:
     """The official TypeScript SDK, installed once per machine (~/.cache/sluice/npm)."""
     ensure_ts_sdk()
+
+
+@pytest.fixture(scope="module")
+def simulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimulatorProcess]:
+    """A simulator of the module's own: its deployment profiles are the module's to change."""
+    sim = SimulatorProcess(tmp_path_factory.mktemp("simulator"))
+    sim.start()
+    try:
+        yield sim
+    finally:
+        sim.stop()

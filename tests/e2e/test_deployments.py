@@ -40,16 +40,6 @@ TENANTS = {"eu-ent": {"tier": "enterprise", "region": REGION}, "eu-std": {"tier"
 ALL_TIERS = {t: {"tenant": UNREACHABLE_LIMITS, "key": UNREACHABLE_LIMITS} for t in ("free", "standard", "enterprise")}
 
 
-@pytest.fixture(scope="module")
-def simulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimulatorProcess]:
-    sim = SimulatorProcess(tmp_path_factory.mktemp("deployments-sim"))
-    sim.start()
-    try:
-        yield sim
-    finally:
-        sim.stop()
-
-
 @pytest.fixture(scope="module", params=["all", "mesh"])
 def eu(request: pytest.FixtureRequest, simulator: SimulatorProcess, redis_url: str,
        tmp_path_factory: pytest.TempPathFactory) -> Iterator[SluiceCluster]:

@@ -34,16 +34,6 @@ deployments:
 SLOW_MS = 2500
 
 
-@pytest.fixture(scope="module")
-def simulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimulatorProcess]:
-    sim = SimulatorProcess(tmp_path_factory.mktemp("overload-sim"))
-    sim.start()
-    try:
-        yield sim
-    finally:
-        sim.stop()
-
-
 def _cluster(mode: str, simulator: SimulatorProcess, redis_url: str, workdir: Path, name: str,
              overrides: dict) -> SluiceCluster:
     return SluiceCluster(mode, redis_url, workdir, simulator=simulator, tenants=TENANTS, name=name,

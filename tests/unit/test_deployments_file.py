@@ -93,7 +93,7 @@ def test_check_config_loads_the_catalog_and_deployments_and_checks_them_against_
 
 
 @pytest.mark.parametrize("overrides,problem", [
-    ({"gateway": {"shed_thresholds": {0: 1.0, 1: 0.9}}}, "gateway.shed_thresholds: Value error, needs exactly"),
+    ({"gateway": {"shed_thresholds": {0: 1.0, 1: 0.9}}}, "gateway.shed_thresholds: Value error, per-class values need exactly the classes 0, 1, 2, 3"),
     ({"inference": {"resilience": {"concurrency_shares": {0: 0.5, 1: 0.9, 2: 0.5, 3: 0.1}}}},
      "class 1: 0.9 is more than class 0's 0.5"),
     ({"inference": {"resilience": {"concurrency_shares": {0: 1.0, 1: -0.1, 2: 0.5, 3: 0.1}}}},

@@ -27,6 +27,8 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from sluice.resilience.classes import class_fractions
+
 SERVICE_NAMES = ("gateway", "auth", "safety", "cache", "routing", "inference", "simulator", "sinks")
 _ADDRESS = re.compile(r"^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9_.-]+):\d{1,5}$")
 
@@ -77,17 +79,8 @@ class ServerSettings(_Section):
 
 
 def _check_class_shares(value: dict[int, float]) -> dict[int, float]:
-    """Shares or thresholds by shedding class: every class 0..3, each in
-    (0, 1], never more for a less important class (so that class 0 is the
-    last refused)."""
-    if set(value) != {0, 1, 2, 3}:
-        raise ValueError(f"needs exactly the classes 0, 1, 2 and 3, got {sorted(value)}")
-    for cls in range(4):
-        if not 0 < value[cls] <= 1:
-            raise ValueError(f"class {cls}: must be in (0, 1], got {value[cls]}")
-        if cls and value[cls] > value[cls - 1]:
-            raise ValueError(f"class {cls}: {value[cls]} is more than class {cls - 1}'s {value[cls - 1]}")
-    return value
+    """Shares or thresholds for every shedding class (see sluice.resilience.classes)."""
+    return class_fractions(value, "per-class values", complete=True)
 
 
 class GatewaySettings(_Section):

@@ -18,6 +18,8 @@ from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import Protocol
 
+from sluice.resilience.classes import class_fractions
+
 SUCCESS = "success"
 DROPPED = "dropped"
 IGNORE = "ignore"
@@ -193,17 +195,8 @@ class PartitionedLimiter:
 
     def __init__(self, limit: Limit, shares: Mapping[int, float] = DEFAULT_SHARES,
                  clock: Callable[[], float] = time.monotonic) -> None:
-        ordered = sorted(shares.items())
-        if not ordered:
-            raise ValueError("shares must name at least one class")
-        previous = 1.0
-        for _, share in ordered:
-            if not 0.0 < share <= previous:
-                raise ValueError("shares must be in (0, 1] and not grow with the class number, "
-                                 f"got {dict(ordered)}")
-            previous = share
         self._limit = limit
-        self._shares = dict(ordered)
+        self._shares = class_fractions(shares, "shares")
         self._clock = clock
         self._in_flight = 0
         self._refused = dict.fromkeys(self._shares, 0)

@@ -15,6 +15,8 @@ import time
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
 
+from sluice.resilience.classes import class_fractions
+
 # Shed classes, most important first, named after the SRE book's criticalities.
 CLASS_NAMES = ("critical_plus", "critical", "sheddable_plus", "sheddable")
 
@@ -80,22 +82,14 @@ class LoadShedder:
         if not 0 <= min_retry_s <= max_retry_s:
             raise ValueError(f"need 0 <= min_retry_s <= max_retry_s, got {min_retry_s}, "
                              f"{max_retry_s}")
-        ordered = sorted(thresholds.items())
-        if not ordered:
-            raise ValueError("thresholds must name at least one class")
-        previous = 1.0
-        for _, threshold in ordered:
-            if not 0.0 < threshold <= previous:
-                raise ValueError("thresholds must be in (0, 1] and not grow with the class "
-                                 f"number, got {dict(ordered)}")
-            previous = threshold
+        ordered = class_fractions(thresholds, "thresholds")
         self.max_in_flight = max_in_flight
         self.lag_threshold_s = lag_threshold_s
         self.lag_halflife_s = lag_halflife_s
         self.min_retry_s = min_retry_s
         self.max_retry_s = max_retry_s
-        self._thresholds = dict(ordered)
-        self._shed_from = previous  # the lowest threshold: where shedding starts
+        self._thresholds = ordered
+        self._shed_from = min(ordered.values())  # the lowest threshold: where shedding starts
         self._clock = clock
         self._in_flight = 0
         self._lag = 0.0
