@@ -210,9 +210,11 @@ def test_a_flapping_deployment_opens_its_breaker_traffic_shifts_and_a_probe_clos
         ask(eu, "flap")  # each fails over to vertex-eu
     assert health(eu)["vertex-europe-west1"].breaker == "open"
     before = calls(eu)
-    for _ in range(3):
-        ask(eu, "shifted")
+    shifted = [ask(eu, "shifted")[1] for _ in range(3)]
     after = calls(eu)
+    # The record says why another deployment served: the first was skipped, its breaker open.
+    assert [(a.deployment, a.outcome, a.reason) for a in record_of(eu, shifted[-1]).request.attempts] == [
+        ("vertex-europe-west1", "skipped", "BREAKER_OPEN"), ("vertex-eu", "served", "")]
     assert after["vertex-europe-west1"] == before["vertex-europe-west1"]  # skipped while open
     assert after["vertex-eu"] == before["vertex-eu"] + 3
 
@@ -297,6 +299,22 @@ def _stream_text(cluster: SluiceCluster, tenant: str, model: str) -> tuple[list[
     return kinds, text, response.headers["request-id"]
 
 
+def _usages(cluster: SluiceCluster, tenant: str, model: str) -> dict:
+    """message_start's and the final message_delta's usage of one streamed answer."""
+    response = httpx.post(f"{cluster.http_base}/v1/messages", timeout=30, headers={
+        "x-api-key": cluster.keys[tenant], "anthropic-version": "2023-06-01"},
+        json={"model": model, "max_tokens": 24, "stream": True, "messages": user("tell me another")})
+    out = {"request_id": response.headers["request-id"]}
+    for line in response.text.splitlines():
+        if line.startswith("data: "):
+            data = json.loads(line[6:])
+            if data["type"] == "message_start":
+                out["start"] = data["message"]["usage"]
+            elif data["type"] == "message_delta":
+                out["delta"] = data["usage"]
+    return out
+
+
 def test_a_text_stream_failing_mid_answer_continues_elsewhere_for_a_tenant_that_opted_in(eu):
     model = "claude-haiku-4-5"  # takes a prefill
     profile(eu, "vertex-europe-west1", midstream_failure_rate=1.0)
@@ -311,6 +329,11 @@ def test_a_text_stream_failing_mid_answer_continues_elsewhere_for_a_tenant_that_
     partial = sent["messages"][-1]
     assert partial["role"] == "assistant" and text.startswith(partial["content"])
     assert sent["max_tokens"] < 24  # what was delivered counts against the client's max_tokens
+    # The client's usage: its own input (not the continuation's prompt + prefill), the whole output.
+    usage = _usages(eu, "eu-cont", model)
+    assert usage["delta"]["input_tokens"] == usage["start"]["input_tokens"]
+    billing = record_of(eu, usage["request_id"], "billing").request
+    assert billing.input_tokens == usage["start"]["input_tokens"] and billing.overhead_cost_usd > 0
     # Without the opt-in the same failure ends the stream with the API's error event.
     kinds, _, request_id = _stream_text(eu, "eu-std", model)
     assert kinds[-1] == "error" and record_of(eu, request_id).request.outcome == ev.OUTCOME_ERROR
@@ -325,6 +348,11 @@ def test_a_client_asking_for_a_geography_outside_its_residency_is_refused_and_no
     assert response.json()["error"]["message"] == "inference_geo: 'us' is outside where this tenant's inference may " \
                                                   "run (eu)"
     assert calls(eu) == before
+    response = httpx.post(f"{eu.http_base}/v1/messages", timeout=30, headers={
+        "x-api-key": eu.keys["eu-std"], "anthropic-version": "2023-06-01"},
+        json={"model": MODEL, "max_tokens": 8, "inference_geo": ["eu"], "messages": user("a list?")})
+    assert response.status_code == 400
+    assert response.json()["error"]["message"] == "inference_geo: must be a string, not array"
 
 
 def test_a_json_answer_that_breaks_mid_stream_is_retried_whole_elsewhere(eu):

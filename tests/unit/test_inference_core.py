@@ -171,11 +171,14 @@ async def test_an_open_breaker_skips_its_deployment_unless_every_breaker_is_open
         await run(gen, [candidate("a", "flaky"), candidate("a", "ok")])
     assert gen.health["flaky"].breaker.state == "open" and len(flaky.calls) == 2
     _, reports, err = await run(gen, [candidate("a", "flaky"), candidate("a", "ok")])
-    assert err is None and len(flaky.calls) == 2 and [r.deployment for r in reports] == ["ok"]
+    assert err is None and len(flaky.calls) == 2
+    assert [(r.deployment, r.outcome, r.reason) for r in reports] == [
+        ("flaky", "skipped", "BREAKER_OPEN"), ("ok", "served", "")]
     # With every candidate's breaker open, one attempt is made anyway (panic), not a refusal.
     _, reports, err = await run(gen, [candidate("a", "flaky")])
     assert err.reason is Reason.UPSTREAM_OVERLOADED and len(flaky.calls) == 3
-    assert [r.deployment for r in reports] == ["flaky"] and gen.health["flaky"].breaker.state == "open"
+    assert [(r.deployment, r.outcome) for r in reports] == [("flaky", "skipped"), ("flaky", "failed")]
+    assert gen.health["flaky"].breaker.state == "open"
 
 
 async def test_a_spent_retry_budget_stops_extra_attempts():
@@ -259,7 +262,8 @@ async def test_a_text_stream_failing_mid_answer_continues_on_the_next_candidate_
     # Only the same model continues (another deployment of it), never a fallback model.
     assert other_model.calls == []
     sent = json.loads(second.calls[0][1])
-    assert sent["messages"][-1] == {"role": "assistant", "content": "Hello, "}
+    # The prefill without its trailing whitespace (the API refuses a final turn ending in it).
+    assert sent["messages"][-1] == {"role": "assistant", "content": "Hello,"}
     assert sent["max_tokens"] == 50 - 2  # what was delivered ("Hello, ": 2 tokens) counts against max_tokens
     # The client's usage counts the whole answer: the continuation's output plus what came before.
     final = next(e for e in events if e.type == "message_delta")
@@ -358,3 +362,36 @@ async def test_a_buffered_answer_failing_mid_stream_is_retried_whole_elsewhere()
     assert err is None and b"par" not in b"".join(e.data for e in events)
     assert [e.type for e in events].count("message_start") == 1 and events[-1].type == "message_stop"
     assert [(r.deployment, r.outcome) for r in reports] == [("eu1", "failed"), ("eu2", "served")]
+
+
+async def test_a_hedge_races_the_same_model_on_another_deployment_never_a_fallback_model():
+    slow = FakeDeployment([start(), BLOCK])
+    fallback = FakeDeployment(answer("cheaper"))
+    twin = FakeDeployment(answer("same model"))
+    gen = Generator({"slow": slow, "fb": fallback, "twin": twin},
+                    policy(hedging=True, hedge_delay_seconds=0.02))
+    events, reports, err = await run(gen, [candidate("opus", "slow"), candidate("sonnet", "fb"),
+                                           candidate("opus", "twin")])
+    assert err is None and fallback.calls == [] and b"same model" in b"".join(e.data for e in events)
+    assert [(r.deployment, r.outcome, r.hedge) for r in reports] == [("slow", "cancelled", False),
+                                                                     ("twin", "served", True)]
+    # No other deployment of the model: no hedge at all (the slow one answers, late).
+    alone = Generator({"slow": FakeDeployment([start(), block_start(), ev.text_delta(0, "late"), ev.message_stop()]),
+                       "fb": FakeDeployment(answer())}, policy(hedging=True, hedge_delay_seconds=0.001))
+    _, reports, err = await run(alone, [candidate("opus", "slow"), candidate("sonnet", "fb")])
+    assert err is None and [r.deployment for r in reports] == ["slow"]
+
+
+async def test_retry_budgets_are_per_class_so_background_work_cannot_spend_enterprises():
+    gen = Generator({"eu1": FakeDeployment(*[[overloaded()] for _ in range(10)], answer("ok")),
+                     "eu2": FakeDeployment(*[answer("x") for _ in range(10)])},
+                    policy(attempts_per_candidate=1, retry_budget_ratio=0, retry_budget_min_per_second=0.1,
+                           budget_window_seconds=10))
+    # Background requests spend their class's one extra attempt ...
+    _, _, err = await run(gen, [candidate("a", "eu1"), candidate("a", "eu2")], priority=3)
+    assert err is None
+    _, _, err = await run(gen, [candidate("a", "eu1"), candidate("a", "eu2")], priority=3)
+    assert err.reason is Reason.UPSTREAM_OVERLOADED
+    # ... enterprise still has its own.
+    _, reports, err = await run(gen, [candidate("a", "eu1"), candidate("a", "eu2")], priority=0)
+    assert err is None and reports[-1].deployment == "eu2"

@@ -220,13 +220,15 @@ class EventRecorder:
         if served is not None:
             summary.cost_usd = cost_usd(usage, served.prices)
         estimate = record.request.estimated_input_tokens()
+        continuing = False
         for attempt in record.attempts:
-            summary.attempts.append(_attempt_record(record, attempt, estimate))
-            if attempt.outcome == "failed" and attempt.model_id not in summary.fallbacks \
+            summary.attempts.append(_attempt_record(record, attempt, estimate, continuing))
+            if attempt.outcome in ("failed", "skipped") and attempt.model_id not in summary.fallbacks \
                     and attempt.model_id != record.served_model:
                 summary.fallbacks.append(attempt.model_id)
-            elif attempt.outcome == "cancelled":
+            elif attempt.outcome == "cancelled" or (attempt.outcome == "served" and continuing):
                 summary.overhead_cost_usd += summary.attempts[-1].cost_usd
+            continuing = attempt.outcome == "continued"
         return summary
 
 
@@ -237,21 +239,31 @@ def _attempt_usage(attempt: inference_pb.Attempt) -> m.Usage:
         return m.Usage()
 
 
-def _attempt_record(record: RequestRecord, attempt: inference_pb.Attempt, estimate: int) -> ev.AttemptRecord:
-    """One attempt as billing and audit keep it. A cancelled attempt (a
-    hedge that lost) is priced at what it reported, or at the request's
-    estimated input when it reported nothing: the provider may bill a
-    prompt it already read. A failed one cost nothing (providers do not
-    bill refusals); a continued one is priced with the answer (its output
-    is in the continuation's final usage, which the client saw)."""
+def _attempt_record(record: RequestRecord, attempt: inference_pb.Attempt, estimate: int,
+                    continuing: bool = False) -> ev.AttemptRecord:
+    """One attempt as billing and audit keep it, with what it cost beyond
+    what the tenant pays (overhead). A cancelled attempt (a hedge that
+    lost) is priced at what it reported, or at the request's estimated
+    input when it reported nothing: the provider may bill a prompt it
+    already read. A continuation (`continuing`: it took over a continued
+    attempt) costs its input, the prompt and the prefill read again; the
+    tenant pays the first attempt's input and the whole output. Failed and
+    skipped attempts cost nothing (providers do not bill refusals)."""
     usage = _attempt_usage(attempt)
     out = ev.AttemptRecord(deployment=attempt.deployment, model_id=attempt.model_id, outcome=attempt.outcome,
                            reason=attempt.reason, hedge=attempt.hedge, input_tokens=usage.input_tokens,
                            output_tokens=usage.output_tokens)
-    if attempt.outcome == "cancelled" and 0 <= attempt.candidate < len(record.candidates):
+    if not 0 <= attempt.candidate < len(record.candidates):
+        return out
+    prices = record.candidates[attempt.candidate].prices
+    if attempt.outcome == "cancelled":
         if not usage.input_tokens:
             usage.input_tokens = estimate
-        out.cost_usd = cost_usd(usage, record.candidates[attempt.candidate].prices)
+        out.cost_usd = cost_usd(usage, prices)
+    elif attempt.outcome == "served" and continuing:
+        out.cost_usd = cost_usd(m.Usage(input_tokens=usage.input_tokens,
+                                        cache_creation_input_tokens=usage.cache_creation_input_tokens,
+                                        cache_read_input_tokens=usage.cache_read_input_tokens), prices)
     return out
 
 

@@ -227,6 +227,8 @@ def _check_residency(request: MessagesRequest, allowed_geos: Any) -> None:
     """A client's own inference_geo must be one its residency allows: asking
     for another is refused (400), never served there."""
     geo = request.doc.get("inference_geo")
+    if geo is not None and not isinstance(geo, str):
+        raise SluiceError.bad_request("inference_geo", f"must be a string, not {jsontext.kind_name(geo)}")
     if isinstance(geo, str) and allowed_geos and geo not in allowed_geos:
         raise SluiceError.bad_request("inference_geo", f"{ascii(geo[:40])} is outside where this tenant's "
                                       f"inference may run ({', '.join(allowed_geos)})")

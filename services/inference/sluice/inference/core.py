@@ -53,6 +53,7 @@ from typing import Protocol
 from sluice.config.settings import ResilienceSettings
 from sluice.llm.v1 import wire_pb2
 from sluice.resilience.breaker import CircuitBreaker
+from sluice.resilience.classes import CLASSES
 from sluice.resilience.budget import RetryBudget
 from sluice.resilience.latency import HedgePolicy, LatencyTracker
 from sluice.resilience.limiter import AIMDLimit, FixedLimit, PartitionedLimiter, Permit
@@ -158,10 +159,12 @@ class Generator:
         self._rng = rng or random.Random()
         self.health = {dep: DeploymentHealth(dep, policy, (max_concurrency or {}).get(dep, 256), clock)
                        for dep in upstreams}
-        self.retry_budget = RetryBudget(policy.retry_budget_ratio, policy.retry_budget_min_per_second,
-                                        policy.budget_window_seconds, clock=clock)
-        self.hedge_budget = RetryBudget(policy.hedge_budget_ratio, policy.hedge_budget_min_per_second,
-                                        policy.budget_window_seconds, clock=clock)
+        # Budgets per shedding class: background work that drains its own
+        # cannot take an enterprise request's retry.
+        self.retry_budgets = {cls: RetryBudget(policy.retry_budget_ratio, policy.retry_budget_min_per_second,
+                                               policy.budget_window_seconds, clock=clock) for cls in CLASSES}
+        self.hedge_budgets = {cls: RetryBudget(policy.hedge_budget_ratio, policy.hedge_budget_min_per_second,
+                                               policy.budget_window_seconds, clock=clock) for cls in CLASSES}
         self._hedge = HedgePolicy(policy.hedge_percentile, policy.hedge_min_delay_seconds, policy.hedge_delay_seconds)
 
     # -- Generate -----------------------------------------------------------------------
@@ -176,17 +179,17 @@ class Generator:
         deployment's limit refuses the request's class; after the first
         token, the failure that ended the stream."""
         walk = _Walk(self, candidates, allowed_geos, priority, buffered=buffered)
-        self.retry_budget.deposit()
-        self.hedge_budget.deposit()
+        walk.retry_budget.deposit()
+        walk.hedge_budget.deposit()
         reports: list[AttemptReport] = []
         try:
             try:
                 winner = await walk.first_token(request, reports)
             except SluiceError:
-                for report in reports:  # the failed attempts still go on the record
+                for report in walk.skipped + reports:  # the failed attempts still go on the record
                     yield report
                 raise
-            for report in reports:
+            for report in walk.skipped + reports:
                 yield report
             async for item in self._deliver(walk, winner, request, continue_midstream):
                 yield item
@@ -239,8 +242,11 @@ class Generator:
                 return
             except SluiceError as err:
                 current.finish(err)
+                tried: list[AttemptReport] = []
                 if text is not None and text.continuable() and err.reason in RETRYABLE:
-                    nxt = await walk.continuation(request, text, current)
+                    nxt = await walk.continuation(request, text, current, tried)
+                for report in tried:
+                    yield report
                 if nxt is None:
                     raise
                 metrics.UPSTREAM_ATTEMPTS.labels(current.candidate.deployment, current.candidate.provider,
@@ -272,7 +278,7 @@ class Generator:
         Generate does (breakers, retries, budget; no hedging)."""
         walk = _Walk(self, [c for c in candidates if getattr(self.upstreams.get(c.deployment), "can_count_tokens",
                                                              False)], allowed_geos, 0, counting=True)
-        self.retry_budget.deposit()
+        walk.retry_budget.deposit()
         async for candidate, upstream, health in walk.calls():
             started = self._clock()
             try:
@@ -409,6 +415,10 @@ class _Walk:
                  priority: int, counting: bool = False, buffered: bool = False) -> None:
         self._gen = gen
         self._buffered = buffered
+        cls = max(0, min(3, priority))
+        self.retry_budget = gen.retry_budgets[cls]
+        self.hedge_budget = gen.hedge_budgets[cls]
+        self.skipped: list[AttemptReport] = []  # candidates passed over without a call, once each
         self._priority = max(0, min(3, priority))
         allowed = set(allowed_geos)
         self._candidates: list[tuple[int, candidate_pb2.Candidate]] = []
@@ -452,14 +462,24 @@ class _Walk:
             self._overloaded.append(health.breaker.retry_in())
             if self._ejected is None:
                 self._ejected = (candidate, health)
+            self._skip(candidate, "BREAKER_OPEN")
             return None
         permit = health.limiter.try_acquire(self._priority)
         if permit is None:
             health.breaker.release()
             metrics.SHED.labels("deployment", str(self._priority)).inc()
             self._overloaded.append(1.0)
+            self._skip(candidate, "CONCURRENCY_LIMIT")
             return None
         return health, permit
+
+    def _skip(self, candidate: candidate_pb2.Candidate, reason: str) -> None:
+        """Notes a candidate passed over without a call (for the record: a
+        fallback there is explained)."""
+        if any(r.deployment == candidate.deployment and r.model_id == candidate.model_id for r in self.skipped):
+            return
+        index = next(i for i, c in self._candidates if c is candidate)
+        self.skipped.append(AttemptReport(index, candidate.deployment, candidate.model_id, "skipped", reason))
 
 
     async def _next_call(self, hedge: bool = False) -> tuple[int, candidate_pb2.Candidate, DeploymentHealth,
@@ -490,7 +510,7 @@ class _Walk:
                 self._tries = 0
                 continue
             health, permit = admitted
-            if not hedge and self._extra and not self._gen.retry_budget.try_withdraw():
+            if not hedge and self._extra and not self.retry_budget.try_withdraw():
                 # Retries and fallbacks may not multiply an outage's load.
                 metrics.BUDGET_EXHAUSTED.labels("retry").inc()
                 permit.release("ignore")
@@ -618,7 +638,7 @@ class _Walk:
                     now = clock()
                     if not hedged and now >= primary.sent + delay:  # type: ignore[operator]
                         hedged = True
-                        hedge = await self._hedge()
+                        hedge = await self._hedge(primary)
                         if hedge is not None:
                             attempt = self._start(hedge, request, hedge=True)
                             racing[asyncio.ensure_future(attempt.first_token())] = attempt
@@ -668,15 +688,27 @@ class _Walk:
         if attempt.hedge:
             metrics.HEDGES.labels(attempt.candidate.deployment, "won").inc()
 
-    async def _hedge(self) -> tuple[int, candidate_pb2.Candidate, DeploymentHealth, Permit] | None:
-        """The call a hedge makes: the next candidate on another deployment,
-        if the hedge budget allows."""
-        if not self._gen.hedge_budget.try_withdraw():
-            metrics.BUDGET_EXHAUSTED.labels("hedge").inc()
-            return None
-        self._next += 1
-        self._tries = 0
-        return await self._next_call(hedge=True)
+    async def _hedge(self, primary: _Attempt) -> tuple[int, candidate_pb2.Candidate, DeploymentHealth,
+                                                        Permit] | None:
+        """The call a hedge makes: the same model on another deployment
+        (a hedge races a slow first token; it never changes the model the
+        client gets), if one admits it and the hedge budget allows."""
+        for position in range(self._next + 1, len(self._candidates)):
+            index, candidate = self._candidates[position]
+            if candidate.model_id != primary.candidate.model_id or candidate.deployment == primary.candidate.deployment:
+                continue
+            admitted = self._admit(candidate)
+            if admitted is None:
+                continue
+            health, permit = admitted
+            if not self.hedge_budget.try_withdraw():
+                metrics.BUDGET_EXHAUSTED.labels("hedge").inc()
+                permit.release("ignore")
+                health.breaker.release()
+                return None
+            self._next, self._tries = position, 0
+            return index, candidate, health, permit
+        return None
 
     def _attempt_failed(self, attempt: _Attempt, err: SluiceError, reports: list[AttemptReport]) -> None:
         reports.append(attempt.report("failed", err.reason.value))
@@ -690,13 +722,13 @@ class _Walk:
         attempt.finish(err if against else None)
 
     async def continuation(self, request: wire_pb2.WireRequest, text: _TextSoFar,
-                           failed: _Attempt) -> _Attempt | None:
+                           failed: _Attempt, reports: list[AttemptReport]) -> _Attempt | None:
         """The next candidate of the same model (another deployment: the
         client must not get half an answer from one model and the rest from
         another) that takes a prefill, reached its first token with the
         partial answer as prefill; None when there is none (or the budget
         is spent)."""
-        if self._candidates and self._candidates[self._next][1] is failed.candidate:
+        if self._next < len(self._candidates) and self._candidates[self._next][1] is failed.candidate:
             self._next += 1
             self._tries = 0
         while True:
@@ -717,7 +749,7 @@ class _Walk:
                 return await attempt.first_token()
             except SluiceError as err:
                 try:
-                    self._attempt_failed(attempt, err, [])
+                    self._attempt_failed(attempt, err, reports)
                 except SluiceError:
                     return None
 
@@ -730,10 +762,15 @@ class _TextSoFar:
         self.open_index: int | None = None
         self.blocks = 0
         self.other = False  # a tool call or thinking block was in the answer
+        self.first_usage: dict = {}  # the first attempt's message_start usage: the client's input
 
     def observe(self, event: Event) -> None:
         kind = event.type
-        if kind == ev.CONTENT_BLOCK_START:
+        if kind == ev.MESSAGE_START and not self.first_usage:
+            message = event.view.get("message")
+            if isinstance(message, dict) and isinstance(message.get("usage"), dict):
+                self.first_usage = message["usage"]
+        elif kind == ev.CONTENT_BLOCK_START:
             block = event.view.get("content_block") or {}
             self.blocks += 1
             if block.get("type") == "text":
@@ -766,7 +803,8 @@ class _TextSoFar:
         within the client's max_tokens."""
         doc = jsontext.read(template)
         messages = list(doc.get("messages") or [])
-        messages.append({"role": "assistant", "content": "".join(self.parts)})
+        # The API refuses a final assistant turn ending in whitespace.
+        messages.append({"role": "assistant", "content": "".join(self.parts).rstrip()})
         doc["messages"] = messages
         if isinstance(doc.get("max_tokens"), int):
             doc["max_tokens"] = max(1, doc["max_tokens"] - self.delivered_tokens)
@@ -794,9 +832,13 @@ class _TextSoFar:
         if event.type == ev.MESSAGE_DELTA:
             view = event.view
             usage = view.get("usage")
-            if isinstance(usage, dict) and isinstance(usage.get("output_tokens"), int):
-                return Event.of({**view, "usage": {**usage,
-                                                   "output_tokens": usage["output_tokens"] + self.delivered_tokens}})
+            if isinstance(usage, dict):
+                # The client's input is the first attempt's (the prefill is
+                # Sluice's cost); its output, both attempts'.
+                merged = {**usage, **{k: v for k, v in self.first_usage.items() if k in usage and "input" in k}}
+                if isinstance(usage.get("output_tokens"), int):
+                    merged["output_tokens"] = usage["output_tokens"] + self.delivered_tokens
+                return Event.of({**view, "usage": merged})
             return event
         if event.type in (ev.CONTENT_BLOCK_DELTA, ev.CONTENT_BLOCK_STOP, ev.CONTENT_BLOCK_START):
             index = event.view.get("index")
