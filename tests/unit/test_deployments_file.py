@@ -108,3 +108,11 @@ def test_resilience_and_shedding_settings_are_checked_before_start(overrides, pr
     with pytest.raises(ConfigError) as err:
         load(overrides=overrides)
     assert problem in str(err.value)
+
+
+def test_a_key_written_twice_is_refused_not_silently_replaced(catalog, tmp_path):
+    text = ("version: x\nresidency: {local: [eu]}\ndeployments:\n"
+            "  b: {provider: bedrock, region: eu-west-1, geo: eu}\n  b: {provider: bedrock, region: us-east-1, geo: eu}\n")
+    with pytest.raises(CatalogError) as err:
+        _load(catalog, tmp_path, text)
+    assert "key 'b' is written twice" in str(err.value)

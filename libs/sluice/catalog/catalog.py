@@ -165,9 +165,26 @@ def read_data_file(path: str | Path | None, shipped: str, what: str) -> tuple[st
         source = f"built-in {shipped}"
         text = resources.files("sluice.catalog").joinpath(shipped).read_text()
     try:
-        return source, yaml.safe_load(text)
+        return source, yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as exc:
         raise CatalogError(f"{source}: not valid YAML: {exc}") from None
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """SafeLoader refusing a key written twice in one mapping (PyYAML keeps
+    the last silently: a second `deployments.vertex-eu` would replace the
+    first without a word)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        self.flatten_mapping(node)  # merge keys (<<) first
+        seen: set = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(None, None, f"key {key!r} is written twice",
+                                                        key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
 
 
 def load_catalog(path: str | Path | None = None) -> Catalog:
