@@ -221,8 +221,7 @@ class Generator:
                 attempt.pending = None
                 attempt.finish(exc if isinstance(exc, SluiceError) else None,
                                cancelled=not isinstance(exc, SluiceError))
-                with suppress(Exception):
-                    await attempt.stream.aclose()  # type: ignore[attr-defined]
+                await attempt.close()
                 raise
             attempt.pending = None
             del attempt.held[:sent]
@@ -249,8 +248,6 @@ class Generator:
                     yield report
                 if nxt is None:
                     raise
-                metrics.UPSTREAM_ATTEMPTS.labels(current.candidate.deployment, current.candidate.provider,
-                                                 current.candidate.model_id, "continued").inc()
                 # The text the client received from this attempt: the
                 # continuation's message_delta counts it (see renumber).
                 current.usage = {**current.usage, "output_tokens": text.delivered_tokens}
@@ -259,8 +256,7 @@ class Generator:
                 current.finish(None, cancelled=True)
                 raise
             finally:
-                with suppress(Exception):
-                    await current.stream.aclose()  # type: ignore[attr-defined]
+                await current.close()
             yield nxt.report("served")
             for event in text.spliced(nxt.held + nxt.delivered_first):
                 yield event
@@ -277,7 +273,7 @@ class Generator:
         from the first candidate whose provider can count, walking them as
         Generate does (breakers, retries, budget; no hedging)."""
         walk = _Walk(self, [c for c in candidates if getattr(self.upstreams.get(c.deployment), "can_count_tokens",
-                                                             False)], allowed_geos, 0, counting=True)
+                                                             False)], allowed_geos, 0)
         walk.retry_budget.deposit()
         async for candidate, upstream, health in walk.calls():
             started = self._clock()
@@ -287,8 +283,7 @@ class Generator:
                 walk.failed(candidate, health, err, self._clock() - started)
                 continue
             health.breaker.record_success()
-            metrics.UPSTREAM_ATTEMPTS.labels(candidate.deployment, candidate.provider, candidate.model_id,
-                                             "served").inc()
+            _count(candidate, "served")
             return tokens, body, candidate.model_id
         raise AssertionError("unreachable: a walk raises when every attempt failed")
 
@@ -374,6 +369,8 @@ class _Attempt:
             yield event
 
     def report(self, outcome: str, reason: str = "") -> AttemptReport:
+        """The attempt as inference reports it, counted (a failure by its reason)."""
+        _count(self.candidate, reason if outcome == "failed" else outcome)
         usage = jsontext.dumps(self.usage).encode("utf-8") if self.usage else b""
         return AttemptReport(self.index, self.candidate.deployment, self.candidate.model_id, outcome, reason,
                              self.hedge, usage, self.ttft * 1000)
@@ -404,6 +401,10 @@ class _Attempt:
             self.pending.cancel()
             await _settle(self.pending)
         self.finish(None, cancelled=True)
+        await self.close()
+
+    async def close(self) -> None:
+        """Closes the upstream stream (its connection), now rather than at GC."""
         with suppress(Exception):
             await self.stream.aclose()  # type: ignore[attr-defined]
 
@@ -412,14 +413,13 @@ class _Walk:
     """One request's way down its candidates."""
 
     def __init__(self, gen: Generator, candidates: list[candidate_pb2.Candidate], allowed_geos: Iterable[str],
-                 priority: int, counting: bool = False, buffered: bool = False) -> None:
+                 priority: int, buffered: bool = False) -> None:
         self._gen = gen
         self._buffered = buffered
-        cls = max(0, min(3, priority))
-        self.retry_budget = gen.retry_budgets[cls]
-        self.hedge_budget = gen.hedge_budgets[cls]
-        self.skipped: list[AttemptReport] = []  # candidates passed over without a call, once each
         self._priority = max(0, min(3, priority))
+        self.retry_budget = gen.retry_budgets[self._priority]
+        self.hedge_budget = gen.hedge_budgets[self._priority]
+        self.skipped: list[AttemptReport] = []  # candidates passed over without a call, once each
         allowed = set(allowed_geos)
         self._candidates: list[tuple[int, candidate_pb2.Candidate]] = []
         for i, c in enumerate(candidates):
@@ -439,7 +439,6 @@ class _Walk:
         self._ejected: tuple[candidate_pb2.Candidate, DeploymentHealth] | None = None  # first open breaker met
         self.started: list[_Attempt] = []  # every attempt made, to settle whatever the ending
         self._panicked = False
-        self._counting = counting
 
     def _fail_all(self) -> SluiceError:
         if self.last is not None:
@@ -552,8 +551,7 @@ class _Walk:
     def failed(self, candidate: candidate_pb2.Candidate, health: DeploymentHealth, err: SluiceError,
                rtt: float) -> None:
         """Records a unary call's failure (see `judge`)."""
-        metrics.UPSTREAM_ATTEMPTS.labels(candidate.deployment, candidate.provider, candidate.model_id,
-                                         err.reason.value).inc()
+        _count(candidate, err.reason.value)
         if self.judge(candidate, err):
             health.breaker.record_failure()
         else:
@@ -680,8 +678,6 @@ class _Walk:
             await _settle(other_task)
             await other.cancel()
             reports.append(other.report("cancelled"))
-            metrics.UPSTREAM_ATTEMPTS.labels(other.candidate.deployment, other.candidate.provider,
-                                             other.candidate.model_id, "cancelled").inc()
             if other.hedge:
                 metrics.HEDGES.labels(other.candidate.deployment, "lost").inc()
         racing.clear()
@@ -712,8 +708,6 @@ class _Walk:
 
     def _attempt_failed(self, attempt: _Attempt, err: SluiceError, reports: list[AttemptReport]) -> None:
         reports.append(attempt.report("failed", err.reason.value))
-        metrics.UPSTREAM_ATTEMPTS.labels(attempt.candidate.deployment, attempt.candidate.provider,
-                                         attempt.candidate.model_id, err.reason.value).inc()
         try:
             against = self.judge(attempt.candidate, err)
         except SluiceError:
@@ -845,6 +839,10 @@ class _TextSoFar:
             if isinstance(index, int) and self.open_index is not None:
                 return ev.with_index(event, index + self.open_index)
         return event
+
+
+def _count(candidate: candidate_pb2.Candidate, outcome: str) -> None:
+    metrics.UPSTREAM_ATTEMPTS.labels(candidate.deployment, candidate.provider, candidate.model_id, outcome).inc()
 
 
 async def _settle(task: asyncio.Task) -> None:

@@ -205,7 +205,6 @@ _GEO = frozenset({"inference_geo"})
 # (a duplicate key would let the client's win at the provider).
 # Betas come only from the anthropic-beta header (checked by the gateway).
 _VERTEX_SETS = frozenset({"inference_geo", "anthropic_version", "anthropic_beta"})
-_BEDROCK_SETS = _VERTEX_SETS
 
 
 class _Dialect:
@@ -230,18 +229,18 @@ class _Dialect:
         return COUNT_TOKENS_PATH
 
     def messages_body(self, candidate: candidate_pb2.Candidate, request: wire_pb2.WireRequest) -> bytes:
-        leading: list[tuple[str, Any]] = [("model", candidate.upstream_model), ("stream", True)]
-        if candidate.inference_geo:
-            # The deployment's geography wins over whatever the client asked.
-            leading.append(("inference_geo", candidate.inference_geo))
-            return upstream_body(_template(request, _GEO), leading)
-        return upstream_body(request.body, leading)
+        return self._body(candidate, request, [("model", candidate.upstream_model), ("stream", True)])
 
     def count_body(self, candidate: candidate_pb2.Candidate, request: wire_pb2.WireRequest) -> bytes:
-        leading: list[tuple[str, Any]] = [("model", candidate.upstream_model)]
+        return self._body(candidate, request, [("model", candidate.upstream_model)])
+
+    def _body(self, candidate: candidate_pb2.Candidate, request: wire_pb2.WireRequest,
+              leading: list[tuple[str, Any]]) -> bytes:
+        """The client's body with `leading` members (and those this wire
+        always sets) put first."""
         if candidate.inference_geo:
-            leading.append(("inference_geo", candidate.inference_geo))
-            return upstream_body(_template(request, _GEO), leading)
+            # The deployment's geography wins over whatever the client asked.
+            return upstream_body(_template(request, _GEO), [*leading, ("inference_geo", candidate.inference_geo)])
         return upstream_body(request.body, leading)
 
 
@@ -273,12 +272,12 @@ class _VertexDialect(_Dialect):
         return self.VERSIONS.get(version, version)
 
     def messages_body(self, candidate: candidate_pb2.Candidate, request: wire_pb2.WireRequest) -> bytes:
-        return upstream_body(_template(request, _VERTEX_SETS), [("anthropic_version", self.version(request)),
-                                                                 ("stream", True)])
+        return self._body(candidate, request, [("stream", True)])  # the model is in the path
 
-    def count_body(self, candidate: candidate_pb2.Candidate, request: wire_pb2.WireRequest) -> bytes:
+    def _body(self, candidate: candidate_pb2.Candidate, request: wire_pb2.WireRequest,
+              leading: list[tuple[str, Any]]) -> bytes:
         return upstream_body(_template(request, _VERTEX_SETS), [("anthropic_version", self.version(request)),
-                                                                 ("model", candidate.upstream_model)])
+                                                                 *leading])
 
 
 class _BedrockDialect(_VertexDialect):
@@ -300,10 +299,9 @@ class _BedrockDialect(_VertexDialect):
         return f"/model/{urllib.parse.quote(candidate.upstream_model, safe=':')}/invoke-with-response-stream"
 
     def messages_body(self, candidate: candidate_pb2.Candidate, request: wire_pb2.WireRequest) -> bytes:
-        leading: list[tuple[str, Any]] = [("anthropic_version", self.version(request))]
-        if request.anthropic_beta:
-            leading.append(("anthropic_beta", list(request.anthropic_beta)))
-        return upstream_body(_template(request, _BEDROCK_SETS), leading)
+        # Model and stream are in the path; the betas travel in the body.
+        betas = list(request.anthropic_beta)
+        return self._body(candidate, request, [("anthropic_beta", betas)] if betas else [])
 
     async def events(self, chunks: AsyncIterator[bytes]) -> AsyncIterator[ev.Event]:
         """The Messages API events inside an AWS event stream: each `chunk`
