@@ -81,7 +81,7 @@ bench: $(STAMP) ## direct-to-simulator vs through Sluice (all, mesh), JSON and S
 .PHONY: lock
 lock: ## re-resolve dependencies from pyproject.toml into requirements.lock
 	rm -rf /tmp/sluice-lock && $(PYTHON) -m venv /tmp/sluice-lock
-	/tmp/sluice-lock/bin/pip install -q --upgrade pip==25.3 && /tmp/sluice-lock/bin/pip install -q -e ".[dev]"
+	/tmp/sluice-lock/bin/pip install -q --upgrade pip==25.3 && /tmp/sluice-lock/bin/pip install -q -e ".[dev,train]"
 	{ echo "# The one lock of what CI installs: every package, pinned, for Python 3.11."; \
 	  echo "# Regenerate with 'make lock' after changing dependencies in pyproject.toml."; \
 	  /tmp/sluice-lock/bin/pip freeze --exclude-editable; } > requirements.lock

@@ -29,7 +29,7 @@ def p(**kw):
 
 
 def test_requested_model_by_alias_gives_catalog_id_and_prices(router):
-    candidates, model = router.route(p(), "claude-haiku-4-5-20251001")
+    candidates, model, _ = router.route(p(), "claude-haiku-4-5-20251001")
     c = candidates[0]
     assert (c.model_id, c.upstream_model, c.provider, c.region, c.deployment, c.reason) == (
         "claude-haiku-4-5", "claude-haiku-4-5", "anthropic", "", "anthropic-global", "requested")
@@ -133,7 +133,7 @@ def test_a_model_by_alias_in_the_apis_shape_and_404_for_what_the_tenant_cannot_u
 
 def test_an_eu_tenant_gets_only_eu_deployments_then_its_fallbacks_there():
     router = _router("eu-west-1", max_candidates=10)
-    candidates, _ = router.route(p(region="eu-west-1"), "claude-opus-4-6")
+    candidates, _, _ = router.route(p(region="eu-west-1"), "claude-opus-4-6")
     assert [(c.model_id, c.deployment, c.reason) for c in candidates] == [
         ("claude-opus-4-6", "vertex-europe-west1", "requested"),
         ("claude-opus-4-6", "bedrock-eu-west-1", "requested"),
@@ -153,10 +153,10 @@ def test_an_eu_tenant_gets_only_eu_deployments_then_its_fallbacks_there():
 
 
 def test_a_us_tenant_on_the_anthropic_api_runs_with_inference_geo_us():
-    candidates, _ = _router("us-east-1").route(p(region="us-east-1"), "claude-opus-4-6")
+    candidates, _, _ = _router("us-east-1").route(p(region="us-east-1"), "claude-opus-4-6")
     assert candidates[0].deployment == "anthropic-us" and candidates[0].inference_geo == "us"
     # A model that cannot take inference_geo is not served by the US API deployment.
-    haiku, _ = _router("us-east-1").route(p(region="us-east-1"), "claude-haiku-4-5")
+    haiku, _, _ = _router("us-east-1").route(p(region="us-east-1"), "claude-haiku-4-5")
     assert "anthropic-us" not in {c.deployment for c in haiku} and {c.geo for c in haiku} == {"us"}
 
 
@@ -167,9 +167,9 @@ def test_a_model_with_no_deployment_in_the_region_is_refused_not_served_elsewher
 
 
 def test_fallbacks_skip_models_the_tenant_may_not_use_and_the_list_is_capped():
-    candidates, _ = _router(max_candidates=3).route(p(allowed_models=["claude-opus-4-6", "claude-haiku-4-5"]),
+    candidates, _, _ = _router(max_candidates=3).route(p(allowed_models=["claude-opus-4-6", "claude-haiku-4-5"]),
                                                     "claude-opus-4-6")
     assert len(candidates) == 3 and "claude-sonnet-4-6" not in {c.model_id for c in candidates}
-    everything, _ = _router(max_candidates=64).route(p(allowed_models=["claude-opus-4-6", "claude-haiku-4-5"]),
+    everything, _, _ = _router(max_candidates=64).route(p(allowed_models=["claude-opus-4-6", "claude-haiku-4-5"]),
                                                      "claude-opus-4-6")
     assert [c.model_id for c in everything][-1] == "claude-haiku-4-5"

@@ -176,9 +176,12 @@ class _UniqueKeyLoader(yaml.SafeLoader):
     first without a word)."""
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
-        self.flatten_mapping(node)  # merge keys (<<) first
+        # Keys written in this mapping; a merge (<<) supplies defaults that
+        # they may override, so it is not a second writing.
         seen: set = set()
         for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
             key = self.construct_object(key_node, deep=deep)
             if key in seen:
                 raise yaml.constructor.ConstructorError(None, None, f"key {key!r} is written twice",

@@ -171,6 +171,22 @@ Region = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")]
 AuditContent = Literal["hash", "redacted", "full"]
 
 
+# Routing aliases name what a request's `model` may say instead of a model
+# id; they must not look like one.
+RouteAlias = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9._-]{0,62}$")]
+
+
+class TenantRouting(_Section):
+    """A tenant's routing: its own aliases (alias -> routing policy name from
+    the policies file, e.g. `support-bot: frugal`), named models its policy
+    routes elsewhere (`claude-opus-4-6: auto`), and its own target blended
+    cost per policy-routed request (USD; 0 = only the deployment's)."""
+
+    aliases: dict[RouteAlias, str] = {}
+    model_map: dict[str, str] = {}
+    cost_target_usd: float = Field(default=0.0, ge=0, le=100)
+
+
 class Tenant(_Section):
     tier: str = "standard"
     region: Region = "local"
@@ -185,6 +201,8 @@ class Tenant(_Section):
     # candidate with the partial answer as an assistant prefill (on models
     # that take a prefill; never with a tool call or thinking in flight).
     continue_midstream: bool = False
+    # Routing aliases, model mapping and cost target (see TenantRouting).
+    routing: TenantRouting = TenantRouting()
     # Per-tenant changes to its tier's limits; only the fields set here apply.
     limits: ScopeLimits = ScopeLimits()
 
@@ -305,6 +323,23 @@ class RoutingSettings(_Section):
     # Longest candidate list (deployments of the model, then of its
     # fallbacks) handed to inference.
     max_candidates: int = Field(6, ge=1, le=64)
+    # Routing policies YAML (aliases such as "auto", experiments); empty =
+    # the policies shipped with Sluice.
+    policies_path: str = ""
+    # Task classifier artifact, the path without its .npz/.json suffix;
+    # empty = the one shipped with Sluice (`sluice routing train` builds it).
+    classifier_path: str = ""
+    # Target blended cost per policy-routed request of the whole deployment,
+    # USD (the design review's $0.012); tenants may set their own on top.
+    cost_target_usd: float = Field(0.012, gt=0, le=100)
+    # The cost controller's step per request at twice the target (see
+    # sluice.routing.controller): larger reacts faster and wobbles more.
+    cost_controller_gain: float = Field(0.01, gt=0, le=1)
+    # How often latency history, breaker state and the cost shift are
+    # exchanged with the region's Redis (auth.redis_url), seconds.
+    fleet_interval_seconds: float = Field(1.0, gt=0, le=60)
+    # Latency history read by routing: the mean of the last this many minutes.
+    latency_window_minutes: int = Field(5, ge=1, le=60)
 
 
 class DeploymentEndpoint(_Section):

@@ -20,6 +20,9 @@ PRIORITY = "x-sluice-priority"
 PRIORITIES = ("interactive", "batch", "background")
 # On answers: the deployment that served (deployments file id).
 DEPLOYMENT = "x-sluice-deployment"
+# On answers: the routing decision, `key=value` pairs joined by "; " (policy,
+# version, task, complexity, tier, reason, model, cost_shift, experiment, arm).
+ROUTE = "x-sluice-route"
 # Prefix of the rate-limit response headers (Anthropic names: requests and tokens, limit/remaining/reset).
 RATE_LIMIT_PREFIX = "anthropic-ratelimit-"
 # Set by Sluice's ext_authz on requests it let through Envoy, for the

@@ -119,6 +119,10 @@ def _sinks_cli():  # type: ignore[no-untyped-def]
     return importlib.import_module("sluice.sinks.cli")
 
 
+def _routing_cli():  # type: ignore[no-untyped-def]
+    return importlib.import_module("sluice.routing.cli")
+
+
 def main(argv: list[str] | None = None, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
     parser = argparse.ArgumentParser(prog="sluice", description="Sluice LLM gateway mesh")
     parser.add_argument("--config", help="YAML settings file (default: $SLUICE_CONFIG or built-in defaults)")
@@ -129,6 +133,7 @@ def main(argv: list[str] | None = None, out: TextIO = sys.stdout, err: TextIO = 
                        help="once up, send one request through the gateway and print it")
     serve.add_argument("--region", help="the region served (overrides the `region` setting)")
     _sinks_cli().add_commands(sub)
+    _routing_cli().add_commands(sub)
     sub.add_parser("check-config", help="validate settings and exit")
     admin_cli.add_commands(sub)
     args = parser.parse_args(argv)
@@ -139,17 +144,20 @@ def main(argv: list[str] | None = None, out: TextIO = sys.stdout, err: TextIO = 
         err.write(f"sluice: {exc}\n")
         return 2
     if args.command == "check-config":
-        from sluice.catalog.deployments import load_for
-
+        build_router = importlib.import_module("sluice.routing.module").build_router
         try:
-            catalog, deployments = load_for(settings)
-        except ConfigError as exc:
+            router = build_router(settings)
+        except (ConfigError, ValueError) as exc:
             err.write(f"sluice: {exc}\n")
             return 2
-        out.write(f"configuration ok (catalog {catalog.version}, deployments {deployments.version})\n")
+        assert router.policies is not None and router.classifier is not None
+        out.write(f"configuration ok (catalog {router.catalog.version}, deployments {router.deployments.version}, "
+                  f"routing policies {router.policies.version}, classifier {router.classifier.version})\n")
         return 0
     if args.command in ("keys", "tenants"):
         return admin_cli.run(args, settings, out, err)
+    if args.command == "routing":
+        return _routing_cli().run(args, settings, out, err)
     if args.command in ("audit", "billing", "events"):
         return _sinks_cli().run(args, settings, out, err)
     try:

@@ -10,9 +10,11 @@ difference between `sluice serve all` and a mesh of single-service processes.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import importlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -126,6 +128,24 @@ class Runtime:
 
     def on_stop(self, hook: Callable[[], Awaitable[None]]) -> None:
         self.stop_hooks.append(hook)
+
+    def in_background(self, coroutine: Coroutine[Any, Any, Any], name: str) -> None:
+        """Runs `coroutine` as a task until the process stops (then cancelled
+        and awaited); a crash is logged, not silent."""
+        task = asyncio.get_running_loop().create_task(coroutine, name=name)
+
+        def crashed(done: asyncio.Task) -> None:
+            if not done.cancelled() and done.exception() is not None:
+                log.error("background task %s crashed", name, exc_info=done.exception())
+
+        task.add_done_callback(crashed)
+
+        async def stop() -> None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+        self.on_stop(stop)
 
     async def close_channels(self) -> None:
         for channel in self._channels.values():

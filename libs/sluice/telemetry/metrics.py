@@ -257,3 +257,66 @@ REQUESTS_REFUSED = Counter(
     ["operation", "reason"],
     registry=REGISTRY,
 )
+
+# -- routing (issue 15): decisions, what the classifier sees, the cost controller --
+ROUTE_DECISIONS = Counter(
+    "sluice_route_decisions_total",
+    "Routing decisions by policy (empty: a named model), capability tier chosen and reason "
+    "(requested, mapped, task, signal, cost, ceiling, available).",
+    ["policy", "tier", "reason"],
+    registry=REGISTRY,
+)
+ROUTE_PREDICTED = Counter(
+    "sluice_route_predicted_total",
+    "Task and complexity the classifier predicted for policy-routed requests (its output distribution: drift).",
+    ["task", "complexity"],
+    registry=REGISTRY,
+)
+ROUTE_FEATURES = Counter(
+    "sluice_route_features_total",
+    "Policy-routed requests with each prompt feature present (tools, media, thinking, system, multi_turn).",
+    ["feature"],
+    registry=REGISTRY,
+)
+ROUTE_PROMPT_TOKENS = Histogram(
+    "sluice_route_prompt_tokens",
+    "Estimated input tokens of policy-routed requests (the classifier's input distribution: drift).",
+    buckets=(30, 150, 600, 2_000, 8_000, 32_000, 128_000, 1_000_000),
+    registry=REGISTRY,
+)
+ROUTE_CLASSIFIER_CONFIDENCE = Histogram(
+    "sluice_route_classifier_confidence",
+    "The classifier's probability of the task it predicted.",
+    buckets=(0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0),
+    registry=REGISTRY,
+)
+ROUTE_COST_SHIFT = Gauge(
+    "sluice_route_cost_shift",
+    "The cost controller's shift per scope, 0 (none) to 1 (every borderline request one tier down).",
+    ["scope"],
+    registry=REGISTRY,
+)
+ROUTE_COST_PER_REQUEST = Gauge(
+    "sluice_route_cost_per_request_usd",
+    "Rolling average estimated cost per policy-routed request per scope (about the last 500 requests), USD.",
+    ["scope"],
+    registry=REGISTRY,
+)
+ROUTE_COST_TARGET = Gauge(
+    "sluice_route_cost_target_usd",
+    "The cost controller's target per scope, USD per request.",
+    ["scope"],
+    registry=REGISTRY,
+)
+ROUTE_UNHEALTHY_SKIPPED = Counter(
+    "sluice_route_unhealthy_skipped_total",
+    "Candidates left off a route because the deployment's circuit breaker is open (shared through the fleet store).",
+    ["deployment"],
+    registry=REGISTRY,
+)
+FLEET_SYNC_FAILURES = Counter(
+    "sluice_fleet_sync_failures_total",
+    "Failed exchanges with the fleet store (latency history, breaker state, cost shift), by who.",
+    ["service"],
+    registry=REGISTRY,
+)

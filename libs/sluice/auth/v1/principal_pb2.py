@@ -24,13 +24,21 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1esluice/auth/v1/principal.proto\x12\x0esluice.auth.v1\"\xc6\x01\n\tPrincipal\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x0e\n\x06key_id\x18\x02 \x01(\t\x12\x0c\n\x04tier\x18\x03 \x01(\t\x12\x0e\n\x06region\x18\x04 \x01(\t\x12\x16\n\x0e\x61llowed_models\x18\x05 \x03(\t\x12\x15\n\rdefault_model\x18\x06 \x01(\t\x12\x16\n\x0esafety_profile\x18\x07 \x01(\t\x12\x15\n\raudit_content\x18\x08 \x01(\t\x12\x1a\n\x12\x63ontinue_midstream\x18\t \x01(\x08\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1esluice/auth/v1/principal.proto\x12\x0esluice.auth.v1\"\xcb\x03\n\tPrincipal\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x0e\n\x06key_id\x18\x02 \x01(\t\x12\x0c\n\x04tier\x18\x03 \x01(\t\x12\x0e\n\x06region\x18\x04 \x01(\t\x12\x16\n\x0e\x61llowed_models\x18\x05 \x03(\t\x12\x15\n\rdefault_model\x18\x06 \x01(\t\x12\x16\n\x0esafety_profile\x18\x07 \x01(\t\x12\x15\n\raudit_content\x18\x08 \x01(\t\x12\x1a\n\x12\x63ontinue_midstream\x18\t \x01(\x08\x12\x46\n\x0frouting_aliases\x18\n \x03(\x0b\x32-.sluice.auth.v1.Principal.RoutingAliasesEntry\x12:\n\tmodel_map\x18\x0b \x03(\x0b\x32\'.sluice.auth.v1.Principal.ModelMapEntry\x12\x17\n\x0f\x63ost_target_usd\x18\x0c \x01(\x01\x1a\x35\n\x13RoutingAliasesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a/\n\rModelMapEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'sluice.auth.v1.principal_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_PRINCIPAL_ROUTINGALIASESENTRY']._loaded_options = None
+  _globals['_PRINCIPAL_ROUTINGALIASESENTRY']._serialized_options = b'8\001'
+  _globals['_PRINCIPAL_MODELMAPENTRY']._loaded_options = None
+  _globals['_PRINCIPAL_MODELMAPENTRY']._serialized_options = b'8\001'
   _globals['_PRINCIPAL']._serialized_start=51
-  _globals['_PRINCIPAL']._serialized_end=249
+  _globals['_PRINCIPAL']._serialized_end=510
+  _globals['_PRINCIPAL_ROUTINGALIASESENTRY']._serialized_start=408
+  _globals['_PRINCIPAL_ROUTINGALIASESENTRY']._serialized_end=461
+  _globals['_PRINCIPAL_MODELMAPENTRY']._serialized_start=463
+  _globals['_PRINCIPAL_MODELMAPENTRY']._serialized_end=510
 # @@protoc_insertion_point(module_scope)

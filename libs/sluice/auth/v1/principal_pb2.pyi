@@ -1,13 +1,27 @@
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
-from collections.abc import Iterable as _Iterable
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
 from typing import ClassVar as _ClassVar, Optional as _Optional
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class Principal(_message.Message):
-    __slots__ = ("tenant_id", "key_id", "tier", "region", "allowed_models", "default_model", "safety_profile", "audit_content", "continue_midstream")
+    __slots__ = ("tenant_id", "key_id", "tier", "region", "allowed_models", "default_model", "safety_profile", "audit_content", "continue_midstream", "routing_aliases", "model_map", "cost_target_usd")
+    class RoutingAliasesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    class ModelMapEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     TENANT_ID_FIELD_NUMBER: _ClassVar[int]
     KEY_ID_FIELD_NUMBER: _ClassVar[int]
     TIER_FIELD_NUMBER: _ClassVar[int]
@@ -17,6 +31,9 @@ class Principal(_message.Message):
     SAFETY_PROFILE_FIELD_NUMBER: _ClassVar[int]
     AUDIT_CONTENT_FIELD_NUMBER: _ClassVar[int]
     CONTINUE_MIDSTREAM_FIELD_NUMBER: _ClassVar[int]
+    ROUTING_ALIASES_FIELD_NUMBER: _ClassVar[int]
+    MODEL_MAP_FIELD_NUMBER: _ClassVar[int]
+    COST_TARGET_USD_FIELD_NUMBER: _ClassVar[int]
     tenant_id: str
     key_id: str
     tier: str
@@ -26,4 +43,7 @@ class Principal(_message.Message):
     safety_profile: str
     audit_content: str
     continue_midstream: bool
-    def __init__(self, tenant_id: _Optional[str] = ..., key_id: _Optional[str] = ..., tier: _Optional[str] = ..., region: _Optional[str] = ..., allowed_models: _Optional[_Iterable[str]] = ..., default_model: _Optional[str] = ..., safety_profile: _Optional[str] = ..., audit_content: _Optional[str] = ..., continue_midstream: _Optional[bool] = ...) -> None: ...
+    routing_aliases: _containers.ScalarMap[str, str]
+    model_map: _containers.ScalarMap[str, str]
+    cost_target_usd: float
+    def __init__(self, tenant_id: _Optional[str] = ..., key_id: _Optional[str] = ..., tier: _Optional[str] = ..., region: _Optional[str] = ..., allowed_models: _Optional[_Iterable[str]] = ..., default_model: _Optional[str] = ..., safety_profile: _Optional[str] = ..., audit_content: _Optional[str] = ..., continue_midstream: _Optional[bool] = ..., routing_aliases: _Optional[_Mapping[str, str]] = ..., model_map: _Optional[_Mapping[str, str]] = ..., cost_target_usd: _Optional[float] = ...) -> None: ...

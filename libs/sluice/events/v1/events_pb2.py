@@ -23,10 +23,11 @@ _sym_db = _symbol_database.Default()
 
 
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
+from sluice.routing.v1 import decision_pb2 as sluice_dot_routing_dot_v1_dot_decision__pb2
 from sluice.safety.v1 import verdict_pb2 as sluice_dot_safety_dot_v1_dot_verdict__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dsluice/events/v1/events.proto\x12\x10sluice.events.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1esluice/safety/v1/verdict.proto\"\xec\x07\n\x0eRequestSummary\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x11\n\ttenant_id\x18\x02 \x01(\t\x12\x0e\n\x06key_id\x18\x03 \x01(\t\x12\x0e\n\x06region\x18\x04 \x01(\t\x12\x17\n\x0fmodel_requested\x18\x05 \x01(\t\x12\x14\n\x0cmodel_served\x18\x06 \x01(\t\x12\x11\n\tfallbacks\x18\x07 \x03(\t\x12\x14\n\x0cinput_tokens\x18\x08 \x01(\x03\x12\x15\n\routput_tokens\x18\t \x01(\x03\x12#\n\x1b\x63\x61\x63he_creation_input_tokens\x18\n \x01(\x03\x12\x1f\n\x17\x63\x61\x63he_read_input_tokens\x18\x0b \x01(\x03\x12\x10\n\x08\x63ost_usd\x18\x0c \x01(\x01\x12\x17\n\x0f\x63\x61talog_version\x18\r \x01(\t\x12\x1e\n\x16time_to_first_token_ms\x18\x0e \x01(\x01\x12\x10\n\x08total_ms\x18\x0f \x01(\x01\x12*\n\x07outcome\x18\x10 \x01(\x0e\x32\x19.sluice.events.v1.Outcome\x12\x14\n\x0c\x65rror_reason\x18\x11 \x01(\t\x12/\n\x0boccurred_at\x18\x12 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12&\n\x1e\x63\x61\x63he_creation_5m_input_tokens\x18\x13 \x01(\x03\x12&\n\x1e\x63\x61\x63he_creation_1h_input_tokens\x18\x14 \x01(\x03\x12L\n\x0fserver_tool_use\x18\x15 \x03(\x0b\x32\x33.sluice.events.v1.RequestSummary.ServerToolUseEntry\x12\x14\n\x0cservice_tier\x18\x16 \x01(\t\x12\x15\n\rinference_geo\x18\x17 \x01(\t\x12\x19\n\x11\x61nthropic_version\x18\x18 \x01(\t\x12\x16\n\x0e\x61nthropic_beta\x18\x19 \x03(\t\x12\x11\n\toperation\x18\x1a \x01(\t\x12\x12\n\ndeployment\x18\x1b \x01(\t\x12\x10\n\x08provider\x18\x1c \x01(\t\x12\x19\n\x11\x64\x65ployment_region\x18\x1d \x01(\t\x12\x1b\n\x13residency_violation\x18\x1e \x01(\x08\x12\x31\n\x08\x61ttempts\x18\x1f \x03(\x0b\x32\x1f.sluice.events.v1.AttemptRecord\x12\x19\n\x11overhead_cost_usd\x18  \x01(\x01\x12\x1b\n\x13\x64\x65ployments_version\x18! \x01(\t\x1a\x34\n\x12ServerToolUseEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\"\xa4\x01\n\rAttemptRecord\x12\x12\n\ndeployment\x18\x01 \x01(\t\x12\x10\n\x08model_id\x18\x02 \x01(\t\x12\x0f\n\x07outcome\x18\x03 \x01(\t\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12\r\n\x05hedge\x18\x05 \x01(\x08\x12\x14\n\x0cinput_tokens\x18\x06 \x01(\x03\x12\x15\n\routput_tokens\x18\x07 \x01(\x03\x12\x10\n\x08\x63ost_usd\x18\x08 \x01(\x01\"S\n\x0c\x42illingEvent\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x31\n\x07request\x18\x02 \x01(\x0b\x32 .sluice.events.v1.RequestSummary\"J\n\rContentRecord\x12\x0c\n\x04mode\x18\x01 \x01(\t\x12\x0e\n\x06sha256\x18\x02 \x01(\t\x12\r\n\x05\x63hars\x18\x03 \x01(\x03\x12\x0c\n\x04text\x18\x04 \x01(\t\"V\n\x0c\x41uthDecision\x12\x0e\n\x06key_id\x18\x01 \x01(\t\x12\x0c\n\x04tier\x18\x02 \x01(\t\x12\x10\n\x08\x61\x64mitted\x18\x03 \x01(\x08\x12\x16\n\x0erefusal_reason\x18\x04 \x01(\t\"\xcb\x02\n\nAuditEvent\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x31\n\x07request\x18\x02 \x01(\x0b\x32 .sluice.events.v1.RequestSummary\x12,\n\x04\x61uth\x18\x03 \x01(\x0b\x32\x1e.sluice.events.v1.AuthDecision\x12\x31\n\x0esafety_verdict\x18\x04 \x01(\x0b\x32\x19.sluice.safety.v1.Verdict\x12/\n\x06prompt\x18\x05 \x01(\x0b\x32\x1f.sluice.events.v1.ContentRecord\x12\x33\n\ncompletion\x18\x06 \x01(\x0b\x32\x1f.sluice.events.v1.ContentRecord\x12\x31\n\x0eoutput_verdict\x18\x07 \x01(\x0b\x32\x19.sluice.safety.v1.Verdict\"\x9d\x02\n\x0bReviewEvent\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x31\n\x07request\x18\x02 \x01(\x0b\x32 .sluice.events.v1.RequestSummary\x12\x30\n\rinput_verdict\x18\x03 \x01(\x0b\x32\x19.sluice.safety.v1.Verdict\x12\x31\n\x0eoutput_verdict\x18\x04 \x01(\x0b\x32\x19.sluice.safety.v1.Verdict\x12/\n\x06prompt\x18\x05 \x01(\x0b\x32\x1f.sluice.events.v1.ContentRecord\x12\x33\n\ncompletion\x18\x06 \x01(\x0b\x32\x1f.sluice.events.v1.ContentRecord*\\\n\x07Outcome\x12\x17\n\x13OUTCOME_UNSPECIFIED\x10\x00\x12\x0e\n\nOUTCOME_OK\x10\x01\x12\x11\n\rOUTCOME_ERROR\x10\x02\x12\x15\n\x11OUTCOME_CANCELLED\x10\x03\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dsluice/events/v1/events.proto\x12\x10sluice.events.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a sluice/routing/v1/decision.proto\x1a\x1esluice/safety/v1/verdict.proto\"\x9d\x08\n\x0eRequestSummary\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x11\n\ttenant_id\x18\x02 \x01(\t\x12\x0e\n\x06key_id\x18\x03 \x01(\t\x12\x0e\n\x06region\x18\x04 \x01(\t\x12\x17\n\x0fmodel_requested\x18\x05 \x01(\t\x12\x14\n\x0cmodel_served\x18\x06 \x01(\t\x12\x11\n\tfallbacks\x18\x07 \x03(\t\x12\x14\n\x0cinput_tokens\x18\x08 \x01(\x03\x12\x15\n\routput_tokens\x18\t \x01(\x03\x12#\n\x1b\x63\x61\x63he_creation_input_tokens\x18\n \x01(\x03\x12\x1f\n\x17\x63\x61\x63he_read_input_tokens\x18\x0b \x01(\x03\x12\x10\n\x08\x63ost_usd\x18\x0c \x01(\x01\x12\x17\n\x0f\x63\x61talog_version\x18\r \x01(\t\x12\x1e\n\x16time_to_first_token_ms\x18\x0e \x01(\x01\x12\x10\n\x08total_ms\x18\x0f \x01(\x01\x12*\n\x07outcome\x18\x10 \x01(\x0e\x32\x19.sluice.events.v1.Outcome\x12\x14\n\x0c\x65rror_reason\x18\x11 \x01(\t\x12/\n\x0boccurred_at\x18\x12 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12&\n\x1e\x63\x61\x63he_creation_5m_input_tokens\x18\x13 \x01(\x03\x12&\n\x1e\x63\x61\x63he_creation_1h_input_tokens\x18\x14 \x01(\x03\x12L\n\x0fserver_tool_use\x18\x15 \x03(\x0b\x32\x33.sluice.events.v1.RequestSummary.ServerToolUseEntry\x12\x14\n\x0cservice_tier\x18\x16 \x01(\t\x12\x15\n\rinference_geo\x18\x17 \x01(\t\x12\x19\n\x11\x61nthropic_version\x18\x18 \x01(\t\x12\x16\n\x0e\x61nthropic_beta\x18\x19 \x03(\t\x12\x11\n\toperation\x18\x1a \x01(\t\x12\x12\n\ndeployment\x18\x1b \x01(\t\x12\x10\n\x08provider\x18\x1c \x01(\t\x12\x19\n\x11\x64\x65ployment_region\x18\x1d \x01(\t\x12\x1b\n\x13residency_violation\x18\x1e \x01(\x08\x12\x31\n\x08\x61ttempts\x18\x1f \x03(\x0b\x32\x1f.sluice.events.v1.AttemptRecord\x12\x19\n\x11overhead_cost_usd\x18  \x01(\x01\x12\x1b\n\x13\x64\x65ployments_version\x18! \x01(\t\x12/\n\x05route\x18\" \x01(\x0b\x32 .sluice.routing.v1.RouteDecision\x1a\x34\n\x12ServerToolUseEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\"\xa4\x01\n\rAttemptRecord\x12\x12\n\ndeployment\x18\x01 \x01(\t\x12\x10\n\x08model_id\x18\x02 \x01(\t\x12\x0f\n\x07outcome\x18\x03 \x01(\t\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12\r\n\x05hedge\x18\x05 \x01(\x08\x12\x14\n\x0cinput_tokens\x18\x06 \x01(\x03\x12\x15\n\routput_tokens\x18\x07 \x01(\x03\x12\x10\n\x08\x63ost_usd\x18\x08 \x01(\x01\"S\n\x0c\x42illingEvent\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x31\n\x07request\x18\x02 \x01(\x0b\x32 .sluice.events.v1.RequestSummary\"J\n\rContentRecord\x12\x0c\n\x04mode\x18\x01 \x01(\t\x12\x0e\n\x06sha256\x18\x02 \x01(\t\x12\r\n\x05\x63hars\x18\x03 \x01(\x03\x12\x0c\n\x04text\x18\x04 \x01(\t\"V\n\x0c\x41uthDecision\x12\x0e\n\x06key_id\x18\x01 \x01(\t\x12\x0c\n\x04tier\x18\x02 \x01(\t\x12\x10\n\x08\x61\x64mitted\x18\x03 \x01(\x08\x12\x16\n\x0erefusal_reason\x18\x04 \x01(\t\"\xcb\x02\n\nAuditEvent\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x31\n\x07request\x18\x02 \x01(\x0b\x32 .sluice.events.v1.RequestSummary\x12,\n\x04\x61uth\x18\x03 \x01(\x0b\x32\x1e.sluice.events.v1.AuthDecision\x12\x31\n\x0esafety_verdict\x18\x04 \x01(\x0b\x32\x19.sluice.safety.v1.Verdict\x12/\n\x06prompt\x18\x05 \x01(\x0b\x32\x1f.sluice.events.v1.ContentRecord\x12\x33\n\ncompletion\x18\x06 \x01(\x0b\x32\x1f.sluice.events.v1.ContentRecord\x12\x31\n\x0eoutput_verdict\x18\x07 \x01(\x0b\x32\x19.sluice.safety.v1.Verdict\"\x9d\x02\n\x0bReviewEvent\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x31\n\x07request\x18\x02 \x01(\x0b\x32 .sluice.events.v1.RequestSummary\x12\x30\n\rinput_verdict\x18\x03 \x01(\x0b\x32\x19.sluice.safety.v1.Verdict\x12\x31\n\x0eoutput_verdict\x18\x04 \x01(\x0b\x32\x19.sluice.safety.v1.Verdict\x12/\n\x06prompt\x18\x05 \x01(\x0b\x32\x1f.sluice.events.v1.ContentRecord\x12\x33\n\ncompletion\x18\x06 \x01(\x0b\x32\x1f.sluice.events.v1.ContentRecord*\\\n\x07Outcome\x12\x17\n\x13OUTCOME_UNSPECIFIED\x10\x00\x12\x0e\n\nOUTCOME_OK\x10\x01\x12\x11\n\rOUTCOME_ERROR\x10\x02\x12\x15\n\x11OUTCOME_CANCELLED\x10\x03\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,22 +36,22 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_REQUESTSUMMARY_SERVERTOOLUSEENTRY']._loaded_options = None
   _globals['_REQUESTSUMMARY_SERVERTOOLUSEENTRY']._serialized_options = b'8\001'
-  _globals['_OUTCOME']._serialized_start=2161
-  _globals['_OUTCOME']._serialized_end=2253
-  _globals['_REQUESTSUMMARY']._serialized_start=117
-  _globals['_REQUESTSUMMARY']._serialized_end=1121
-  _globals['_REQUESTSUMMARY_SERVERTOOLUSEENTRY']._serialized_start=1069
-  _globals['_REQUESTSUMMARY_SERVERTOOLUSEENTRY']._serialized_end=1121
-  _globals['_ATTEMPTRECORD']._serialized_start=1124
-  _globals['_ATTEMPTRECORD']._serialized_end=1288
-  _globals['_BILLINGEVENT']._serialized_start=1290
-  _globals['_BILLINGEVENT']._serialized_end=1373
-  _globals['_CONTENTRECORD']._serialized_start=1375
-  _globals['_CONTENTRECORD']._serialized_end=1449
-  _globals['_AUTHDECISION']._serialized_start=1451
-  _globals['_AUTHDECISION']._serialized_end=1537
-  _globals['_AUDITEVENT']._serialized_start=1540
-  _globals['_AUDITEVENT']._serialized_end=1871
-  _globals['_REVIEWEVENT']._serialized_start=1874
-  _globals['_REVIEWEVENT']._serialized_end=2159
+  _globals['_OUTCOME']._serialized_start=2244
+  _globals['_OUTCOME']._serialized_end=2336
+  _globals['_REQUESTSUMMARY']._serialized_start=151
+  _globals['_REQUESTSUMMARY']._serialized_end=1204
+  _globals['_REQUESTSUMMARY_SERVERTOOLUSEENTRY']._serialized_start=1152
+  _globals['_REQUESTSUMMARY_SERVERTOOLUSEENTRY']._serialized_end=1204
+  _globals['_ATTEMPTRECORD']._serialized_start=1207
+  _globals['_ATTEMPTRECORD']._serialized_end=1371
+  _globals['_BILLINGEVENT']._serialized_start=1373
+  _globals['_BILLINGEVENT']._serialized_end=1456
+  _globals['_CONTENTRECORD']._serialized_start=1458
+  _globals['_CONTENTRECORD']._serialized_end=1532
+  _globals['_AUTHDECISION']._serialized_start=1534
+  _globals['_AUTHDECISION']._serialized_end=1620
+  _globals['_AUDITEVENT']._serialized_start=1623
+  _globals['_AUDITEVENT']._serialized_end=1954
+  _globals['_REVIEWEVENT']._serialized_start=1957
+  _globals['_REVIEWEVENT']._serialized_end=2242
 # @@protoc_insertion_point(module_scope)

@@ -1,5 +1,7 @@
 from sluice.auth.v1 import principal_pb2 as _principal_pb2
+from sluice.llm.v1 import wire_pb2 as _wire_pb2
 from sluice.routing.v1 import candidate_pb2 as _candidate_pb2
+from sluice.routing.v1 import decision_pb2 as _decision_pb2
 from sluice.routing.v1 import model_pb2 as _model_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
@@ -10,30 +12,34 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class RouteRequest(_message.Message):
-    __slots__ = ("principal", "requested_model", "max_tokens", "count_tokens")
+    __slots__ = ("principal", "requested_model", "max_tokens", "count_tokens", "request")
     PRINCIPAL_FIELD_NUMBER: _ClassVar[int]
     REQUESTED_MODEL_FIELD_NUMBER: _ClassVar[int]
     MAX_TOKENS_FIELD_NUMBER: _ClassVar[int]
     COUNT_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_FIELD_NUMBER: _ClassVar[int]
     principal: _principal_pb2.Principal
     requested_model: str
     max_tokens: int
     count_tokens: bool
-    def __init__(self, principal: _Optional[_Union[_principal_pb2.Principal, _Mapping]] = ..., requested_model: _Optional[str] = ..., max_tokens: _Optional[int] = ..., count_tokens: _Optional[bool] = ...) -> None: ...
+    request: _wire_pb2.WireRequest
+    def __init__(self, principal: _Optional[_Union[_principal_pb2.Principal, _Mapping]] = ..., requested_model: _Optional[str] = ..., max_tokens: _Optional[int] = ..., count_tokens: _Optional[bool] = ..., request: _Optional[_Union[_wire_pb2.WireRequest, _Mapping]] = ...) -> None: ...
 
 class RouteResponse(_message.Message):
-    __slots__ = ("candidates", "catalog_version", "model", "allowed_geos", "deployments_version")
+    __slots__ = ("candidates", "catalog_version", "model", "allowed_geos", "deployments_version", "decision")
     CANDIDATES_FIELD_NUMBER: _ClassVar[int]
     CATALOG_VERSION_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     ALLOWED_GEOS_FIELD_NUMBER: _ClassVar[int]
     DEPLOYMENTS_VERSION_FIELD_NUMBER: _ClassVar[int]
+    DECISION_FIELD_NUMBER: _ClassVar[int]
     candidates: _containers.RepeatedCompositeFieldContainer[_candidate_pb2.Candidate]
     catalog_version: str
     model: _model_pb2.ModelInfo
     allowed_geos: _containers.RepeatedScalarFieldContainer[str]
     deployments_version: str
-    def __init__(self, candidates: _Optional[_Iterable[_Union[_candidate_pb2.Candidate, _Mapping]]] = ..., catalog_version: _Optional[str] = ..., model: _Optional[_Union[_model_pb2.ModelInfo, _Mapping]] = ..., allowed_geos: _Optional[_Iterable[str]] = ..., deployments_version: _Optional[str] = ...) -> None: ...
+    decision: _decision_pb2.RouteDecision
+    def __init__(self, candidates: _Optional[_Iterable[_Union[_candidate_pb2.Candidate, _Mapping]]] = ..., catalog_version: _Optional[str] = ..., model: _Optional[_Union[_model_pb2.ModelInfo, _Mapping]] = ..., allowed_geos: _Optional[_Iterable[str]] = ..., deployments_version: _Optional[str] = ..., decision: _Optional[_Union[_decision_pb2.RouteDecision, _Mapping]] = ...) -> None: ...
 
 class ListModelsRequest(_message.Message):
     __slots__ = ("principal", "limit", "before_id", "after_id", "lifecycle")

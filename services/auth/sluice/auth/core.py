@@ -79,4 +79,7 @@ class Authenticator:
             safety_profile=tenant.safety_profile,
             audit_content=tenant.audit_content,
             continue_midstream=tenant.continue_midstream,
+            routing_aliases=tenant.routing.aliases,
+            model_map=tenant.routing.model_map,
+            cost_target_usd=tenant.routing.cost_target_usd,
         )

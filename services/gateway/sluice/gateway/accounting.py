@@ -27,7 +27,7 @@ from sluice.events.emitter import EventEmitter
 from sluice.events.v1 import events_pb2 as ev
 from sluice.inference.v1 import inference_service_pb2 as inference_pb
 from sluice.llm.v1 import messages_pb2 as m
-from sluice.routing.v1 import candidate_pb2
+from sluice.routing.v1 import candidate_pb2, decision_pb2
 from sluice.rpc import context as call_context
 from sluice.telemetry import metrics
 from sluice.wire import jsontext
@@ -67,6 +67,8 @@ class RequestRecord:
         self.candidates: list[candidate_pb2.Candidate] = []
         self.catalog_version = ""
         self.deployments_version = ""
+        # Why the model (routing's decision), once routed.
+        self.route: decision_pb2.RouteDecision | None = None
         # Where the tenant's inference may run, and every upstream attempt.
         self.allowed_geos: tuple[str, ...] = ()
         self.attempts: list[inference_pb.Attempt] = []
@@ -197,6 +199,8 @@ class EventRecorder:
         )
         summary.occurred_at.seconds, summary.occurred_at.nanos = divmod(time.time_ns(), 1_000_000_000)
         summary.deployments_version = record.deployments_version
+        if record.route is not None:
+            summary.route.CopyFrom(record.route)
         served = record.served()
         if served is not None:
             summary.deployment, summary.provider = served.deployment, served.provider

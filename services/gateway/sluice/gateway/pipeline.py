@@ -386,9 +386,10 @@ class Pipeline:
     async def _route(self, record: RequestRecord, count_tokens: bool = False) -> routing_service_pb2.RouteResponse:
         route = await _call(self._s.routing.Route(routing_service_pb2.RouteRequest(
             principal=record.principal, requested_model=record.request.model, max_tokens=record.request.max_tokens,
-            count_tokens=count_tokens), timeout=self._stage_timeout))
+            count_tokens=count_tokens, request=self._as_sent(record.request)), timeout=self._stage_timeout))
         record.candidates, record.catalog_version = list(route.candidates), route.catalog_version
         record.allowed_geos, record.deployments_version = tuple(route.allowed_geos), route.deployments_version
+        record.route = route.decision
         return route
 
     async def _admit(self, record: RequestRecord, input_tokens: int, model: str,
@@ -491,6 +492,7 @@ class Pipeline:
         principal, request = record.principal, record.request
         route, admitted = await self._route_and_admit(record)
         _check_residency(request, route.allowed_geos)
+        info.headers[headers.ROUTE] = route_header(route.decision, route.model.id)
         info.headers.update(deprecation_headers(route.model))
         info.headers.update(admitted.rate_limit_headers)
         t = self._stage_timeout
@@ -590,6 +592,7 @@ class Pipeline:
         try:
             route = await self._route(record, count_tokens=True)
             if info is not None:
+                info.headers[headers.ROUTE] = route_header(route.decision, route.model.id)
                 info.headers.update(deprecation_headers(route.model))
             admitted = await self._admit(record, 0, route.model.id, requests_only=True)
             if info is not None:
@@ -620,6 +623,17 @@ class Pipeline:
         response = await _call(self._s.routing.GetModel(routing_service_pb2.GetModelRequest(
             principal=principal, model_id=model_id), timeout=self._stage_timeout))
         return response.model
+
+
+def route_header(decision: Any, model: str) -> str:
+    """The x-sluice-route value: the decision as `key=value` pairs joined by
+    "; ", empty ones left out (headers.ROUTE)."""
+    pairs = [("policy", decision.policy), ("version", str(decision.policy_version) if decision.policy else ""),
+             ("task", decision.task), ("complexity", decision.complexity), ("tier", decision.tier),
+             ("reason", decision.reason), ("model", model),
+             ("cost_shift", f"{decision.cost_shift:.3f}" if decision.policy else ""),
+             ("experiment", decision.experiment), ("arm", decision.arm)]
+    return "; ".join(f"{k}={v}" for k, v in pairs if v)
 
 
 def models_page_json(page: routing_service_pb2.ListModelsResponse) -> bytes:

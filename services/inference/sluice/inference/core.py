@@ -60,6 +60,7 @@ from sluice.resilience.limiter import AIMDLimit, FixedLimit, PartitionedLimiter,
 from sluice.routing.v1 import candidate_pb2
 from sluice.rpc import context as call_context
 from sluice.rpc.errors import Reason, SluiceError
+from sluice.storage.fleet import FleetStore
 from sluice.telemetry import metrics
 from sluice.wire import events as ev
 from sluice.wire import jsontext
@@ -116,13 +117,16 @@ class AttemptReport:
 
 class DeploymentHealth:
     """One deployment's breaker, concurrency limit and latency history, as
-    this process sees them."""
+    this process sees them; with a `fleet` store, shared with the region's
+    routers (time to first token, output rate, the breaker opening and
+    closing)."""
 
-    __slots__ = ("deployment", "breaker", "limiter", "latency")
+    __slots__ = ("deployment", "breaker", "limiter", "latency", "fleet")
 
     def __init__(self, deployment: str, policy: ResilienceSettings, max_concurrency: int,
-                 clock: Callable[[], float]) -> None:
+                 clock: Callable[[], float], fleet: FleetStore | None = None) -> None:
         self.deployment = deployment
+        self.fleet = fleet
         self.breaker = CircuitBreaker(
             consecutive_failures=policy.breaker_consecutive_failures, error_rate=policy.breaker_error_rate,
             window_s=policy.breaker_window_seconds, min_requests=policy.breaker_min_requests,
@@ -141,6 +145,8 @@ class DeploymentHealth:
         log.warning("deployment %s circuit breaker %s -> %s", self.deployment, old, new)
         metrics.BREAKER_STATE.labels(self.deployment).set(_BREAKER_VALUE.get(new, 0))
         metrics.BREAKER_TRANSITIONS.labels(self.deployment, new).inc()
+        if self.fleet is not None and new in ("open", "closed"):
+            self.fleet.breaker(self.deployment, time.time() + self.breaker.retry_in() if new == "open" else None)
 
 
 class Generator:
@@ -148,16 +154,17 @@ class Generator:
 
     `upstreams` by deployment id; `max_concurrency` per deployment id (the
     ceiling of its adaptive limit); `clock` is monotonic seconds and
-    `rng` draws backoff jitter (tests fix both)."""
+    `rng` draws backoff jitter (tests fix both); `fleet` shares latency
+    and breaker state with the region's routers."""
 
     def __init__(self, upstreams: dict[str, Upstream], policy: ResilienceSettings,
                  max_concurrency: dict[str, int] | None = None, clock: Callable[[], float] = time.monotonic,
-                 rng: random.Random | None = None) -> None:
+                 rng: random.Random | None = None, fleet: FleetStore | None = None) -> None:
         self.upstreams = upstreams
         self.policy = policy
         self._clock = clock
         self._rng = rng or random.Random()
-        self.health = {dep: DeploymentHealth(dep, policy, (max_concurrency or {}).get(dep, 256), clock)
+        self.health = {dep: DeploymentHealth(dep, policy, (max_concurrency or {}).get(dep, 256), clock, fleet)
                        for dep in upstreams}
         # Budgets per shedding class: background work that drains its own
         # cannot take an enterprise request's retry.
@@ -315,7 +322,7 @@ class _Attempt:
     first token, its concurrency permit and breaker slot."""
 
     __slots__ = ("index", "candidate", "health", "permit", "hedge", "stream", "held", "delivered_first",
-                 "sent", "ttft", "usage", "done", "_clock", "splice", "pending", "buffered")
+                 "sent", "ttft", "usage", "done", "_clock", "splice", "pending", "buffered", "output_tokens")
 
     def __init__(self, index: int, candidate: candidate_pb2.Candidate, health: DeploymentHealth, permit: Permit,
                  stream: AsyncIterator[Event], hedge: bool, clock: Callable[[], float], buffered: bool = False) -> None:
@@ -326,6 +333,7 @@ class _Attempt:
         self.delivered_first: list[Event] = []
         self.sent = clock()
         self.ttft = 0.0
+        self.output_tokens = 0  # as the answer's message_delta reports them
         self.usage: dict = {}
         self.done = False
         self.splice: _TextSoFar | None = None
@@ -356,12 +364,18 @@ class _Attempt:
         # (Or an answer with no event after its start: a stream that ended.)
         self.ttft = (first or self._clock()) - self.sent
         self.health.latency.record(self.ttft)
+        if self.health.fleet is not None:
+            self.health.fleet.observe_ttft(self.candidate.deployment, self.ttft)
         metrics.UPSTREAM_TTFT_SECONDS.labels(self.candidate.deployment, self.candidate.model_id).observe(self.ttft)
         return self
 
     async def rest(self) -> AsyncIterator[Event]:
         splice = self.splice
         async for event in self.stream:
+            if event.type == ev.MESSAGE_DELTA and self.health.fleet is not None:
+                usage = event.view.get("usage")
+                if isinstance(usage, dict) and isinstance(usage.get("output_tokens"), int):
+                    self.output_tokens = usage["output_tokens"]
             if splice is not None:
                 event = splice.renumber(event)
                 if event is None:
@@ -385,6 +399,9 @@ class _Attempt:
             self.health.breaker.release()
             self.permit.release("ignore", rtt)
         elif err is None or err.reason not in RETRYABLE | _NOT_HERE:
+            if err is None and self.output_tokens and self.health.fleet is not None and rtt > self.ttft:
+                self.health.fleet.observe_output_rate(self.candidate.deployment,
+                                                      self.output_tokens / (rtt - self.ttft))
             # A refusal of the request itself says the deployment works. The
             # round trip the limit learns is the time to the first token:
             # a stream's length is the answer's, not the deployment's.

@@ -8,6 +8,7 @@ from sluice.inference.providers import build_upstream
 from sluice.inference.servicer import InferenceServicer
 from sluice.inference.v1 import inference_service_pb2
 from sluice.runtime.modules import Module, Runtime
+from sluice.storage.fleet import connect_for
 
 
 async def init(rt: Runtime) -> None:
@@ -21,8 +22,12 @@ async def init(rt: Runtime) -> None:
                                  connect_timeout_s=cfg.connect_timeout_seconds, max_connections=cfg.max_connections)
         rt.on_stop(adapter.aclose)
         upstreams[dep_id] = adapter
+    # Latency and breaker state go to the region's routers through the fleet store.
+    fleet = connect_for(rt.settings, "inference")
+    rt.on_stop(fleet.close)
+    rt.in_background(fleet.run_flushes(rt.settings.routing.fleet_interval_seconds), "fleet-flush")
     generator = Generator(upstreams, cfg.resilience,
-                          {dep_id: d.max_concurrency for dep_id, d in deployments.deployments.items()})
+                          {dep_id: d.max_concurrency for dep_id, d in deployments.deployments.items()}, fleet=fleet)
     rt.serve(InferenceServicer(generator), inference_service_pb2.DESCRIPTOR.services_by_name["InferenceService"])
 
 

@@ -11,11 +11,12 @@ class RoutingServicer:
         self._router = router
 
     async def Route(self, request: pb.RouteRequest, context: object) -> pb.RouteResponse:
-        candidates, model = self._router.route(request.principal, request.requested_model, request.max_tokens,
-                                               request.count_tokens)
+        candidates, model, decision = self._router.route(
+            request.principal, request.requested_model, request.max_tokens, request.count_tokens,
+            request.request if request.HasField("request") else None)
         return pb.RouteResponse(candidates=candidates, catalog_version=self._router.catalog.version,
                                 model=self._router.info(model), allowed_geos=self._router.allowed_geos,
-                                deployments_version=self._router.deployments.version)
+                                deployments_version=self._router.deployments.version, decision=decision)
 
     async def ListModels(self, request: pb.ListModelsRequest, context: object) -> pb.ListModelsResponse:
         data, more = self._router.list_models(request.principal, request.limit, request.before_id, request.after_id,

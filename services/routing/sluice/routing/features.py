@@ -1,0 +1,202 @@
+"""What the router reads of a request: one code path for serving, training,
+replay and evaluation.
+
+Training-serving skew (features computed one way offline and another way
+online) is the failure mode the design review names first, so there is one
+function, `extract`, from a parsed Messages request to `Features`, and the
+offline tools build a Messages request from each corpus line
+(`corpus_request`) before calling it, exactly as a client's body would be.
+
+Features are of two kinds:
+- prompt signals the policy reads directly: estimated input tokens, tools,
+  images or documents, thinking requested, user turns so far;
+- the classifier's tokens: words of the latest user turn and the system
+  prompt (lower-cased; runs of CJK, kana and hangul as character bigrams,
+  since those scripts do not separate words with spaces), word bigrams, and
+  the signals bucketed as tokens (`#len:3`, `#tools`, ...), so the linear
+  model sees them too.
+
+The text read is bounded (the head and tail of the latest turn, the head of
+the system prompt): classification costs the same for a 1K-token prompt as
+for a 100K-token one.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from sluice.wire.request import MessagesRequest
+
+# Characters of the latest user turn read (head, tail) and of the system prompt.
+HEAD_CHARS = 3000
+TAIL_CHARS = 1000
+SYSTEM_CHARS = 600
+
+_WORD = re.compile(r"\w+", re.UNICODE)
+# CJK ideographs, kana, hangul: scripts written without spaces between words.
+_DENSE = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff]+")
+_CODE = re.compile(r"```|\bdef |\bfunction\b|\bclass \w+[:({]|[;{}]\s*\n|=>|\bimport \w+|#include")
+# Token-count buckets (upper bounds): short, medium, long, very long, huge.
+_LEN_BUCKETS = (30, 150, 600, 2_000, 8_000)
+
+
+@dataclass(frozen=True, slots=True)
+class Features:
+    """A request as the router sees it.
+
+    prompt_tokens: estimated input tokens (the codec's estimate);
+    tools: the request offers tools or carries tool calls or results;
+    media: images or non-text documents; thinking: extended thinking asked
+    for; turns: user turns so far; tokens: the classifier's input (see the
+    module doc), deduplicated, in first-seen order.
+    """
+
+    prompt_tokens: int
+    tools: bool
+    media: bool
+    thinking: bool
+    turns: int
+    tokens: tuple[str, ...]
+
+
+def extract(request: MessagesRequest) -> Features:
+    """Features of a parsed request (any request the codec accepted)."""
+    doc = request.doc
+    messages = doc["messages"]
+    turns = 0
+    latest: Any = ""
+    tool_traffic = False
+    media = False
+    for message in messages:
+        if message.get("role") == "user":
+            turns += 1
+            latest = message.get("content")
+        content = message.get("content")
+        if isinstance(content, list):
+            for block in content:
+                if not isinstance(block, dict):
+                    continue
+                kind = block.get("type")
+                if kind in ("tool_use", "tool_result", "server_tool_use"):
+                    tool_traffic = True
+                elif kind == "image" or (kind == "document" and not _text_document(block)):
+                    media = True
+    tools = bool(doc.get("tools")) or tool_traffic
+    thinking = isinstance(doc.get("thinking"), dict) and doc["thinking"].get("type") in ("enabled", "adaptive")
+    text = _turn_text(latest)
+    if len(text) > HEAD_CHARS + TAIL_CHARS:
+        text = text[:HEAD_CHARS] + "\n" + text[-TAIL_CHARS:]
+    system = _turn_text(doc.get("system"))[:SYSTEM_CHARS]
+    prompt_tokens = request.estimated_input_tokens()
+    return Features(prompt_tokens, tools, media, thinking, max(turns, 1),
+                    tokens(text, system, prompt_tokens, tools, media, thinking, turns))
+
+
+def tokens(text: str, system: str, prompt_tokens: int, tools: bool, media: bool, thinking: bool,
+           turns: int) -> tuple[str, ...]:
+    """The classifier's tokens (module doc); `text` is the latest user turn."""
+    seen: dict[str, None] = {}
+    words = _words(text)
+    for word in words:
+        seen[word] = None
+    for first, second in zip(words, words[1:]):
+        seen[first + " " + second] = None
+    for word in _words(system):
+        seen["s:" + word] = None
+    bucket = next((i for i, bound in enumerate(_LEN_BUCKETS) if prompt_tokens <= bound), len(_LEN_BUCKETS))
+    seen[f"#len:{bucket}"] = None
+    lines = text.count("\n")
+    seen[f"#lines:{0 if lines == 0 else 1 if lines < 5 else 2 if lines < 30 else 3}"] = None
+    if _CODE.search(text):
+        seen["#code"] = None
+    if "?" in text or "？" in text:
+        seen["#question"] = None
+    if tools:
+        seen["#tools"] = None
+    if media:
+        seen["#media"] = None
+    if thinking:
+        seen["#thinking"] = None
+    if system:
+        seen["#system"] = None
+    seen[f"#turns:{min(turns, 4)}"] = None
+    return tuple(seen)
+
+
+def _words(text: str) -> list[str]:
+    out: list[str] = []
+    for word in _WORD.findall(text.lower()):
+        if _DENSE.search(word):
+            # Split the run into its dense parts (as bigrams) and the rest.
+            last = 0
+            for match in _DENSE.finditer(word):
+                if match.start() > last:
+                    out.append(word[last:match.start()])
+                run = match.group()
+                out.extend(run[i:i + 2] for i in range(max(len(run) - 1, 1)))
+                last = match.end()
+            if last < len(word):
+                out.append(word[last:])
+        elif len(word) < 40 and not word.isdigit():
+            out.append(word)
+        elif word.isdigit():
+            out.append("#num")
+    return out
+
+
+def _text_document(block: dict[str, Any]) -> bool:
+    source = block.get("source")
+    return isinstance(source, dict) and source.get("type") in ("text", "content")
+
+
+def _turn_text(content: Any) -> str:
+    """A turn's (or system prompt's) text: a string content, or its text
+    blocks and text tool results joined."""
+    if isinstance(content, str):
+        return content
+    if not isinstance(content, list):
+        return ""
+    parts: list[str] = []
+    for block in content:
+        if not isinstance(block, dict):
+            continue
+        if isinstance(block.get("text"), str):
+            parts.append(block["text"])
+        elif block.get("type") == "tool_result":
+            parts.append(_turn_text(block.get("content")))
+        elif block.get("type") == "document" and _text_document(block):
+            data = block["source"].get("data")
+            parts.append(data if isinstance(data, str) else _turn_text(block["source"].get("content")))
+    return "\n".join(parts)
+
+
+# -- the corpus and traces as requests -----------------------------------------------
+
+_TOOL = {"name": "run", "description": "Runs an action in the user's workspace and returns its output.",
+         "input_schema": {"type": "object", "properties": {"action": {"type": "string"}}}}
+
+
+def corpus_request(entry: dict[str, Any], model: str = "auto", max_tokens: int = 1024) -> dict[str, Any]:
+    """The Messages request body a corpus line stands for: the prompt as the
+    latest user turn after `turns - 1` earlier exchanges, with its system
+    prompt, a tool when `tools`, thinking when `thinking`. Raises KeyError
+    or TypeError for a line without a string `text`."""
+    text = entry["text"]
+    if not isinstance(text, str):
+        raise TypeError("text must be a string")
+    messages: list[dict[str, Any]] = []
+    for i in range(max(int(entry.get("turns", 1)), 1) - 1):
+        messages.append({"role": "user", "content": f"(earlier message {i + 1})"})
+        messages.append({"role": "assistant", "content": "(earlier answer)"})
+    messages.append({"role": "user", "content": text})
+    body: dict[str, Any] = {"model": model, "max_tokens": max_tokens, "messages": messages}
+    if entry.get("system"):
+        body["system"] = entry["system"]
+    if entry.get("tools"):
+        body["tools"] = [_TOOL]
+    if entry.get("thinking"):
+        body["thinking"] = {"type": "enabled", "budget_tokens": 4096}
+        body["max_tokens"] = max(max_tokens, 8192)
+    return body

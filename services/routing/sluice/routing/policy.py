@@ -1,0 +1,213 @@
+"""Routing policies: from a classified request to a capability tier.
+
+The policies file (`libs/sluice/catalog/policies.yaml`, or
+`routing.policies_path`) names aliases, experiments and policies. A policy
+maps each task and complexity to a tier (fast, balanced, top), holds each
+task at a floor, raises the tier for prompt signals (thinking, images or
+documents, very long prompts), caps it per customer tier, and lists each
+tier's models. `choose_tier` is the whole decision and is pure: the router,
+replay and the tests run the same function.
+
+The cost controller's `shift` (0..1) moves borderline requests one tier
+down: a request is borderline when the classifier's probability that its
+complexity is at least the predicted level is below the shift; it never
+goes below the task's floor (nor below a signal's tier).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from sluice.catalog import Catalog
+from sluice.catalog.catalog import CatalogError, read_data_file
+from sluice.routing.classifier import COMPLEXITIES, TASKS, TIERS, Prediction
+from sluice.routing.features import Features
+
+Tier = Literal["fast", "balanced", "top"]
+_RANK = {t: i for i, t in enumerate(TIERS)}
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TaskRule(_Strict):
+    low: Tier
+    medium: Tier
+    high: Tier
+    floor: Tier
+    # Output the task usually needs, tokens: the cost estimate's output
+    # (capped by the request's max_tokens).
+    output_tokens: int = Field(ge=1, le=1_000_000)
+
+    @model_validator(mode="after")
+    def _v_floor(self) -> TaskRule:
+        if min(_RANK[self.low], _RANK[self.medium], _RANK[self.high]) < _RANK[self.floor]:
+            raise ValueError(f"a complexity's tier is below the floor {self.floor}")
+        return self
+
+
+class Signals(_Strict):
+    """Tiers a prompt feature needs at least, whatever the task."""
+
+    thinking: Tier = "balanced"
+    media: Tier = "fast"
+    long_prompt_tokens: int = Field(default=50_000, ge=1)
+    long_prompt: Tier = "balanced"
+
+
+class Policy(_Strict):
+    version: int = Field(ge=1)
+    tiers: dict[Tier, list[str]]
+    tasks: dict[str, TaskRule]
+    signals: Signals = Signals()
+    # Highest tier per customer tier (e.g. free: balanced).
+    ceilings: dict[str, Tier] = {}
+
+    @model_validator(mode="after")
+    def _v_complete(self) -> Policy:
+        missing = [t for t in TASKS if t not in self.tasks]
+        unknown = [t for t in self.tasks if t not in TASKS]
+        if missing or unknown:
+            raise ValueError(f"tasks: missing {missing or 'none'}, unknown {unknown or 'none'}")
+        if set(self.tiers) != set(TIERS) or not all(self.tiers.values()):
+            raise ValueError(f"tiers must list models for each of {', '.join(TIERS)}")
+        return self
+
+
+class Arm(_Strict):
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9._-]{0,62}$")
+    policy: str
+    weight: float = Field(gt=0)
+
+
+class Experiment(_Strict):
+    alias: str
+    # Empty: every tenant.
+    tenants: list[str] = []
+    arms: list[Arm] = Field(min_length=2)
+
+
+class _PoliciesFile(_Strict):
+    version: str = Field(min_length=1)
+    aliases: dict[str, str]
+    experiments: dict[str, Experiment] = {}
+    policies: dict[str, Policy]
+
+
+@dataclass(frozen=True)
+class Choice:
+    """A tier and why: reason is one of RouteDecision.reason's values."""
+
+    tier: str
+    floor: str
+    reason: str
+    borderline: bool
+
+
+class Policies:
+    """The parsed policies file (module doc)."""
+
+    def __init__(self, parsed: _PoliciesFile, source: str) -> None:
+        self.version = parsed.version
+        self.aliases = dict(parsed.aliases)
+        self.experiments = dict(parsed.experiments)
+        self.policies = dict(parsed.policies)
+        self.source = source
+        # Experiments by alias, for the request path.
+        self._by_alias: dict[str, list[tuple[str, Experiment]]] = {}
+        for name, experiment in self.experiments.items():
+            self._by_alias.setdefault(experiment.alias, []).append((name, experiment))
+
+    def experiment(self, alias: str, tenant: str) -> tuple[str, Experiment] | None:
+        """The experiment running on `alias` for `tenant`, if any (the
+        first in the file's order)."""
+        for name, experiment in self._by_alias.get(alias, ()):
+            if not experiment.tenants or tenant in experiment.tenants:
+                return name, experiment
+        return None
+
+
+def load_policies(catalog: Catalog, path: str | Path | None = None) -> Policies:
+    """Loads and checks the policies file (or the built-in one). Raises
+    CatalogError naming the file and field: a model no tier may use
+    (unknown to the catalog), an alias, experiment arm or tenant alias
+    naming no policy, an alias that is also a model id."""
+    source, raw = read_data_file(path, "policies.yaml", "routing policies")
+    try:
+        if isinstance(raw, dict):
+            raw = {k: v for k, v in raw.items() if not str(k).startswith("x-")}
+        parsed = _PoliciesFile.model_validate(raw)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or '(root)'}: {e['msg']}" for e in exc.errors())
+        raise CatalogError(f"{source}: {problems}") from None
+    problems = []
+    for name, policy in parsed.policies.items():
+        for tier, models in policy.tiers.items():
+            problems += [f"policies.{name}.tiers.{tier}: unknown model {m!r}" for m in models
+                         if catalog.lookup(m) is None]
+    for alias, policy_name in parsed.aliases.items():
+        if policy_name not in parsed.policies:
+            problems.append(f"aliases.{alias}: no policy {policy_name!r}")
+        if catalog.lookup(alias) is not None:
+            problems.append(f"aliases.{alias}: is a model id or alias in the catalog")
+    for name, experiment in parsed.experiments.items():
+        if experiment.alias not in parsed.aliases:
+            problems.append(f"experiments.{name}.alias: no alias {experiment.alias!r}")
+        problems += [f"experiments.{name}.arms: no policy {arm.policy!r}" for arm in experiment.arms
+                     if arm.policy not in parsed.policies]
+        if len({arm.name for arm in experiment.arms}) != len(experiment.arms):
+            problems.append(f"experiments.{name}.arms: an arm name is used twice")
+    if problems:
+        raise CatalogError(f"{source}: " + "; ".join(problems))
+    return Policies(parsed, source)
+
+
+def choose_tier(policy: Policy, prediction: Prediction, features: Features, shift: float,
+                customer_tier: str) -> Choice:
+    """The tier for a classified request (module doc). `shift` is the cost
+    controller's, 0..1."""
+    rule = policy.tasks[prediction.task]
+    tier = _RANK[getattr(rule, prediction.complexity)]
+    reason = "task"
+    least = _RANK[rule.floor]
+    signals = policy.signals
+    for needed, applies in ((signals.thinking, features.thinking), (signals.media, features.media),
+                            (signals.long_prompt, features.prompt_tokens >= signals.long_prompt_tokens)):
+        if applies:
+            least = max(least, _RANK[needed])
+    if tier < least:
+        tier, reason = least, "signal"
+    borderline = tier > least and prediction.complexity_at_least < shift
+    if borderline:
+        tier, reason = tier - 1, "cost"
+    ceiling = policy.ceilings.get(customer_tier)
+    if ceiling is not None and tier > _RANK[ceiling]:
+        tier, reason = _RANK[ceiling], "ceiling"
+    return Choice(TIERS[tier], rule.floor, reason, borderline)
+
+
+def arm_for(experiment: Experiment, tenant: str, user: str) -> Arm:
+    """The arm of a (tenant, metadata.user_id): a SHA-256 of both, as a
+    point in [0, total weight); the same user always lands in the same arm
+    while the arms are unchanged."""
+    digest = hashlib.sha256(f"{tenant}\0{user}".encode()).digest()
+    point = int.from_bytes(digest[:8], "big") / 2**64 * sum(arm.weight for arm in experiment.arms)
+    for arm in experiment.arms:
+        if point < arm.weight:
+            return arm
+        point -= arm.weight
+    return experiment.arms[-1]
+
+
+def rank(tier: str) -> int:
+    """0 (fast) .. 2 (top)."""
+    return _RANK[tier]
+
+
+__all__ = ["COMPLEXITIES", "Choice", "Policies", "Policy", "arm_for", "choose_tier", "load_policies", "rank"]
