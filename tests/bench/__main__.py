@@ -24,7 +24,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.bench import events, quota, resilience, safety
+from tests.bench import events, quota, resilience, routing, safety
 from tests.infra.kafka_broker import kafka_bootstrap
 from tests.infra.redis_server import redis_url
 from tests.infra.sluice_cluster import SimulatorProcess, SluiceCluster
@@ -124,14 +124,19 @@ def run_profile(profile: str, targets: list[Target], files: dict[str, Path], req
     on whichever row happened to be running."""
     samples = {(t.name, kind): Samples() for t in targets for kind in files}
     per_round = max(requests // ROUNDS, 20)
+    def body_for(target: Target, kind: str) -> Path:
+        # The upstream knows no routing alias: the direct row of "auto" is the named-model request.
+        return files["JSON"] if kind == "auto" and target.name == "direct" else files[kind]
+
     for target in targets:  # warm connections, caches and code paths
-        for body in files.values():
-            hey(target.url, body, target.api_key, max(per_round // 2, 50), concurrency)
+        for kind in files:
+            hey(target.url, body_for(target, kind), target.api_key, max(per_round // 2, 50), concurrency)
     for _ in range(ROUNDS):
-        for kind, body in files.items():
+        for kind in files:
             for target in targets:
                 before = cpu_seconds(target.pids)
-                latencies, errors, span = hey(target.url, body, target.api_key, per_round, concurrency)
+                latencies, errors, span = hey(target.url, body_for(target, kind), target.api_key, per_round,
+                                              concurrency)
                 pooled = samples[(target.name, kind)]
                 pooled.cpu_seconds += cpu_seconds(target.pids) - before
                 pooled.latencies += latencies
@@ -142,9 +147,12 @@ def run_profile(profile: str, targets: list[Target], files: dict[str, Path], req
 
 def bodies(workdir: Path) -> dict[str, Path]:
     out = {}
-    for kind, stream in (("JSON", False), ("SSE", True)):
+    # "auto": the JSON request with the routing alias instead of a model
+    # (issue 15): what classifying and choosing by policy adds.
+    for kind, stream, model in (("JSON", False, "claude-sonnet-4-6"), ("SSE", True, "claude-sonnet-4-6"),
+                                ("auto", False, "auto")):
         path = workdir / f"{kind}.json"
-        path.write_text(json.dumps({"model": "claude-sonnet-4-6", "max_tokens": 64, "stream": stream,
+        path.write_text(json.dumps({"model": model, "max_tokens": 64, "stream": stream,
                                     "messages": [{"role": "user", "content": "Benchmark me, please."}]}))
         out[kind] = path
     return out
@@ -188,6 +196,7 @@ def main() -> None:
     with redis_url() as real_redis:
         try:
             quota_results = quota.run(real_redis, args.quota_checks)
+            routing_timings, routing_replays = routing.run()
             safety_inputs, safety_output = safety.run()
             with kafka_bootstrap() as bootstrap:
                 events_result = events.run(bootstrap, args.events)
@@ -225,6 +234,14 @@ def main() -> None:
           "tokens take 1.5 s; p50/p99 time to first token without and with hedging (after the observed p90).")
     print(resilience.table(resilience_rows))
     print()
+    print("Routing decision alone, in process (issue 15): Router.route as the routing service runs it "
+          "(classifier, policy, cost controller, candidates).")
+    print(routing.table(routing_timings))
+    print(routing.verdict(routing_timings))
+    print()
+    print("Replay of the project's labelled trace (the corpus's held-out split, never trained on), "
+          "`sluice routing replay` per shipped policy, enterprise tenant:")
+    print(routing.replay_tables(routing_replays))
     print("Safety stage alone, in-process, standard pack's default profile (every row of the table above also "
           "runs it, output filter included).")
     print(safety.table(safety_inputs, safety_output))

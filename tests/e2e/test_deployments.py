@@ -22,11 +22,10 @@ import grpc
 import httpx
 import pytest
 
-from sluice.events.spool import pending_records
 from sluice.events.v1 import events_pb2 as ev
 from sluice.inference.v1 import inference_service_pb2 as inference_pb
 from sluice.inference.v1 import inference_service_pb2_grpc as inference_grpc
-from tests.e2e.helpers import sdk, user, wait_until
+from tests.e2e.helpers import calls, record_of, records, route, sdk, user, wait_until
 from tests.infra.google_credentials import write_service_account
 from tests.infra.node_sdk import run_ts
 from tests.infra.sluice_cluster import UNREACHABLE_LIMITS, SimulatorProcess, SluiceCluster
@@ -68,12 +67,6 @@ def profile(cluster: SluiceCluster, deployment: str, **fields: object) -> None:
     assert response.status_code == 200, response.text
 
 
-def calls(cluster: SluiceCluster) -> dict[str, int]:
-    """Requests each simulated deployment received so far."""
-    deployments = httpx.get(f"{cluster.simulator_base}/_sim/deployments", timeout=5).json()
-    return {name: d["requests"] for name, d in deployments.items()}
-
-
 def health(cluster: SluiceCluster) -> dict[str, inference_pb.DeploymentState]:
     """Inference's view of each deployment (its DeploymentHealth RPC)."""
     service = "gateway" if cluster.mode == "all" else "inference"
@@ -81,28 +74,6 @@ def health(cluster: SluiceCluster) -> dict[str, inference_pb.DeploymentState]:
         answer = inference_grpc.InferenceServiceStub(channel).DeploymentHealth(inference_pb.DeploymentHealthRequest(),
                                                                                 timeout=5)
     return {d.deployment: d for d in answer.deployments}
-
-
-def records(cluster: SluiceCluster, kind: str = "audit") -> dict[str, ev.AuditEvent | ev.BillingEvent]:
-    """The region's spooled events of one kind, by request id."""
-    out: dict[str, ev.AuditEvent | ev.BillingEvent] = {}
-    for record in pending_records(cluster.spool_dir / REGION):
-        if record.kind == kind:
-            event = ev.AuditEvent() if kind == "audit" else ev.BillingEvent()
-            event.ParseFromString(record.value)
-            out[event.request.request_id] = event
-    return out
-
-
-def record_of(cluster: SluiceCluster, request_id: str, kind: str = "audit") -> ev.AuditEvent | ev.BillingEvent:
-    found: dict[str, ev.AuditEvent | ev.BillingEvent] = {}
-
-    def spooled() -> bool:
-        found.update(records(cluster, kind))
-        return request_id in found
-
-    wait_until(spooled, 10, f"the {kind} record of {request_id}")
-    return found[request_id]
 
 
 def ask(cluster: SluiceCluster, text: str = "hello", tenant: str = "eu-std", **kw: object) -> tuple[str, str]:
@@ -362,3 +333,18 @@ def test_a_json_answer_that_breaks_mid_stream_is_retried_whole_elsewhere(eu):
     summary = record_of(eu, request_id).request
     assert [(a.deployment, a.outcome) for a in summary.attempts] == [
         ("vertex-europe-west1", "failed"), ("vertex-eu", "served")]
+
+
+def test_auto_for_an_eu_tenant_keeps_every_candidate_in_the_eu(eu):
+    """Routing by policy stays inside the tenant's residency: the top tier's
+    model and every fallback run on EU deployments only."""
+    hard = "Prove rigorously, step by step, that every planar graph is five-colourable, then analyse " * 6
+    for text in ("What is the capital of France?", hard):
+        answer = route(eu, "eu-ent", "enterprise", text)
+        assert answer.candidates and {c.geo for c in answer.candidates} == {"eu"}, answer
+        assert {c.deployment for c in answer.candidates} <= set(EU)
+    raw = sdk(eu.http_base, eu.keys["eu-ent"]).messages.with_raw_response.create(
+        model="auto", max_tokens=16, messages=user("What is the capital of France?"))
+    assert raw.headers["x-sluice-deployment"] in EU and "policy=auto" in raw.headers["x-sluice-route"]
+    assert record_of(eu, raw.headers["request-id"]).request.deployment in EU
+

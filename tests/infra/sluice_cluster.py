@@ -131,6 +131,9 @@ class SluiceCluster:
                      "tiers": {"standard": {"tenant": UNREACHABLE_LIMITS, "key": UNREACHABLE_LIMITS}}},
             "inference": {"simulator_url": self.simulator.base,
                           "resilience": {"backoff_base_seconds": 0.01}},
+            # Clusters of one test run share a Redis: each sees only its own
+            # replicas' latency, breakers and cost shift.
+            "routing": {"fleet_scope": f"test-{secrets.token_hex(6)}"},
             "events": {"spool_dir": str(self.spool_dir), "kafka_bootstrap": kafka_bootstrap,
                        "send_timeout_seconds": 3, "kafka_retry_seconds": 0.5},
         }

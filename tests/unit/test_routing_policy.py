@@ -11,6 +11,8 @@ from importlib import resources
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from sluice.auth.v1.principal_pb2 import Principal
 from sluice.catalog import load_catalog
@@ -18,7 +20,7 @@ from sluice.catalog.catalog import CatalogError
 from sluice.catalog.deployments import load_deployments
 from sluice.llm.v1 import wire_pb2
 from sluice.routing import features as feats
-from sluice.routing.classifier import TASKS, Prediction
+from sluice.routing.classifier import TASKS, Prediction, TaskClassifier
 from sluice.routing.controller import DEPLOYMENT, CostController
 from sluice.routing.core import Router, estimate_cost
 from sluice.routing.policy import arm_for, choose_tier, load_policies, rank
@@ -257,6 +259,9 @@ def test_an_unhealthy_deployment_is_skipped_and_a_slow_one_goes_last():
     slow, _m, _d = r.route(principal(), "claude-sonnet-4-6")
     names = [c.deployment for c in slow if c.model_id == "claude-sonnet-4-6"]
     assert names[0] == "anthropic-us" and names.index("anthropic-global") > names.index("vertex-us-east5")
+    r.adopt(Snapshot(latency={"anthropic-global": Latency(0.4, 50, 20, 50), "anthropic-us": Latency(0.4, 50, 90, 50)}))
+    by_rate = [c.deployment for c in r.route(principal(), "claude-sonnet-4-6")[0]]
+    assert by_rate[0] == "anthropic-us" and by_rate.index("anthropic-global") > 1  # a quarter of the output rate
 
 
 def test_every_deployment_unhealthy_leaves_the_list_to_inference():
@@ -360,3 +365,36 @@ def test_controller_gives_quality_back_when_under_target():
         r.decide(principal(), "auto", pred, feats.Features(tokens, False, False, False, 1, ()), 4096, False,
                  decision_pb2.RouteDecision())
     assert r.controller.shift([DEPLOYMENT]) == 0.0
+
+
+# -- any input ---------------------------------------------------------------------------------------
+
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=40),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.sampled_from(
+        ["type", "text", "content", "role", "source", "data", "thinking", "tools", "metadata", "user_id",
+         "cache_control", "system", "messages", "x"]), inner, max_size=4),
+    max_leaves=25)
+
+
+REAL = Router(CATALOG, DEPLOYMENTS, "local", "claude-sonnet-4-6", policies=POLICIES, classifier=TaskClassifier.load())
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(messages=st.lists(st.fixed_dictionaries({"role": st.sampled_from(["user", "assistant", "x"]),
+                                                "content": _json}), max_size=4),
+       extra=st.dictionaries(st.sampled_from(["system", "tools", "thinking", "metadata", "cache_control"]), _json,
+                             max_size=3))
+def test_any_request_routes_or_is_refused_with_a_sluice_error(messages, extra):
+    """Whatever the body holds, routing an alias answers with candidates or
+    a SluiceError (a 4xx), never another exception."""
+    r = REAL
+    body = json.dumps({"model": "auto", "max_tokens": 256, "messages": messages, **extra}).encode()
+    try:
+        candidates, _m, decision = r.route(principal(), "auto", 256, request=wire_pb2.WireRequest(body=body))
+    except SluiceError as err:
+        assert err.reason is Reason.INVALID_REQUEST
+        return
+    assert candidates and decision.policy == "auto"
+    parsed = MessagesRequest(body, exact=False)
+    assert feats.extract(parsed).turns >= 1

@@ -17,12 +17,15 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 from importlib import resources
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from sluice.config.settings import ConfigError
+
+
+M = TypeVar("M", bound=BaseModel)
 
 
 class CatalogError(ConfigError):
@@ -168,6 +171,20 @@ def read_data_file(path: str | Path | None, shipped: str, what: str) -> tuple[st
         return source, yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as exc:
         raise CatalogError(f"{source}: not valid YAML: {exc}") from None
+
+
+def parse_data_file(path: str | Path | None, shipped: str, what: str, model: type[M]) -> tuple[str, M]:
+    """(a name for messages, the file validated as `model`): `read_data_file`
+    then pydantic, top-level `x-` keys (YAML anchors kept for reuse) left
+    out. Raises CatalogError listing every field at fault."""
+    source, raw = read_data_file(path, shipped, what)
+    if isinstance(raw, dict):
+        raw = {k: v for k, v in raw.items() if not str(k).startswith("x-")}
+    try:
+        return source, model.model_validate(raw)
+    except ValidationError as exc:
+        problems = [f"  {'.'.join(map(str, e['loc'])) or '(root)'}: {e['msg']}" for e in exc.errors()]
+        raise CatalogError(f"{source}: invalid {what}:\n" + "\n".join(problems)) from None
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):

@@ -22,9 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
-from sluice.catalog.catalog import Catalog, CatalogError, ModelEntry, load_catalog, read_data_file
+from sluice.catalog.catalog import Catalog, CatalogError, ModelEntry, load_catalog, parse_data_file
 from sluice.config.settings import Settings
 
 Provider = Literal["anthropic", "vertex", "bedrock"]
@@ -170,12 +170,7 @@ def load_deployments(catalog: Catalog, path: str | Path | None = None) -> Deploy
     """Loads the deployments file at `path`, or the one shipped with Sluice.
     Raises CatalogError listing every problem (naming the deployment and
     field), including models the catalog does not know."""
-    source, raw = read_data_file(path, "deployments.yaml", "deployments")
-    try:
-        parsed = _DeploymentsFile.model_validate(raw)
-    except ValidationError as exc:
-        problems = [f"  {'.'.join(map(str, e['loc'])) or '(root)'}: {e['msg']}" for e in exc.errors()]
-        raise CatalogError(f"{source}: invalid deployments:\n" + "\n".join(problems)) from None
+    source, parsed = parse_data_file(path, "deployments.yaml", "deployments", _DeploymentsFile)
     problems = []
     for dep_id, dep in parsed.deployments.items():
         if dep.models != "all":

@@ -340,6 +340,11 @@ class RoutingSettings(_Section):
     fleet_interval_seconds: float = Field(1.0, gt=0, le=60)
     # Latency history read by routing: the mean of the last this many minutes.
     latency_window_minutes: int = Field(5, ge=1, le=60)
+    # Who shares latency history, breaker state and the cost shift: the
+    # replicas with the same scope on the same Redis. Empty = the region
+    # (one Sluice deployment per region); set it when two deployments of one
+    # region share a Redis (staging beside production).
+    fleet_scope: str = Field("", pattern=r"^[a-z0-9_-]{0,63}$")
 
 
 class DeploymentEndpoint(_Section):

@@ -80,11 +80,17 @@ async def _first_request(process, out: TextIO) -> None:  # type: ignore[no-untyp
         message = await client.messages.create(
             model="claude-sonnet-4-6", max_tokens=32, messages=[{"role": "user", "content": "Hello, Sluice"}]
         )
+        # The same with "model": "auto": the router picks the model by task (x-sluice-route says why).
+        routed = await client.messages.with_raw_response.create(
+            model="auto", max_tokens=32, messages=[{"role": "user", "content": "What is the capital of France?"}])
+        auto = routed.parse()
         out.write(
             "First request (anthropic SDK -> gateway -> auth -> safety/cache/routing -> inference -> upstream):\n"
             f"  model={message.model} stop_reason={message.stop_reason} "
             f"input_tokens={message.usage.input_tokens} output_tokens={message.usage.output_tokens}\n"
-            f"  text: {message.content[0].text!r}\n\nPress Ctrl-C to stop.\n"
+            f"  text: {message.content[0].text!r}\n"
+            f"Routed by task (model=auto): model={auto.model}\n"
+            f"  x-sluice-route: {routed.headers.get('x-sluice-route', '')}\n\nPress Ctrl-C to stop.\n"
         )
     except anthropic.APIError as exc:
         out.write(f"First request failed: {exc}\n")
@@ -157,7 +163,11 @@ def main(argv: list[str] | None = None, out: TextIO = sys.stdout, err: TextIO = 
     if args.command in ("keys", "tenants"):
         return admin_cli.run(args, settings, out, err)
     if args.command == "routing":
-        return _routing_cli().run(args, settings, out, err)
+        billing = None
+        if args.action == "report":
+            billing = _sinks_cli().billing_events(args.data_dir or settings.sinks.data_dir,
+                                                  args.region or settings.region, args.tenant)
+        return _routing_cli().run(args, settings, out, err, billing)
     if args.command in ("audit", "billing", "events"):
         return _sinks_cli().run(args, settings, out, err)
     try:

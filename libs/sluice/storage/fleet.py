@@ -64,13 +64,14 @@ class Snapshot:
 
 
 class FleetStore:
-    """The shared view (module doc). `replica` names this process in breaker
-    fields; `clock` is unix seconds (tests set it)."""
+    """The shared view (module doc). `scope` is the region (or
+    routing.fleet_scope); `replica` names this process in breaker fields;
+    `clock` is unix seconds (tests set it)."""
 
-    def __init__(self, client: aioredis.Redis, region: str, replica: str, service: str,
+    def __init__(self, client: aioredis.Redis, scope: str, replica: str, service: str,
                  window_minutes: int = 5, clock: Callable[[], float] = time.time) -> None:
         self._redis = client
-        self._prefix = f"sluice:fleet:{{{region}}}:"
+        self._prefix = f"sluice:fleet:{{{scope}}}:"
         self._replica = replica
         self._service = service
         self._window = window_minutes
@@ -187,6 +188,7 @@ def connect_for(settings: object, service: str) -> FleetStore:
     from sluice.storage.redis import connect
 
     cfg = settings  # a sluice.config.Settings
-    return FleetStore(connect(cfg.auth.redis_url, max_connections=4), cfg.region,  # type: ignore[attr-defined]
+    return FleetStore(connect(cfg.auth.redis_url, max_connections=4),  # type: ignore[attr-defined]
+                      cfg.routing.fleet_scope or cfg.region,  # type: ignore[attr-defined]
                       f"{socket.gethostname()}:{os.getpid()}", service,
                       window_minutes=cfg.routing.latency_window_minutes)  # type: ignore[attr-defined]

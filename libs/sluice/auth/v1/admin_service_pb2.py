@@ -25,13 +25,17 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"sluice/auth/v1/admin_service.proto\x12\x0esluice.auth.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xe8\x01\n\x06\x41piKey\x12\x0e\n\x06key_id\x18\x01 \x01(\t\x12\x11\n\ttenant_id\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\x12/\n\x0b\x63reate_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0brevoke_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x65xpire_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0breplaced_by\x18\x07 \x01(\t\":\n\x10\x43reateKeyRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\"I\n\x11\x43reateKeyResponse\x12#\n\x03key\x18\x01 \x01(\x0b\x32\x16.sluice.auth.v1.ApiKey\x12\x0f\n\x07\x61pi_key\x18\x02 \x01(\t\"$\n\x0fListKeysRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\"8\n\x10ListKeysResponse\x12$\n\x04keys\x18\x01 \x03(\x0b\x32\x16.sluice.auth.v1.ApiKey\"\"\n\x10RevokeKeyRequest\x12\x0e\n\x06key_id\x18\x01 \x01(\t\"8\n\x11RevokeKeyResponse\x12#\n\x03key\x18\x01 \x01(\x0b\x32\x16.sluice.auth.v1.ApiKey\";\n\x10RotateKeyRequest\x12\x0e\n\x06key_id\x18\x01 \x01(\t\x12\x17\n\x0foverlap_seconds\x18\x02 \x01(\x03\"u\n\x11RotateKeyResponse\x12\x36\n\x0breplacement\x18\x01 \x01(\x0b\x32!.sluice.auth.v1.CreateKeyResponse\x12(\n\x08previous\x18\x02 \x01(\x0b\x32\x16.sluice.auth.v1.ApiKey\"\x98\x02\n\x06Limits\x12 \n\x13requests_per_minute\x18\x01 \x01(\x03H\x00\x88\x01\x01\x12\x1e\n\x11tokens_per_minute\x18\x02 \x01(\x03H\x01\x88\x01\x01\x12\x1f\n\x12\x63oncurrent_streams\x18\x03 \x01(\x03H\x02\x88\x01\x01\x12\x1c\n\x0f\x64\x61ily_spend_usd\x18\x04 \x01(\x01H\x03\x88\x01\x01\x12\x1e\n\x11monthly_spend_usd\x18\x05 \x01(\x01H\x04\x88\x01\x01\x42\x16\n\x14_requests_per_minuteB\x14\n\x12_tokens_per_minuteB\x15\n\x13_concurrent_streamsB\x12\n\x10_daily_spend_usdB\x14\n\x12_monthly_spend_usd\"s\n\x0bScopeLimits\x12&\n\x06tenant\x18\x01 \x01(\x0b\x32\x16.sluice.auth.v1.Limits\x12#\n\x03key\x18\x02 \x01(\x0b\x32\x16.sluice.auth.v1.Limits\x12\x17\n\x0fwhen_store_down\x18\x03 \x01(\t\"\xf2\x01\n\x06Tenant\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x0c\n\x04tier\x18\x02 \x01(\t\x12\x0e\n\x06region\x18\x03 \x01(\t\x12\x16\n\x0e\x61llowed_models\x18\x04 \x03(\t\x12\x15\n\rdefault_model\x18\x05 \x01(\t\x12\x16\n\x0esafety_profile\x18\x06 \x01(\t\x12+\n\x06limits\x18\x07 \x01(\x0b\x32\x1b.sluice.auth.v1.ScopeLimits\x12\x10\n\x08revision\x18\x08 \x01(\x03\x12\x15\n\raudit_content\x18\t \x01(\t\x12\x1a\n\x12\x63ontinue_midstream\x18\n \x01(\x08\"%\n\x10GetTenantRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\";\n\x11GetTenantResponse\x12&\n\x06tenant\x18\x01 \x01(\x0b\x32\x16.sluice.auth.v1.Tenant\"\x14\n\x12ListTenantsRequest\">\n\x13ListTenantsResponse\x12\'\n\x07tenants\x18\x01 \x03(\x0b\x32\x16.sluice.auth.v1.Tenant\"p\n\x10PutTenantRequest\x12&\n\x06tenant\x18\x01 \x01(\x0b\x32\x16.sluice.auth.v1.Tenant\x12\x1e\n\x11\x65xpected_revision\x18\x02 \x01(\x03H\x00\x88\x01\x01\x42\x14\n\x12_expected_revision\";\n\x11PutTenantResponse\x12&\n\x06tenant\x18\x01 \x01(\x0b\x32\x16.sluice.auth.v1.Tenant2\xcf\x04\n\x0c\x41\x64minService\x12P\n\tCreateKey\x12 .sluice.auth.v1.CreateKeyRequest\x1a!.sluice.auth.v1.CreateKeyResponse\x12M\n\x08ListKeys\x12\x1f.sluice.auth.v1.ListKeysRequest\x1a .sluice.auth.v1.ListKeysResponse\x12P\n\tRevokeKey\x12 .sluice.auth.v1.RevokeKeyRequest\x1a!.sluice.auth.v1.RevokeKeyResponse\x12P\n\tRotateKey\x12 .sluice.auth.v1.RotateKeyRequest\x1a!.sluice.auth.v1.RotateKeyResponse\x12P\n\tGetTenant\x12 .sluice.auth.v1.GetTenantRequest\x1a!.sluice.auth.v1.GetTenantResponse\x12V\n\x0bListTenants\x12\".sluice.auth.v1.ListTenantsRequest\x1a#.sluice.auth.v1.ListTenantsResponse\x12P\n\tPutTenant\x12 .sluice.auth.v1.PutTenantRequest\x1a!.sluice.auth.v1.PutTenantResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"sluice/auth/v1/admin_service.proto\x12\x0esluice.auth.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xe8\x01\n\x06\x41piKey\x12\x0e\n\x06key_id\x18\x01 \x01(\t\x12\x11\n\ttenant_id\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\x12/\n\x0b\x63reate_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0brevoke_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x65xpire_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0breplaced_by\x18\x07 \x01(\t\":\n\x10\x43reateKeyRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\"I\n\x11\x43reateKeyResponse\x12#\n\x03key\x18\x01 \x01(\x0b\x32\x16.sluice.auth.v1.ApiKey\x12\x0f\n\x07\x61pi_key\x18\x02 \x01(\t\"$\n\x0fListKeysRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\"8\n\x10ListKeysResponse\x12$\n\x04keys\x18\x01 \x03(\x0b\x32\x16.sluice.auth.v1.ApiKey\"\"\n\x10RevokeKeyRequest\x12\x0e\n\x06key_id\x18\x01 \x01(\t\"8\n\x11RevokeKeyResponse\x12#\n\x03key\x18\x01 \x01(\x0b\x32\x16.sluice.auth.v1.ApiKey\";\n\x10RotateKeyRequest\x12\x0e\n\x06key_id\x18\x01 \x01(\t\x12\x17\n\x0foverlap_seconds\x18\x02 \x01(\x03\"u\n\x11RotateKeyResponse\x12\x36\n\x0breplacement\x18\x01 \x01(\x0b\x32!.sluice.auth.v1.CreateKeyResponse\x12(\n\x08previous\x18\x02 \x01(\x0b\x32\x16.sluice.auth.v1.ApiKey\"\x98\x02\n\x06Limits\x12 \n\x13requests_per_minute\x18\x01 \x01(\x03H\x00\x88\x01\x01\x12\x1e\n\x11tokens_per_minute\x18\x02 \x01(\x03H\x01\x88\x01\x01\x12\x1f\n\x12\x63oncurrent_streams\x18\x03 \x01(\x03H\x02\x88\x01\x01\x12\x1c\n\x0f\x64\x61ily_spend_usd\x18\x04 \x01(\x01H\x03\x88\x01\x01\x12\x1e\n\x11monthly_spend_usd\x18\x05 \x01(\x01H\x04\x88\x01\x01\x42\x16\n\x14_requests_per_minuteB\x14\n\x12_tokens_per_minuteB\x15\n\x13_concurrent_streamsB\x12\n\x10_daily_spend_usdB\x14\n\x12_monthly_spend_usd\"s\n\x0bScopeLimits\x12&\n\x06tenant\x18\x01 \x01(\x0b\x32\x16.sluice.auth.v1.Limits\x12#\n\x03key\x18\x02 \x01(\x0b\x32\x16.sluice.auth.v1.Limits\x12\x17\n\x0fwhen_store_down\x18\x03 \x01(\t\"\xa2\x02\n\x06Tenant\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x0c\n\x04tier\x18\x02 \x01(\t\x12\x0e\n\x06region\x18\x03 \x01(\t\x12\x16\n\x0e\x61llowed_models\x18\x04 \x03(\t\x12\x15\n\rdefault_model\x18\x05 \x01(\t\x12\x16\n\x0esafety_profile\x18\x06 \x01(\t\x12+\n\x06limits\x18\x07 \x01(\x0b\x32\x1b.sluice.auth.v1.ScopeLimits\x12\x10\n\x08revision\x18\x08 \x01(\x03\x12\x15\n\raudit_content\x18\t \x01(\t\x12\x1a\n\x12\x63ontinue_midstream\x18\n \x01(\x08\x12.\n\x07routing\x18\x0b \x01(\x0b\x32\x1d.sluice.auth.v1.TenantRouting\"\x86\x02\n\rTenantRouting\x12;\n\x07\x61liases\x18\x01 \x03(\x0b\x32*.sluice.auth.v1.TenantRouting.AliasesEntry\x12>\n\tmodel_map\x18\x02 \x03(\x0b\x32+.sluice.auth.v1.TenantRouting.ModelMapEntry\x12\x17\n\x0f\x63ost_target_usd\x18\x03 \x01(\x01\x1a.\n\x0c\x41liasesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a/\n\rModelMapEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"%\n\x10GetTenantRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\";\n\x11GetTenantResponse\x12&\n\x06tenant\x18\x01 \x01(\x0b\x32\x16.sluice.auth.v1.Tenant\"\x14\n\x12ListTenantsRequest\">\n\x13ListTenantsResponse\x12\'\n\x07tenants\x18\x01 \x03(\x0b\x32\x16.sluice.auth.v1.Tenant\"p\n\x10PutTenantRequest\x12&\n\x06tenant\x18\x01 \x01(\x0b\x32\x16.sluice.auth.v1.Tenant\x12\x1e\n\x11\x65xpected_revision\x18\x02 \x01(\x03H\x00\x88\x01\x01\x42\x14\n\x12_expected_revision\";\n\x11PutTenantResponse\x12&\n\x06tenant\x18\x01 \x01(\x0b\x32\x16.sluice.auth.v1.Tenant2\xcf\x04\n\x0c\x41\x64minService\x12P\n\tCreateKey\x12 .sluice.auth.v1.CreateKeyRequest\x1a!.sluice.auth.v1.CreateKeyResponse\x12M\n\x08ListKeys\x12\x1f.sluice.auth.v1.ListKeysRequest\x1a .sluice.auth.v1.ListKeysResponse\x12P\n\tRevokeKey\x12 .sluice.auth.v1.RevokeKeyRequest\x1a!.sluice.auth.v1.RevokeKeyResponse\x12P\n\tRotateKey\x12 .sluice.auth.v1.RotateKeyRequest\x1a!.sluice.auth.v1.RotateKeyResponse\x12P\n\tGetTenant\x12 .sluice.auth.v1.GetTenantRequest\x1a!.sluice.auth.v1.GetTenantResponse\x12V\n\x0bListTenants\x12\".sluice.auth.v1.ListTenantsRequest\x1a#.sluice.auth.v1.ListTenantsResponse\x12P\n\tPutTenant\x12 .sluice.auth.v1.PutTenantRequest\x1a!.sluice.auth.v1.PutTenantResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'sluice.auth.v1.admin_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_TENANTROUTING_ALIASESENTRY']._loaded_options = None
+  _globals['_TENANTROUTING_ALIASESENTRY']._serialized_options = b'8\001'
+  _globals['_TENANTROUTING_MODELMAPENTRY']._loaded_options = None
+  _globals['_TENANTROUTING_MODELMAPENTRY']._serialized_options = b'8\001'
   _globals['_APIKEY']._serialized_start=88
   _globals['_APIKEY']._serialized_end=320
   _globals['_CREATEKEYREQUEST']._serialized_start=322
@@ -55,19 +59,25 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SCOPELIMITS']._serialized_start=1110
   _globals['_SCOPELIMITS']._serialized_end=1225
   _globals['_TENANT']._serialized_start=1228
-  _globals['_TENANT']._serialized_end=1470
-  _globals['_GETTENANTREQUEST']._serialized_start=1472
-  _globals['_GETTENANTREQUEST']._serialized_end=1509
-  _globals['_GETTENANTRESPONSE']._serialized_start=1511
-  _globals['_GETTENANTRESPONSE']._serialized_end=1570
-  _globals['_LISTTENANTSREQUEST']._serialized_start=1572
-  _globals['_LISTTENANTSREQUEST']._serialized_end=1592
-  _globals['_LISTTENANTSRESPONSE']._serialized_start=1594
-  _globals['_LISTTENANTSRESPONSE']._serialized_end=1656
-  _globals['_PUTTENANTREQUEST']._serialized_start=1658
-  _globals['_PUTTENANTREQUEST']._serialized_end=1770
-  _globals['_PUTTENANTRESPONSE']._serialized_start=1772
-  _globals['_PUTTENANTRESPONSE']._serialized_end=1831
-  _globals['_ADMINSERVICE']._serialized_start=1834
-  _globals['_ADMINSERVICE']._serialized_end=2425
+  _globals['_TENANT']._serialized_end=1518
+  _globals['_TENANTROUTING']._serialized_start=1521
+  _globals['_TENANTROUTING']._serialized_end=1783
+  _globals['_TENANTROUTING_ALIASESENTRY']._serialized_start=1688
+  _globals['_TENANTROUTING_ALIASESENTRY']._serialized_end=1734
+  _globals['_TENANTROUTING_MODELMAPENTRY']._serialized_start=1736
+  _globals['_TENANTROUTING_MODELMAPENTRY']._serialized_end=1783
+  _globals['_GETTENANTREQUEST']._serialized_start=1785
+  _globals['_GETTENANTREQUEST']._serialized_end=1822
+  _globals['_GETTENANTRESPONSE']._serialized_start=1824
+  _globals['_GETTENANTRESPONSE']._serialized_end=1883
+  _globals['_LISTTENANTSREQUEST']._serialized_start=1885
+  _globals['_LISTTENANTSREQUEST']._serialized_end=1905
+  _globals['_LISTTENANTSRESPONSE']._serialized_start=1907
+  _globals['_LISTTENANTSRESPONSE']._serialized_end=1969
+  _globals['_PUTTENANTREQUEST']._serialized_start=1971
+  _globals['_PUTTENANTREQUEST']._serialized_end=2083
+  _globals['_PUTTENANTRESPONSE']._serialized_start=2085
+  _globals['_PUTTENANTRESPONSE']._serialized_end=2144
+  _globals['_ADMINSERVICE']._serialized_start=2147
+  _globals['_ADMINSERVICE']._serialized_end=2738
 # @@protoc_insertion_point(module_scope)

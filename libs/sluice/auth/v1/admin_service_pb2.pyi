@@ -108,7 +108,7 @@ class ScopeLimits(_message.Message):
     def __init__(self, tenant: _Optional[_Union[Limits, _Mapping]] = ..., key: _Optional[_Union[Limits, _Mapping]] = ..., when_store_down: _Optional[str] = ...) -> None: ...
 
 class Tenant(_message.Message):
-    __slots__ = ("tenant_id", "tier", "region", "allowed_models", "default_model", "safety_profile", "limits", "revision", "audit_content", "continue_midstream")
+    __slots__ = ("tenant_id", "tier", "region", "allowed_models", "default_model", "safety_profile", "limits", "revision", "audit_content", "continue_midstream", "routing")
     TENANT_ID_FIELD_NUMBER: _ClassVar[int]
     TIER_FIELD_NUMBER: _ClassVar[int]
     REGION_FIELD_NUMBER: _ClassVar[int]
@@ -119,6 +119,7 @@ class Tenant(_message.Message):
     REVISION_FIELD_NUMBER: _ClassVar[int]
     AUDIT_CONTENT_FIELD_NUMBER: _ClassVar[int]
     CONTINUE_MIDSTREAM_FIELD_NUMBER: _ClassVar[int]
+    ROUTING_FIELD_NUMBER: _ClassVar[int]
     tenant_id: str
     tier: str
     region: str
@@ -129,7 +130,32 @@ class Tenant(_message.Message):
     revision: int
     audit_content: str
     continue_midstream: bool
-    def __init__(self, tenant_id: _Optional[str] = ..., tier: _Optional[str] = ..., region: _Optional[str] = ..., allowed_models: _Optional[_Iterable[str]] = ..., default_model: _Optional[str] = ..., safety_profile: _Optional[str] = ..., limits: _Optional[_Union[ScopeLimits, _Mapping]] = ..., revision: _Optional[int] = ..., audit_content: _Optional[str] = ..., continue_midstream: _Optional[bool] = ...) -> None: ...
+    routing: TenantRouting
+    def __init__(self, tenant_id: _Optional[str] = ..., tier: _Optional[str] = ..., region: _Optional[str] = ..., allowed_models: _Optional[_Iterable[str]] = ..., default_model: _Optional[str] = ..., safety_profile: _Optional[str] = ..., limits: _Optional[_Union[ScopeLimits, _Mapping]] = ..., revision: _Optional[int] = ..., audit_content: _Optional[str] = ..., continue_midstream: _Optional[bool] = ..., routing: _Optional[_Union[TenantRouting, _Mapping]] = ...) -> None: ...
+
+class TenantRouting(_message.Message):
+    __slots__ = ("aliases", "model_map", "cost_target_usd")
+    class AliasesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    class ModelMapEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    ALIASES_FIELD_NUMBER: _ClassVar[int]
+    MODEL_MAP_FIELD_NUMBER: _ClassVar[int]
+    COST_TARGET_USD_FIELD_NUMBER: _ClassVar[int]
+    aliases: _containers.ScalarMap[str, str]
+    model_map: _containers.ScalarMap[str, str]
+    cost_target_usd: float
+    def __init__(self, aliases: _Optional[_Mapping[str, str]] = ..., model_map: _Optional[_Mapping[str, str]] = ..., cost_target_usd: _Optional[float] = ...) -> None: ...
 
 class GetTenantRequest(_message.Message):
     __slots__ = ("tenant_id",)

@@ -81,6 +81,9 @@ _REFUSED = frozenset({Reason.UPSTREAM_REJECTED, Reason.UPSTREAM_TOO_LARGE})
 # Failures that say the deployment is saturated: they shrink its concurrency limit.
 _OVERLOAD = frozenset({Reason.UPSTREAM_OVERLOADED, Reason.UPSTREAM_RATE_LIMITED, Reason.DEADLINE_EXCEEDED})
 # Events an attempt may send before its first token; held until it wins.
+# An answer's output rate is shared only when it is this long: a rate
+# measured over a handful of tokens is mostly timer noise.
+_RATE_MIN_TOKENS = 32
 _BEFORE_TOKEN = frozenset({ev.MESSAGE_START, ev.CONTENT_BLOCK_START, ev.PING})
 NO_RETRY = "upstream_no_retry"
 # After the hold ends with nothing held yet, how often to look again.
@@ -399,7 +402,8 @@ class _Attempt:
             self.health.breaker.release()
             self.permit.release("ignore", rtt)
         elif err is None or err.reason not in RETRYABLE | _NOT_HERE:
-            if err is None and self.output_tokens and self.health.fleet is not None and rtt > self.ttft:
+            if (err is None and self.output_tokens >= _RATE_MIN_TOKENS and self.health.fleet is not None
+                    and rtt > self.ttft):
                 self.health.fleet.observe_output_rate(self.candidate.deployment,
                                                       self.output_tokens / (rtt - self.ttft))
             # A refusal of the request itself says the deployment works. The

@@ -21,7 +21,8 @@ each model in its fallback chain that the tenant may use and that can take
 the request, at most `max_candidates`. Deployments whose circuit breaker is
 open on any replica (the fleet snapshot) are left off while another
 deployment can serve, and a deployment whose recent time to first token is
-more than twice the best one's (and 250 ms more) goes behind the others;
+more than twice the best one's (and 250 ms more), or whose output rate is
+under half the best one's, for the same model, goes behind the others;
 otherwise the deployments file's order stands.
 
 The decision (`RouteDecision`) goes back with the candidates: the gateway
@@ -36,6 +37,7 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Callable
+from typing import Any
 from datetime import UTC, date, datetime
 
 import orjson
@@ -60,7 +62,7 @@ from sluice.wire.request import MessagesRequest
 # one's by this factor and margin, over at least this many answers.
 _SLOW_FACTOR = 2.0
 _SLOW_MARGIN_S = 0.25
-_SLOW_MIN_SAMPLES = 5
+_SLOW_MIN_SAMPLES = 10
 # Warm prompt prefixes remembered per process (tenant, model, prefix).
 _WARM_MAX = 100_000
 _TTL_SECONDS = {"5m": 300.0, "1h": 3600.0}
@@ -105,16 +107,22 @@ class Router:
     def adopt(self, snapshot: Snapshot) -> None:
         """A new fleet snapshot: unhealthy and slow deployments, the shared
         cost shifts. Candidate lists are rebuilt only when the first two change."""
-        by_model: dict[str, list[tuple[str, float]]] = {}
+        ttft: dict[str, list[tuple[str, float]]] = {}
+        rate: dict[str, list[tuple[str, float]]] = {}
         for model in self.catalog.models:
             for serving in self.deployments.serving(model, self._region):
                 lat = snapshot.latency.get(serving.deployment_id)
                 if lat is not None and lat.samples >= _SLOW_MIN_SAMPLES:
-                    by_model.setdefault(model.id, []).append((serving.deployment_id, lat.ttft_s))
+                    ttft.setdefault(model.id, []).append((serving.deployment_id, lat.ttft_s))
+                if lat is not None and lat.rate_samples >= _SLOW_MIN_SAMPLES and lat.output_tps > 0:
+                    rate.setdefault(model.id, []).append((serving.deployment_id, lat.output_tps))
         slow = set()
-        for seen in by_model.values():
+        for seen in ttft.values():
             fastest = min(t for _d, t in seen)
             slow.update(d for d, t in seen if t > fastest * _SLOW_FACTOR and t > fastest + _SLOW_MARGIN_S)
+        for seen in rate.values():
+            quickest = max(r for _d, r in seen)
+            slow.update(d for d, r in seen if r * _SLOW_FACTOR < quickest)
         unhealthy, slow_set = frozenset(snapshot.unhealthy), frozenset(slow)
         if unhealthy != self._unhealthy or slow_set != self._slow:
             self._unhealthy, self._slow = unhealthy, slow_set
@@ -158,7 +166,7 @@ class Router:
             raise SluiceError.bad_request("max_tokens", f"{max_tokens} > {model.max_output_tokens}, which is the "
                                           f"maximum allowed number of output tokens for {model.id}")
         candidates = self._candidates_for(principal, model, max_tokens, count_tokens, decision)
-        metrics.ROUTE_DECISIONS.labels("", "", decision.reason).inc()
+        _child(metrics.ROUTE_DECISIONS, "", "", decision.reason).inc()
         return candidates, model, decision
 
     def _candidates_for(self, principal: principal_pb2.Principal, model: ModelEntry, max_tokens: int,
@@ -201,7 +209,7 @@ class Router:
             found = self._candidates[key] = ([_candidate(model, s, reason) for s in healthy], skipped)
         if found[1]:
             for dep in found[1]:
-                metrics.ROUTE_UNHEALTHY_SKIPPED.labels(dep).inc()
+                _child(metrics.ROUTE_UNHEALTHY_SKIPPED, dep).inc()
         return found
 
     # -- routing by policy -------------------------------------------------------------
@@ -406,17 +414,30 @@ def estimate_cost(prices: candidate_pb2.Prices, input_tokens: int, output_tokens
     return cost_usd(usage, prices)
 
 
+_CHILDREN: dict[tuple[object, ...], object] = {}
+
+
+def _child(metric: Any, *labels: str) -> Any:
+    """A labelled metric, looked up once (prometheus_client's labels() takes a
+    lock and builds a key on every call; these are on every routed request)."""
+    key = (metric, *labels)
+    found = _CHILDREN.get(key)
+    if found is None:
+        found = _CHILDREN[key] = metric.labels(*labels)
+    return found
+
+
 def _export(decision: decision_pb2.RouteDecision, features: feats.Features) -> None:
     """The decision and what the classifier saw, as metrics (drift shows as
     a moving distribution)."""
-    metrics.ROUTE_DECISIONS.labels(decision.policy, decision.tier, decision.reason).inc()
-    metrics.ROUTE_PREDICTED.labels(decision.task, decision.complexity).inc()
+    _child(metrics.ROUTE_DECISIONS, decision.policy, decision.tier, decision.reason).inc()
+    _child(metrics.ROUTE_PREDICTED, decision.task, decision.complexity).inc()
     metrics.ROUTE_PROMPT_TOKENS.observe(features.prompt_tokens)
     metrics.ROUTE_CLASSIFIER_CONFIDENCE.observe(decision.task_confidence)
     for name, present in (("tools", features.tools), ("media", features.media), ("thinking", features.thinking),
                           ("multi_turn", features.turns > 1)):
         if present:
-            metrics.ROUTE_FEATURES.labels(name).inc()
+            _child(metrics.ROUTE_FEATURES, name).inc()
 
 
 def model_info(model: ModelEntry, now: datetime) -> model_pb2.ModelInfo:

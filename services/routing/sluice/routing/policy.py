@@ -21,10 +21,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from sluice.catalog import Catalog
-from sluice.catalog.catalog import CatalogError, read_data_file
+from sluice.catalog.catalog import CatalogError, parse_data_file
 from sluice.routing.classifier import COMPLEXITIES, TASKS, TIERS, Prediction
 from sluice.routing.features import Features
 
@@ -138,14 +138,7 @@ def load_policies(catalog: Catalog, path: str | Path | None = None) -> Policies:
     CatalogError naming the file and field: a model no tier may use
     (unknown to the catalog), an alias, experiment arm or tenant alias
     naming no policy, an alias that is also a model id."""
-    source, raw = read_data_file(path, "policies.yaml", "routing policies")
-    try:
-        if isinstance(raw, dict):
-            raw = {k: v for k, v in raw.items() if not str(k).startswith("x-")}
-        parsed = _PoliciesFile.model_validate(raw)
-    except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or '(root)'}: {e['msg']}" for e in exc.errors())
-        raise CatalogError(f"{source}: {problems}") from None
+    source, parsed = parse_data_file(path, "policies.yaml", "routing policies", _PoliciesFile)
     problems = []
     for name, policy in parsed.policies.items():
         for tier, models in policy.tiers.items():

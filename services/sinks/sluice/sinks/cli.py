@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from google.protobuf import json_format
 
@@ -43,6 +44,13 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
             cmd.add_argument("--to", dest="day_to", type=_day, default=today, help="last day (UTC), inclusive")
         cmd.add_argument("--data-dir", help="storage root (default: sinks.data_dir)")
         cmd.add_argument("--region", help="the region whose storage to read (default: the `region` setting)")
+
+
+def billing_events(data_dir: str, region: str, tenant: str | None) -> Iterator[dict[str, Any]] | None:
+    """A region's stored billing records (all tenants' when `tenant` is
+    None), as JSON documents; None when the region has no storage there."""
+    store = RegionalStore(data_dir, region)
+    return store.events("billing", tenant) if store.root.exists() else None
 
 
 def run(args: argparse.Namespace, settings: Settings, out: TextIO, err: TextIO) -> int:
