@@ -140,3 +140,24 @@ def test_report_compares_arms_from_billing_records():
     assert [(line.arm, line.requests, round(line.cost_usd, 3), line.errors, line.fallbacks) for line in lines] == [
         ("a", 2, 0.04, 0, 1), ("b", 1, 0.002, 1, 0)]
     assert "USD/request" in routing_cli.render_arms(lines)
+
+
+def test_replay_proves_a_candidate_policies_file_before_it_serves(tmp_path):
+    from importlib import resources
+
+    text = resources.files("sluice.catalog").joinpath("policies.yaml").read_text()
+    # A candidate version sending every simple question to the top tier.
+    candidate = text.replace("  simple_qa:           {low: fast,     medium: fast,     high: balanced,",
+                             "  simple_qa:           {low: top,      medium: top,      high: top,     ")
+    assert candidate != text
+    (tmp_path / "candidate.yaml").write_text(candidate)
+    trace = clf.ARTIFACT.parent / "trace-heldout.jsonl"
+    results = []
+    for extra in ([], ["--policies", str(tmp_path / "candidate.yaml")]):
+        out, err = io.StringIO(), io.StringIO()
+        assert main(["routing", "replay", str(trace), "--json", *extra], out, err) == 0, err.getvalue()
+        results.append(json.loads(out.getvalue()))
+    shipped, proposed = results
+    assert proposed["tiers"]["top"] > shipped["tiers"]["top"]
+    assert proposed["cost_per_request_usd"] > shipped["cost_per_request_usd"]
+

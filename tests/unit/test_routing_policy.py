@@ -275,7 +275,7 @@ def test_experiment_on_an_alias_records_the_arm(tmp_path: Path):
     text = resources.files("sluice.catalog").joinpath("policies.yaml").read_text()
     text = text.replace("experiments: {}", "experiments:\n  frugal-test:\n    alias: auto\n    arms:\n"
                         "      - {name: control, policy: auto, weight: 1}\n"
-                        "      - {name: frugal, policy: frugal, weight: 1}\n")
+                        "      - {name: frugal, policy: auto-frugal, weight: 1}\n")  # an arm may name an alias
     path = tmp_path / "policies.yaml"
     path.write_text(text)
     r = router(policies=load_policies(CATALOG, path), answer=prediction("translation", "high"))

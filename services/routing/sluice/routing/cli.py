@@ -57,6 +57,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
     cmd = group.add_parser("replay", help="run the router over a trace of requests and print what it chose")
     cmd.add_argument("trace", help="JSON lines: {request, label?, usage?, latency?}, billing records, or corpus lines")
     cmd.add_argument("--policy", help="routing policy to replay (default: the alias's, experiments included)")
+    cmd.add_argument("--policies", help="routing policies file to replay (a candidate version; default: "
+                     "routing.policies_path or the built-in file)")
     cmd.add_argument("--alias", default="auto", help="routing alias the requests name (default auto)")
     cmd.add_argument("--customer-tier", default="enterprise", help="the tenant tier replayed (default enterprise)")
     cmd.add_argument("--target", type=float, help="cost target per request, USD (default routing.cost_target_usd)")
@@ -370,6 +372,9 @@ def render_replay(result: ReplayResult, title: str) -> str:
 
 
 def _replay(args: argparse.Namespace, settings: Settings, out: TextIO, err: TextIO) -> int:
+    if args.policies:
+        settings = settings.model_copy(update={"routing": settings.routing.model_copy(
+            update={"policies_path": args.policies})})
     router = replay_router(settings, args.target)
     if args.policy and (router.policies is None or args.policy not in router.policies.policies):
         err.write(f"sluice: no routing policy {args.policy!r}\n")

@@ -170,8 +170,11 @@ class Router:
         return candidates, model, decision
 
     def _candidates_for(self, principal: principal_pb2.Principal, model: ModelEntry, max_tokens: int,
-                        count_tokens: bool, decision: decision_pb2.RouteDecision) -> list[candidate_pb2.Candidate]:
-        candidates, skipped = self._of(model, "requested")
+                        count_tokens: bool, decision: decision_pb2.RouteDecision, reason: str = "requested"
+                        ) -> list[candidate_pb2.Candidate]:
+        """The model's candidates (as `reason`: "requested" or "policy"),
+        then its fallbacks'; the unhealthy ones left off go on the decision."""
+        candidates, skipped = self._of(model, reason)
         candidates = list(candidates)
         if not candidates:
             raise SluiceError(Reason.MODEL_NOT_ALLOWED, f"model {model.id} has no deployment where inference for "
@@ -237,7 +240,7 @@ class Router:
         experiment = self.policies.experiment(alias, principal.tenant_id)
         if experiment is not None:
             arm = pol.arm_for(experiment[1], principal.tenant_id, user if isinstance(user, str) else "")
-            policy_name, decision.experiment, decision.arm = arm.policy, experiment[0], arm.name
+            policy_name, decision.experiment, decision.arm = self.policies.policy_of(arm), experiment[0], arm.name
         features = feats.extract(parsed)
         prediction = self.classifier.predict(features)
         candidates, model = self.decide(principal, policy_name, prediction, features, max_tokens, count_tokens,
@@ -266,7 +269,7 @@ class Router:
         choice = pol.choose_tier(policy, prediction, features, shift, principal.tier)
         model, tier, reason = self._model_for(principal, policy, choice, max_tokens, count_tokens)
         decision.reason = reason
-        candidates = self._candidates_for(principal, model, max_tokens, count_tokens, decision)
+        candidates = self._candidates_for(principal, model, max_tokens, count_tokens, decision, "policy")
         decision.policy, decision.policy_version = policy_name, policy.version
         decision.policies_version = self.policies.version
         decision.task, decision.task_confidence = prediction.task, prediction.task_p

@@ -82,6 +82,7 @@ class Policy(_Strict):
 
 class Arm(_Strict):
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9._-]{0,62}$")
+    # A policy, or an alias standing for one.
     policy: str
     weight: float = Field(gt=0)
 
@@ -124,6 +125,10 @@ class Policies:
         for name, experiment in self.experiments.items():
             self._by_alias.setdefault(experiment.alias, []).append((name, experiment))
 
+    def policy_of(self, arm: Arm) -> str:
+        """The policy an arm runs (an arm may name an alias)."""
+        return arm.policy if arm.policy in self.policies else self.aliases.get(arm.policy, arm.policy)
+
     def experiment(self, alias: str, tenant: str) -> tuple[str, Experiment] | None:
         """The experiment running on `alias` for `tenant`, if any (the
         first in the file's order)."""
@@ -152,8 +157,8 @@ def load_policies(catalog: Catalog, path: str | Path | None = None) -> Policies:
     for name, experiment in parsed.experiments.items():
         if experiment.alias not in parsed.aliases:
             problems.append(f"experiments.{name}.alias: no alias {experiment.alias!r}")
-        problems += [f"experiments.{name}.arms: no policy {arm.policy!r}" for arm in experiment.arms
-                     if arm.policy not in parsed.policies]
+        problems += [f"experiments.{name}.arms: no policy or alias {arm.policy!r}" for arm in experiment.arms
+                     if arm.policy not in parsed.policies and parsed.aliases.get(arm.policy) not in parsed.policies]
         if len({arm.name for arm in experiment.arms}) != len(experiment.arms):
             problems.append(f"experiments.{name}.arms: an arm name is used twice")
     if problems:
