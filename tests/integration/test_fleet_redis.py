@@ -78,3 +78,19 @@ async def test_a_store_that_is_down_costs_a_counted_failure_not_an_error():
     await broken.flush()  # logged and counted; the breaker news is kept for the next try
     assert broken._breakers == {"d": 2e9}
     await broken.close()
+
+
+async def test_whatever_is_in_the_store_does_not_stop_the_reader(redis_url, region):
+    client = connect(redis_url)
+    prefix = f"sluice:fleet:{{{region}}}:"
+    await client.hset(f"{prefix}lat:{int(1_000_000.0 // 60)}", mapping={"d|n": "x", "d|ttft": "nan", "junk": "1"})
+    await client.hset(f"{prefix}breakers", mapping={"d|gone": "1.0", "e|bad": "soon", "f|live": "1000100"})
+    await client.hset(f"{prefix}cost-shift", mapping={"deployment": "inf", "tenant:t": "0.25"})
+    reader = store(redis_url, region, "r")
+    try:
+        view = await reader.refresh()
+        assert view.unhealthy == {"f"} and view.shifts == {"tenant:t": 0.25}
+        assert await client.hkeys(f"{prefix}breakers") == [b"f|live"]  # the dead and the unreadable cleared
+    finally:
+        await reader.close()
+        await client.aclose()

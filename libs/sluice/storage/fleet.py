@@ -27,6 +27,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -34,6 +36,8 @@ from dataclasses import dataclass, field
 import redis.asyncio as aioredis
 import redis.exceptions
 
+from sluice.config import Settings
+from sluice.storage.redis import connect
 from sluice.telemetry import metrics
 
 log = logging.getLogger(__name__)
@@ -78,7 +82,6 @@ class FleetStore:
         self._clock = clock
         self._lat: dict[str, list[float]] = {}
         self._breakers: dict[str, float | None] = {}
-        self.snapshot = Snapshot()
 
     # -- writes (inference) -------------------------------------------------------------
 
@@ -150,20 +153,29 @@ class FleetStore:
         for reply in replies[:len(keys)]:
             for name, value in reply.items():
                 dep, _, kind = _text(name).rpartition("|")
-                slot = {"n": 0, "ttft": 1, "rn": 2, "rate": 3}.get(kind)
-                if slot is not None:
-                    sums.setdefault(dep, [0.0, 0.0, 0.0, 0.0])[slot] += float(value)
+                slot = _SLOTS.get(kind)
+                number = _number(value)
+                if slot is not None and number is not None:
+                    sums.setdefault(dep, [0.0, 0.0, 0.0, 0.0])[slot] += number
         latency = {dep: Latency(ttft / n if n else 0.0, int(n), rate / rn if rn else 0.0, int(rn))
                    for dep, (n, ttft, rn, rate) in sums.items()}
-        unhealthy = frozenset(_text(name).rpartition("|")[0] for name, until in replies[len(keys)].items()
-                              if float(until) > now)
-        shifts = {_text(scope): float(value) for scope, value in replies[len(keys) + 1].items()}
+        breakers = {_text(name): _number(until) for name, until in replies[len(keys)].items()}
+        unhealthy = frozenset(name.rpartition("|")[0] for name, until in breakers.items()
+                              if until is not None and until > now)
+        # Fields of replicas long gone (or unreadable) are cleared by whoever reads them.
+        stale = [name for name, until in breakers.items() if until is None or until < now - _LAT_TTL_SECONDS]
+        shifts = {_text(scope): number for scope, value in replies[len(keys) + 1].items()
+                  if (number := _number(value)) is not None}
         out_of_range = {scope: min(max(v, 0.0), 1.0) for scope, v in shifts.items() if not 0.0 <= v <= 1.0}
-        if out_of_range:  # clamp the shared value too (no wind-up), racing replicas agree
-            await self._redis.hset(f"{self._prefix}cost-shift", mapping={k: repr(v) for k, v in out_of_range.items()})
+        if out_of_range or stale:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                if out_of_range:  # clamp the shared value too (no wind-up); racing replicas agree
+                    pipe.hset(f"{self._prefix}cost-shift", mapping={k: repr(v) for k, v in out_of_range.items()})
+                if stale:
+                    pipe.hdel(f"{self._prefix}breakers", *stale)
+                await pipe.execute()
             shifts.update(out_of_range)
-        self.snapshot = Snapshot(latency, unhealthy, shifts, now)
-        return self.snapshot
+        return Snapshot(latency, unhealthy, shifts, now)
 
     async def run_flushes(self, interval: float) -> None:
         """Flushes every `interval` seconds until cancelled (the writers' loop)."""
@@ -175,20 +187,27 @@ class FleetStore:
         await self._redis.aclose()
 
 
+_SLOTS = {"n": 0, "ttft": 1, "rn": 2, "rate": 3}
+
+
 def _text(value: bytes | str) -> str:
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
 
 
-def connect_for(settings: object, service: str) -> FleetStore:
-    """The region's fleet store for `service` ("inference", "routing"):
-    the Redis at auth.redis_url (or its in-process stand-in)."""
-    import os
-    import socket
+def _number(value: bytes | str) -> float | None:
+    """A stored number, or None for anything else (the store is shared:
+    whatever is in it must not stop the reader)."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if number == number and abs(number) != float("inf") else None
 
-    from sluice.storage.redis import connect
 
-    cfg = settings  # a sluice.config.Settings
-    return FleetStore(connect(cfg.auth.redis_url, max_connections=4),  # type: ignore[attr-defined]
-                      cfg.routing.fleet_scope or cfg.region,  # type: ignore[attr-defined]
-                      f"{socket.gethostname()}:{os.getpid()}", service,
-                      window_minutes=cfg.routing.latency_window_minutes)  # type: ignore[attr-defined]
+def connect_for(settings: Settings, service: str) -> FleetStore:
+    """The fleet store for `service` ("inference", "routing"): the Redis at
+    auth.redis_url (or its in-process stand-in), scoped to
+    routing.fleet_scope or the region."""
+    return FleetStore(connect(settings.auth.redis_url, max_connections=4),
+                      settings.routing.fleet_scope or settings.region, f"{socket.gethostname()}:{os.getpid()}",
+                      service, window_minutes=settings.routing.latency_window_minutes)

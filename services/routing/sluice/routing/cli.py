@@ -222,7 +222,7 @@ def replay(router: Router, entries: Iterator[dict[str, Any]], alias: str = "auto
     "usage": {"input_tokens", "output_tokens"}?, "latency": {dep: {"ttft_ms"}}?},
     a billing record ({"request": <RequestSummary with route>}), or a corpus
     line ({"text", "tier", ...})."""
-    principal = principal_pb2.Principal(tenant_id=REPLAY_TENANT, tier=customer_tier, region=router._region)
+    principal = principal_pb2.Principal(tenant_id=REPLAY_TENANT, tier=customer_tier, region=router.region)
     requested = alias
     if policy is not None:
         principal.routing_aliases["replayed"] = policy
@@ -321,9 +321,9 @@ def _top_model(router: Router, policy: str) -> Any:
     assert router.policies is not None
     for model_id in router.policies.policies[policy].tiers["top"]:
         model = router.catalog.lookup(model_id)
-        if model is not None and router.deployments.serving(model, router._region):
+        if model is not None and router.deployments.serving(model, router.region):
             return model
-    raise ValueError(f"policy {policy} has no top-tier model in region {router._region}")
+    raise ValueError(f"policy {policy} has no top-tier model in region {router.region}")
 
 
 def _cost_on(model: Any, decision: decision_pb2.RouteDecision, entry: dict[str, Any], router: Router) -> float:

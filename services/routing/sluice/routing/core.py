@@ -93,7 +93,7 @@ class Router:
         # Candidates per (model, reason): built once per fleet view, they are
         # on every request's path.
         self._candidates: dict[tuple[str, str], tuple[list[candidate_pb2.Candidate], tuple[str, ...]]] = {}
-        self._region = region
+        self.region = self._region = region
         self._default_model = default_model
         self._clock = clock
         self._monotonic = monotonic

@@ -40,13 +40,15 @@ async def _follow(router: Router, fleet: FleetStore, interval: float) -> None:
         await asyncio.sleep(interval)
         steps = router.controller.drain()
         try:
-            router.adopt(await fleet.refresh(steps))
+            snapshot = await fleet.refresh(steps)
         except (redis.exceptions.RedisError, OSError) as exc:
             metrics.FLEET_SYNC_FAILURES.labels("routing").inc()
             log.debug("fleet store refresh failed: %s", exc)
             # The steps were not counted: take them again next time.
             for scope, step in steps.items():
                 router.controller.take_back(scope, step)
+            continue
+        router.adopt(snapshot)
 
 
 def build_router(settings: Settings, controller: CostController | None = None,

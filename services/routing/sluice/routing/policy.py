@@ -19,9 +19,9 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from sluice.catalog import Catalog
 from sluice.catalog.catalog import CatalogError, parse_data_file
@@ -94,11 +94,15 @@ class Experiment(_Strict):
     arms: list[Arm] = Field(min_length=2)
 
 
+# Names that travel in the x-sluice-route header and metric labels.
+Name = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9._-]{0,62}$")]
+
+
 class _PoliciesFile(_Strict):
-    version: str = Field(min_length=1)
-    aliases: dict[str, str]
-    experiments: dict[str, Experiment] = {}
-    policies: dict[str, Policy]
+    version: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+    aliases: dict[Name, Name]
+    experiments: dict[Name, Experiment] = {}
+    policies: dict[Name, Policy]
 
 
 @dataclass(frozen=True)
