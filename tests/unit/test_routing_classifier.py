@@ -46,6 +46,7 @@ def test_shipped_artifact_is_the_corpus_current_one(corpus, held_out):
     _examples, digest = corpus
     shipped = TaskClassifier.load()
     assert shipped.card["corpus_sha256"] == digest, "corpus changed: run `sluice routing train` and commit"
+    assert shipped.card["cues_sha256"] == clf.cues_sha256(), "cue lexicon changed: run `sluice routing train`"
     model, tasks, _complexity, _test = held_out
     # Deterministic: retraining gives the shipped weights, and the card's scores are its held-out scores.
     assert np.array_equal(model._weights.astype(np.float16).astype(np.float32), shipped._weights)

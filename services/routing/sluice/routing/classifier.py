@@ -220,12 +220,21 @@ def train(examples: list[Example], corpus_sha256: str, version: str, c: float = 
         heads.append(model)
     weights = np.hstack([h.coef_.T for h in heads]).astype(np.float32)
     intercepts = np.concatenate([h.intercept_ for h in heads]).astype(np.float32)
-    card = {"version": version, "corpus_sha256": corpus_sha256, "examples": len(examples),
+    import sklearn
+
+    card = {"version": version, "corpus_sha256": corpus_sha256, "cues_sha256": cues_sha256(),
+            "scikit_learn": sklearn.__version__, "examples": len(examples),
             "vocabulary": len(vocabulary), "tasks": list(TASKS), "complexities": list(COMPLEXITIES),
             "features": {"head_chars": feats.HEAD_CHARS, "tail_chars": feats.TAIL_CHARS,
                          "system_chars": feats.SYSTEM_CHARS, "min_document_frequency": MIN_DOCUMENT_FREQUENCY},
             "model": f"scikit-learn LogisticRegression(C={c}), binary features, rows L2-normalised"}
     return TaskClassifier(vocabulary, weights, intercepts, card)
+
+
+def cues_sha256() -> str:
+    """SHA-256 of the cue lexicon the features were computed with (it is
+    part of the features: a new lexicon needs a new artifact)."""
+    return hashlib.sha256(feats.CUES_PATH.read_bytes()).hexdigest()
 
 
 def save(classifier: TaskClassifier, stem: Path = ARTIFACT) -> None:

@@ -124,10 +124,11 @@ def extract(request: MessagesRequest) -> Features:
     text = _turn_text(latest)
     if len(text) > HEAD_CHARS + TAIL_CHARS:
         text = text[:HEAD_CHARS] + "\n" + text[-TAIL_CHARS:]
-    if len(text) > (HEAD_CHARS + TAIL_CHARS) // 3 and not text.isascii() and _DENSE.search(text) is not None:
-        # CJK and hangul carry about three times as much per character (and
-        # each character is a token pair here): the same reading, a third the text.
-        text = text[:HEAD_CHARS // 3] + "\n" + text[-TAIL_CHARS // 3:]
+    if len(text) > (HEAD_CHARS + TAIL_CHARS) // 4 and not text.isascii() and _DENSE.search(text) is not None:
+        # CJK and hangul carry about four times as much per character (a
+        # character is about a model token, an English word four
+        # characters): about the same reading, a quarter of the text.
+        text = text[:HEAD_CHARS // 4] + "\n" + text[-TAIL_CHARS // 4:]
     system = _turn_text(doc.get("system"))[:SYSTEM_CHARS]
     prompt_tokens = request.estimated_input_tokens()
     return Features(prompt_tokens, tools, media, thinking, max(turns, 1),
@@ -194,7 +195,7 @@ def _words(text: str) -> list[str]:
             if match.start() > last:
                 out.append(word[last:match.start()])
             run = match.group()
-            out.extend(run[i:i + 2] for i in range(max(len(run) - 1, 1)))
+            out += [a + b for a, b in zip(run, run[1:])] if len(run) > 1 else [run]
             last = match.end()
         if last < len(word):
             out.append(word[last:])
