@@ -114,18 +114,21 @@ def test_replay_of_the_labelled_trace_reports_shares_cost_and_accuracy(tmp_path)
 
 
 def test_replay_accepts_billing_records_and_another_policy(tmp_path):
+    # As the sinks store it: proto3 JSON, 64-bit integers as strings.
     record = {"event_id": "e1", "request": {
-        "request_id": "r1", "model_requested": "auto", "model_served": "claude-opus-4-6", "input_tokens": 1200,
-        "output_tokens": 300, "route": {"requested": "auto", "policy": "auto", "task": "translation",
-                                        "complexity": "high", "task_confidence": 0.8,
-                                        "complexity_confidence": 0.7, "prompt_tokens": 1200, "turns": 1}}}
+        "request_id": "r1", "model_requested": "auto", "model_served": "claude-opus-4-6", "input_tokens": "1200",
+        "output_tokens": "300", "route": {"requested": "auto", "policy": "auto", "task": "translation",
+                                          "complexity": "high", "task_confidence": 0.8,
+                                          "complexity_confidence": 0.7, "prompt_tokens": "1200", "turns": 1}}}
     trace = tmp_path / "billing.jsonl"
-    trace.write_text(json.dumps(record) + "\n")
+    bad = [{"request": {"route": "x"}}, {"request": {**record["request"], "output_tokens": -5}}, {"nothing": 1}]
+    trace.write_text("".join(json.dumps(line) + "\n" for line in [record, *bad]))
     router = routing_cli.replay_router(load(None))
     auto = routing_cli.replay(router, routing_cli.read_trace(trace))
     frugal = routing_cli.replay(routing_cli.replay_router(load(None)), routing_cli.read_trace(trace),
                                 policy="frugal")
     assert auto.tiers == {"top": 1} and frugal.tiers == {"balanced": 1}
+    assert auto.refused == 3 and [why.split(":")[0] for why in auto.refusals] == ["line 2", "line 3", "line 4"]
     assert frugal.cost_usd < auto.cost_usd == pytest.approx(auto.top_cost_usd)
 
 

@@ -321,6 +321,12 @@ def test_controller_integrates_clamps_and_shares():
     assert c.drain() == {"tenant:t": pytest.approx(0.1)}
 
 
+def test_one_huge_request_cannot_push_everyone_down_a_tier():
+    c = CostController(gain=0.01, export=False)
+    c.observe(DEPLOYMENT, 0.012, 5.0)  # a 1.8 MB prompt on the top tier: 400 times the target
+    assert c.shift([DEPLOYMENT]) == pytest.approx(0.09)  # counted as 10 times the target at most
+
+
 def synthetic_trace(n: int, seed: int = 7):
     """(task, labelled complexity, prediction, prompt tokens) of n requests:
     tasks uniform, complexity 45/35/20 low/medium/high, the classifier's
@@ -398,3 +404,78 @@ def test_any_request_routes_or_is_refused_with_a_sluice_error(messages, extra):
     assert candidates and decision.policy == "auto"
     parsed = MessagesRequest(body, exact=False)
     assert feats.extract(parsed).turns >= 1
+
+
+# -- checks of hostile or mistaken configuration --------------------------------------------------------
+
+
+def test_policies_refuse_a_ceiling_below_a_floor_an_infinite_weight_and_two_experiments_on_one_alias(tmp_path):
+    shipped = resources.files("sluice.catalog").joinpath("policies.yaml").read_text()
+    cases = {
+        "below the floor of": shipped.replace("    ceilings:\n      free: balanced\n  # The same",
+                                              "    ceilings:\n      free: fast\n  # The same"),
+        "weight": shipped.replace("experiments: {}", "experiments:\n  e:\n    alias: auto\n    arms:\n"
+                                  "      - {name: a, policy: auto, weight: .inf}\n"
+                                  "      - {name: b, policy: frugal, weight: 1}\n"),
+        "already has experiment": shipped.replace("experiments: {}", "experiments:\n" + "".join(
+            f"  e{i}:\n    alias: auto\n    arms:\n      - {{name: a, policy: auto, weight: 1}}\n"
+            f"      - {{name: b, policy: frugal, weight: 1}}\n" for i in (1, 2))),
+    }
+    for expected, text in cases.items():
+        assert text != shipped, expected
+        path = tmp_path / "p.yaml"
+        path.write_text(text)
+        with pytest.raises(CatalogError, match=expected):
+            load_policies(CATALOG, path)
+
+
+def test_tenant_routing_is_checked_against_policies_and_catalog():
+    from sluice.config.settings import TenantRouting
+    from sluice.routing.policy import check_tenants
+
+    tenants = {"ok": TenantRouting(aliases={"support-bot": "frugal"}, model_map={"claude-opus-4-6": "support-bot"}),
+               "bad": TenantRouting(aliases={"claude-haiku-4-5": "auto", "ghost": "nosuch"},
+                                    model_map={"claude-opus-4-6": "nowhere"})}
+    problems = check_tenants(POLICIES, CATALOG, tenants, ["free", "standard", "enterprise"])
+    assert len(problems) == 3 and all(p.startswith("tenants.bad.") for p in problems), problems
+    assert check_tenants(POLICIES, CATALOG, {}, ["standard"])  # the policies' ceiling names tier "free"
+
+
+def test_a_tenant_alias_cannot_take_over_a_model_name():
+    _c, model, decision = router().route(principal(routing_aliases={"claude-haiku-4-5": "auto"}),
+                                         "claude-haiku-4-5", 256, request=wire())
+    assert model.id == "claude-haiku-4-5" and decision.reason == "requested"
+
+
+def test_auto_with_a_max_tokens_no_model_takes_is_a_400_naming_max_tokens():
+    with pytest.raises(SluiceError) as err:
+        router().route(principal(), "auto", 500_000, request=wire(max_tokens=500_000))
+    assert err.value.reason is Reason.INVALID_REQUEST and "max_tokens" in str(err.value.message) + str(
+        err.value.metadata)
+
+
+def test_a_damaged_classifier_is_a_config_error(tmp_path):
+    import numpy as np
+
+    from sluice.config import ConfigError
+    from sluice.routing.classifier import ARTIFACT
+    from sluice.routing.module import load_classifier
+
+    card = Path(str(ARTIFACT) + ".json").read_text()
+    for name, arrays in (("truncated", None), ("shape", {"intercepts": np.zeros(3)}),
+                         ("nan", {"weights_nan": True})):
+        stem = tmp_path / name
+        (tmp_path / f"{name}.json").write_text(card)
+        if arrays is None:
+            (tmp_path / f"{name}.npz").write_bytes(Path(str(ARTIFACT) + ".npz").read_bytes()[:1000])
+        else:
+            with np.load(str(ARTIFACT) + ".npz") as data:
+                parts = dict(data)
+            if "intercepts" in arrays:
+                parts["intercepts"] = arrays["intercepts"]
+            else:
+                parts["weights"] = parts["weights"].copy()
+                parts["weights"][0, 0] = np.nan
+            np.savez(tmp_path / f"{name}.npz", **parts)
+        with pytest.raises(ConfigError):
+            load_classifier(str(stem))

@@ -83,7 +83,7 @@ async def _first_request(process, out: TextIO) -> None:  # type: ignore[no-untyp
         # The same with "model": "auto": the router picks the model by task (x-sluice-route says why).
         routed = await client.messages.with_raw_response.create(
             model="auto", max_tokens=32, messages=[{"role": "user", "content": "What is the capital of France?"}])
-        auto = routed.parse()
+        auto = await routed.parse()
         out.write(
             "First request (anthropic SDK -> gateway -> auth -> safety/cache/routing -> inference -> upstream):\n"
             f"  model={message.model} stop_reason={message.stop_reason} "
@@ -157,6 +157,13 @@ def main(argv: list[str] | None = None, out: TextIO = sys.stdout, err: TextIO = 
             err.write(f"sluice: {exc}\n")
             return 2
         assert router.policies is not None and router.classifier is not None
+        check_tenants = importlib.import_module("sluice.routing.policy").check_tenants
+        problems = check_tenants(router.policies, router.catalog,
+                                 {t: tenant.routing for t, tenant in settings.auth.tenants.items()},
+                                 settings.auth.tiers)
+        if problems:
+            err.write("sluice: " + "\n  ".join(["routing settings:", *problems]) + "\n")
+            return 2
         out.write(f"configuration ok (catalog {router.catalog.version}, deployments {router.deployments.version}, "
                   f"routing policies {router.policies.version}, classifier {router.classifier.version})\n")
         return 0

@@ -169,7 +169,10 @@ class FleetStore:
         out_of_range = {scope: min(max(v, 0.0), 1.0) for scope, v in shifts.items() if not 0.0 <= v <= 1.0}
         if out_of_range or stale:
             async with self._redis.pipeline(transaction=False) as pipe:
-                if out_of_range:  # clamp the shared value too (no wind-up); racing replicas agree
+                # Clamp the shared value too (no wind-up). A replica's increment
+                # landing between this read and write is lost: one step of one
+                # request, which the integral makes up.
+                if out_of_range:
                     pipe.hset(f"{self._prefix}cost-shift", mapping={k: repr(v) for k, v in out_of_range.items()})
                 if stale:
                     pipe.hdel(f"{self._prefix}breakers", *stale)

@@ -62,9 +62,14 @@ class TaskClassifier:
 
     def __init__(self, vocabulary: Sequence[str], weights: np.ndarray, intercepts: np.ndarray,
                  card: dict[str, Any]) -> None:
-        if weights.shape != (len(vocabulary), len(TASKS) + len(COMPLEXITIES)):
-            raise ValueError(f"classifier weights have shape {weights.shape}, want "
-                             f"({len(vocabulary)}, {len(TASKS) + len(COMPLEXITIES)})")
+        width = len(TASKS) + len(COMPLEXITIES)
+        if weights.shape != (len(vocabulary), width) or np.shape(intercepts) != (width,):
+            raise ValueError(f"classifier weights have shape {weights.shape} and intercepts {np.shape(intercepts)}, "
+                             f"want ({len(vocabulary)}, {width}) and ({width},)")
+        if not (np.isfinite(weights).all() and np.isfinite(intercepts).all()):
+            raise ValueError("classifier weights are not all finite numbers")
+        if len(set(vocabulary)) != len(vocabulary):
+            raise ValueError("classifier vocabulary lists a token twice")
         self._index = {token: i for i, token in enumerate(vocabulary)}
         self._weights = np.ascontiguousarray(weights, dtype=np.float32)
         self._intercepts = np.asarray(intercepts, dtype=np.float32)
@@ -74,14 +79,25 @@ class TaskClassifier:
     @classmethod
     def load(cls, stem: Path | str = ARTIFACT) -> TaskClassifier:
         """The artifact at `<stem>.npz` + `<stem>.json`. Raises OSError when
-        either cannot be read, ValueError when they do not match."""
+        either cannot be read, ValueError when they are not a classifier's
+        (truncated, wrong shapes, not finite, other classes or cues)."""
         stem = Path(stem)
-        card = json.loads(stem.with_suffix(".json").read_text())
-        with np.load(stem.with_suffix(".npz")) as data:
-            vocabulary = bytes(data["vocabulary"]).decode("utf-8").split("\n")
-            weights, intercepts = data["weights"], data["intercepts"]
+        try:
+            card = json.loads(stem.with_suffix(".json").read_text())
+            with np.load(stem.with_suffix(".npz"), allow_pickle=False) as data:
+                vocabulary = bytes(data["vocabulary"]).decode("utf-8").split("\n")
+                weights, intercepts = data["weights"], data["intercepts"]
+        except OSError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - zip, npy and JSON errors of a damaged file all mean one thing
+            raise ValueError(f"classifier {stem} cannot be read: {type(exc).__name__}: {exc}") from None
+        if not isinstance(card, dict):
+            raise ValueError(f"classifier card {stem}.json is not a JSON object")
         if card.get("tasks") != list(TASKS) or card.get("complexities") != list(COMPLEXITIES):
             raise ValueError(f"classifier {stem} was trained for other classes")
+        if card.get("cues_sha256") not in (None, cues_sha256()):
+            raise ValueError(f"classifier {stem} was trained with another cue lexicon than {feats.CUES_PATH} "
+                             "(run `sluice routing train`)")
         return cls(vocabulary, weights, intercepts, card)
 
     def scores(self, tokens: Iterable[str]) -> np.ndarray:

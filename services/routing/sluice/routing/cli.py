@@ -44,6 +44,16 @@ TASK_FLOOR = 0.65
 COMPLEXITY_FLOOR = 0.60
 
 
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number of USD: {text!r}")
+    return value
+
+
 def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     group = sub.add_parser("routing", help="train and score the task classifier, replay and compare policies"
                            ).add_subparsers(dest="action", required=True)
@@ -61,7 +71,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
                      "routing.policies_path or the built-in file)")
     cmd.add_argument("--alias", default="auto", help="routing alias the requests name (default auto)")
     cmd.add_argument("--customer-tier", default="enterprise", help="the tenant tier replayed (default enterprise)")
-    cmd.add_argument("--target", type=float, help="cost target per request, USD (default routing.cost_target_usd)")
+    cmd.add_argument("--target", type=_positive, help="cost target per request, USD (default routing.cost_target_usd)")
     cmd.add_argument("--json", action="store_true", help="print the summary as JSON")
     cmd = group.add_parser("report", help="compare experiment arms from the sink's billing records")
     cmd.add_argument("--tenant", help="only this tenant (default: all)")
@@ -75,6 +85,13 @@ def run(args: argparse.Namespace, settings: Settings, out: TextIO, err: TextIO,
     """Runs one `sluice routing` command; `billing` is the sink's billing
     records for `report` (the sinks service owns their storage)."""
     try:
+        if args.action in ("train", "eval"):
+            try:
+                import sklearn  # noqa: F401 - only to say what is missing
+            except ImportError:
+                err.write("sluice: `sluice routing train` and `eval` fit the classifier with scikit-learn: "
+                          "pip install 'sluice[train]' (make install has it)\n")
+                return 2
         if args.action == "train":
             return _train(args, out)
         if args.action == "eval":
@@ -178,6 +195,8 @@ class ReplayResult:
     below_floor: int = 0
     trajectory: list[tuple[int, float, float]] = field(default_factory=list)
     ttft_ms: list[float] = field(default_factory=list)
+    # Why lines were refused (the first few are printed).
+    refusals: Counter = field(default_factory=Counter)
 
     @property
     def cost_per_request(self) -> float:
@@ -195,7 +214,7 @@ class ReplayResult:
                 "reasons": dict(self.reasons), "arms": dict(self.arms),
                 "tier_accuracy": round(self.tier_correct / self.labelled, 4) if self.labelled else None,
                 "labelled_complex": self.complex_labelled, "labelled_complex_below_top": self.complex_below_top,
-                "below_floor": self.below_floor,
+                "below_floor": self.below_floor, "refusals": list(self.refusals)[:20],
                 "trajectory": [{"request": n, "cost_shift": round(s, 4), "average_usd": round(a, 6)}
                                for n, s, a in self.trajectory]}
 
@@ -234,8 +253,13 @@ def replay(router: Router, entries: Iterator[dict[str, Any]], alias: str = "auto
     for n, entry in enumerate(entries, 1):
         try:
             decision, candidate, cost, label = _replay_one(router, principal, requested, entry)
-        except SluiceError:
+        except SluiceError as err:
             result.refused += 1
+            result.refusals[f"line {n}: {err.message}"[:200]] += 1
+            continue
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+            result.refused += 1
+            result.refusals[f"line {n}: not a trace line ({type(exc).__name__}: {exc})"[:200]] += 1
             continue
         result.requests += 1
         result.cost_usd += cost
@@ -283,15 +307,28 @@ def _replay_one(router: Router, principal: principal_pb2.Principal, requested: s
     usage = entry.get("usage")
     cost = decision.estimated_cost_usd
     if isinstance(usage, dict):
-        cost = estimate_cost(candidates[0].prices, int(usage.get("input_tokens", 0)),
-                             int(usage.get("output_tokens", 0)))
+        cost = estimate_cost(candidates[0].prices, _tokens(usage, "input_tokens"), _tokens(usage, "output_tokens"))
     return decision, candidates[0], cost, label
+
+
+def _tokens(usage: dict[str, Any], name: str) -> int:
+    """A token count of a trace line (a number, or a string of digits: the
+    sinks' JSON writes 64-bit integers as strings, as proto3 JSON does);
+    raises ValueError for anything but a whole number from 0."""
+    value = usage.get(name, 0)
+    if isinstance(value, str) and value.isdigit():
+        value = int(value)
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise ValueError(f"{name} must be a whole number >= 0, not {value!r}")
+    return value
 
 
 def _replay_billing(router: Router, principal: principal_pb2.Principal, summary: dict[str, Any]
                     ) -> tuple[decision_pb2.RouteDecision, Any, float]:
     """A billing record: its recorded prediction and features, re-decided."""
     route = summary["route"]
+    if not isinstance(route, dict):
+        raise ValueError("request.route must be an object (a billing record's routing decision)")
     task, complexity = route.get("task"), route.get("complexity")
     if task not in clf.TASKS or complexity not in clf.COMPLEXITIES:
         raise SluiceError.bad_request("route", "billing record without a policy decision")
@@ -303,9 +340,9 @@ def _replay_billing(router: Router, principal: principal_pb2.Principal, summary:
     decision = decision_pb2.RouteDecision(requested=str(route.get("requested", "")))
     policy = principal.routing_aliases.get("replayed") or route.get("policy") or ""
     candidates, _model = router.decide(principal, policy, prediction, features, 0, False, decision, observe=False)
-    usage = messages_pb2.Usage(input_tokens=int(summary.get("input_tokens", 0)),
-                               output_tokens=int(summary.get("output_tokens", 0)),
-                               cache_read_input_tokens=int(summary.get("cache_read_input_tokens", 0)))
+    usage = messages_pb2.Usage(input_tokens=_tokens(summary, "input_tokens"),
+                               output_tokens=_tokens(summary, "output_tokens"),
+                               cache_read_input_tokens=_tokens(summary, "cache_read_input_tokens"))
     cost = estimate_cost(candidates[0].prices, usage.input_tokens + usage.cache_read_input_tokens,
                          usage.output_tokens, usage.cache_read_input_tokens)
     router.controller.observe(DEPLOYMENT, router.cost_target_usd, cost)
@@ -347,6 +384,7 @@ def _rank(tier: str) -> int:
 
 def render_replay(result: ReplayResult, title: str) -> str:
     lines = [title, f"requests {result.requests}" + (f" (refused {result.refused})" if result.refused else "")]
+    lines += [f"  refused: {why}" for why in list(result.refusals)[:5]]
     lines.append("tier      share")
     for tier in clf.TIERS:
         lines.append(f"{tier:<9} {result.tiers[tier] / max(result.requests, 1):6.1%}")
@@ -366,7 +404,7 @@ def render_replay(result: ReplayResult, title: str) -> str:
     lines.append(f"below a task's floor       {result.below_floor}")
     if result.ttft_ms:
         lines.append(f"observed TTFT p50          {statistics.median(result.ttft_ms):.0f} ms")
-    lines.append("controller: request  cost_shift  rolling avg USD")
+    lines.append("controller: request  cost_shift  average USD (exponential, about the last 500)")
     lines += [f"            {n:>7}  {s:10.3f}  {a:.6f}" for n, s, a in result.trajectory]
     return "\n".join(lines) + "\n"
 
@@ -376,8 +414,12 @@ def _replay(args: argparse.Namespace, settings: Settings, out: TextIO, err: Text
         settings = settings.model_copy(update={"routing": settings.routing.model_copy(
             update={"policies_path": args.policies})})
     router = replay_router(settings, args.target)
-    if args.policy and (router.policies is None or args.policy not in router.policies.policies):
-        err.write(f"sluice: no routing policy {args.policy!r}\n")
+    assert router.policies is not None
+    if args.policy and args.policy not in router.policies.policies:
+        err.write(f"sluice: no routing policy {args.policy!r} in {router.policies.source}\n")
+        return 2
+    if not args.policy and args.alias not in router.policies.aliases:
+        err.write(f"sluice: no routing alias {args.alias!r} in {router.policies.source}\n")
         return 2
     result = replay(router, read_trace(Path(args.trace)), args.alias, args.policy, args.customer_tier)
     if args.json:

@@ -6,9 +6,15 @@ reads: every policy-routed request of a scope adds
 `gain * (cost / target - 1)` to the scope's shift, so the shift climbs
 while requests cost more than the target and falls back (giving quality
 back) while they cost less; it rests where the average cost equals the
-target, or at 0 when the policy's natural choices are already under it.
+target (of costs capped at MAX_RATIO times it), or near 0 when the policy's
+natural choices are already under it.
 Clamped to [0, 1] on every step, so a long cheap spell does not store up
-credit (no integral wind-up).
+credit (no integral wind-up). One request counts at most `MAX_RATIO` times
+the target: a single huge prompt (a tenant pasting a 2 MB log) moves the
+shift by at most `gain * (MAX_RATIO - 1)`, not all the way to 1 for
+everyone. Under target the shift falls back towards 0, which is where it
+stays while requests cost less than the target; an expensive request
+still nudges it up until cheaper ones take it back.
 
 Scopes: "deployment" (all policy-routed traffic of this Sluice deployment,
 `routing.cost_target_usd`) and "tenant:<id>" for a tenant with its own
@@ -27,6 +33,8 @@ from collections.abc import Iterable
 from sluice.telemetry import metrics
 
 DEPLOYMENT = "deployment"
+# The most one request counts, in multiples of the target (see module doc).
+MAX_RATIO = 10.0
 
 
 class CostController:
@@ -53,7 +61,8 @@ class CostController:
         if target_usd <= 0:
             return
         before = self._shift.get(scope, 0.0)
-        after = min(max(before + self.gain * (cost_usd / target_usd - 1.0), 0.0), 1.0)
+        ratio = min(cost_usd / target_usd, MAX_RATIO)
+        after = min(max(before + self.gain * (ratio - 1.0), 0.0), 1.0)
         self._shift[scope] = after
         self._pending[scope] = self._pending.get(scope, 0.0) + (after - before)
         average = self._average.get(scope)

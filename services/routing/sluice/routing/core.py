@@ -93,7 +93,7 @@ class Router:
         # Candidates per (model, reason): built once per fleet view, they are
         # on every request's path.
         self._candidates: dict[tuple[str, str], tuple[list[candidate_pb2.Candidate], tuple[str, ...]]] = {}
-        self.region = self._region = region
+        self.region = region
         self._default_model = default_model
         self._clock = clock
         self._monotonic = monotonic
@@ -110,7 +110,7 @@ class Router:
         ttft: dict[str, list[tuple[str, float]]] = {}
         rate: dict[str, list[tuple[str, float]]] = {}
         for model in self.catalog.models:
-            for serving in self.deployments.serving(model, self._region):
+            for serving in self.deployments.serving(model, self.region):
                 lat = snapshot.latency.get(serving.deployment_id)
                 if lat is not None and lat.samples >= _SLOW_MIN_SAMPLES:
                     ttft.setdefault(model.id, []).append((serving.deployment_id, lat.ttft_s))
@@ -178,8 +178,8 @@ class Router:
         candidates = list(candidates)
         if not candidates:
             raise SluiceError(Reason.MODEL_NOT_ALLOWED, f"model {model.id} has no deployment where inference for "
-                              f"region {self._region} may run ({', '.join(self.allowed_geos)})",
-                              metadata={"model": model.id, "region": self._region})
+                              f"region {self.region} may run ({', '.join(self.allowed_geos)})",
+                              metadata={"model": model.id, "region": self.region})
         unhealthy = list(skipped)
         now = self._clock()
         for fallback_id in self.deployments.fallbacks(model.id):
@@ -203,7 +203,7 @@ class Router:
         key = (model.id, reason)
         found = self._candidates.get(key)
         if found is None:
-            servings = self.deployments.serving(model, self._region)
+            servings = self.deployments.serving(model, self.region)
             healthy = [s for s in servings if s.deployment_id not in self._unhealthy]
             skipped = tuple(s.deployment_id for s in servings if s.deployment_id in self._unhealthy)
             if not healthy:  # every one unhealthy: inference's breakers judge (and panic)
@@ -219,8 +219,8 @@ class Router:
 
     def _policy_name(self, principal: principal_pb2.Principal, name: str) -> str | None:
         """The policy an alias routes to (the tenant's aliases first), or None for a model name."""
-        if principal.routing_aliases and name in principal.routing_aliases:
-            return principal.routing_aliases[name]
+        if principal.routing_aliases and name in principal.routing_aliases and self.catalog.lookup(name) is None:
+            return principal.routing_aliases[name]  # (a model's name stays the model's: model_map routes models)
         if self.policies is not None:
             return self.policies.aliases.get(name)
         return None
@@ -244,7 +244,8 @@ class Router:
         features = feats.extract(parsed)
         prediction = self.classifier.predict(features)
         candidates, model = self.decide(principal, policy_name, prediction, features, max_tokens, count_tokens,
-                                        decision, lambda chosen: self._warm_tokens(principal, chosen, parsed),
+                                        decision, (lambda _m: 0) if count_tokens else
+                                        (lambda chosen: self._warm_tokens(principal, chosen, parsed)),
                                         observe=not count_tokens)
         return candidates, model, decision
 
@@ -294,21 +295,29 @@ class Router:
                    max_tokens: int, count_tokens: bool) -> tuple[ModelEntry, str, str]:
         """The chosen tier's first model the tenant may use; failing that the
         nearest tier's (lower ones first, never below the floor, then
-        higher). Raises MODEL_NOT_ALLOWED when no tier has one."""
+        higher). Raises INVALID_REQUEST naming max_tokens when only the
+        request's max_tokens rules the usable models out (as for a named
+        model), MODEL_NOT_ALLOWED when no tier has one."""
         wanted = pol.rank(choice.tier)
         floor = pol.rank(choice.floor)
         order = [wanted] + [t for t in range(wanted - 1, floor - 1, -1)] + [t for t in range(wanted + 1, 3)]
         now = self._clock()
+        largest = 0
         for rank in order:
             tier = TIERS[rank]
             for model_id in policy.tiers[tier]:
                 model = self.catalog.lookup(model_id)
-                if (model is not None and self._usable(principal, model) and model.lifecycle(now) != "retired"
-                        and (count_tokens or max_tokens <= model.max_output_tokens)
-                        and self.deployments.serving(model, self._region)):
+                if (model is None or not self._usable(principal, model) or model.lifecycle(now) == "retired"
+                        or not self.deployments.serving(model, self.region)):
+                    continue
+                if count_tokens or max_tokens <= model.max_output_tokens:
                     return model, tier, choice.reason if rank == wanted else "available"
+                largest = max(largest, model.max_output_tokens)
+        if largest:
+            raise SluiceError.bad_request("max_tokens", f"{max_tokens} > {largest}, which is the maximum allowed "
+                                          "number of output tokens of the models this routing policy may use")
         raise SluiceError(Reason.MODEL_NOT_ALLOWED, "no model of this routing policy is available to this tenant "
-                          "in its region", metadata={"region": self._region})
+                          "in its region", metadata={"region": self.region})
 
     def _warm_tokens(self, principal: principal_pb2.Principal, model: ModelEntry, parsed: MessagesRequest) -> int:
         """Tokens of the request's cached prefix that are likely warm: its
@@ -348,11 +357,11 @@ class Router:
         return found
 
     def _check_region(self, principal: principal_pb2.Principal) -> None:
-        if principal.region != self._region:
+        if principal.region != self.region:
             raise SluiceError(
                 Reason.WRONG_REGION,
                 f"tenant {principal.tenant_id} belongs to region {principal.region}; "
-                f"this deployment serves {self._region}",
+                f"this deployment serves {self.region}",
             )
 
     @staticmethod

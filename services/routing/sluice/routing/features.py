@@ -124,10 +124,12 @@ def extract(request: MessagesRequest) -> Features:
     text = _turn_text(latest)
     if len(text) > HEAD_CHARS + TAIL_CHARS:
         text = text[:HEAD_CHARS] + "\n" + text[-TAIL_CHARS:]
-    if len(text) > (HEAD_CHARS + TAIL_CHARS) // 4 and not text.isascii() and _DENSE.search(text) is not None:
-        # CJK and hangul carry about four times as much per character (a
-        # character is about a model token, an English word four
-        # characters): about the same reading, a quarter of the text.
+    if (len(text) > (HEAD_CHARS + TAIL_CHARS) // 4 and not text.isascii()
+            and 3 * sum(map(len, _DENSE.findall(text))) > len(text)):
+        # A text mostly in CJK or hangul (over a third of its characters)
+        # carries about four times as much per character (a character is
+        # about a model token, an English word four characters): about the
+        # same reading, a quarter of the text.
         text = text[:HEAD_CHARS // 4] + "\n" + text[-TAIL_CHARS // 4:]
     system = _turn_text(doc.get("system"))[:SYSTEM_CHARS]
     prompt_tokens = request.estimated_input_tokens()

@@ -44,7 +44,8 @@ async def _follow(router: Router, fleet: FleetStore, interval: float) -> None:
         except (redis.exceptions.RedisError, OSError) as exc:
             metrics.FLEET_SYNC_FAILURES.labels("routing").inc()
             log.debug("fleet store refresh failed: %s", exc)
-            # The steps were not counted: take them again next time.
+            # Most likely not counted: take them again next time (a failure
+            # after Redis applied them counts them twice, one interval's worth).
             for scope, step in steps.items():
                 router.controller.take_back(scope, step)
             continue

@@ -17,6 +17,7 @@ goes below the task's floor (nor below a signal's tier).
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Literal
@@ -24,6 +25,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from sluice.catalog import Catalog
+from sluice.config.settings import TenantId, TenantRouting
 from sluice.catalog.catalog import CatalogError, parse_data_file
 from sluice.routing.classifier import COMPLEXITIES, TASKS, TIERS, Prediction
 from sluice.routing.features import Features
@@ -70,6 +72,14 @@ class Policy(_Strict):
     ceilings: dict[str, Tier] = {}
 
     @model_validator(mode="after")
+    def _v_ceilings(self) -> Policy:
+        for customer_tier, ceiling in self.ceilings.items():
+            below = [t for t, rule in self.tasks.items() if _RANK[ceiling] < _RANK[rule.floor]]
+            if below:
+                raise ValueError(f"ceilings.{customer_tier}: {ceiling} is below the floor of {', '.join(below)}")
+        return self
+
+    @model_validator(mode="after")
     def _v_complete(self) -> Policy:
         missing = [t for t in TASKS if t not in self.tasks]
         unknown = [t for t in self.tasks if t not in TASKS]
@@ -84,13 +94,13 @@ class Arm(_Strict):
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9._-]{0,62}$")
     # A policy, or an alias standing for one.
     policy: str
-    weight: float = Field(gt=0)
+    weight: float = Field(gt=0, le=1e6, allow_inf_nan=False)
 
 
 class Experiment(_Strict):
     alias: str
     # Empty: every tenant.
-    tenants: list[str] = []
+    tenants: list[TenantId] = []
     arms: list[Arm] = Field(min_length=2)
 
 
@@ -165,9 +175,45 @@ def load_policies(catalog: Catalog, path: str | Path | None = None) -> Policies:
                      if arm.policy not in parsed.policies and parsed.aliases.get(arm.policy) not in parsed.policies]
         if len({arm.name for arm in experiment.arms}) != len(experiment.arms):
             problems.append(f"experiments.{name}.arms: an arm name is used twice")
+    seen: dict[str, list[tuple[str, set[str]]]] = {}
+    for name, experiment in parsed.experiments.items():
+        tenants = set(experiment.tenants)
+        for other, other_tenants in seen.get(experiment.alias, []):
+            if not tenants or not other_tenants or tenants & other_tenants:
+                problems.append(f"experiments.{name}: alias {experiment.alias!r} already has experiment {other!r} "
+                                "for some of the same tenants (only the first would run)")
+        seen.setdefault(experiment.alias, []).append((name, tenants))
     if problems:
         raise CatalogError(f"{source}: " + "; ".join(problems))
     return Policies(parsed, source)
+
+
+def check_tenants(policies: Policies, catalog: Catalog, tenants: Mapping[str, TenantRouting],
+                  customer_tiers: Iterable[str]) -> list[str]:
+    """Problems of the tenants' routing against the policies and catalog
+    (for `sluice check-config`; tenants change at run time through the admin
+    API, so the router only ever refuses a request): an alias that is a
+    model name (model_map routes a model), an alias naming no policy, a
+    model_map target that is neither a model nor an alias; and ceilings
+    naming a customer tier auth does not define."""
+    problems = []
+    for tenant_id, routing in tenants.items():
+        for alias, policy in routing.aliases.items():
+            if catalog.lookup(alias) is not None:
+                problems.append(f"tenants.{tenant_id}.routing.aliases.{alias}: is a model name; "
+                                "route a model with routing.model_map")
+            if policy not in policies.policies:
+                problems.append(f"tenants.{tenant_id}.routing.aliases.{alias}: no routing policy {policy!r} "
+                                f"in {policies.source}")
+        for model, target in routing.model_map.items():
+            if catalog.lookup(target) is None and target not in policies.aliases and target not in routing.aliases:
+                problems.append(f"tenants.{tenant_id}.routing.model_map.{model}: {target!r} is neither a model "
+                                "nor a routing alias")
+    tiers = set(customer_tiers)
+    for name, policy in policies.policies.items():
+        problems += [f"{policies.source}: policies.{name}.ceilings.{tier}: no customer tier {tier!r} in auth.tiers"
+                     for tier in policy.ceilings if tier not in tiers]
+    return problems
 
 
 def choose_tier(policy: Policy, prediction: Prediction, features: Features, shift: float,
