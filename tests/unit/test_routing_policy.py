@@ -479,3 +479,10 @@ def test_a_damaged_classifier_is_a_config_error(tmp_path):
             np.savez(tmp_path / f"{name}.npz", **parts)
         with pytest.raises(ConfigError):
             load_classifier(str(stem))
+
+
+def test_the_gateways_estimate_is_taken_instead_of_walking_the_prompt_again():
+    body = wire(messages=[{"role": "user", "content": "word " * 4000}])
+    own = router().route(principal(), "auto", 256, request=body)[2].prompt_tokens
+    given = router().route(principal(), "auto", 256, request=body, estimated_input_tokens=own)[2].prompt_tokens
+    assert given == own == MessagesRequest(body.body).estimated_input_tokens()

@@ -12,18 +12,20 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class RouteRequest(_message.Message):
-    __slots__ = ("principal", "requested_model", "max_tokens", "count_tokens", "request")
+    __slots__ = ("principal", "requested_model", "max_tokens", "count_tokens", "request", "estimated_input_tokens")
     PRINCIPAL_FIELD_NUMBER: _ClassVar[int]
     REQUESTED_MODEL_FIELD_NUMBER: _ClassVar[int]
     MAX_TOKENS_FIELD_NUMBER: _ClassVar[int]
     COUNT_TOKENS_FIELD_NUMBER: _ClassVar[int]
     REQUEST_FIELD_NUMBER: _ClassVar[int]
+    ESTIMATED_INPUT_TOKENS_FIELD_NUMBER: _ClassVar[int]
     principal: _principal_pb2.Principal
     requested_model: str
     max_tokens: int
     count_tokens: bool
     request: _wire_pb2.WireRequest
-    def __init__(self, principal: _Optional[_Union[_principal_pb2.Principal, _Mapping]] = ..., requested_model: _Optional[str] = ..., max_tokens: _Optional[int] = ..., count_tokens: _Optional[bool] = ..., request: _Optional[_Union[_wire_pb2.WireRequest, _Mapping]] = ...) -> None: ...
+    estimated_input_tokens: int
+    def __init__(self, principal: _Optional[_Union[_principal_pb2.Principal, _Mapping]] = ..., requested_model: _Optional[str] = ..., max_tokens: _Optional[int] = ..., count_tokens: _Optional[bool] = ..., request: _Optional[_Union[_wire_pb2.WireRequest, _Mapping]] = ..., estimated_input_tokens: _Optional[int] = ...) -> None: ...
 
 class RouteResponse(_message.Message):
     __slots__ = ("candidates", "catalog_version", "model", "allowed_geos", "deployments_version", "decision")

@@ -386,7 +386,8 @@ class Pipeline:
     async def _route(self, record: RequestRecord, count_tokens: bool = False) -> routing_service_pb2.RouteResponse:
         route = await _call(self._s.routing.Route(routing_service_pb2.RouteRequest(
             principal=record.principal, requested_model=record.request.model, max_tokens=record.request.max_tokens,
-            count_tokens=count_tokens, request=self._as_sent(record.request)), timeout=self._stage_timeout))
+            count_tokens=count_tokens, request=self._as_sent(record.request),
+            estimated_input_tokens=record.request.estimated_input_tokens()), timeout=self._stage_timeout))
         record.candidates, record.catalog_version = list(route.candidates), route.catalog_version
         record.allowed_geos, record.deployments_version = tuple(route.allowed_geos), route.deployments_version
         record.route = route.decision

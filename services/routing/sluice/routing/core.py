@@ -133,10 +133,13 @@ class Router:
 
     def route(self, principal: principal_pb2.Principal, requested: str, max_tokens: int = 0,
               count_tokens: bool = False, request: wire_pb2.WireRequest | None = None,
+              estimated_input_tokens: int = 0,
               ) -> tuple[list[candidate_pb2.Candidate], ModelEntry, decision_pb2.RouteDecision]:
         """Candidates for a request, the model it resolved to and why.
 
-        `request` is the client's body: read only to route an alias.
+        `request` is the client's body: read only to route an alias;
+        `estimated_input_tokens` the caller's estimate of its input (the
+        codec's, as the gateway computed it; 0 = computed here).
         Raises SluiceError: WRONG_REGION for a tenant of another region;
         MODEL_NOT_FOUND (404, "model: <name>", the API's wording) for a name
         the catalog does not know; MODEL_NOT_ALLOWED (403) for one the tenant
@@ -153,7 +156,8 @@ class Router:
             name, decision.reason = principal.model_map[name], "mapped"
         policy_name = self._policy_name(principal, name)
         if policy_name is not None:
-            return self._by_policy(principal, name, policy_name, max_tokens, count_tokens, request, decision)
+            return self._by_policy(principal, name, policy_name, max_tokens, count_tokens, request, decision,
+                                   estimated_input_tokens)
         model = self.catalog.lookup(name)
         if model is None:
             raise SluiceError(Reason.MODEL_NOT_FOUND, f"model: {name}", metadata={"model": name})
@@ -227,7 +231,7 @@ class Router:
 
     def _by_policy(self, principal: principal_pb2.Principal, alias: str, policy_name: str, max_tokens: int,
                    count_tokens: bool, request: wire_pb2.WireRequest | None,
-                   decision: decision_pb2.RouteDecision,
+                   decision: decision_pb2.RouteDecision, estimated_input_tokens: int = 0,
                    ) -> tuple[list[candidate_pb2.Candidate], ModelEntry, decision_pb2.RouteDecision]:
         if self.policies is None or self.classifier is None:
             raise SluiceError(Reason.MODEL_NOT_FOUND, f"model: {alias}", metadata={"model": alias})
@@ -241,7 +245,7 @@ class Router:
         if experiment is not None:
             arm = pol.arm_for(experiment[1], principal.tenant_id, user if isinstance(user, str) else "")
             policy_name, decision.experiment, decision.arm = self.policies.policy_of(arm), experiment[0], arm.name
-        features = feats.extract(parsed)
+        features = feats.extract(parsed, estimated_input_tokens or None)
         prediction = self.classifier.predict(features)
         candidates, model = self.decide(principal, policy_name, prediction, features, max_tokens, count_tokens,
                                         decision, (lambda _m: 0) if count_tokens else

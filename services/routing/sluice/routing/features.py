@@ -97,8 +97,10 @@ class Features:
     tokens: tuple[str, ...]
 
 
-def extract(request: MessagesRequest) -> Features:
-    """Features of a parsed request (any request the codec accepted)."""
+def extract(request: MessagesRequest, prompt_tokens: int | None = None) -> Features:
+    """Features of a parsed request (any request the codec accepted).
+    `prompt_tokens`: the codec's estimate of its input when the caller has
+    it already (walking a large prompt again is most of the cost)."""
     doc = request.doc
     messages = doc["messages"]
     turns = 0
@@ -132,7 +134,8 @@ def extract(request: MessagesRequest) -> Features:
         # same reading, a quarter of the text.
         text = text[:HEAD_CHARS // 4] + "\n" + text[-TAIL_CHARS // 4:]
     system = _turn_text(doc.get("system"))[:SYSTEM_CHARS]
-    prompt_tokens = request.estimated_input_tokens()
+    if prompt_tokens is None:
+        prompt_tokens = request.estimated_input_tokens()
     return Features(prompt_tokens, tools, media, thinking, max(turns, 1),
                     tokens(text, system, prompt_tokens, tools, media, thinking, turns))
 

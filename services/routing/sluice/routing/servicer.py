@@ -13,7 +13,7 @@ class RoutingServicer:
     async def Route(self, request: pb.RouteRequest, context: object) -> pb.RouteResponse:
         candidates, model, decision = self._router.route(
             request.principal, request.requested_model, request.max_tokens, request.count_tokens,
-            request.request if request.HasField("request") else None)
+            request.request if request.HasField("request") else None, request.estimated_input_tokens)
         return pb.RouteResponse(candidates=candidates, catalog_version=self._router.catalog.version,
                                 model=self._router.info(model), allowed_geos=self._router.allowed_geos,
                                 deployments_version=self._router.deployments.version, decision=decision)
