@@ -25,8 +25,8 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from sluice.catalog import Catalog
-from sluice.config.settings import TenantId, TenantRouting
 from sluice.catalog.catalog import CatalogError, parse_data_file
+from sluice.config.settings import TenantId, TenantRouting
 from sluice.routing.classifier import COMPLEXITIES, TASKS, TIERS, Prediction
 from sluice.routing.features import Features
 
@@ -49,8 +49,9 @@ class TaskRule(_Strict):
 
     @model_validator(mode="after")
     def _v_floor(self) -> TaskRule:
-        if min(_RANK[self.low], _RANK[self.medium], _RANK[self.high]) < _RANK[self.floor]:
-            raise ValueError(f"a complexity's tier is below the floor {self.floor}")
+        below = [level for level in COMPLEXITIES if _RANK[getattr(self, level)] < _RANK[self.floor]]
+        if below:
+            raise ValueError(f"{', '.join(below)}: tier below the floor {self.floor}")
         return self
 
 
@@ -258,4 +259,5 @@ def rank(tier: str) -> int:
     return _RANK[tier]
 
 
-__all__ = ["COMPLEXITIES", "Choice", "Policies", "Policy", "arm_for", "choose_tier", "load_policies", "rank"]
+__all__ = ["COMPLEXITIES", "Choice", "Policies", "Policy", "arm_for", "check_tenants", "choose_tier", "load_policies",
+           "rank"]
