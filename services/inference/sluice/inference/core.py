@@ -80,10 +80,10 @@ _NOT_HERE = frozenset({Reason.UPSTREAM_NOT_FOUND})
 _REFUSED = frozenset({Reason.UPSTREAM_REJECTED, Reason.UPSTREAM_TOO_LARGE})
 # Failures that say the deployment is saturated: they shrink its concurrency limit.
 _OVERLOAD = frozenset({Reason.UPSTREAM_OVERLOADED, Reason.UPSTREAM_RATE_LIMITED, Reason.DEADLINE_EXCEEDED})
-# Events an attempt may send before its first token; held until it wins.
 # An answer's output rate is shared only when it is this long: a rate
 # measured over a handful of tokens is mostly timer noise.
 _RATE_MIN_TOKENS = 32
+# Events an attempt may send before its first token; held until it wins.
 _BEFORE_TOKEN = frozenset({ev.MESSAGE_START, ev.CONTENT_BLOCK_START, ev.PING})
 NO_RETRY = "upstream_no_retry"
 # After the hold ends with nothing held yet, how often to look again.
