@@ -20,6 +20,7 @@ import pytest
 
 from tests.e2e.helpers import calls, record_of, route, sdk, user, wait_until
 from tests.infra.node_sdk import run_ts
+from tests.infra.processes import free_port
 from tests.infra.sluice_cluster import UNREACHABLE_LIMITS, SimulatorProcess, SluiceCluster
 
 TENANTS = {"rt-ent": {"tier": "enterprise", "region": "local"},
@@ -60,6 +61,8 @@ def routed(request: pytest.FixtureRequest, simulator: SimulatorProcess, redis_ur
     (workdir / "policies.yaml").write_text(policies)
     cluster = SluiceCluster(request.param, redis_url, workdir, simulator=simulator, tenants=TENANTS,
                             name=f"routing-{request.param}", overrides={
+                                # The routing process's own metrics in the mesh (in `all`, the gateway's).
+                                "services": {"routing": {"metrics": f"127.0.0.1:{free_port()}"}},
                                 "auth": {"tiers": ALL_TIERS},
                                 "routing": {"policies_path": str(workdir / "policies.yaml"),
                                             "fleet_interval_seconds": 0.2},
@@ -161,3 +164,18 @@ def test_a_deployment_whose_breaker_opened_is_skipped(routed):
         assert calls(routed)["anthropic-global"] == before  # not even tried
     finally:
         httpx.put(f"{routed.simulator_base}/_sim/deployments/anthropic-global", json={}, timeout=5)
+
+
+def test_decisions_what_the_classifier_sees_and_the_controller_are_metrics(routed):
+    assert post(routed, FACTUAL).status_code == 200
+    address = routed.config["services"]["gateway" if routed.mode == "all" else "routing"]["metrics"]
+    text = httpx.get(f"http://{address}/metrics", timeout=5).text
+    samples = {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith("sluice_route_")}
+    assert samples['sluice_route_predicted_total{complexity="low",task="simple_qa"}'] >= 1
+    assert samples['sluice_route_decisions_total{policy="auto",reason="task",tier="fast"}'] >= 1
+    assert samples["sluice_route_prompt_tokens_count"] >= 1
+    assert samples['sluice_route_cost_target_usd{scope="deployment"}'] == 0.012
+    assert 0 <= samples['sluice_route_cost_shift{scope="deployment"}'] <= 1
+    assert samples['sluice_route_cost_per_request_usd{scope="deployment"}'] > 0
+
