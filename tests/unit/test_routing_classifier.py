@@ -151,8 +151,8 @@ def test_replay_proves_a_candidate_policies_file_before_it_serves(tmp_path):
 
     text = resources.files("sluice.catalog").joinpath("policies.yaml").read_text()
     # A candidate version sending every simple question to the top tier.
-    candidate = text.replace("  simple_qa:           {low: fast,     medium: fast,     high: balanced,",
-                             "  simple_qa:           {low: top,      medium: top,      high: top,     ")
+    candidate = text.replace("  simple_qa:           {low: fast,     medium: balanced, high: top,",
+                             "  simple_qa:           {low: top,      medium: top,      high: top,")
     assert candidate != text
     (tmp_path / "candidate.yaml").write_text(candidate)
     trace = clf.ARTIFACT.parent / "trace-heldout.jsonl"
