@@ -48,8 +48,9 @@ def test_shipped_artifact_is_the_corpus_current_one(corpus, held_out):
     assert shipped.card["corpus_sha256"] == digest, "corpus changed: run `sluice routing train` and commit"
     assert shipped.card["cues_sha256"] == clf.cues_sha256(), "cue lexicon changed: run `sluice routing train`"
     model, tasks, _complexity, _test = held_out
-    # Deterministic: retraining gives the shipped weights, and the card's scores are its held-out scores.
-    assert np.array_equal(model._weights.astype(np.float16).astype(np.float32), shipped._weights)
+    # Retraining gives the shipped weights, and the card's scores are its held-out scores.
+    # (float16 in the artifact: equal to its rounding, whatever the machine's floating-point order.)
+    assert np.allclose(model._weights, shipped._weights, rtol=2e-3, atol=1e-3)
     assert shipped.card["held_out"]["task"]["macro_recall"] == pytest.approx(tasks.macro_recall, abs=1e-4)
     assert Path(str(clf.ARTIFACT) + ".npz").stat().st_size < 1_000_000  # a small artifact
 
