@@ -35,6 +35,7 @@ from sluice.routing import classifier as clf
 from sluice.routing import features as feats
 from sluice.routing.controller import DEPLOYMENT, CostController
 from sluice.routing.core import Router, estimate_cost
+from sluice.routing.policy import rank
 from sluice.routing.v1 import decision_pb2
 from sluice.rpc.errors import SluiceError
 
@@ -252,7 +253,7 @@ def replay(router: Router, entries: Iterator[dict[str, Any]], alias: str = "auto
     top = _top_model(router, policy or _alias_policy(router, alias))
     for n, entry in enumerate(entries, 1):
         try:
-            decision, candidate, cost, label = _replay_one(router, principal, requested, entry)
+            decision, candidate, usage, label = _replay_one(router, principal, requested, entry)
         except SluiceError as err:
             result.refused += 1
             result.refusals[f"line {n}: {err.message}"[:200]] += 1
@@ -262,14 +263,14 @@ def replay(router: Router, entries: Iterator[dict[str, Any]], alias: str = "auto
             result.refusals[f"line {n}: not a trace line ({type(exc).__name__}: {exc})"[:200]] += 1
             continue
         result.requests += 1
-        result.cost_usd += cost
-        result.top_cost_usd += _cost_on(top, decision, entry, router)
+        result.cost_usd += decision.estimated_cost_usd if usage is None else _priced(candidate.prices, usage)
+        result.top_cost_usd += _top_cost(top, decision, usage, router)
         result.tiers[decision.tier] += 1
         result.models[candidate.model_id] += 1
         result.reasons[decision.reason] += 1
         if decision.arm:
             result.arms[decision.arm] += 1
-        if decision.tier and decision.floor and _rank(decision.tier) < _rank(decision.floor):
+        if decision.tier and decision.floor and rank(decision.tier) < rank(decision.floor):
             result.below_floor += 1
         tier_label = label.get("tier")
         if tier_label in clf.TIERS:
@@ -290,7 +291,8 @@ def replay(router: Router, entries: Iterator[dict[str, Any]], alias: str = "auto
 
 
 def _replay_one(router: Router, principal: principal_pb2.Principal, requested: str, entry: dict[str, Any]
-                ) -> tuple[decision_pb2.RouteDecision, Any, float, dict[str, Any]]:
+                ) -> tuple[decision_pb2.RouteDecision, Any, messages_pb2.Usage | None, dict[str, Any]]:
+    """(decision, first candidate, the usage the trace reports or None, labels) of one line."""
     label = entry.get("label") if isinstance(entry.get("label"), dict) else {}
     request = entry.get("request")
     if isinstance(request, dict) and "route" in request and "messages" not in request:
@@ -305,10 +307,7 @@ def _replay_one(router: Router, principal: principal_pb2.Principal, requested: s
     candidates, _model, decision = router.route(principal, requested, max_tokens,
                                                 request=wire_pb2.WireRequest(body=body))
     usage = entry.get("usage")
-    cost = decision.estimated_cost_usd
-    if isinstance(usage, dict):
-        cost = estimate_cost(candidates[0].prices, _tokens(usage, "input_tokens"), _tokens(usage, "output_tokens"))
-    return decision, candidates[0], cost, label
+    return decision, candidates[0], _usage(usage) if isinstance(usage, dict) else None, label
 
 
 def _tokens(usage: dict[str, Any], name: str) -> int:
@@ -323,8 +322,21 @@ def _tokens(usage: dict[str, Any], name: str) -> int:
     return value
 
 
+def _usage(fields: dict[str, Any]) -> messages_pb2.Usage:
+    """The tokens a trace line or billing record reports. Raises ValueError (see _tokens)."""
+    return messages_pb2.Usage(input_tokens=_tokens(fields, "input_tokens"),
+                              output_tokens=_tokens(fields, "output_tokens"),
+                              cache_read_input_tokens=_tokens(fields, "cache_read_input_tokens"))
+
+
+def _priced(prices: Any, usage: messages_pb2.Usage) -> float:
+    """USD of reported usage at these prices (cache reads at the cache-read price)."""
+    return estimate_cost(prices, usage.input_tokens + usage.cache_read_input_tokens, usage.output_tokens,
+                         usage.cache_read_input_tokens)
+
+
 def _replay_billing(router: Router, principal: principal_pb2.Principal, summary: dict[str, Any]
-                    ) -> tuple[decision_pb2.RouteDecision, Any, float]:
+                    ) -> tuple[decision_pb2.RouteDecision, Any, messages_pb2.Usage]:
     """A billing record: its recorded prediction and features, re-decided."""
     route = summary["route"]
     if not isinstance(route, dict):
@@ -340,13 +352,9 @@ def _replay_billing(router: Router, principal: principal_pb2.Principal, summary:
     decision = decision_pb2.RouteDecision(requested=str(route.get("requested", "")))
     policy = principal.routing_aliases.get("replayed") or route.get("policy") or ""
     candidates, _model = router.decide(principal, policy, prediction, features, 0, False, decision, observe=False)
-    usage = messages_pb2.Usage(input_tokens=_tokens(summary, "input_tokens"),
-                               output_tokens=_tokens(summary, "output_tokens"),
-                               cache_read_input_tokens=_tokens(summary, "cache_read_input_tokens"))
-    cost = estimate_cost(candidates[0].prices, usage.input_tokens + usage.cache_read_input_tokens,
-                         usage.output_tokens, usage.cache_read_input_tokens)
-    router.controller.observe(DEPLOYMENT, router.cost_target_usd, cost)
-    return decision, candidates[0], cost
+    usage = _usage(summary)
+    router.controller.observe(DEPLOYMENT, router.cost_target_usd, _priced(candidates[0].prices, usage))
+    return decision, candidates[0], usage
 
 
 def _alias_policy(router: Router, alias: str) -> str:
@@ -363,23 +371,16 @@ def _top_model(router: Router, policy: str) -> Any:
     raise ValueError(f"policy {policy} has no top-tier model in region {router.region}")
 
 
-def _cost_on(model: Any, decision: decision_pb2.RouteDecision, entry: dict[str, Any], router: Router) -> float:
-    """What the request would have cost on the top tier's model."""
-    usage = entry.get("usage") if isinstance(entry.get("usage"), dict) else None
-    request = entry.get("request") if isinstance(entry.get("request"), dict) else {}
-    if usage is None and "route" in request:
-        usage = request
-    prices = model.prices
+def _top_cost(model: Any, decision: decision_pb2.RouteDecision, usage: messages_pb2.Usage | None,
+              router: Router) -> float:
+    """What the request would have cost on the top tier's model: its
+    reported usage, else its estimate (the task's expected output)."""
     if usage is not None:
-        return estimate_cost(prices, int(usage.get("input_tokens", 0)), int(usage.get("output_tokens", 0)))
+        return _priced(model.prices, usage)
     assert router.policies is not None
     policy = router.policies.policies.get(decision.policy)
     output = policy.tasks[decision.task].output_tokens if policy is not None else 0
-    return estimate_cost(prices, decision.prompt_tokens, output)
-
-
-def _rank(tier: str) -> int:
-    return clf.TIERS.index(tier)
+    return estimate_cost(model.prices, decision.prompt_tokens, output)
 
 
 def render_replay(result: ReplayResult, title: str) -> str:

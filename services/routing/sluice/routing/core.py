@@ -123,7 +123,7 @@ class Router:
         for seen in rate.values():
             quickest = max(r for _d, r in seen)
             slow.update(d for d, r in seen if r * _SLOW_FACTOR < quickest)
-        unhealthy, slow_set = frozenset(snapshot.unhealthy), frozenset(slow)
+        unhealthy, slow_set = snapshot.unhealthy, frozenset(slow)
         if unhealthy != self._unhealthy or slow_set != self._slow:
             self._unhealthy, self._slow = unhealthy, slow_set
             self._candidates.clear()
@@ -190,7 +190,7 @@ class Router:
             if len(candidates) >= self._max_candidates:
                 break
             fallback = self.catalog.lookup(fallback_id)
-            if (fallback is None or not self._usable(principal, fallback) or fallback.lifecycle(now) == "retired"
+            if (not self._live_for(principal, fallback, now)
                     or (not count_tokens and max_tokens > fallback.max_output_tokens)):
                 continue
             more, skipped = self._of(fallback, "fallback")
@@ -311,8 +311,7 @@ class Router:
             tier = TIERS[rank]
             for model_id in policy.tiers[tier]:
                 model = self.catalog.lookup(model_id)
-                if (model is None or not self._usable(principal, model) or model.lifecycle(now) == "retired"
-                        or not self.deployments.serving(model, self.region)):
+                if not self._live_for(principal, model, now) or not self.deployments.serving(model, self.region):
                     continue
                 if count_tokens or max_tokens <= model.max_output_tokens:
                     return model, tier, choice.reason if rank == wanted else "available"
@@ -382,6 +381,11 @@ class Router:
                               metadata={"model": model.id})
 
     # -- the Models API ---------------------------------------------------------------
+
+    def _live_for(self, principal: principal_pb2.Principal, model: ModelEntry | None, now: datetime) -> bool:
+        """The model exists, the tenant may use it and it has not retired:
+        what a fallback or a policy's choice must be."""
+        return model is not None and self._usable(principal, model) and model.lifecycle(now) != "retired"
 
     def _usable(self, principal: principal_pb2.Principal, model: ModelEntry) -> bool:
         try:
