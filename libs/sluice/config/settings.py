@@ -187,6 +187,29 @@ class TenantRouting(_Section):
     cost_target_usd: float = Field(default=0.0, ge=0, le=100)
 
 
+CacheMode = Literal["off", "read-only", "read-write"]
+# TTL categories: a request's shape (see sluice.cache.key.category), or a
+# routing task label when routing classified it.
+CacheCategory = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,39}$")]
+
+
+class TenantCache(_Section):
+    """A tenant's exact response cache. Requests opt in with the
+    x-sluice-cache header (read-write, read-only, off); without it the mode
+    of the requested model name in `aliases` applies, then `mode`.
+    `enabled: false` keeps every request out whatever it asks. Lifetimes:
+    `ttl_by_category` (tools, media, thinking, text, or a routing task
+    label such as factual_qa), then `ttl_seconds`, then cache.ttl_seconds.
+    A `shared_namespace` shares entries with every tenant naming it."""
+
+    enabled: bool = True
+    mode: CacheMode = "off"
+    aliases: dict[str, CacheMode] = {}
+    ttl_seconds: int = Field(default=0, ge=0, le=30 * 86400)
+    ttl_by_category: dict[CacheCategory, Annotated[int, Field(ge=1, le=30 * 86400)]] = {}
+    shared_namespace: str = Field(default="", pattern=r"^[a-z0-9][a-z0-9._-]{0,62}$|^$")
+
+
 class Tenant(_Section):
     tier: str = "standard"
     region: Region = "local"
@@ -203,6 +226,8 @@ class Tenant(_Section):
     continue_midstream: bool = False
     # Routing aliases, model mapping and cost target (see TenantRouting).
     routing: TenantRouting = TenantRouting()
+    # Exact response cache opt-in and lifetimes (see TenantCache).
+    cache: TenantCache = TenantCache()
     # Per-tenant changes to its tier's limits; only the fields set here apply.
     limits: ScopeLimits = ScopeLimits()
 
@@ -345,6 +370,28 @@ class RoutingSettings(_Section):
     # (one Sluice deployment per region); set it when two deployments of one
     # region share a Redis (staging beside production).
     fleet_scope: str = Field("", pattern=r"^[a-z0-9_-]{0,63}$")
+
+
+class CacheSettings(_Section):
+    # Response cache store: its own Redis, configured with maxmemory and an
+    # LRU policy (allkeys-lru) so the memory bound evicts old answers; empty
+    # = auth.redis_url (fine for make run's embedded store, not for a
+    # Redis that also holds quotas, which must not be evicted).
+    redis_url: str = Field(default="", pattern=r"^$|^(memory|redis|rediss|unix)://")
+    # Lifetime of an entry when its tenant sets none, and the longest any
+    # entry gets, seconds.
+    ttl_seconds: int = Field(default=3600, ge=1, le=30 * 86400)
+    max_ttl_seconds: int = Field(default=7 * 86400, ge=1, le=30 * 86400)
+    # Largest answer kept, bytes after compression; larger ones are served
+    # and not stored.
+    max_entry_bytes: int = Field(default=1_048_576, ge=1024, le=64 * 1_048_576)
+    # zlib level for stored answers (1 fast .. 9 small).
+    compression_level: int = Field(default=6, ge=1, le=9)
+    # Deadline for one store command; past it the request bypasses the cache.
+    store_timeout_seconds: float = Field(default=0.25, gt=0, le=10)
+    # Who shares the prompt-prefix ledger (where prefixes are warm), kept on
+    # the region's Redis (auth.redis_url): empty = the region.
+    prefix_scope: str = Field("", pattern=r"^[a-z0-9_-]{0,63}$")
 
 
 class DeploymentEndpoint(_Section):
@@ -589,6 +636,7 @@ class Settings(BaseSettings):
     gateway: GatewaySettings = GatewaySettings()
     auth: AuthSettings = AuthSettings()
     routing: RoutingSettings = RoutingSettings()
+    cache: CacheSettings = CacheSettings()
     inference: InferenceSettings = InferenceSettings()
     simulator: SimulatorSettings = SimulatorSettings()
     safety: SafetySettings = SafetySettings()

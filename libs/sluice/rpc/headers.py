@@ -23,6 +23,22 @@ DEPLOYMENT = "x-sluice-deployment"
 # On answers: the routing decision, `key=value` pairs joined by "; " (policy,
 # version, task, complexity, tier, reason, model, cost_shift, experiment, arm).
 ROUTE = "x-sluice-route"
+# On requests: the response cache mode, read-write, read-only or off
+# (CACHE_MODES); on answers: hit, miss or bypass.
+CACHE = "x-sluice-cache"
+CACHE_MODES = ("read-write", "read-only", "off")
+# On requests: the client's prompt version tag (part of the cache key, so a
+# new version never gets an old answer).
+PROMPT_VERSION = "x-sluice-prompt-version"
+# On answers from the cache (or shared with an identical request in
+# flight): the request id that produced the answer.
+CACHE_ORIGIN = "x-sluice-cache-origin"
+# On answers to requests with cache_control marks: the prompt-cache forecast
+# for the deployment first in line, `read=N; write=N`, and any warnings
+# (`warning=short_prefix,volatile_prefix`).
+PROMPT_CACHE = "x-sluice-prompt-cache"
+# The x-sluice-* request headers that set a request's options.
+OPTIONS = (PRIORITY, CACHE, PROMPT_VERSION)
 # Prefix of the rate-limit response headers (Anthropic names: requests and tokens, limit/remaining/reset).
 RATE_LIMIT_PREFIX = "anthropic-ratelimit-"
 # Set by Sluice's ext_authz on requests it let through Envoy, for the

@@ -320,3 +320,77 @@ FLEET_SYNC_FAILURES = Counter(
     ["service"],
     registry=REGISTRY,
 )
+CACHE_LOOKUPS = Counter(
+    "sluice_cache_lookups_total",
+    "Response cache lookups by result (hit, miss, bypass) and reason (absent, stale_input, mode_off, "
+    "tenant_disabled, server_tools, store_unavailable, unreadable, single_flight).",
+    ["result", "reason"],
+    registry=REGISTRY,
+)
+CACHE_STORES = Counter(
+    "sluice_cache_stores_total",
+    "Answers offered to the response cache, by result (stored, skipped) and reason.",
+    ["result", "reason"],
+    registry=REGISTRY,
+)
+CACHE_ENTRY_BYTES = Histogram(
+    "sluice_cache_entry_bytes",
+    "Size of stored response cache entries after compression, bytes.",
+    buckets=(256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304),
+    registry=REGISTRY,
+)
+CACHE_SAVED_USD = Counter(
+    "sluice_cache_saved_usd_total",
+    "What answered-from-cache requests would have cost upstream, USD: response hits and in-flight shares "
+    "(kind=response), prompt cache reads below base input price (kind=prefix_read).",
+    ["kind"],
+    registry=REGISTRY,
+)
+CACHE_WRITE_PREMIUM_USD = Counter(
+    "sluice_cache_write_premium_usd_total",
+    "Prompt cache writes' premium over base input price, USD.",
+    registry=REGISTRY,
+)
+CACHE_INVALIDATIONS = Counter(
+    "sluice_cache_invalidations_total",
+    "Response cache invalidations by scope (all, namespace, alias, prompt_version).",
+    ["scope"],
+    registry=REGISTRY,
+)
+CACHE_REFILTERED = Counter(
+    "sluice_cache_refiltered_total",
+    "Cached answers passed through the output filter again because the safety policy changed since stored.",
+    registry=REGISTRY,
+)
+PREFIX_PREDICTIONS = Counter(
+    "sluice_prefix_predictions_total",
+    "Prompt cache forecasts settled against the upstream's usage, by kind (read, write) and outcome "
+    "(exact, over, under).",
+    ["kind", "outcome"],
+    registry=REGISTRY,
+)
+PREFIX_PREDICTION_ERROR = Histogram(
+    "sluice_prefix_prediction_error_ratio",
+    "|forecast - reported| / max(reported, 1) of prompt cache tokens, by kind (read, write).",
+    ["kind"],
+    buckets=(0.0, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0),
+    registry=REGISTRY,
+)
+PREFIX_WARNINGS = Counter(
+    "sluice_prefix_warnings_total",
+    "Requests whose cache_control marks will not pay, by kind (short_prefix, volatile_prefix).",
+    ["kind"],
+    registry=REGISTRY,
+)
+PREFIX_AFFINITY = Counter(
+    "sluice_prefix_affinity_total",
+    "Routes whose first candidate was moved to the deployment where the request's prompt prefix is warm.",
+    ["deployment"],
+    registry=REGISTRY,
+)
+PREFIX_LEDGER_FAILURES = Counter(
+    "sluice_prefix_ledger_failures_total",
+    "Failed reads or writes of the prompt-prefix ledger (the request goes on without it), by who.",
+    ["service"],
+    registry=REGISTRY,
+)

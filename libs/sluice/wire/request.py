@@ -299,11 +299,11 @@ class MessagesRequest:
             note(tool, len(jsontext.dumps(tool)))
         system = doc.get("system")
         for block in ([] if system is None else [system] if isinstance(system, str) else system):
-            note(block, len(_block_text(block)))
+            note(block, len(block_text(block)))
         for message in doc["messages"]:
             content = message["content"]
             for block in [content] if isinstance(content, str) else content:
-                note(block, len(_block_text(block)))
+                note(block, len(block_text(block)))
         if isinstance(doc.get("cache_control"), dict):
             out.append((tokens_for_chars(chars), _ttl(doc["cache_control"])))
         return out
@@ -372,7 +372,9 @@ def _blocks(doc: dict[str, Any]) -> Iterator[dict[str, Any]]:
             stack.extend(block["source"]["content"])
 
 
-def _block_text(block: Any) -> str:
+def block_text(block: Any) -> str:
+    """The text a content block carries (its own and nested blocks'), for
+    token estimates; a string is its own text."""
     if isinstance(block, str):
         return block
     out: list[Text] = []

@@ -1,6 +1,7 @@
 import datetime
 
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from sluice.auth.v1 import principal_pb2 as _principal_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
@@ -8,6 +9,28 @@ from collections.abc import Iterable as _Iterable, Mapping as _Mapping
 from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class InvalidateCacheRequest(_message.Message):
+    __slots__ = ("all", "tenant_id", "alias", "prompt_version")
+    ALL_FIELD_NUMBER: _ClassVar[int]
+    TENANT_ID_FIELD_NUMBER: _ClassVar[int]
+    ALIAS_FIELD_NUMBER: _ClassVar[int]
+    PROMPT_VERSION_FIELD_NUMBER: _ClassVar[int]
+    all: bool
+    tenant_id: str
+    alias: str
+    prompt_version: str
+    def __init__(self, all: _Optional[bool] = ..., tenant_id: _Optional[str] = ..., alias: _Optional[str] = ..., prompt_version: _Optional[str] = ...) -> None: ...
+
+class InvalidateCacheResponse(_message.Message):
+    __slots__ = ("scope", "namespace", "generation")
+    SCOPE_FIELD_NUMBER: _ClassVar[int]
+    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
+    GENERATION_FIELD_NUMBER: _ClassVar[int]
+    scope: str
+    namespace: str
+    generation: int
+    def __init__(self, scope: _Optional[str] = ..., namespace: _Optional[str] = ..., generation: _Optional[int] = ...) -> None: ...
 
 class ApiKey(_message.Message):
     __slots__ = ("key_id", "tenant_id", "description", "create_time", "revoke_time", "expire_time", "replaced_by")
@@ -108,7 +131,7 @@ class ScopeLimits(_message.Message):
     def __init__(self, tenant: _Optional[_Union[Limits, _Mapping]] = ..., key: _Optional[_Union[Limits, _Mapping]] = ..., when_store_down: _Optional[str] = ...) -> None: ...
 
 class Tenant(_message.Message):
-    __slots__ = ("tenant_id", "tier", "region", "allowed_models", "default_model", "safety_profile", "limits", "revision", "audit_content", "continue_midstream", "routing")
+    __slots__ = ("tenant_id", "tier", "region", "allowed_models", "default_model", "safety_profile", "limits", "revision", "audit_content", "continue_midstream", "routing", "cache")
     TENANT_ID_FIELD_NUMBER: _ClassVar[int]
     TIER_FIELD_NUMBER: _ClassVar[int]
     REGION_FIELD_NUMBER: _ClassVar[int]
@@ -120,6 +143,7 @@ class Tenant(_message.Message):
     AUDIT_CONTENT_FIELD_NUMBER: _ClassVar[int]
     CONTINUE_MIDSTREAM_FIELD_NUMBER: _ClassVar[int]
     ROUTING_FIELD_NUMBER: _ClassVar[int]
+    CACHE_FIELD_NUMBER: _ClassVar[int]
     tenant_id: str
     tier: str
     region: str
@@ -131,7 +155,8 @@ class Tenant(_message.Message):
     audit_content: str
     continue_midstream: bool
     routing: TenantRouting
-    def __init__(self, tenant_id: _Optional[str] = ..., tier: _Optional[str] = ..., region: _Optional[str] = ..., allowed_models: _Optional[_Iterable[str]] = ..., default_model: _Optional[str] = ..., safety_profile: _Optional[str] = ..., limits: _Optional[_Union[ScopeLimits, _Mapping]] = ..., revision: _Optional[int] = ..., audit_content: _Optional[str] = ..., continue_midstream: _Optional[bool] = ..., routing: _Optional[_Union[TenantRouting, _Mapping]] = ...) -> None: ...
+    cache: _principal_pb2.CachePolicy
+    def __init__(self, tenant_id: _Optional[str] = ..., tier: _Optional[str] = ..., region: _Optional[str] = ..., allowed_models: _Optional[_Iterable[str]] = ..., default_model: _Optional[str] = ..., safety_profile: _Optional[str] = ..., limits: _Optional[_Union[ScopeLimits, _Mapping]] = ..., revision: _Optional[int] = ..., audit_content: _Optional[str] = ..., continue_midstream: _Optional[bool] = ..., routing: _Optional[_Union[TenantRouting, _Mapping]] = ..., cache: _Optional[_Union[_principal_pb2.CachePolicy, _Mapping]] = ...) -> None: ...
 
 class TenantRouting(_message.Message):
     __slots__ = ("aliases", "model_map", "cost_target_usd")

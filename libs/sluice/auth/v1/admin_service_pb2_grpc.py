@@ -74,6 +74,11 @@ class AdminServiceStub:
                 request_serializer=sluice_dot_auth_dot_v1_dot_admin__service__pb2.PutTenantRequest.SerializeToString,
                 response_deserializer=sluice_dot_auth_dot_v1_dot_admin__service__pb2.PutTenantResponse.FromString,
                 _registered_method=True)
+        self.InvalidateCache = channel.unary_unary(
+                '/sluice.auth.v1.AdminService/InvalidateCache',
+                request_serializer=sluice_dot_auth_dot_v1_dot_admin__service__pb2.InvalidateCacheRequest.SerializeToString,
+                response_deserializer=sluice_dot_auth_dot_v1_dot_admin__service__pb2.InvalidateCacheResponse.FromString,
+                _registered_method=True)
 
 
 class AdminServiceServicer:
@@ -136,6 +141,15 @@ class AdminServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def InvalidateCache(self, request, context):
+        """InvalidateCache makes stored response cache entries unreachable: a
+        tenant's (or shared namespace's), one alias's, one prompt version's,
+        or every entry. New answers are stored afresh; the old ones expire.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -173,6 +187,11 @@ def add_AdminServiceServicer_to_server(servicer, server):
                     servicer.PutTenant,
                     request_deserializer=sluice_dot_auth_dot_v1_dot_admin__service__pb2.PutTenantRequest.FromString,
                     response_serializer=sluice_dot_auth_dot_v1_dot_admin__service__pb2.PutTenantResponse.SerializeToString,
+            ),
+            'InvalidateCache': grpc.unary_unary_rpc_method_handler(
+                    servicer.InvalidateCache,
+                    request_deserializer=sluice_dot_auth_dot_v1_dot_admin__service__pb2.InvalidateCacheRequest.FromString,
+                    response_serializer=sluice_dot_auth_dot_v1_dot_admin__service__pb2.InvalidateCacheResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -369,6 +388,33 @@ class AdminService:
             '/sluice.auth.v1.AdminService/PutTenant',
             sluice_dot_auth_dot_v1_dot_admin__service__pb2.PutTenantRequest.SerializeToString,
             sluice_dot_auth_dot_v1_dot_admin__service__pb2.PutTenantResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def InvalidateCache(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sluice.auth.v1.AdminService/InvalidateCache',
+            sluice_dot_auth_dot_v1_dot_admin__service__pb2.InvalidateCacheRequest.SerializeToString,
+            sluice_dot_auth_dot_v1_dot_admin__service__pb2.InvalidateCacheResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -22,21 +22,36 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from sluice.auth.v1 import principal_pb2 as sluice_dot_auth_dot_v1_dot_principal__pb2
+from sluice.cache.v1 import prefix_pb2 as sluice_dot_cache_dot_v1_dot_prefix__pb2
+from sluice.llm.v1 import messages_pb2 as sluice_dot_llm_dot_v1_dot_messages__pb2
 from sluice.llm.v1 import wire_pb2 as sluice_dot_llm_dot_v1_dot_wire__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#sluice/cache/v1/cache_service.proto\x12\x0fsluice.cache.v1\x1a\x1esluice/auth/v1/principal.proto\x1a\x18sluice/llm/v1/wire.proto\"x\n\rLookupRequest\x12,\n\tprincipal\x18\x01 \x01(\x0b\x32\x19.sluice.auth.v1.Principal\x12+\n\x07request\x18\x03 \x01(\x0b\x32\x1a.sluice.llm.v1.WireRequestJ\x04\x08\x02\x10\x03R\x06params\"V\n\x0eLookupResponse\x12\x0b\n\x03hit\x18\x01 \x01(\x08\x12(\n\x06\x65vents\x18\x03 \x03(\x0b\x32\x18.sluice.llm.v1.WireEventJ\x04\x08\x02\x10\x03R\x07message2Y\n\x0c\x43\x61\x63heService\x12I\n\x06Lookup\x12\x1e.sluice.cache.v1.LookupRequest\x1a\x1f.sluice.cache.v1.LookupResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#sluice/cache/v1/cache_service.proto\x12\x0fsluice.cache.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1esluice/auth/v1/principal.proto\x1a\x1csluice/cache/v1/prefix.proto\x1a\x1csluice/llm/v1/messages.proto\x1a\x18sluice/llm/v1/wire.proto\"\xd4\x01\n\rLookupRequest\x12,\n\tprincipal\x18\x01 \x01(\x0b\x32\x19.sluice.auth.v1.Principal\x12+\n\x07request\x18\x03 \x01(\x0b\x32\x1a.sluice.llm.v1.WireRequest\x12\r\n\x05model\x18\x04 \x01(\t\x12\x17\n\x0f\x63\x61talog_version\x18\x05 \x01(\t\x12\x0c\n\x04mode\x18\x06 \x01(\t\x12\x16\n\x0eprompt_version\x18\x07 \x01(\t\x12\x0c\n\x04task\x18\x08 \x01(\tJ\x04\x08\x02\x10\x03R\x06params\"\xd5\x01\n\x0eLookupResponse\x12\x0b\n\x03hit\x18\x01 \x01(\x08\x12(\n\x06\x65vents\x18\x03 \x03(\x0b\x32\x18.sluice.llm.v1.WireEvent\x12\x0e\n\x06status\x18\x04 \x01(\t\x12\x0e\n\x06reason\x18\x05 \x01(\t\x12\x0c\n\x04mode\x18\x06 \x01(\t\x12\x0b\n\x03key\x18\x07 \x01(\x0c\x12-\n\x06\x61nswer\x18\x08 \x01(\x0b\x32\x1d.sluice.cache.v1.CachedAnswer\x12\x13\n\x0bttl_seconds\x18\t \x01(\x03J\x04\x08\x02\x10\x03R\x07message\"\x9d\x02\n\x0c\x43\x61\x63hedAnswer\x12(\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x18.sluice.llm.v1.WireEvent\x12\x19\n\x11origin_request_id\x18\x02 \x01(\t\x12\x16\n\x0epolicy_version\x18\x03 \x01(\t\x12\x14\n\x0cinput_digest\x18\x04 \x01(\x0c\x12-\n\tstored_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0bttl_seconds\x18\x06 \x01(\x03\x12\r\n\x05model\x18\x07 \x01(\t\x12#\n\x05usage\x18\x08 \x01(\x0b\x32\x14.sluice.llm.v1.Usage\x12\x10\n\x08\x63ost_usd\x18\t \x01(\x01\x12\x10\n\x08\x63\x61tegory\x18\n \x01(\t\"x\n\x0cStoreRequest\x12,\n\tprincipal\x18\x01 \x01(\x0b\x32\x19.sluice.auth.v1.Principal\x12\x0b\n\x03key\x18\x02 \x01(\x0c\x12-\n\x06\x61nswer\x18\x03 \x01(\x0b\x32\x1d.sluice.cache.v1.CachedAnswer\"E\n\rStoreResponse\x12\x0e\n\x06stored\x18\x01 \x01(\x08\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x14\n\x0cstored_bytes\x18\x03 \x01(\x03\"\xb6\x01\n\x13RecordPrefixRequest\x12,\n\tprincipal\x18\x01 \x01(\x0b\x32\x19.sluice.auth.v1.Principal\x12)\n\x04plan\x18\x02 \x01(\x0b\x32\x1b.sluice.cache.v1.PrefixPlan\x12\x12\n\ndeployment\x18\x03 \x01(\t\x12#\n\x05usage\x18\x04 \x01(\x0b\x32\x14.sluice.llm.v1.Usage\x12\r\n\x05model\x18\x05 \x01(\t\":\n\x14RecordPrefixResponse\x12\x0f\n\x07written\x18\x01 \x01(\x05\x12\x11\n\trefreshed\x18\x02 \x01(\x05\"Q\n\x0bStoredEntry\x12-\n\x06\x61nswer\x18\x01 \x01(\x0b\x32\x1d.sluice.cache.v1.CachedAnswer\x12\x13\n\x0bgenerations\x18\x02 \x03(\x03\x32\xfe\x01\n\x0c\x43\x61\x63heService\x12I\n\x06Lookup\x12\x1e.sluice.cache.v1.LookupRequest\x1a\x1f.sluice.cache.v1.LookupResponse\x12\x46\n\x05Store\x12\x1d.sluice.cache.v1.StoreRequest\x1a\x1e.sluice.cache.v1.StoreResponse\x12[\n\x0cRecordPrefix\x12$.sluice.cache.v1.RecordPrefixRequest\x1a%.sluice.cache.v1.RecordPrefixResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'sluice.cache.v1.cache_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_LOOKUPREQUEST']._serialized_start=114
-  _globals['_LOOKUPREQUEST']._serialized_end=234
-  _globals['_LOOKUPRESPONSE']._serialized_start=236
-  _globals['_LOOKUPRESPONSE']._serialized_end=322
-  _globals['_CACHESERVICE']._serialized_start=324
-  _globals['_CACHESERVICE']._serialized_end=413
+  _globals['_LOOKUPREQUEST']._serialized_start=208
+  _globals['_LOOKUPREQUEST']._serialized_end=420
+  _globals['_LOOKUPRESPONSE']._serialized_start=423
+  _globals['_LOOKUPRESPONSE']._serialized_end=636
+  _globals['_CACHEDANSWER']._serialized_start=639
+  _globals['_CACHEDANSWER']._serialized_end=924
+  _globals['_STOREREQUEST']._serialized_start=926
+  _globals['_STOREREQUEST']._serialized_end=1046
+  _globals['_STORERESPONSE']._serialized_start=1048
+  _globals['_STORERESPONSE']._serialized_end=1117
+  _globals['_RECORDPREFIXREQUEST']._serialized_start=1120
+  _globals['_RECORDPREFIXREQUEST']._serialized_end=1302
+  _globals['_RECORDPREFIXRESPONSE']._serialized_start=1304
+  _globals['_RECORDPREFIXRESPONSE']._serialized_end=1362
+  _globals['_STOREDENTRY']._serialized_start=1364
+  _globals['_STOREDENTRY']._serialized_end=1445
+  _globals['_CACHESERVICE']._serialized_start=1448
+  _globals['_CACHESERVICE']._serialized_end=1702
 # @@protoc_insertion_point(module_scope)

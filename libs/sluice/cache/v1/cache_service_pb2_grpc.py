@@ -26,7 +26,9 @@ if _version_not_supported:
 
 
 class CacheServiceStub:
-    """CacheService answers requests from stored responses.
+    """CacheService answers requests from stored responses (the exact response
+    cache) and keeps the books on provider prompt caches (where a prompt
+    prefix was last written, and how well that was predicted).
     """
 
     def __init__(self, channel):
@@ -40,14 +42,43 @@ class CacheServiceStub:
                 request_serializer=sluice_dot_cache_dot_v1_dot_cache__service__pb2.LookupRequest.SerializeToString,
                 response_deserializer=sluice_dot_cache_dot_v1_dot_cache__service__pb2.LookupResponse.FromString,
                 _registered_method=True)
+        self.Store = channel.unary_unary(
+                '/sluice.cache.v1.CacheService/Store',
+                request_serializer=sluice_dot_cache_dot_v1_dot_cache__service__pb2.StoreRequest.SerializeToString,
+                response_deserializer=sluice_dot_cache_dot_v1_dot_cache__service__pb2.StoreResponse.FromString,
+                _registered_method=True)
+        self.RecordPrefix = channel.unary_unary(
+                '/sluice.cache.v1.CacheService/RecordPrefix',
+                request_serializer=sluice_dot_cache_dot_v1_dot_cache__service__pb2.RecordPrefixRequest.SerializeToString,
+                response_deserializer=sluice_dot_cache_dot_v1_dot_cache__service__pb2.RecordPrefixResponse.FromString,
+                _registered_method=True)
 
 
 class CacheServiceServicer:
-    """CacheService answers requests from stored responses.
+    """CacheService answers requests from stored responses (the exact response
+    cache) and keeps the books on provider prompt caches (where a prompt
+    prefix was last written, and how well that was predicted).
     """
 
     def Lookup(self, request, context):
-        """Lookup returns a stored response for an identical deterministic request.
+        """Lookup returns a stored response for an identical request, or says
+        why there is none (miss) or why the cache was not used (bypass).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Store(self, request, context):
+        """Store keeps an answer under the key a read-write Lookup returned.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RecordPrefix(self, request, context):
+        """RecordPrefix settles a request's prefix plan against the usage the
+        upstream reported: prefixes written and read on the deployment that
+        served, and the forecast's accuracy.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -61,6 +92,16 @@ def add_CacheServiceServicer_to_server(servicer, server):
                     request_deserializer=sluice_dot_cache_dot_v1_dot_cache__service__pb2.LookupRequest.FromString,
                     response_serializer=sluice_dot_cache_dot_v1_dot_cache__service__pb2.LookupResponse.SerializeToString,
             ),
+            'Store': grpc.unary_unary_rpc_method_handler(
+                    servicer.Store,
+                    request_deserializer=sluice_dot_cache_dot_v1_dot_cache__service__pb2.StoreRequest.FromString,
+                    response_serializer=sluice_dot_cache_dot_v1_dot_cache__service__pb2.StoreResponse.SerializeToString,
+            ),
+            'RecordPrefix': grpc.unary_unary_rpc_method_handler(
+                    servicer.RecordPrefix,
+                    request_deserializer=sluice_dot_cache_dot_v1_dot_cache__service__pb2.RecordPrefixRequest.FromString,
+                    response_serializer=sluice_dot_cache_dot_v1_dot_cache__service__pb2.RecordPrefixResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'sluice.cache.v1.CacheService', rpc_method_handlers)
@@ -70,7 +111,9 @@ def add_CacheServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class CacheService:
-    """CacheService answers requests from stored responses.
+    """CacheService answers requests from stored responses (the exact response
+    cache) and keeps the books on provider prompt caches (where a prompt
+    prefix was last written, and how well that was predicted).
     """
 
     @staticmethod
@@ -90,6 +133,60 @@ class CacheService:
             '/sluice.cache.v1.CacheService/Lookup',
             sluice_dot_cache_dot_v1_dot_cache__service__pb2.LookupRequest.SerializeToString,
             sluice_dot_cache_dot_v1_dot_cache__service__pb2.LookupResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Store(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sluice.cache.v1.CacheService/Store',
+            sluice_dot_cache_dot_v1_dot_cache__service__pb2.StoreRequest.SerializeToString,
+            sluice_dot_cache_dot_v1_dot_cache__service__pb2.StoreResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RecordPrefix(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sluice.cache.v1.CacheService/RecordPrefix',
+            sluice_dot_cache_dot_v1_dot_cache__service__pb2.RecordPrefixRequest.SerializeToString,
+            sluice_dot_cache_dot_v1_dot_cache__service__pb2.RecordPrefixResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -7,7 +7,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class RouteDecision(_message.Message):
-    __slots__ = ("requested", "policy", "policy_version", "task", "task_confidence", "complexity", "complexity_confidence", "tier", "floor", "reason", "experiment", "arm", "estimated_cost_usd", "cost_shift", "classifier_version", "prompt_tokens", "tools", "media", "thinking", "turns", "unhealthy", "policies_version")
+    __slots__ = ("requested", "policy", "policy_version", "task", "task_confidence", "complexity", "complexity_confidence", "tier", "floor", "reason", "experiment", "arm", "estimated_cost_usd", "cost_shift", "classifier_version", "prompt_tokens", "tools", "media", "thinking", "turns", "unhealthy", "policies_version", "cache_affinity")
     REQUESTED_FIELD_NUMBER: _ClassVar[int]
     POLICY_FIELD_NUMBER: _ClassVar[int]
     POLICY_VERSION_FIELD_NUMBER: _ClassVar[int]
@@ -30,6 +30,7 @@ class RouteDecision(_message.Message):
     TURNS_FIELD_NUMBER: _ClassVar[int]
     UNHEALTHY_FIELD_NUMBER: _ClassVar[int]
     POLICIES_VERSION_FIELD_NUMBER: _ClassVar[int]
+    CACHE_AFFINITY_FIELD_NUMBER: _ClassVar[int]
     requested: str
     policy: str
     policy_version: int
@@ -52,4 +53,5 @@ class RouteDecision(_message.Message):
     turns: int
     unhealthy: _containers.RepeatedScalarFieldContainer[str]
     policies_version: str
-    def __init__(self, requested: _Optional[str] = ..., policy: _Optional[str] = ..., policy_version: _Optional[int] = ..., task: _Optional[str] = ..., task_confidence: _Optional[float] = ..., complexity: _Optional[str] = ..., complexity_confidence: _Optional[float] = ..., tier: _Optional[str] = ..., floor: _Optional[str] = ..., reason: _Optional[str] = ..., experiment: _Optional[str] = ..., arm: _Optional[str] = ..., estimated_cost_usd: _Optional[float] = ..., cost_shift: _Optional[float] = ..., classifier_version: _Optional[str] = ..., prompt_tokens: _Optional[int] = ..., tools: _Optional[bool] = ..., media: _Optional[bool] = ..., thinking: _Optional[bool] = ..., turns: _Optional[int] = ..., unhealthy: _Optional[_Iterable[str]] = ..., policies_version: _Optional[str] = ...) -> None: ...
+    cache_affinity: str
+    def __init__(self, requested: _Optional[str] = ..., policy: _Optional[str] = ..., policy_version: _Optional[int] = ..., task: _Optional[str] = ..., task_confidence: _Optional[float] = ..., complexity: _Optional[str] = ..., complexity_confidence: _Optional[float] = ..., tier: _Optional[str] = ..., floor: _Optional[str] = ..., reason: _Optional[str] = ..., experiment: _Optional[str] = ..., arm: _Optional[str] = ..., estimated_cost_usd: _Optional[float] = ..., cost_shift: _Optional[float] = ..., classifier_version: _Optional[str] = ..., prompt_tokens: _Optional[int] = ..., tools: _Optional[bool] = ..., media: _Optional[bool] = ..., thinking: _Optional[bool] = ..., turns: _Optional[int] = ..., unhealthy: _Optional[_Iterable[str]] = ..., policies_version: _Optional[str] = ..., cache_affinity: _Optional[str] = ...) -> None: ...

@@ -23,31 +23,32 @@ _sym_db = _symbol_database.Default()
 
 
 from sluice.auth.v1 import principal_pb2 as sluice_dot_auth_dot_v1_dot_principal__pb2
+from sluice.cache.v1 import prefix_pb2 as sluice_dot_cache_dot_v1_dot_prefix__pb2
 from sluice.llm.v1 import wire_pb2 as sluice_dot_llm_dot_v1_dot_wire__pb2
 from sluice.routing.v1 import candidate_pb2 as sluice_dot_routing_dot_v1_dot_candidate__pb2
 from sluice.routing.v1 import decision_pb2 as sluice_dot_routing_dot_v1_dot_decision__pb2
 from sluice.routing.v1 import model_pb2 as sluice_dot_routing_dot_v1_dot_model__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\'sluice/routing/v1/routing_service.proto\x12\x11sluice.routing.v1\x1a\x1esluice/auth/v1/principal.proto\x1a\x18sluice/llm/v1/wire.proto\x1a!sluice/routing/v1/candidate.proto\x1a sluice/routing/v1/decision.proto\x1a\x1dsluice/routing/v1/model.proto\"\xcc\x01\n\x0cRouteRequest\x12,\n\tprincipal\x18\x01 \x01(\x0b\x32\x19.sluice.auth.v1.Principal\x12\x17\n\x0frequested_model\x18\x02 \x01(\t\x12\x12\n\nmax_tokens\x18\x03 \x01(\x03\x12\x14\n\x0c\x63ount_tokens\x18\x04 \x01(\x08\x12+\n\x07request\x18\x05 \x01(\x0b\x32\x1a.sluice.llm.v1.WireRequest\x12\x1e\n\x16\x65stimated_input_tokens\x18\x06 \x01(\x03\"\xee\x01\n\rRouteResponse\x12\x30\n\ncandidates\x18\x01 \x03(\x0b\x32\x1c.sluice.routing.v1.Candidate\x12\x17\n\x0f\x63\x61talog_version\x18\x02 \x01(\t\x12+\n\x05model\x18\x03 \x01(\x0b\x32\x1c.sluice.routing.v1.ModelInfo\x12\x14\n\x0c\x61llowed_geos\x18\x04 \x03(\t\x12\x1b\n\x13\x64\x65ployments_version\x18\x05 \x01(\t\x12\x32\n\x08\x64\x65\x63ision\x18\x06 \x01(\x0b\x32 .sluice.routing.v1.RouteDecision\"\x88\x01\n\x11ListModelsRequest\x12,\n\tprincipal\x18\x01 \x01(\x0b\x32\x19.sluice.auth.v1.Principal\x12\r\n\x05limit\x18\x02 \x01(\x05\x12\x11\n\tbefore_id\x18\x03 \x01(\t\x12\x10\n\x08\x61\x66ter_id\x18\x04 \x01(\t\x12\x11\n\tlifecycle\x18\x05 \x03(\t\"R\n\x12ListModelsResponse\x12*\n\x04\x64\x61ta\x18\x01 \x03(\x0b\x32\x1c.sluice.routing.v1.ModelInfo\x12\x10\n\x08has_more\x18\x02 \x01(\x08\"Q\n\x0fGetModelRequest\x12,\n\tprincipal\x18\x01 \x01(\x0b\x32\x19.sluice.auth.v1.Principal\x12\x10\n\x08model_id\x18\x02 \x01(\t\"?\n\x10GetModelResponse\x12+\n\x05model\x18\x01 \x01(\x0b\x32\x1c.sluice.routing.v1.ModelInfo2\x8c\x02\n\x0eRoutingService\x12J\n\x05Route\x12\x1f.sluice.routing.v1.RouteRequest\x1a .sluice.routing.v1.RouteResponse\x12Y\n\nListModels\x12$.sluice.routing.v1.ListModelsRequest\x1a%.sluice.routing.v1.ListModelsResponse\x12S\n\x08GetModel\x12\".sluice.routing.v1.GetModelRequest\x1a#.sluice.routing.v1.GetModelResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\'sluice/routing/v1/routing_service.proto\x12\x11sluice.routing.v1\x1a\x1esluice/auth/v1/principal.proto\x1a\x1csluice/cache/v1/prefix.proto\x1a\x18sluice/llm/v1/wire.proto\x1a!sluice/routing/v1/candidate.proto\x1a sluice/routing/v1/decision.proto\x1a\x1dsluice/routing/v1/model.proto\"\xcc\x01\n\x0cRouteRequest\x12,\n\tprincipal\x18\x01 \x01(\x0b\x32\x19.sluice.auth.v1.Principal\x12\x17\n\x0frequested_model\x18\x02 \x01(\t\x12\x12\n\nmax_tokens\x18\x03 \x01(\x03\x12\x14\n\x0c\x63ount_tokens\x18\x04 \x01(\x08\x12+\n\x07request\x18\x05 \x01(\x0b\x32\x1a.sluice.llm.v1.WireRequest\x12\x1e\n\x16\x65stimated_input_tokens\x18\x06 \x01(\x03\"\x9b\x02\n\rRouteResponse\x12\x30\n\ncandidates\x18\x01 \x03(\x0b\x32\x1c.sluice.routing.v1.Candidate\x12\x17\n\x0f\x63\x61talog_version\x18\x02 \x01(\t\x12+\n\x05model\x18\x03 \x01(\x0b\x32\x1c.sluice.routing.v1.ModelInfo\x12\x14\n\x0c\x61llowed_geos\x18\x04 \x03(\t\x12\x1b\n\x13\x64\x65ployments_version\x18\x05 \x01(\t\x12\x32\n\x08\x64\x65\x63ision\x18\x06 \x01(\x0b\x32 .sluice.routing.v1.RouteDecision\x12+\n\x06prefix\x18\x07 \x01(\x0b\x32\x1b.sluice.cache.v1.PrefixPlan\"\x88\x01\n\x11ListModelsRequest\x12,\n\tprincipal\x18\x01 \x01(\x0b\x32\x19.sluice.auth.v1.Principal\x12\r\n\x05limit\x18\x02 \x01(\x05\x12\x11\n\tbefore_id\x18\x03 \x01(\t\x12\x10\n\x08\x61\x66ter_id\x18\x04 \x01(\t\x12\x11\n\tlifecycle\x18\x05 \x03(\t\"R\n\x12ListModelsResponse\x12*\n\x04\x64\x61ta\x18\x01 \x03(\x0b\x32\x1c.sluice.routing.v1.ModelInfo\x12\x10\n\x08has_more\x18\x02 \x01(\x08\"Q\n\x0fGetModelRequest\x12,\n\tprincipal\x18\x01 \x01(\x0b\x32\x19.sluice.auth.v1.Principal\x12\x10\n\x08model_id\x18\x02 \x01(\t\"?\n\x10GetModelResponse\x12+\n\x05model\x18\x01 \x01(\x0b\x32\x1c.sluice.routing.v1.ModelInfo2\x8c\x02\n\x0eRoutingService\x12J\n\x05Route\x12\x1f.sluice.routing.v1.RouteRequest\x1a .sluice.routing.v1.RouteResponse\x12Y\n\nListModels\x12$.sluice.routing.v1.ListModelsRequest\x1a%.sluice.routing.v1.ListModelsResponse\x12S\n\x08GetModel\x12\".sluice.routing.v1.GetModelRequest\x1a#.sluice.routing.v1.GetModelResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'sluice.routing.v1.routing_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_ROUTEREQUEST']._serialized_start=221
-  _globals['_ROUTEREQUEST']._serialized_end=425
-  _globals['_ROUTERESPONSE']._serialized_start=428
-  _globals['_ROUTERESPONSE']._serialized_end=666
-  _globals['_LISTMODELSREQUEST']._serialized_start=669
-  _globals['_LISTMODELSREQUEST']._serialized_end=805
-  _globals['_LISTMODELSRESPONSE']._serialized_start=807
-  _globals['_LISTMODELSRESPONSE']._serialized_end=889
-  _globals['_GETMODELREQUEST']._serialized_start=891
-  _globals['_GETMODELREQUEST']._serialized_end=972
-  _globals['_GETMODELRESPONSE']._serialized_start=974
-  _globals['_GETMODELRESPONSE']._serialized_end=1037
-  _globals['_ROUTINGSERVICE']._serialized_start=1040
-  _globals['_ROUTINGSERVICE']._serialized_end=1308
+  _globals['_ROUTEREQUEST']._serialized_start=251
+  _globals['_ROUTEREQUEST']._serialized_end=455
+  _globals['_ROUTERESPONSE']._serialized_start=458
+  _globals['_ROUTERESPONSE']._serialized_end=741
+  _globals['_LISTMODELSREQUEST']._serialized_start=744
+  _globals['_LISTMODELSREQUEST']._serialized_end=880
+  _globals['_LISTMODELSRESPONSE']._serialized_start=882
+  _globals['_LISTMODELSRESPONSE']._serialized_end=964
+  _globals['_GETMODELREQUEST']._serialized_start=966
+  _globals['_GETMODELREQUEST']._serialized_end=1047
+  _globals['_GETMODELRESPONSE']._serialized_start=1049
+  _globals['_GETMODELRESPONSE']._serialized_end=1112
+  _globals['_ROUTINGSERVICE']._serialized_start=1115
+  _globals['_ROUTINGSERVICE']._serialized_end=1383
 # @@protoc_insertion_point(module_scope)

@@ -1,4 +1,5 @@
 from sluice.auth.v1 import principal_pb2 as _principal_pb2
+from sluice.cache.v1 import prefix_pb2 as _prefix_pb2
 from sluice.llm.v1 import wire_pb2 as _wire_pb2
 from sluice.routing.v1 import candidate_pb2 as _candidate_pb2
 from sluice.routing.v1 import decision_pb2 as _decision_pb2
@@ -28,20 +29,22 @@ class RouteRequest(_message.Message):
     def __init__(self, principal: _Optional[_Union[_principal_pb2.Principal, _Mapping]] = ..., requested_model: _Optional[str] = ..., max_tokens: _Optional[int] = ..., count_tokens: _Optional[bool] = ..., request: _Optional[_Union[_wire_pb2.WireRequest, _Mapping]] = ..., estimated_input_tokens: _Optional[int] = ...) -> None: ...
 
 class RouteResponse(_message.Message):
-    __slots__ = ("candidates", "catalog_version", "model", "allowed_geos", "deployments_version", "decision")
+    __slots__ = ("candidates", "catalog_version", "model", "allowed_geos", "deployments_version", "decision", "prefix")
     CANDIDATES_FIELD_NUMBER: _ClassVar[int]
     CATALOG_VERSION_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     ALLOWED_GEOS_FIELD_NUMBER: _ClassVar[int]
     DEPLOYMENTS_VERSION_FIELD_NUMBER: _ClassVar[int]
     DECISION_FIELD_NUMBER: _ClassVar[int]
+    PREFIX_FIELD_NUMBER: _ClassVar[int]
     candidates: _containers.RepeatedCompositeFieldContainer[_candidate_pb2.Candidate]
     catalog_version: str
     model: _model_pb2.ModelInfo
     allowed_geos: _containers.RepeatedScalarFieldContainer[str]
     deployments_version: str
     decision: _decision_pb2.RouteDecision
-    def __init__(self, candidates: _Optional[_Iterable[_Union[_candidate_pb2.Candidate, _Mapping]]] = ..., catalog_version: _Optional[str] = ..., model: _Optional[_Union[_model_pb2.ModelInfo, _Mapping]] = ..., allowed_geos: _Optional[_Iterable[str]] = ..., deployments_version: _Optional[str] = ..., decision: _Optional[_Union[_decision_pb2.RouteDecision, _Mapping]] = ...) -> None: ...
+    prefix: _prefix_pb2.PrefixPlan
+    def __init__(self, candidates: _Optional[_Iterable[_Union[_candidate_pb2.Candidate, _Mapping]]] = ..., catalog_version: _Optional[str] = ..., model: _Optional[_Union[_model_pb2.ModelInfo, _Mapping]] = ..., allowed_geos: _Optional[_Iterable[str]] = ..., deployments_version: _Optional[str] = ..., decision: _Optional[_Union[_decision_pb2.RouteDecision, _Mapping]] = ..., prefix: _Optional[_Union[_prefix_pb2.PrefixPlan, _Mapping]] = ...) -> None: ...
 
 class ListModelsRequest(_message.Message):
     __slots__ = ("principal", "limit", "before_id", "after_id", "lifecycle")

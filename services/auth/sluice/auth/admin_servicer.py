@@ -14,6 +14,8 @@ from sluice.auth.keystore import StoredKey
 from sluice.auth.tenants import StoredTenant, TenantDirectory, TenantStore, validate_tenant
 from sluice.auth.v1 import admin_service_pb2 as pb
 from sluice.rpc.errors import Reason, SluiceError
+from sluice.storage.response_cache import ResponseStore, StoreUnavailable
+from sluice.telemetry import metrics
 
 
 class AdminCredentials:
@@ -56,8 +58,9 @@ def tenant_message(stored: StoredTenant) -> pb.Tenant:
 
 class AdminServicer:
     def __init__(self, credentials: AdminCredentials, keys: KeyAdmin, tenants: TenantStore,
-                 directory: TenantDirectory, tiers: set[str]) -> None:
+                 directory: TenantDirectory, tiers: set[str], responses: ResponseStore | None = None) -> None:
         self._credentials = credentials
+        self._responses = responses
         self._keys = keys
         self._tenants = tenants
         self._directory = directory
@@ -106,3 +109,45 @@ class AdminServicer:
         stored = await self._tenants.put(tenant_id, tenant, expected_revision=expected)
         await self._directory.refresh()
         return pb.PutTenantResponse(tenant=tenant_message(stored))
+
+    async def InvalidateCache(self, request: pb.InvalidateCacheRequest, context: Any
+                              ) -> pb.InvalidateCacheResponse:
+        """Bumps one response cache generation (sluice.storage.response_cache):
+        all; a tenant's namespace (its shared one, when it names one: every
+        tenant sharing it loses those entries too); an alias, for one tenant
+        or every tenant; a prompt version of one tenant. Raises
+        INVALID_REQUEST for a request that names nothing (or a prompt version
+        without a tenant), NOT_FOUND for an unknown tenant,
+        DEPENDENCY_UNAVAILABLE when the store does not answer."""
+        self._admin(context)
+        if request.all:
+            what, scope, namespace = "all", "all", ""
+        elif request.tenant_id:
+            stored = await self._tenants.get(request.tenant_id)
+            if stored is None:
+                raise SluiceError(Reason.NOT_FOUND, f"no tenant {request.tenant_id!r}")
+            shared = stored.tenant.cache.shared_namespace
+            namespace = f"shared:{shared}" if shared else f"tenant:{request.tenant_id}"
+            if request.alias and request.prompt_version:
+                raise SluiceError.bad_request("alias", "name an alias or a prompt_version, not both")
+            if request.alias:
+                what, scope = f"na:{namespace}:{request.alias}", "alias"
+            elif request.prompt_version:
+                what, scope = f"p:{namespace}:{request.prompt_version}", "prompt_version"
+            else:
+                what, scope = f"ns:{namespace}", "namespace"
+        elif request.alias:
+            what, scope, namespace = f"a:{request.alias}", "alias", ""
+        elif request.prompt_version:
+            raise SluiceError.bad_request("tenant_id", "a prompt_version belongs to a tenant: name the tenant")
+        else:
+            raise SluiceError.bad_request("all", "name what to invalidate: all, a tenant_id, an alias, "
+                                          "or a tenant_id with a prompt_version")
+        if self._responses is None:
+            raise SluiceError(Reason.DEPENDENCY_UNAVAILABLE, "no response cache store is configured here")
+        try:
+            generation = await self._responses.bump(what)
+        except StoreUnavailable as exc:
+            raise SluiceError(Reason.DEPENDENCY_UNAVAILABLE, f"response cache store unavailable: {exc}") from None
+        metrics.CACHE_INVALIDATIONS.labels(scope).inc()
+        return pb.InvalidateCacheResponse(scope=scope, namespace=namespace, generation=generation)

@@ -82,4 +82,8 @@ class Authenticator:
             routing_aliases=tenant.routing.aliases,
             model_map=tenant.routing.model_map,
             cost_target_usd=tenant.routing.cost_target_usd,
+            cache=principal_pb2.CachePolicy(
+                enabled=tenant.cache.enabled, mode=tenant.cache.mode, aliases=tenant.cache.aliases,
+                ttl_seconds=tenant.cache.ttl_seconds, ttl_by_category=tenant.cache.ttl_by_category,
+                shared_namespace=tenant.cache.shared_namespace),
         )

@@ -22,6 +22,7 @@ from sluice.auth.v1 import admin_service_pb2, auth_service_pb2
 from sluice.catalog import load_catalog
 from sluice.runtime.modules import Module, Runtime
 from sluice.storage import redis as redis_storage
+from sluice.storage.response_cache import connect_store
 
 
 async def init(rt: Runtime) -> None:
@@ -72,8 +73,10 @@ async def init(rt: Runtime) -> None:
     # Envoy's own contracts, for an Envoy in front (deploy/envoy/).
     rt.serve(EnvoyAuthorizationServicer(core), external_auth_pb2.DESCRIPTOR.services_by_name["Authorization"])
     rt.serve(EnvoyRateLimitServicer(quota), rls_pb2.DESCRIPTOR.services_by_name["RateLimitService"])
+    responses = connect_store(rt.settings)
+    rt.on_stop(responses.close)
     admin = AdminServicer(AdminCredentials([t.get_secret_value() for t in cfg.admin_tokens]), key_admin,
-                          tenant_store, directory, set(cfg.tiers))
+                          tenant_store, directory, set(cfg.tiers), responses)
     rt.serve(admin, admin_service_pb2.DESCRIPTOR.services_by_name["AdminService"])
 
 

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
-from sluice.cache.core import NoResponseCache
+from sluice.cache.core import PrefixBook, ResponseCache
 from sluice.cache.v1 import cache_service_pb2 as pb
 
 
 class CacheServicer:
-    def __init__(self, cache: NoResponseCache) -> None:
+    def __init__(self, cache: ResponseCache, prefixes: PrefixBook) -> None:
         self._cache = cache
+        self._prefixes = prefixes
 
     async def Lookup(self, request: pb.LookupRequest, context: object) -> pb.LookupResponse:
-        found = await self._cache.lookup(request.principal, request.request)
-        if found is None:
-            return pb.LookupResponse(hit=False)
-        return pb.LookupResponse(hit=True, events=found)
+        return await self._cache.lookup(request)
+
+    async def Store(self, request: pb.StoreRequest, context: object) -> pb.StoreResponse:
+        return await self._cache.store(request)
+
+    async def RecordPrefix(self, request: pb.RecordPrefixRequest, context: object) -> pb.RecordPrefixResponse:
+        return await self._prefixes.record(request)

@@ -22,6 +22,7 @@ import time
 from typing import Any
 
 from sluice.auth.v1 import auth_service_pb2, principal_pb2
+from sluice.cache.v1 import prefix_pb2
 from sluice.catalog.pricing import cost_usd, split_cache_writes
 from sluice.events.emitter import EventEmitter
 from sluice.events.v1 import events_pb2 as ev
@@ -77,6 +78,16 @@ class RequestRecord:
         self.first_token_at: float | None = None
         # count_tokens: the upstream's count (billed as nothing, recorded).
         self.counted_tokens = 0
+        # Response cache: hit, miss or bypass and why; a hit's (or shared
+        # flight's) producing request; the (key, policy, input digest) a
+        # flight's leader stores its answer under, and whether it did.
+        self.cache_status = ""
+        self.cache_reason = ""
+        self.cache_origin = ""
+        self.store_as: tuple[bytes, str, bytes] | None = None
+        self.cache_stored = False
+        # The prompt-cache plan routing made (breakpoints, forecasts).
+        self.prefix: prefix_pb2.PrefixPlan | None = None
         self._usage: dict[str, Any] = {}
         self._completion: list[str] = []
 
@@ -125,11 +136,24 @@ class RequestRecord:
         """The answer reports a geography the tenant's residency excludes."""
         return bool(usage.inference_geo and self.allowed_geos and usage.inference_geo not in self.allowed_geos)
 
+    @property
+    def from_cache(self) -> bool:
+        """Answered without an upstream call of its own (a response cache
+        hit, or an identical request's answer shared in flight)."""
+        return self.cache_status == "hit"
+
     def settled_usage(self) -> m.Usage:
-        """What the upstream used as far as the stream got, as it reported
-        it; a stream stopped before its final usage (cancelled, failed) is
-        billed at least the output it delivered. Cache writes come split by
+        """What the upstream used for this request: nothing for an answer
+        from the cache; else as far as the stream got, as it reported it; a
+        stream stopped before its final usage (cancelled, failed) is billed
+        at least the output it delivered. Cache writes come split by
         lifetime (the upstream's breakdown, else the request's ttls)."""
+        if self.from_cache:
+            return m.Usage()
+        return self.answer_usage()
+
+    def answer_usage(self) -> m.Usage:
+        """The usage the answer reports (as `settled_usage`, whoever paid)."""
         usage = usage_proto(self._usage)
         if not self.finished and self._completion:
             usage.output_tokens = max(usage.output_tokens, tokens_for_chars(sum(map(len, self._completion))))
@@ -223,6 +247,7 @@ class EventRecorder:
                     summary.fallbacks.append(candidate.model_id)
         if served is not None:
             summary.cost_usd = cost_usd(usage, served.prices)
+        _cache_record(record, summary, served)
         estimate = record.request.estimated_input_tokens()
         continuing = False
         for attempt in record.attempts:
@@ -234,6 +259,38 @@ class EventRecorder:
                 summary.overhead_cost_usd += summary.attempts[-1].cost_usd
             continuing = attempt.outcome == "continued"
         return summary
+
+
+def _cache_record(record: RequestRecord, summary: ev.RequestSummary,
+                  served: candidate_pb2.Candidate | None) -> None:
+    """What caching did for the request (summary.cache), and its metrics:
+    a hit's saving (its answer's usage at the served candidate's prices;
+    its own cost is 0), the forecast for the deployment that served, and
+    what prompt cache reads saved and writes cost over base input."""
+    cache = summary.cache
+    cache.status, cache.reason, cache.origin_request_id = record.cache_status, record.cache_reason, record.cache_origin
+    cache.stored = record.cache_stored
+    prices = served.prices if served is not None else (record.candidates[0].prices if record.candidates else None)
+    if record.from_cache and prices is not None:
+        cache.saved_usd = cost_usd(record.answer_usage(), prices)
+        metrics.CACHE_SAVED_USD.labels("response").inc(cache.saved_usd)
+    if record.prefix is not None:
+        cache.warnings.extend(record.prefix.warnings)
+        where = served.deployment if served is not None else ""
+        for forecast in record.prefix.forecasts:
+            if forecast.deployment == where:
+                cache.predicted_read_tokens = forecast.read_tokens
+                cache.predicted_write_tokens = forecast.write_5m_tokens + forecast.write_1h_tokens
+                break
+    if prices is not None and not record.from_cache:
+        cache.prefix_saved_usd = summary.cache_read_input_tokens * (prices.input - prices.cache_read) / 1_000_000
+        cache.prefix_write_premium_usd = (
+            summary.cache_creation_5m_input_tokens * (prices.cache_write_5m - prices.input)
+            + summary.cache_creation_1h_input_tokens * (prices.cache_write_1h - prices.input)) / 1_000_000
+        if cache.prefix_saved_usd:
+            metrics.CACHE_SAVED_USD.labels("prefix_read").inc(cache.prefix_saved_usd)
+        if cache.prefix_write_premium_usd:
+            metrics.CACHE_WRITE_PREMIUM_USD.inc(cache.prefix_write_premium_usd)
 
 
 def _attempt_usage(attempt: inference_pb.Attempt) -> m.Usage:

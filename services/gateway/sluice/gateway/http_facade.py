@@ -116,8 +116,9 @@ class MessagesFacade:
         principal = await self._begin(request, request_id)
         raw = await self._body(request)
         version, betas = api_headers(request)
-        priority = tuple(request.headers.getall(headers.PRIORITY, ())) if info is not None else ()
-        return principal, self._pipeline.parse(principal, raw, version, betas, count_tokens, priority, info)
+        options = {name: tuple(request.headers.getall(name, ())) for name in headers.OPTIONS} \
+            if info is not None else None
+        return principal, self._pipeline.parse(principal, raw, version, betas, count_tokens, options, info)
 
     async def _body(self, request: web.Request) -> bytes:
         if request.content_length is not None and request.content_length > self._max_body:

@@ -18,8 +18,10 @@ one after the other; over the network, at once).
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
-from collections.abc import AsyncIterator, Awaitable
+import re
+from collections.abc import AsyncIterator, Awaitable, Mapping
 from dataclasses import dataclass, field
 from email.utils import format_datetime
 from typing import Any, TypeVar
@@ -29,7 +31,9 @@ import grpc
 from sluice.auth.v1 import auth_service_pb2, principal_pb2
 from sluice.cache.v1 import cache_service_pb2
 from sluice.events.v1 import events_pb2
+from sluice.catalog.pricing import cost_usd
 from sluice.gateway.accounting import COUNT_TOKENS, MESSAGES, EventRecorder, RequestRecord
+from sluice.gateway.flights import Flights
 from sluice.inference.v1 import inference_service_pb2
 from sluice.llm.v1 import wire_pb2
 from sluice.resilience.shedding import LoadShedder, shed_class
@@ -64,6 +68,10 @@ class RequestInfo:
     # The client's x-sluice-priority: interactive (default), batch or
     # background; it can only lower the request's importance under overload.
     priority: str = "interactive"
+    # The client's x-sluice-cache mode ("" = the tenant's) and
+    # x-sluice-prompt-version tag.
+    cache_mode: str = ""
+    prompt_version: str = ""
 
 
 @dataclass(frozen=True)
@@ -115,6 +123,37 @@ async def _all_or_nothing(*awaitables: Awaitable[Any], concurrently: bool = True
 async def _replay(events: list[wire_pb2.WireEvent]) -> AsyncIterator[Event]:
     for event in events:
         yield Event(event.type, event.data)
+
+
+async def _cancelling(events: AsyncIterator[Event], call: Any) -> AsyncIterator[Event]:
+    """`events`, cancelling the model call `call` when closed early."""
+    try:
+        async for event in events:
+            yield event
+    finally:
+        call.cancel()
+
+
+def input_digest(safety: safety_service_pb2.CheckInputResponse) -> bytes:
+    """Digest of the input check's redactions (empty: none): a cached
+    answer is served only to a request redacted the same way."""
+    if not safety.edits:
+        return b""
+    digest = hashlib.sha256()
+    for edit in safety.edits:
+        digest.update(edit.pointer.encode("utf-8", "surrogatepass") + b"\x00" +
+                      edit.text.encode("utf-8", "surrogatepass") + b"\x01")
+    return digest.digest()
+
+
+def prompt_cache_header(plan: Any) -> str:
+    """The x-sluice-prompt-cache value: the forecast for the deployment
+    first in line, and the plan's warnings (headers.PROMPT_CACHE)."""
+    first = plan.forecasts[0] if plan.forecasts else None
+    out = f"read={first.read_tokens}; write={first.write_5m_tokens + first.write_1h_tokens}" if first else ""
+    if plan.warnings:
+        out += ("; " if out else "") + "warning=" + ",".join(plan.warnings)
+    return out
 
 
 async def _events_of(call: Any, record: RequestRecord, info: RequestInfo) -> AsyncIterator[Event]:
@@ -234,20 +273,48 @@ def _check_residency(request: MessagesRequest, allowed_geos: Any) -> None:
                                       f"inference may run ({', '.join(allowed_geos)})")
 
 
+def _single(name: str, values: tuple[str, ...]) -> str:
+    """The one value of an x-sluice-* header ("" when not sent). Raises
+    INVALID_REQUEST naming the header when sent more than once."""
+    if len(values) > 1:
+        raise SluiceError.bad_request(f"header {name}", "must be sent at most once")
+    return values[0] if values else ""
+
+
+def _choice(name: str, values: tuple[str, ...], allowed: tuple[str, ...]) -> str:
+    """The header's value, one of `allowed` or "" when not sent. Raises
+    INVALID_REQUEST naming the header for any other value."""
+    value = _single(name, values)
+    if value and value not in allowed:
+        # ascii(): the value may hold any bytes; the message stays printable.
+        raise SluiceError.bad_request(f"header {name}",
+                                      f"must be one of {', '.join(allowed)}; got {ascii(value[:40])}")
+    return value
+
+
 def parse_priority(values: tuple[str, ...]) -> str:
     """The client's x-sluice-priority (default interactive), from every
     value it sent. Raises INVALID_REQUEST naming the header for a value
     Sluice does not know, or for more than one."""
-    if len(values) > 1:
-        raise SluiceError.bad_request(f"header {headers.PRIORITY}", "must be sent at most once")
-    value = values[0] if values else ""
-    if value == "":
-        return "interactive"
-    if value not in headers.PRIORITIES:
-        # ascii(): the value may hold any bytes; the message stays printable.
-        raise SluiceError.bad_request(f"header {headers.PRIORITY}",
-                                      f"must be one of {', '.join(headers.PRIORITIES)}; got {ascii(value[:40])}")
-    return value
+    return _choice(headers.PRIORITY, values, headers.PRIORITIES) or "interactive"
+
+
+# A prompt version tag: what a team names its prompt releases with.
+_PROMPT_VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/+-]{0,127}$")
+
+
+def parse_options(sent: Mapping[str, tuple[str, ...]], info: RequestInfo) -> None:
+    """The client's x-sluice-priority, x-sluice-cache and
+    x-sluice-prompt-version headers (every value sent of each) into `info`.
+    Raises INVALID_REQUEST naming the header for a value Sluice does not
+    take, or for one sent more than once."""
+    info.priority = parse_priority(sent.get(headers.PRIORITY, ()))
+    info.cache_mode = _choice(headers.CACHE, sent.get(headers.CACHE, ()), headers.CACHE_MODES)
+    version = _single(headers.PROMPT_VERSION, sent.get(headers.PROMPT_VERSION, ()))
+    if version and not _PROMPT_VERSION.match(version):
+        raise SluiceError.bad_request(f"header {headers.PROMPT_VERSION}", "must be 1 to 128 letters, digits and "
+                                      f"._:/+- starting with a letter or digit; got {ascii(version[:40])}")
+    info.prompt_version = version
 
 
 def _ending(exc: BaseException) -> tuple[events_pb2.Outcome.ValueType, str]:
@@ -284,7 +351,8 @@ class Pipeline:
         self._stage_timeout = stage_timeout_s
         self._recorder = recorder
         self.shedder = shedder
-        self._settling: set[asyncio.Task[None]] = set()
+        self._settling: set[asyncio.Future[None]] = set()
+        self._flights = Flights()
 
     async def drain(self) -> None:
         """Waits for settlements still in flight (at shutdown)."""
@@ -310,19 +378,18 @@ class Pipeline:
 
     def parse(self, principal: principal_pb2.Principal, raw: bytes, anthropic_version: str | None,
               anthropic_beta: tuple[str, ...] = (), count_tokens: bool = False,
-              priority: tuple[str, ...] = (), info: RequestInfo | None = None) -> MessagesRequest:
+              options: Mapping[str, tuple[str, ...]] | None = None, info: RequestInfo | None = None
+              ) -> MessagesRequest:
         """The request the client sent, checked (`MessagesRequest`); a
         version of None means the client sent no anthropic-version header,
-        which the API refuses. `priority`: the x-sluice-priority values sent
-        (checked with `parse_priority`, kept in `info`). A refused request of
-        this deployment's region is recorded (billing and audit, outcome
-        ERROR) like any other."""
+        which the API refuses. `options`: the x-sluice-* request headers
+        sent, by name (checked with `parse_options`, kept in `info`). A
+        refused request of this deployment's region is recorded (billing
+        and audit, outcome ERROR) like any other."""
         version = anthropic_version or ""
         try:
             check_headers(anthropic_version, anthropic_beta)
-            chosen = parse_priority(priority)
-            if info is not None:
-                info.priority = chosen
+            parse_options(options or {}, info if info is not None else RequestInfo())
             return MessagesRequest(raw, version, anthropic_beta, count_tokens)
         except SluiceError as err:
             if principal.region == self._recorder.region:
@@ -342,12 +409,16 @@ class Pipeline:
         outcome, error_reason = events_pb2.OUTCOME_OK, ""
         info = info if info is not None else RequestInfo()
         entered = False
+        delivered: list[wire_pb2.WireEvent] | None = None
         try:
             entered = self._enter(principal, info)
             events, upstream = await self._prepare(record, info, buffered)
+            delivered = [] if record.store_as else None
             try:
                 async for event in events:
                     record.observe(event)
+                    if delivered is not None:
+                        delivered.append(wire_pb2.WireEvent(type=event.type, data=event.data))
                     yield event
             except grpc.RpcError as exc:
                 raise from_rpc_error(exc) from None
@@ -364,9 +435,11 @@ class Pipeline:
             if entered:
                 self.shedder.exit()  # type: ignore[union-attr]
             if record.reservation is not None:
-                self._settle_later(auth_service_pb2.SettleRequest(
+                self._later(self._settle(auth_service_pb2.SettleRequest(
                     principal=principal, reservation=record.reservation, usage=record.settled_usage(),
-                    model=record.served_model or request.model))
+                    model=record.served_model or request.model)))
+            if outcome == events_pb2.OUTCOME_OK:
+                self._keep(record, delivered)
             self._record(record, outcome, error_reason)
 
     def _enter(self, principal: principal_pb2.Principal, info: RequestInfo) -> bool:
@@ -487,34 +560,76 @@ class Pipeline:
 
     async def _prepare(self, record: RequestRecord, info: RequestInfo, buffered: bool = False
                        ) -> tuple[AsyncIterator[Event], Any]:
-        """Routing and admission, then safety and cache. Returns the answer's
-        events (from the cache or the model, through the output filter when
-        the tenant's policy has output rules) and the model call, if any."""
+        """Routing and admission, then safety and the cache lookup. Returns
+        the answer's events (from the cache, an identical request's call in
+        flight, or the model; through the output filter when the tenant's
+        policy has output rules and the answer was not already filtered
+        under the same policy) and the model call the request owns, if any."""
         principal, request = record.principal, record.request
         route, admitted = await self._route_and_admit(record)
         _check_residency(request, route.allowed_geos)
         info.headers[headers.ROUTE] = route_header(route.decision, route.model.id)
         info.headers.update(deprecation_headers(route.model))
         info.headers.update(admitted.rate_limit_headers)
-        t = self._stage_timeout
+        if route.HasField("prefix"):
+            record.prefix = route.prefix
+            info.headers[headers.PROMPT_CACHE] = prompt_cache_header(route.prefix)
         safety, cached = await _all_or_nothing(
             self._check_input(record),
-            _call(self._s.cache.Lookup(cache_service_pb2.LookupRequest(
-                principal=principal, request=self._as_sent(request)), timeout=t)),
+            self._lookup(record, route, info),
             concurrently=not self._s.checks_in_process,
         )
+        digest = input_digest(safety)
+        policy = f"{safety.verdict.profile}@{safety.verdict.policy_version}"
+        refilter = True
+        if cached.hit and cached.answer.input_digest != digest:
+            cached.hit, cached.status, cached.reason = False, "miss", "stale_input"
+        record.cache_status, record.cache_reason = cached.status, cached.reason
         upstream = None
         if cached.hit:
             events: AsyncIterator[Event] = _replay(list(cached.events))
+            record.cache_origin = cached.answer.origin_request_id
+            refilter = cached.answer.policy_version != policy
+            if refilter and safety.filter_output:
+                metrics.CACHE_REFILTERED.inc()
         else:
-            upstream = self._s.inference.Generate(inference_service_pb2.GenerateRequest(
-                request=self._wire(record.redacted or request), candidates=route.candidates,
-                allowed_geos=route.allowed_geos, priority=shed_class(principal.tier, info.priority),
-                continue_midstream=principal.continue_midstream, buffered=buffered))
-            events = _events_of(upstream, record, info)
-        if safety.filter_output:
+            flight = self._flights.find(cached.key) if cached.key else None
+            if flight is not None and flight.input_digest == digest:
+                record.cache_status, record.cache_reason, record.cache_origin = "hit", "single_flight", flight.leader
+                events = flight.subscribe()
+            else:
+                upstream = self._s.inference.Generate(inference_service_pb2.GenerateRequest(
+                    request=self._wire(record.redacted or request), candidates=route.candidates,
+                    allowed_geos=route.allowed_geos, priority=shed_class(principal.tier, info.priority),
+                    continue_midstream=principal.continue_midstream, buffered=buffered))
+                events = _events_of(upstream, record, info)
+                if cached.key and flight is None:
+                    # The flight owns the call from here: a leader that goes
+                    # away leaves its followers' answer running.
+                    events = self._flights.start(cached.key, record.request_id, digest,
+                                                 _cancelling(events, upstream)).subscribe()
+                    upstream = None
+                    record.store_as = (cached.key, policy, digest)
+        metrics.CACHE_LOOKUPS.labels(record.cache_status, record.cache_reason).inc()
+        info.headers[headers.CACHE] = record.cache_status
+        if record.cache_origin:
+            info.headers[headers.CACHE_ORIGIN] = record.cache_origin
+        if safety.filter_output and refilter:
             events = self._filter_output(record, _gather_text(events, safety.output_batch_chars))
         return events, upstream
+
+    async def _lookup(self, record: RequestRecord, route: routing_service_pb2.RouteResponse,
+                      info: RequestInfo) -> cache_service_pb2.LookupResponse:
+        """The cache's answer for this request; a cache service that fails
+        or is late is a bypass (reason store_unavailable), never an error."""
+        try:
+            return await _call(self._s.cache.Lookup(cache_service_pb2.LookupRequest(
+                principal=record.principal, request=self._as_sent(record.request), model=route.model.id,
+                catalog_version=route.catalog_version, mode=info.cache_mode, prompt_version=info.prompt_version,
+                task=route.decision.task), timeout=self._stage_timeout))
+        except SluiceError as err:
+            log.warning("response cache lookup failed (bypassed): %s", err)
+            return cache_service_pb2.LookupResponse(status="bypass", reason="store_unavailable")
 
     async def _filter_output(self, record: RequestRecord, events: AsyncIterator[Event]) -> AsyncIterator[Event]:
         """The answer through the safety service's output filter."""
@@ -551,11 +666,47 @@ class Pipeline:
             metrics.EVENTS_RECORD_FAILURES.inc()
             log.exception("recording billing/audit events for request %s failed", record.request_id)
 
-    def _settle_later(self, request: auth_service_pb2.SettleRequest) -> None:
+    def _later(self, work: Awaitable[None]) -> None:
         # Off the response path; `drain` waits for these at shutdown.
-        task = asyncio.get_running_loop().create_task(self._settle(request))
+        task = asyncio.ensure_future(work)
         self._settling.add(task)
         task.add_done_callback(self._settling.discard)
+
+    def _keep(self, record: RequestRecord, delivered: list[wire_pb2.WireEvent] | None) -> None:
+        """After a served answer: store it in the response cache (a
+        read-write miss that led its flight, whole and from the model it
+        was keyed under) and settle the prompt-cache plan on the deployment
+        that served it. Both off the response path."""
+        served = record.served()
+        if record.store_as and delivered and record.finished and served is not None \
+                and served.model_id == record.candidates[0].model_id:
+            key, policy, digest = record.store_as
+            usage = record.answer_usage()
+            answer = cache_service_pb2.CachedAnswer(
+                events=delivered, origin_request_id=record.request_id, policy_version=policy, input_digest=digest,
+                model=record.served_model, usage=usage, cost_usd=cost_usd(usage, served.prices))
+            answer.stored_at.GetCurrentTime()
+            record.cache_stored = True
+            self._later(self._store(cache_service_pb2.StoreRequest(principal=record.principal, key=key,
+                                                                   answer=answer)))
+        if record.prefix is not None and served is not None and record.finished:
+            self._later(self._record_prefix(cache_service_pb2.RecordPrefixRequest(
+                principal=record.principal, plan=record.prefix, deployment=served.deployment,
+                usage=record.answer_usage(), model=served.model_id)))
+
+    async def _store(self, request: cache_service_pb2.StoreRequest) -> None:
+        try:
+            await _call(self._s.cache.Store(request, timeout=self._stage_timeout))
+        except SluiceError as err:
+            metrics.CACHE_STORES.labels("skipped", "cache_unavailable").inc()
+            log.warning("storing an answer in the response cache failed: %s", err)
+
+    async def _record_prefix(self, request: cache_service_pb2.RecordPrefixRequest) -> None:
+        try:
+            await _call(self._s.cache.RecordPrefix(request, timeout=self._stage_timeout))
+        except SluiceError as err:
+            metrics.PREFIX_LEDGER_FAILURES.labels("gateway").inc()
+            log.warning("recording a prompt-cache plan failed: %s", err)
 
     async def _settle(self, request: auth_service_pb2.SettleRequest) -> None:
         try:

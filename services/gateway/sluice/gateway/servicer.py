@@ -34,9 +34,10 @@ def api_key_from_metadata(metadata: Any) -> str:
     return bearer
 
 
-def _priority(context: Any) -> tuple[str, ...]:
-    """The x-sluice-priority metadata values (see pipeline.parse_priority)."""
-    return tuple(value for key, value in context.invocation_metadata() or () if key == headers.PRIORITY)
+def _options(context: Any) -> dict[str, tuple[str, ...]]:
+    """The x-sluice-* option metadata values by name (see pipeline.parse_options)."""
+    sent = context.invocation_metadata() or ()
+    return {name: tuple(value for key, value in sent if key == name) for name in headers.OPTIONS}
 
 
 class GatewayServicer:
@@ -58,7 +59,7 @@ class GatewayServicer:
         body = request.body or params_json(request.params, count_tokens)
         parsed = self._pipeline.parse(principal, body, request.anthropic_version or LATEST_VERSION,
                                       tuple(request.anthropic_beta), count_tokens,
-                                      _priority(context) if info is not None else (), info)
+                                      _options(context) if info is not None else None, info)
         return principal, parsed
 
     @staticmethod

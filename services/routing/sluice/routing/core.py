@@ -104,6 +104,11 @@ class Router:
 
     # -- the fleet's view ----------------------------------------------------------------
 
+    @property
+    def slow(self) -> frozenset[str]:
+        """Deployments judged slow in the current fleet view."""
+        return self._slow
+
     def adopt(self, snapshot: Snapshot) -> None:
         """A new fleet snapshot: unhealthy and slow deployments, the shared
         cost shifts. Candidate lists are rebuilt only when the first two change."""

@@ -12,6 +12,7 @@ import redis.exceptions
 
 from sluice.catalog.deployments import load_for
 from sluice.config import ConfigError, Settings
+from sluice.routing.affinity import Affinity
 from sluice.routing.classifier import ARTIFACT, TaskClassifier
 from sluice.routing.controller import CostController
 from sluice.routing.core import Router
@@ -20,6 +21,7 @@ from sluice.routing.servicer import RoutingServicer
 from sluice.routing.v1 import routing_service_pb2
 from sluice.runtime.modules import Module, Runtime
 from sluice.storage.fleet import FleetStore, connect_for
+from sluice.storage.prefix_ledger import connect_ledger
 from sluice.telemetry import metrics
 
 log = logging.getLogger(__name__)
@@ -71,7 +73,10 @@ async def init(rt: Runtime) -> None:
     fleet = connect_for(rt.settings, "routing")
     rt.on_stop(fleet.close)
     rt.in_background(_follow(router, fleet, cfg.fleet_interval_seconds), "fleet-follow")
-    rt.serve(RoutingServicer(router), routing_service_pb2.DESCRIPTOR.services_by_name["RoutingService"])
+    ledger = connect_ledger(rt.settings, "routing")
+    rt.on_stop(ledger.close)
+    affinity = Affinity(ledger, router.catalog.lookup, lambda: router.slow)
+    rt.serve(RoutingServicer(router, affinity), routing_service_pb2.DESCRIPTOR.services_by_name["RoutingService"])
 
 
 MODULE = Module(name="routing", depends_on=(), init=init)

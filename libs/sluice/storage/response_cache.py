@@ -1,0 +1,113 @@
+"""The exact response cache's store: compressed answers on Redis, and
+generation counters that invalidate them.
+
+Keys (the scope, normally the region, as a hash tag):
+- `sluice:rc:{scope}:e:<namespace>:<request digest hex>` -> zlib-compressed
+  `sluice.cache.v1.StoredEntry`, with the entry's TTL (PX).
+- `sluice:rc:{scope}:g:<what>` -> integer generation of "all", a namespace
+  ("ns:<namespace>"), an alias ("a:<alias>" for every tenant,
+  "na:<namespace>:<alias>" for one) and a prompt version
+  ("p:<namespace>:<tag>"). An entry records the generations it was stored
+  under; invalidating bumps one (INCR) and every entry stored before under
+  it stops matching, left to expire or be evicted. So a lookup is one MGET
+  (the entry and its five generations) and an invalidation one INCR,
+  however many entries it covers.
+
+The memory bound is Redis's own: run the response cache on a Redis with
+`maxmemory` and `maxmemory-policy allkeys-lru` (cache.redis_url), where an
+evicted entry is simply a miss; entries larger than cache.max_entry_bytes
+(compressed) are not stored at all. Every call has a deadline
+(cache.store_timeout_seconds); a store that is down or slow is a bypass for
+the request, never an error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+import redis.asyncio as aioredis
+import redis.exceptions
+
+from sluice.auth.v1 import principal_pb2
+from sluice.config import Settings
+from sluice.storage.redis import connect
+
+
+def namespace_of(principal: principal_pb2.Principal) -> str:
+    """Whose cached answers and prompt prefixes a request's are: its
+    tenant's ("tenant:<id>"), or the shared namespace it names
+    ("shared:<name>")."""
+    shared = principal.cache.shared_namespace
+    return f"shared:{shared}" if shared else f"tenant:{principal.tenant_id}"
+
+
+class StoreUnavailable(Exception):
+    """The store did not answer within its deadline, or failed."""
+
+
+@dataclass(frozen=True, slots=True)
+class Address:
+    """Where an answer lives: namespace, the requested model name (alias),
+    prompt version tag and the request digest (bytes)."""
+
+    namespace: str
+    alias: str
+    prompt_version: str
+    digest: bytes
+
+
+class ResponseStore:
+    """The store (module doc) on one Redis client."""
+
+    def __init__(self, redis: aioredis.Redis, scope: str, timeout_s: float) -> None:
+        self._redis = redis
+        self._prefix = f"sluice:rc:{{{scope}}}:"
+        self._timeout = timeout_s
+
+    def _entry(self, address: Address) -> str:
+        return f"{self._prefix}e:{address.namespace}:{address.digest.hex()}"
+
+    def _generations(self, address: Address) -> list[str]:
+        g, ns = self._prefix + "g:", address.namespace
+        return [f"{g}all", f"{g}ns:{ns}", f"{g}a:{address.alias}", f"{g}na:{ns}:{address.alias}",
+                f"{g}p:{ns}:{address.prompt_version}"]
+
+    async def _run(self, call):  # type: ignore[no-untyped-def]
+        try:
+            async with asyncio.timeout(self._timeout):
+                return await call
+        except (TimeoutError, redis.exceptions.RedisError, OSError) as exc:
+            raise StoreUnavailable(f"{type(exc).__name__}: {exc}") from None
+
+    async def get(self, address: Address) -> tuple[bytes | None, list[int]]:
+        """(the stored blob or None, the current generations) in one MGET.
+        Raises StoreUnavailable."""
+        values = await self._run(self._redis.mget([self._entry(address), *self._generations(address)]))
+        return values[0], [_int(v) for v in values[1:]]
+
+    async def put(self, address: Address, blob: bytes, ttl_seconds: int) -> None:
+        """Keeps `blob` for `ttl_seconds`. Raises StoreUnavailable."""
+        await self._run(self._redis.set(self._entry(address), blob, ex=max(int(ttl_seconds), 1)))
+
+    async def bump(self, what: str) -> int:
+        """Invalidates one generation (`what` as in the module doc, e.g.
+        "ns:tenant:acme"); returns its new number. Raises StoreUnavailable."""
+        return int(await self._run(self._redis.incr(self._prefix + "g:" + what)))
+
+    async def close(self) -> None:
+        await self._redis.aclose()
+
+
+def _int(value: bytes | None) -> int:
+    try:
+        return int(value) if value is not None else 0
+    except ValueError:
+        return 0
+
+
+def connect_store(settings: Settings) -> ResponseStore:
+    """The response store from settings: cache.redis_url (else
+    auth.redis_url), keys scoped to cache.prefix_scope or the region."""
+    return ResponseStore(connect(settings.cache.redis_url or settings.auth.redis_url, max_connections=16),
+                         settings.cache.prefix_scope or settings.region, settings.cache.store_timeout_seconds)

@@ -1,0 +1,152 @@
+"""Prompt-prefix identity as the API's prompt cache sees it.
+
+The prompt is read in the API's prefix order: tools, then system blocks,
+then each message's content blocks (a string is one text block). A
+`cache_control` mark on a block is a breakpoint; a top-level `cache_control`
+(automatic caching) is one on the last block. The identity of the prefix up
+to a block is a digest chained over the blocks before it and the block
+itself, each as (role, canonical JSON without its cache_control), so a mark
+moved or added does not change what an earlier prefix is. At a breakpoint
+the API reads the longest cached prefix ending there or up to 20 blocks
+before it (LOOKBACK_BLOCKS), and writes the prefix ending there if at least
+the model's minimum cacheable length; entries live 5 minutes or 1 hour,
+refreshed by each read. Source: the prompt caching guide
+(https://platform.claude.com/docs/en/build-with-claude/prompt-caching).
+
+Token figures here are Sluice's estimates (`tokens_for_chars`); the ledger
+(`sluice.storage.prefix_ledger`) replaces them with the upstream's counts
+once usage reports them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from sluice.wire.request import block_text, tokens_for_chars
+
+# Blocks before a breakpoint the API searches for an earlier write.
+LOOKBACK_BLOCKS = 20
+TTL_SECONDS = {"5m": 300, "1h": 3600}
+_DIGEST = 16
+# Digits masked to find content that differs between requests only in a
+# number (a timestamp, a request id): the prefix's "shape".
+_DIGITS = bytes.maketrans(b"123456789", b"000000000")
+
+
+@dataclass(frozen=True)
+class Breakpoint:
+    """A cache_control breakpoint: the block it ends on (index in prefix
+    order), its lifetime in seconds (300 or 3600) and the prefix's
+    estimated tokens up to and including that block."""
+
+    block: int
+    ttl_seconds: int
+    estimated_tokens: int
+
+
+@dataclass
+class PrefixChain:
+    """A request's prefix identities up to its last breakpoint.
+
+    `hashes[i]` is the 16-byte identity of the prefix ending at block i;
+    `tokens[i]` its estimated tokens (cumulative); `breakpoints` in prefix
+    order. `_pieces` keeps each block's canonical bytes for `shape`."""
+
+    hashes: list[bytes]
+    tokens: list[int]
+    breakpoints: list[Breakpoint]
+    _pieces: list[bytes] = field(default_factory=list, repr=False)
+    _namespace: bytes = b""
+
+    def positions(self) -> list[int]:
+        """Blocks whose prefixes a read may find: each breakpoint and the
+        LOOKBACK_BLOCKS blocks before it, longest first, each once."""
+        seen: set[int] = set()
+        for point in self.breakpoints:
+            seen.update(range(max(0, point.block - LOOKBACK_BLOCKS + 1), point.block + 1))
+        return sorted(seen, reverse=True)
+
+    def longest_hit(self, warm: set[int]) -> int:
+        """The block the API would read up to, given the blocks whose
+        prefixes are warm: for each breakpoint in order, the longest warm
+        prefix ending there or within the lookback (-1: none)."""
+        hit = -1
+        for point in self.breakpoints:
+            for block in range(point.block, max(-1, point.block - LOOKBACK_BLOCKS), -1):
+                if block <= hit:
+                    break
+                if block in warm:
+                    hit = block
+                    break
+        return hit
+
+    def shape(self, block: int) -> bytes:
+        """Identity of the prefix ending at `block` with every digit read
+        as 0: equal shapes with different identities mean content that
+        changes only in numbers from one request to the next."""
+        digest = hashlib.blake2b(self._namespace, digest_size=_DIGEST)
+        for piece in self._pieces[:block + 1]:
+            digest.update(piece.translate(_DIGITS))
+        return digest.digest()
+
+
+def _canonical(role: bytes, block: Any) -> bytes:
+    if isinstance(block, dict) and "cache_control" in block:
+        block = {k: v for k, v in block.items() if k != "cache_control"}
+    return role + b"\x1f" + orjson.dumps(block, option=orjson.OPT_SORT_KEYS) + b"\x1e"
+
+
+def prefix_chain(doc: dict[str, Any], namespace: str) -> PrefixChain | None:
+    """The prefix identities of a parsed Messages request body `doc` (as
+    `MessagesRequest.doc`, or any dict of that shape; members of the wrong
+    type are skipped, the API refuses them anyway) within `namespace`
+    (a tenant or a shared namespace). None when no block is marked."""
+    blocks: list[tuple[bytes, Any, int]] = []  # (role, block, estimated chars)
+    marks: list[tuple[int, str]] = []
+
+    def add(role: bytes, block: Any, chars: int) -> None:
+        if isinstance(block, dict):
+            mark = block.get("cache_control")
+            if isinstance(mark, dict):
+                marks.append((len(blocks), "1h" if mark.get("ttl") == "1h" else "5m"))
+        blocks.append((role, block, chars))
+
+    tools = doc.get("tools")
+    for tool in tools if isinstance(tools, list) else ():
+        add(b"tool", tool, len(orjson.dumps(tool)) if isinstance(tool, dict) else 0)
+    system = doc.get("system")
+    for block in [{"type": "text", "text": system}] if isinstance(system, str) else \
+            system if isinstance(system, list) else ():
+        add(b"system", block, len(block_text(block)) if isinstance(block, dict) else 0)
+    messages = doc.get("messages")
+    for message in messages if isinstance(messages, list) else ():
+        if not isinstance(message, dict):
+            continue
+        role = str(message.get("role")).encode("utf-8", "surrogatepass")
+        content = message.get("content")
+        for block in [{"type": "text", "text": content}] if isinstance(content, str) else \
+                content if isinstance(content, list) else ():
+            add(role, block, len(block_text(block)) if isinstance(block, dict) else 0)
+    top = doc.get("cache_control")
+    if isinstance(top, dict) and blocks and (not marks or marks[-1][0] != len(blocks) - 1):
+        marks.append((len(blocks) - 1, "1h" if top.get("ttl") == "1h" else "5m"))
+    if not marks:
+        return None
+    last = marks[-1][0]
+    space = namespace.encode("utf-8", "surrogatepass")
+    hashes, tokens, pieces = [], [], []
+    previous = hashlib.blake2b(space, digest_size=_DIGEST).digest()
+    chars = 0
+    for role, block, size in blocks[:last + 1]:
+        piece = _canonical(role, block)
+        pieces.append(piece)
+        previous = hashlib.blake2b(previous + piece, digest_size=_DIGEST).digest()
+        hashes.append(previous)
+        chars += size
+        tokens.append(tokens_for_chars(chars))
+    points = [Breakpoint(block, TTL_SECONDS[ttl], tokens[block]) for block, ttl in marks]
+    return PrefixChain(hashes, tokens, points, pieces, space)
