@@ -24,7 +24,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.bench import events, quota, resilience, routing, safety
+from tests.bench import cache, events, quota, resilience, routing, safety
 from tests.infra.kafka_broker import kafka_bootstrap
 from tests.infra.redis_server import redis_url
 from tests.infra.sluice_cluster import SimulatorProcess, SluiceCluster
@@ -198,6 +198,7 @@ def main() -> None:
             quota_results = quota.run(real_redis, args.quota_checks)
             routing_timings, routing_replays = routing.run()
             safety_inputs, safety_output = safety.run()
+            cache_result = cache.run(real_redis)
             with kafka_bootstrap() as bootstrap:
                 events_result = events.run(bootstrap, args.events)
             for profile in args.profiles.split(","):
@@ -245,6 +246,12 @@ def main() -> None:
     print("Safety stage alone, in-process, standard pack's default profile (every row of the table above also "
           "runs it, output filter included).")
     print(safety.table(safety_inputs, safety_output))
+    print()
+    print("Prompt cache service alone, in process, real Redis: response cache lookup vs a plain GET, "
+          "a replayed trace through the response cache and the prefix ledger (simulator's prompt cache upstream), "
+          "and the prefix bookkeeping per request.")
+    print(cache.table(cache_result))
+    print(cache.verdict(cache_result))
 
 
 # The Sluice targets: name, run mode, and which store auth keeps keys and limits in.

@@ -1,4 +1,5 @@
-"""`sluice keys ...` and `sluice tenants ...`: the admin API from a shell.
+"""`sluice keys ...`, `sluice tenants ...` and `sluice cache invalidate`:
+the admin API from a shell.
 
 Calls go to the AdminService, which lives with the auth service: in `all`
 mode that is the gateway's gRPC address (the default here), in a mesh the
@@ -47,6 +48,16 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     apply = verbs.add_parser("apply", parents=[common], help="create or replace the tenants of a tenants file")
     apply.add_argument("file")
 
+    cache = sub.add_parser("cache", help="the response cache")
+    verbs = cache.add_subparsers(dest="verb", required=True)
+    inv = verbs.add_parser("invalidate", parents=[common],
+                           help="make stored answers unreachable: --all, a --tenant's, an --alias's (of one tenant "
+                                "or all), or a tenant's --prompt-version")
+    inv.add_argument("--all", action="store_true", help="every stored answer")
+    inv.add_argument("--tenant", default="", help="the tenant (its namespace)")
+    inv.add_argument("--alias", default="", help="requested model name, e.g. auto (with --tenant: that tenant's)")
+    inv.add_argument("--prompt-version", default="", help="x-sluice-prompt-version tag (needs --tenant)")
+
 
 def _connection_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--target", default=os.environ.get("SLUICE_ADMIN_TARGET"),
@@ -80,6 +91,9 @@ def run(args: argparse.Namespace, settings: Settings, out: TextIO, err: TextIO) 
                     "rotate": lambda: [call(admin.RotateKey, pb.RotateKeyRequest(
                         key_id=args.key_id, overlap_seconds=args.overlap_seconds))],
                 }[args.verb]()
+            elif args.command == "cache":
+                replies = [call(admin.InvalidateCache, pb.InvalidateCacheRequest(
+                    all=args.all, tenant_id=args.tenant, alias=args.alias, prompt_version=args.prompt_version))]
             elif args.verb == "list":
                 replies = list(call(admin.ListTenants, pb.ListTenantsRequest()).tenants)
             elif args.verb == "get":

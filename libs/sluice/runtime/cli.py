@@ -6,9 +6,10 @@
     sluice check-config                 validate settings and exit
     sluice keys create --tenant acme    admin API: keys (create, list, revoke, rotate)
     sluice tenants list                 admin API: tenants (list, get, apply FILE)
+    sluice cache invalidate --tenant T  admin API: response cache (--all, --alias A, --prompt-version V)
     sluice serve sinks --region eu      the region's billing/audit consumer
     sluice audit verify                 check the audit hash chains in sink storage
-    sluice billing report --tenant T    usage and cost per model per day
+    sluice billing report --tenant T    usage and cost per model per day; what caching saved per tenant
     sluice events spooled               events a gateway holds for Kafka (or, without Kafka, keeps)
 """
 
@@ -167,7 +168,7 @@ def main(argv: list[str] | None = None, out: TextIO = sys.stdout, err: TextIO = 
         out.write(f"configuration ok (catalog {router.catalog.version}, deployments {router.deployments.version}, "
                   f"routing policies {router.policies.version}, classifier {router.classifier.version})\n")
         return 0
-    if args.command in ("keys", "tenants"):
+    if args.command in ("keys", "tenants", "cache"):
         return admin_cli.run(args, settings, out, err)
     if args.command == "routing":
         billing = None

@@ -7,8 +7,10 @@ the leader included, subscribes and reads that list from its start, then
 each event as it arrives, so a streaming follower gets the stream as it is
 produced. The task belongs to no client: a leader that goes away does not
 stop its followers' answer; when the last subscriber goes, the upstream
-call is cancelled. A failure reaches every subscriber. The flight ends
-when the answer does; a request after that finds the answer in the cache.
+call is cancelled. A failure reaches every subscriber and ends the
+flight. A complete answer stays findable for LINGER_S seconds more, so an
+identical request arriving while the leader's answer is on its way into
+the store replays it from memory instead of calling again.
 
 Scope: one gateway process (identical requests reaching different
 replicas each make a call; the store keeps whichever answer it got last).
@@ -20,6 +22,10 @@ import asyncio
 from collections.abc import AsyncIterator, Callable
 
 from sluice.wire.events import Event
+
+# How long a finished flight's answer stays findable: longer than storing
+# it takes.
+LINGER_S = 2.0
 
 
 class Flight:
@@ -52,7 +58,10 @@ class Flight:
                 raise
         finally:
             self.done = True
-            on_close()
+            if self.error is None and not asyncio.current_task().cancelling():  # type: ignore[union-attr]
+                asyncio.get_running_loop().call_later(LINGER_S, on_close)
+            else:
+                on_close()
             self._wake()
             close = getattr(source, "aclose", None)
             if close is not None:

@@ -70,7 +70,8 @@ def run(args: argparse.Namespace, settings: Settings, out: TextIO, err: TextIO) 
         files = sum(1 for _ in store.files("audit", args.tenant))
         out.write(f"audit verification ok: {files} file(s) in region {settings.region}\n")
         return 0
-    out.write(report.render(report.report(store, args.tenant, args.day_from, args.day_to)))
+    scope = (store, args.tenant, args.day_from, args.day_to)
+    out.write(report.render(report.report(*scope), report.cache_report(*scope)))
     return 0
 
 
