@@ -42,6 +42,20 @@ def namespace_of(principal: principal_pb2.Principal) -> str:
     return f"shared:{shared}" if shared else f"tenant:{principal.tenant_id}"
 
 
+def resolve_mode(policy: principal_pb2.CachePolicy, header: str, requested: str) -> tuple[str, str]:
+    """(mode, reason) for a request: the x-sluice-cache header's mode when
+    sent, else the requested model name's in the tenant's aliases, else the
+    tenant's mode; "off" with reason "tenant_disabled" when the tenant is
+    disabled, "unknown_mode" for a mode Sluice does not know. `header`:
+    the x-sluice-cache value ("" when not sent)."""
+    if policy.HasField("enabled") and not policy.enabled:
+        return "off", "tenant_disabled"
+    mode = header or policy.aliases.get(requested, "") or policy.mode or "off"
+    if mode not in ("off", "read-only", "read-write"):
+        return "off", "unknown_mode"  # a caller that skipped the gateway's check
+    return mode, ("mode_off" if mode == "off" else "")
+
+
 class StoreUnavailable(Exception):
     """The store did not answer within its deadline, or failed."""
 

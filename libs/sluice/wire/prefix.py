@@ -4,7 +4,7 @@ The prompt is read in the API's prefix order: tools, then system blocks,
 then each message's content blocks (a string is one text block). A
 `cache_control` mark on a block is a breakpoint; a top-level `cache_control`
 (automatic caching) is one on the last block. The identity of the prefix up
-to a block is a digest chained over the blocks before it and the block
+to a block is a digest (SHA-256, 16 bytes kept) running over the blocks before it and the block
 itself, each as (role, canonical JSON without its cache_control), so a mark
 moved or added does not change what an earlier prefix is. At a breakpoint
 the API reads the longest cached prefix ending there or up to 20 blocks
@@ -88,10 +88,20 @@ class PrefixChain:
         """Identity of the prefix ending at `block` with every digit read
         as 0: equal shapes with different identities mean content that
         changes only in numbers from one request to the next."""
-        digest = hashlib.blake2b(self._namespace, digest_size=_DIGEST)
+        digest = hashlib.sha256(self._namespace)
         for piece in self._pieces[:block + 1]:
             digest.update(piece.translate(_DIGITS))
-        return digest.digest()
+        return digest.digest()[:_DIGEST]
+
+
+def _chars(block: Any) -> int:
+    """Characters a block adds to the prompt's estimate (a plain text
+    block's own text; others through the codec's block_text)."""
+    if not isinstance(block, dict):
+        return 0
+    if block.get("type") == "text" and isinstance(block.get("text"), str):
+        return len(block["text"])
+    return len(block_text(block))
 
 
 def _canonical(role: bytes, block: Any) -> bytes:
@@ -121,7 +131,7 @@ def prefix_chain(doc: dict[str, Any], namespace: str) -> PrefixChain | None:
     system = doc.get("system")
     for block in [{"type": "text", "text": system}] if isinstance(system, str) else \
             system if isinstance(system, list) else ():
-        add(b"system", block, len(block_text(block)) if isinstance(block, dict) else 0)
+        add(b"system", block, _chars(block))
     messages = doc.get("messages")
     for message in messages if isinstance(messages, list) else ():
         if not isinstance(message, dict):
@@ -130,7 +140,7 @@ def prefix_chain(doc: dict[str, Any], namespace: str) -> PrefixChain | None:
         content = message.get("content")
         for block in [{"type": "text", "text": content}] if isinstance(content, str) else \
                 content if isinstance(content, list) else ():
-            add(role, block, len(block_text(block)) if isinstance(block, dict) else 0)
+            add(role, block, _chars(block))
     top = doc.get("cache_control")
     if isinstance(top, dict) and blocks and (not marks or marks[-1][0] != len(blocks) - 1):
         marks.append((len(blocks) - 1, "1h" if top.get("ttl") == "1h" else "5m"))
@@ -139,13 +149,16 @@ def prefix_chain(doc: dict[str, Any], namespace: str) -> PrefixChain | None:
     last = marks[-1][0]
     space = namespace.encode("utf-8", "surrogatepass")
     hashes, tokens, pieces = [], [], []
-    previous = hashlib.blake2b(space, digest_size=_DIGEST).digest()
+    # One running SHA-256 over the pieces (hardware-assisted here, the
+    # cheaper digest for long system prompts); a copy at each block names
+    # the prefix ending there (16 bytes kept).
+    running = hashlib.sha256(space)
     chars = 0
     for role, block, size in blocks[:last + 1]:
         piece = _canonical(role, block)
         pieces.append(piece)
-        previous = hashlib.blake2b(previous + piece, digest_size=_DIGEST).digest()
-        hashes.append(previous)
+        running.update(piece)
+        hashes.append(running.copy().digest()[:_DIGEST])
         chars += size
         tokens.append(tokens_for_chars(chars))
     points = [Breakpoint(block, TTL_SECONDS[ttl], tokens[block]) for block, ttl in marks]

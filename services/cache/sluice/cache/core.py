@@ -26,7 +26,7 @@ from sluice.cache import key as keys
 from sluice.cache.v1 import cache_service_pb2 as pb
 from sluice.config.settings import CacheSettings
 from sluice.storage.prefix_ledger import PrefixLedger, observe_accuracy, settle
-from sluice.storage.response_cache import Address, ResponseStore, StoreUnavailable, namespace_of
+from sluice.storage.response_cache import Address, ResponseStore, StoreUnavailable, namespace_of, resolve_mode
 from sluice.telemetry import metrics
 
 log = logging.getLogger(__name__)
@@ -70,7 +70,7 @@ class ResponseCache:
         if not isinstance(doc, dict):
             return _bypass("unkeyable")
         requested = doc.get("model") if isinstance(doc.get("model"), str) else ""
-        mode, reason = keys.resolve_mode(principal.cache, request.mode, requested)
+        mode, reason = resolve_mode(principal.cache, request.mode, requested)
         if mode == "off":
             return _bypass(reason)
         if keys.server_tools(doc):

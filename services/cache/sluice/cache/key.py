@@ -25,23 +25,9 @@ from typing import Any
 
 import orjson
 
-from sluice.auth.v1 import principal_pb2
-
-MODES = ("off", "read-only", "read-write")
 _IGNORED = frozenset({"model", "stream", "metadata", "service_tier", "inference_geo", "cache_control"})
 _SERVER_TOOL_PREFIXES = ("web_search", "web_fetch", "code_execution")
 _KEY_VERSION = b"sluice-rc-1"
-
-
-def resolve_mode(policy: principal_pb2.CachePolicy, header: str, requested: str) -> tuple[str, str]:
-    """(mode, reason) for a request: the x-sluice-cache header's mode when
-    sent, else the requested model name's in the tenant's aliases, else the
-    tenant's mode; "off" with reason "tenant_disabled" when the tenant is
-    disabled. `header` was checked by the gateway (one of MODES or "")."""
-    if policy.HasField("enabled") and not policy.enabled:
-        return "off", "tenant_disabled"
-    mode = header or policy.aliases.get(requested, "") or policy.mode or "off"
-    return mode, ("mode_off" if mode == "off" else "")
 
 
 def server_tools(doc: dict[str, Any]) -> bool:

@@ -41,6 +41,7 @@ from sluice.routing.v1 import model_pb2, routing_service_pb2
 from sluice.rpc import headers
 from sluice.rpc.errors import Reason, SluiceError, from_rpc_error
 from sluice.safety.v1 import safety_service_pb2, verdict_pb2
+from sluice.storage.response_cache import resolve_mode
 from sluice.telemetry import metrics
 from sluice.wire import events as wire_events
 from sluice.wire import jsontext
@@ -621,7 +622,11 @@ class Pipeline:
     async def _lookup(self, record: RequestRecord, route: routing_service_pb2.RouteResponse,
                       info: RequestInfo) -> cache_service_pb2.LookupResponse:
         """The cache's answer for this request; a cache service that fails
-        or is late is a bypass (reason store_unavailable), never an error."""
+        or is late is a bypass (reason store_unavailable), never an error.
+        A request whose mode is off is a bypass without asking."""
+        mode, reason = resolve_mode(record.principal.cache, info.cache_mode, record.request.model)
+        if mode == "off":
+            return cache_service_pb2.LookupResponse(status="bypass", reason=reason, mode=mode)
         try:
             return await _call(self._s.cache.Lookup(cache_service_pb2.LookupRequest(
                 principal=record.principal, request=self._as_sent(record.request), model=route.model.id,
