@@ -42,6 +42,7 @@ def test_make_run_starts_everything_and_shows_a_named_and_an_auto_request(tmp_pa
         assert "model=claude-sonnet-4-6" in text
         assert "Routed by task (model=auto): model=claude-haiku-4-5" in text
         assert "x-sluice-route: policy=auto; version=2; task=simple_qa; complexity=low; tier=fast" in text
+        assert "Response cache (x-sluice-cache: read-write), asked twice: miss, then hit (from request" in text
     finally:
         stop_process(proc)  # SIGTERM: drains and exits 0
     assert proc.returncode == 0, log.read_text()

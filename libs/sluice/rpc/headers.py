@@ -21,7 +21,8 @@ PRIORITIES = ("interactive", "batch", "background")
 # On answers: the deployment that served (deployments file id).
 DEPLOYMENT = "x-sluice-deployment"
 # On answers: the routing decision, `key=value` pairs joined by "; " (policy,
-# version, task, complexity, tier, reason, model, cost_shift, experiment, arm).
+# version, task, complexity, tier, reason, model, cost_shift, experiment, arm,
+# affinity: the deployment a warm prompt prefix drew the request to).
 ROUTE = "x-sluice-route"
 # On requests: the response cache mode, read-write, read-only or off
 # (CACHE_MODES); on answers: hit, miss or bypass.

@@ -85,13 +85,22 @@ async def _first_request(process, out: TextIO) -> None:  # type: ignore[no-untyp
         routed = await client.messages.with_raw_response.create(
             model="auto", max_tokens=32, messages=[{"role": "user", "content": "What is the capital of France?"}])
         auto = await routed.parse()
+        # Asked twice with the response cache on (x-sluice-cache: read-write): the second is a hit.
+        ask = {"model": "claude-sonnet-4-6", "max_tokens": 32,
+               "messages": [{"role": "user", "content": "What does a gateway cache?"}],
+               "extra_headers": {"x-sluice-cache": "read-write"}}
+        first = (await client.messages.with_raw_response.create(**ask)).headers  # type: ignore[call-overload]
+        again = (await client.messages.with_raw_response.create(**ask)).headers  # type: ignore[call-overload]
         out.write(
             "First request (anthropic SDK -> gateway -> auth -> safety/cache/routing -> inference -> upstream):\n"
             f"  model={message.model} stop_reason={message.stop_reason} "
             f"input_tokens={message.usage.input_tokens} output_tokens={message.usage.output_tokens}\n"
             f"  text: {message.content[0].text!r}\n"
             f"Routed by task (model=auto): model={auto.model}\n"
-            f"  x-sluice-route: {routed.headers.get('x-sluice-route', '')}\n\nPress Ctrl-C to stop.\n"
+            f"  x-sluice-route: {routed.headers.get('x-sluice-route', '')}\n"
+            f"Response cache (x-sluice-cache: read-write), asked twice: {first.get('x-sluice-cache')}, then "
+            f"{again.get('x-sluice-cache')} (from request {again.get('x-sluice-cache-origin', '?')})\n"
+            "\nPress Ctrl-C to stop.\n"
         )
     except anthropic.APIError as exc:
         out.write(f"First request failed: {exc}\n")

@@ -789,7 +789,7 @@ def route_header(decision: Any, model: str) -> str:
              ("task", decision.task), ("complexity", decision.complexity), ("tier", decision.tier),
              ("reason", decision.reason), ("model", model),
              ("cost_shift", f"{decision.cost_shift:.3f}" if decision.policy else ""),
-             ("experiment", decision.experiment), ("arm", decision.arm)]
+             ("experiment", decision.experiment), ("arm", decision.arm), ("affinity", decision.cache_affinity)]
     return "; ".join(f"{k}={v}" for k, v in pairs if v)
 
 
