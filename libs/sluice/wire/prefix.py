@@ -30,6 +30,8 @@ from sluice.wire.request import block_text, tokens_for_chars
 
 # Blocks before a breakpoint the API searches for an earlier write.
 LOOKBACK_BLOCKS = 20
+# Breakpoints a request may mark (automatic caching takes one of them).
+MAX_BREAKPOINTS = 4
 TTL_SECONDS = {"5m": 300, "1h": 3600}
 _DIGEST = 16
 # Digits masked to find content that differs between requests only in a
@@ -114,37 +116,34 @@ def prefix_chain(doc: dict[str, Any], namespace: str) -> PrefixChain | None:
     """The prefix identities of a parsed Messages request body `doc` (as
     `MessagesRequest.doc`, or any dict of that shape; members of the wrong
     type are skipped, the API refuses them anyway) within `namespace`
-    (a tenant or a shared namespace). None when no block is marked."""
-    blocks: list[tuple[bytes, Any, int]] = []  # (role, block, estimated chars)
-    marks: list[tuple[int, str]] = []
-
-    def add(role: bytes, block: Any, chars: int) -> None:
-        if isinstance(block, dict):
-            mark = block.get("cache_control")
-            if isinstance(mark, dict):
-                marks.append((len(blocks), "1h" if mark.get("ttl") == "1h" else "5m"))
-        blocks.append((role, block, chars))
-
+    (a tenant or a shared namespace). None when no block is marked, or
+    when more are than the API takes (MAX_BREAKPOINTS: it refuses such a
+    request, so there is nothing to forecast)."""
+    blocks: list[tuple[bytes, Any]] = []
     tools = doc.get("tools")
-    for tool in tools if isinstance(tools, list) else ():
-        add(b"tool", tool, len(orjson.dumps(tool)) if isinstance(tool, dict) else 0)
+    if isinstance(tools, list):
+        blocks += [(b"tool", tool) for tool in tools]
     system = doc.get("system")
-    for block in [{"type": "text", "text": system}] if isinstance(system, str) else \
-            system if isinstance(system, list) else ():
-        add(b"system", block, _chars(block))
+    if isinstance(system, str):
+        blocks.append((b"system", {"type": "text", "text": system}))
+    elif isinstance(system, list):
+        blocks += [(b"system", block) for block in system]
     messages = doc.get("messages")
     for message in messages if isinstance(messages, list) else ():
         if not isinstance(message, dict):
             continue
         role = str(message.get("role")).encode("utf-8", "surrogatepass")
         content = message.get("content")
-        for block in [{"type": "text", "text": content}] if isinstance(content, str) else \
-                content if isinstance(content, list) else ():
-            add(role, block, _chars(block))
+        if isinstance(content, str):
+            blocks.append((role, {"type": "text", "text": content}))
+        elif isinstance(content, list):
+            blocks += [(role, block) for block in content]
+    marks = [(i, _ttl(block["cache_control"])) for i, (_role, block) in enumerate(blocks)
+             if type(block) is dict and isinstance(block.get("cache_control"), dict)]
     top = doc.get("cache_control")
     if isinstance(top, dict) and blocks and (not marks or marks[-1][0] != len(blocks) - 1):
-        marks.append((len(blocks) - 1, "1h" if top.get("ttl") == "1h" else "5m"))
-    if not marks:
+        marks.append((len(blocks) - 1, _ttl(top)))
+    if not marks or len(marks) > MAX_BREAKPOINTS:
         return None
     last = marks[-1][0]
     space = namespace.encode("utf-8", "surrogatepass")
@@ -154,12 +153,22 @@ def prefix_chain(doc: dict[str, Any], namespace: str) -> PrefixChain | None:
     # the prefix ending there (16 bytes kept).
     running = hashlib.sha256(space)
     chars = 0
-    for role, block, size in blocks[:last + 1]:
-        piece = _canonical(role, block)
+    for role, block in blocks[:last + 1]:
+        text = block.get("text") if type(block) is dict and block.get("type") == "text" else None
+        if type(text) is str and len(block) - ("cache_control" in block) == 2:
+            # A plain text block, the common case: its text, without a JSON round.
+            piece = b"%s\x1ftext\x1f%s\x1e" % (role, text.encode("utf-8", "surrogatepass"))
+            chars += len(text)
+        else:
+            piece = _canonical(role, block)
+            chars += (len(piece) if role == b"tool" else _chars(block))
         pieces.append(piece)
         running.update(piece)
         hashes.append(running.copy().digest()[:_DIGEST])
-        chars += size
         tokens.append(tokens_for_chars(chars))
     points = [Breakpoint(block, TTL_SECONDS[ttl], tokens[block]) for block, ttl in marks]
     return PrefixChain(hashes, tokens, points, pieces, space)
+
+
+def _ttl(mark: dict[str, Any]) -> str:
+    return "1h" if mark.get("ttl") == "1h" else "5m"
