@@ -25,6 +25,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from sluice.events.v1 import events_pb2 as ev
 from sluice.safety.policy import SHIPPED_POLICY_DIR
 from tests.e2e.helpers import calls, record_of, sdk, user, wait_until
 from tests.infra.node_sdk import run_ts
@@ -206,6 +207,59 @@ def test_fifty_concurrent_identical_requests_make_one_upstream_call(cached, stre
         assert len({a.text for a in answers}) == 1
 
 
+def _shared(cluster: SluiceCluster) -> float:
+    """Requests answered by joining an identical one's call (the gateway's metrics)."""
+    text = httpx.get(f"http://{cluster.config['services']['gateway']['metrics']}/metrics", timeout=5).text
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith("sluice_cache_lookups_total{") and 'reason="single_flight"' in line)
+
+
+def test_a_leader_that_leaves_is_billed_for_the_answer_its_followers_got(cached):
+    text = f"[[sim:ttft_ms=1500]] [[sim:itl_ms=40]] [[sim:tokens=30]] Tell me about plums. {uuid.uuid4().hex}"
+    body = {"model": MODEL, "max_tokens": 32, "stream": True, "messages": user(text)}
+    heads = {"x-api-key": cached.keys["c-rw"], "anthropic-version": "2023-06-01"}
+    before, shared = upstream_calls(cached), _shared(cached)
+    joined, seen, follower = threading.Event(), {}, []
+
+    def lead() -> None:
+        with httpx.Client(timeout=60) as client, client.stream("POST", f"{cached.http_base}/v1/messages",
+                                                               json=body, headers=heads) as leader:
+            seen.update(leader.headers)
+            joined.wait(30)
+            next(leader.iter_bytes())  # the first event, then the client goes away
+
+    leading = threading.Thread(target=lead)
+    leading.start()
+    wait_until(lambda: upstream_calls(cached) == before + 1, 10, "the leader's upstream call")
+    following = threading.Thread(target=lambda: follower.append(post(cached, text, stream=True)))
+    following.start()
+    wait_until(lambda: _shared(cached) > shared, 10, "the follower to join the flight")
+    joined.set()
+    leading.join(60)
+    following.join(60)
+    answer, leader_id = follower[0], seen["request-id"]
+    assert seen["x-sluice-cache"] == "miss"
+    assert answer.headers["x-sluice-cache"] == "hit" and answer.headers["x-sluice-cache-origin"] == leader_id
+    assert "event: message_stop" in answer.text and upstream_calls(cached) == before + 1
+    billed = record_of(cached, leader_id, "billing").request
+    assert billed.outcome == ev.OUTCOME_CANCELLED and billed.cost_usd > 0
+    assert billed.output_tokens == sse_events(answer.text)[-2][1]["usage"]["output_tokens"]
+    assert record_of(cached, answer.headers["request-id"], "billing").request.cost_usd == 0
+
+
+def test_a_mark_the_api_refuses_is_refused_whatever_the_cache_holds(cached):
+    text = f"Marked question {uuid.uuid4().hex}"
+    system = [{"type": "text", "text": "Be brief.", "cache_control": {"type": "ephemeral"}}]
+    assert post(cached, text, system=system).headers["x-sluice-cache"] == "miss"
+    for bad, field in (({"type": "ephemeral", "ttl": "2h"}, "system.0.cache_control.ttl"),
+                       ({"type": "persistent"}, "system.0.cache_control.type")):
+        refused = post(cached, text, system=[{**system[0], "cache_control": bad}])
+        assert refused.status_code == 400 and field in refused.json()["error"]["message"], refused.text
+    five = [{"type": "text", "text": f"part {i}", "cache_control": {"type": "ephemeral"}} for i in range(5)]
+    refused = post(cached, text, system=five)
+    assert refused.status_code == 400 and "A maximum of 4 blocks" in refused.json()["error"]["message"]
+
+
 def test_a_replayed_sse_answer_is_event_for_event_the_original(cached):
     text = f"[[sim:tokens=12]] Describe a river. {uuid.uuid4().hex}"
     first = post(cached, text, stream=True)
@@ -267,10 +321,14 @@ def test_invalidation_by_tenant_prompt_version_alias_and_all(cached):
     assert status() == "miss" and status("c-other") == "miss"
     assert invalidate("--all")["scope"] == "all"
     assert status() == "miss" and status("c-other") == "miss" and status() == "hit"
-    refused = subprocess.run([sys.executable, "-m", "sluice.runtime.cli", "cache", "invalidate",
-                              "--prompt-version", "p1", "--target", admin, "--admin-token",
-                              ADMIN_TOKEN], capture_output=True, text=True, timeout=30)
-    assert refused.returncode == 1 and "tenant" in refused.stderr
+    for flags, said in ((["--prompt-version", "p1"], "tenant"), (["--all", "--tenant", "c-rw"], "invalidates everything"),
+                        (["--tenant", "c-rw", "--prompt-version", "bad tag!"], "prompt_version"),
+                        (["--tenant", "c-rw", "--prompt-version", ""], "must not be empty")):
+        refused = subprocess.run([sys.executable, "-m", "sluice.runtime.cli", "cache", "invalidate", *flags,
+                                  "--target", admin, "--admin-token", ADMIN_TOKEN],
+                                 capture_output=True, text=True, timeout=30)
+        assert refused.returncode in (1, 2) and said in refused.stderr, (flags, refused.stderr)
+    assert status() == "hit"  # nothing was invalidated by the refused calls
 
 
 def _profile(cluster: SluiceCluster, deployment: str, region: str, **fields: object) -> None:
@@ -310,8 +368,8 @@ def test_a_warm_prefix_draws_the_next_turn_and_forecast_reads_equal_the_simulato
             assert answer.usage.cache_creation_input_tokens > 4000 and answer.usage.cache_read_input_tokens == 0
         probe = turns + [{"role": "user", "content": [{"type": "text", "text": "next",
                                                          "cache_control": {"type": "ephemeral"}}]}]
-        # The ledger is written after the answer, off its path: wait until routing sees the write.
-        wait_until(lambda probe=probe: _forecast(cached, system, probe) > 0, 10, "the prefix ledger write")
+        # The ledger is written before the answer ends: the next turn, sent at once, is forecast right.
+        assert _forecast(cached, system, probe) > 0
     assert served[0] == SECOND
     assert served[1:] == [SECOND] * 4, served  # drawn to the warm deployment, not the first in line
     assert all(r > 4000 for r in reported[1:]), reported

@@ -69,7 +69,10 @@ def test_any_body_has_one_key_whatever_its_member_order_and_metadata(body, user)
 def test_server_tools_and_categories():
     assert keys.server_tools({"tools": [{"type": "web_search_20250305", "name": "web_search"}]})
     assert keys.server_tools({"mcp_servers": [{"url": "x"}]}) and keys.server_tools({"container": "c1"})
-    assert not keys.server_tools({"tools": [{"name": "lookup", "input_schema": {}}, {"type": "bash_20250124"}]})
+    assert not keys.server_tools({"tools": [{"name": "lookup", "input_schema": {}}, {"type": "bash_20250124"},
+                                            {"type": "custom", "name": "x"}, {"type": "memory_20250818"}]})
+    # A tool type Sluice does not know as the client's is the provider's: never cached.
+    assert keys.server_tools({"tools": [{"type": "memory_search_20270101", "name": "m"}]})
     assert keys.category({"tools": [{"name": "t"}]}, "") == "tools"
     assert keys.category({"messages": [{"role": "user", "content": [{"type": "image"}]}]}, "") == "media"
     assert keys.category({"thinking": {"type": "enabled", "budget_tokens": 1024}}, "") == "thinking"

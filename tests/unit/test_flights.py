@@ -8,7 +8,6 @@ import asyncio
 
 import pytest
 
-from sluice.gateway import flights as flights_module
 from sluice.gateway.flights import Flights
 from sluice.wire.events import Event
 
@@ -39,8 +38,7 @@ async def collect(stream, into: list) -> None:  # type: ignore[no-untyped-def]
         into.append(event.data)
 
 
-async def test_followers_get_every_event_from_the_first_and_late_ones_too(monkeypatch):
-    monkeypatch.setattr(flights_module, "LINGER_S", 0.05)
+async def test_followers_get_every_event_from_the_first_and_late_ones_too():
     flights, source = Flights(), Source()
     flight = flights.start(b"k", "req-1", b"", source.events())
     got: list[list[bytes]] = [[], []]
@@ -54,15 +52,12 @@ async def test_followers_get_every_event_from_the_first_and_late_ones_too(monkey
     await source.queue.put(None)
     await asyncio.wait_for(asyncio.gather(leader, follower), 5)
     assert got[0] == got[1] == [b'{"n":1}', b'{"n":2}', b'{"n":3}']
+    assert flight.ended.is_set()
     late: list[bytes] = []
-    await collect(flights.find(b"k").subscribe(), late)  # finished, still findable for LINGER_S
+    await collect(flights.find(b"k").subscribe(), late)  # finished, findable until released
     assert late == got[0]
-    await asyncio.wait_for(_gone(flights, b"k"), 5)
-
-
-async def _gone(flights: Flights, key: bytes) -> None:
-    while flights.find(key) is not None:
-        await asyncio.sleep(0.01)
+    flights.release(b"k", flight)
+    assert flights.find(b"k") is None
 
 
 async def test_a_leader_leaving_does_not_stop_its_followers_but_the_last_one_does():

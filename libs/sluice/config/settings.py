@@ -387,8 +387,9 @@ class CacheSettings(_Section):
     max_entry_bytes: int = Field(default=1_048_576, ge=1024, le=64 * 1_048_576)
     # zlib level for stored answers (1 fast .. 9 small).
     compression_level: int = Field(default=6, ge=1, le=9)
-    # Deadline for one store command; past it the request bypasses the cache.
-    store_timeout_seconds: float = Field(default=0.25, gt=0, le=10)
+    # Deadline for one store command (a loaded event loop counts too); past
+    # it the request bypasses the cache.
+    store_timeout_seconds: float = Field(default=1.0, gt=0, le=10)
     # Who shares the prompt-prefix ledger (where prefixes are warm), kept on
     # the region's Redis (auth.redis_url): empty = the region.
     prefix_scope: str = Field("", pattern=r"^[a-z0-9_-]{0,63}$")

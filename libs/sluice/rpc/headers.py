@@ -1,5 +1,6 @@
 """Header and metadata names, kept in one place."""
 
+import re
 from collections.abc import Callable
 
 REQUEST_ID = "x-request-id"
@@ -31,6 +32,9 @@ CACHE_MODES = ("read-write", "read-only", "off")
 # On requests: the client's prompt version tag (part of the cache key, so a
 # new version never gets an old answer).
 PROMPT_VERSION = "x-sluice-prompt-version"
+# What a prompt version tag may be: 1 to 128 letters, digits and ._:/+-,
+# starting with a letter or digit (v7, 2026-11-30, support/v3+hotfix).
+PROMPT_VERSION_FORMAT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/+-]{0,127}$")
 # On answers from the cache (or shared with an identical request in
 # flight): the request id that produced the answer.
 CACHE_ORIGIN = "x-sluice-cache-origin"

@@ -54,9 +54,17 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                            help="make stored answers unreachable: --all, a --tenant's, an --alias's (of one tenant "
                                 "or all), or a tenant's --prompt-version")
     inv.add_argument("--all", action="store_true", help="every stored answer")
-    inv.add_argument("--tenant", default="", help="the tenant (its namespace)")
-    inv.add_argument("--alias", default="", help="requested model name, e.g. auto (with --tenant: that tenant's)")
-    inv.add_argument("--prompt-version", default="", help="x-sluice-prompt-version tag (needs --tenant)")
+    inv.add_argument("--tenant", default=None, type=_non_empty, help="the tenant (its namespace)")
+    inv.add_argument("--alias", default=None, type=_non_empty,
+                     help="requested model name, e.g. auto (with --tenant: that tenant's)")
+    inv.add_argument("--prompt-version", default=None, type=_non_empty,
+                     help="x-sluice-prompt-version tag (needs --tenant)")
+
+
+def _non_empty(value: str) -> str:
+    if not value:
+        raise argparse.ArgumentTypeError("must not be empty")
+    return value
 
 
 def _connection_flags(parser: argparse.ArgumentParser) -> None:
@@ -93,7 +101,8 @@ def run(args: argparse.Namespace, settings: Settings, out: TextIO, err: TextIO) 
                 }[args.verb]()
             elif args.command == "cache":
                 replies = [call(admin.InvalidateCache, pb.InvalidateCacheRequest(
-                    all=args.all, tenant_id=args.tenant, alias=args.alias, prompt_version=args.prompt_version))]
+                    all=args.all, tenant_id=args.tenant or "", alias=args.alias or "",
+                    prompt_version=args.prompt_version or ""))]
             elif args.verb == "list":
                 replies = list(call(admin.ListTenants, pb.ListTenantsRequest()).tenants)
             elif args.verb == "get":

@@ -26,12 +26,10 @@ from typing import Any
 
 import orjson
 
-from sluice.wire.request import block_text, tokens_for_chars
+from sluice.wire.request import MAX_CACHE_BREAKPOINTS, block_text, tokens_for_chars
 
 # Blocks before a breakpoint the API searches for an earlier write.
 LOOKBACK_BLOCKS = 20
-# Breakpoints a request may mark (automatic caching takes one of them).
-MAX_BREAKPOINTS = 4
 TTL_SECONDS = {"5m": 300, "1h": 3600}
 _DIGEST = 16
 # Digits masked to find content that differs between requests only in a
@@ -117,7 +115,7 @@ def prefix_chain(doc: dict[str, Any], namespace: str) -> PrefixChain | None:
     `MessagesRequest.doc`, or any dict of that shape; members of the wrong
     type are skipped, the API refuses them anyway) within `namespace`
     (a tenant or a shared namespace). None when no block is marked, or
-    when more are than the API takes (MAX_BREAKPOINTS: it refuses such a
+    when more are than the API takes (MAX_CACHE_BREAKPOINTS: it refuses such a
     request, so there is nothing to forecast)."""
     blocks: list[tuple[bytes, Any]] = []
     tools = doc.get("tools")
@@ -143,7 +141,7 @@ def prefix_chain(doc: dict[str, Any], namespace: str) -> PrefixChain | None:
     top = doc.get("cache_control")
     if isinstance(top, dict) and blocks and (not marks or marks[-1][0] != len(blocks) - 1):
         marks.append((len(blocks) - 1, _ttl(top)))
-    if not marks or len(marks) > MAX_BREAKPOINTS:
+    if not marks or len(marks) > MAX_CACHE_BREAKPOINTS:
         return None
     last = marks[-1][0]
     space = namespace.encode("utf-8", "surrogatepass")

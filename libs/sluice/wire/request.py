@@ -46,6 +46,8 @@ _IMAGE_TOKENS = 1600  # ~ (width*height)/750 for a mid-size image; not decoded h
 _DOCUMENT_TOKENS = 3000  # a PDF page or two; not decoded here
 _CHARS_PER_TOKEN = 4
 _PER_MESSAGE_TOKENS = 4
+# cache_control marks one request may carry (the prompt caching guide).
+MAX_CACHE_BREAKPOINTS = 4
 
 
 def tokens_for_chars(chars: int) -> int:
@@ -135,7 +137,7 @@ class MessagesRequest:
     """
 
     __slots__ = ("raw", "text", "members", "doc", "anthropic_version", "anthropic_beta", "count_tokens",
-                 "model", "max_tokens", "stream", "_texts", "_estimate")
+                 "model", "max_tokens", "stream", "_texts", "_estimate", "_marks")
 
     def __init__(self, raw: bytes, anthropic_version: str = "", anthropic_beta: tuple[str, ...] = (),
                  count_tokens: bool = False, exact: bool = True) -> None:
@@ -164,6 +166,7 @@ class MessagesRequest:
 
     def _validate(self) -> None:
         doc = self.doc
+        self._marks = 0
         self.model = _expect(doc["model"], str, ("model",), "string") if "model" in doc else ""
         if self.count_tokens:
             self.max_tokens = 0
@@ -228,14 +231,24 @@ class MessagesRequest:
             elif source.get("type") == "content" and source.get("content") is not None:
                 self._check_content(source["content"], (*path, "source", "content"))
 
-    @staticmethod
-    def _check_cache_control(obj: dict[str, Any], path: Path) -> None:
+    def _check_cache_control(self, obj: dict[str, Any], path: Path) -> None:
+        """A cache_control mark as the API takes it: {"type": "ephemeral"}
+        with an optional ttl of "5m" or "1h"; at most MAX_CACHE_BREAKPOINTS
+        marks in a request (the top-level one included), the API's limit."""
         cc = obj.get("cache_control")
         if cc is None:
             return
         _expect(cc, dict, (*path, "cache_control"), "dictionary")
+        if cc.get("type") != "ephemeral":
+            raise _bad((*path, "cache_control", "type"), "Input should be 'ephemeral'")
         if cc.get("ttl") is not None:
             _expect(cc["ttl"], str, (*path, "cache_control", "ttl"), "string")
+            if cc["ttl"] not in ("5m", "1h"):
+                raise _bad((*path, "cache_control", "ttl"), "Input should be '5m' or '1h'")
+        self._marks += 1
+        if self._marks > MAX_CACHE_BREAKPOINTS:
+            raise _bad((*path, "cache_control"), f"A maximum of {MAX_CACHE_BREAKPOINTS} blocks with "
+                       "cache_control may be provided.")
 
     # -- views ---------------------------------------------------------------------
 

@@ -13,6 +13,7 @@ from sluice.auth.key_admin import KeyAdmin
 from sluice.auth.keystore import StoredKey
 from sluice.auth.tenants import StoredTenant, TenantDirectory, TenantStore, validate_tenant
 from sluice.auth.v1 import admin_service_pb2 as pb
+from sluice.rpc import headers
 from sluice.rpc.errors import Reason, SluiceError
 from sluice.storage.response_cache import ResponseStore, StoreUnavailable
 from sluice.telemetry import metrics
@@ -120,7 +121,13 @@ class AdminServicer:
         without a tenant), NOT_FOUND for an unknown tenant,
         DEPENDENCY_UNAVAILABLE when the store does not answer."""
         self._admin(context)
+        if request.prompt_version and not headers.PROMPT_VERSION_FORMAT.match(request.prompt_version):
+            raise SluiceError.bad_request("prompt_version", "must be a prompt version tag as clients send it in "
+                                          f"{headers.PROMPT_VERSION} (1 to 128 of A-Z a-z 0-9 ._:/+-)")
         if request.all:
+            if request.tenant_id or request.alias or request.prompt_version:
+                raise SluiceError.bad_request("all", "invalidates everything: name no tenant, alias or prompt "
+                                              "version with it")
             what, scope, namespace = "all", "all", ""
         elif request.tenant_id:
             stored = await self._tenants.get(request.tenant_id)

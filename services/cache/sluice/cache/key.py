@@ -13,32 +13,37 @@ Documented rules (README, "Response cache"):
   `service_tier` and `inference_geo` (where and how fast, not what), and
   `cache_control` marks (what the provider's prompt cache keeps, not what
   the model says).
-- Never cached (bypass): requests with server tools (web search, web fetch,
-  code execution, MCP servers, containers), whose answers depend on the
-  world at the time.
+- Never cached (bypass): requests with tools the provider runs (web search,
+  web fetch, code execution, and any tool type Sluice does not know as one
+  the client runs), MCP servers or a container, whose answers depend on
+  the world at the time.
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
 from typing import Any
 
 import orjson
 
 _IGNORED = frozenset({"model", "stream", "metadata", "service_tier", "inference_geo", "cache_control"})
-_SERVER_TOOL_PREFIXES = ("web_search", "web_fetch", "code_execution")
+# Tool types the client runs (its own, and Anthropic-defined ones it
+# executes): anything else is run by the provider.
+_CLIENT_TOOL_TYPE = re.compile(r"^(custom|(bash|text_editor|computer|memory)_\d{8})$")
 _KEY_VERSION = b"sluice-rc-1"
 
 
 def server_tools(doc: dict[str, Any]) -> bool:
     """The request asks for tools run by the provider (their answers change
-    with the world) or MCP servers or a container."""
+    with the world: any typed tool not known as the client's), MCP servers
+    or a container."""
     if doc.get("mcp_servers") or doc.get("container"):
         return True
     tools = doc.get("tools")
     return isinstance(tools, list) and any(
-        isinstance(t, dict) and isinstance(t.get("type"), str) and t["type"].startswith(_SERVER_TOOL_PREFIXES)
-        for t in tools)
+        isinstance(t, dict) and t.get("type") is not None
+        and not (isinstance(t["type"], str) and _CLIENT_TOOL_TYPE.match(t["type"])) for t in tools)
 
 
 def category(doc: dict[str, Any], task: str) -> str:

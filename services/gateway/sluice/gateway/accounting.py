@@ -86,8 +86,12 @@ class RequestRecord:
         self.cache_origin = ""
         self.store_as: tuple[bytes, str, bytes] | None = None
         self.cache_stored = False
-        # The prompt-cache plan routing made (breakpoints, forecasts).
+        # The flight this request leads (its upstream call, shared).
+        self.flight: Any = None
+        # The prompt-cache plan routing made (breakpoints, forecasts), and
+        # whether the ledger has been told what happened.
         self.prefix: prefix_pb2.PrefixPlan | None = None
+        self.prefix_settled = False
         self._usage: dict[str, Any] = {}
         self._completion: list[str] = []
 
@@ -113,6 +117,14 @@ class RequestRecord:
             if isinstance(message, dict):
                 self._usage = merge_usage({}, message.get("usage"))
                 self.served_model = str(message.get("model") or "")
+
+    def adopt_usage(self, events: list[Event]) -> None:
+        """Takes the usage (and the end) of the whole answer from its events,
+        whatever part of it reached this request's client (a flight's
+        leader pays for the shared call)."""
+        for event in events:
+            if event.type in (wire_events.MESSAGE_START, wire_events.MESSAGE_DELTA):
+                self.observe(event)
 
     def attempt(self, report: inference_pb.Attempt) -> None:
         """Takes note of one upstream attempt; a continued attempt replaces

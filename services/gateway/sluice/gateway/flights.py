@@ -8,9 +8,10 @@ each event as it arrives, so a streaming follower gets the stream as it is
 produced. The task belongs to no client: a leader that goes away does not
 stop its followers' answer; when the last subscriber goes, the upstream
 call is cancelled. A failure reaches every subscriber and ends the
-flight. A complete answer stays findable for LINGER_S seconds more, so an
-identical request arriving while the leader's answer is on its way into
-the store replays it from memory instead of calling again.
+flight. A complete answer stays findable until the leader released it
+(once its answer is in the store, or it will not be stored), so an
+identical request arriving meanwhile replays it from memory instead of
+calling again; GUARD_S bounds that should a release never come.
 
 Scope: one gateway process (identical requests reaching different
 replicas each make a call; the store keeps whichever answer it got last).
@@ -23,9 +24,8 @@ from collections.abc import AsyncIterator, Callable
 
 from sluice.wire.events import Event
 
-# How long a finished flight's answer stays findable: longer than storing
-# it takes.
-LINGER_S = 2.0
+# Longest a finished flight's answer stays findable without a release.
+GUARD_S = 30.0
 
 
 class Flight:
@@ -42,6 +42,8 @@ class Flight:
         self.task: asyncio.Task[None] | None = None
         self._subscribers = 0
         self._arrived = asyncio.Event()
+        # Set when the answer is whole, failed or cancelled.
+        self.ended = asyncio.Event()
 
     def _wake(self) -> None:
         self._arrived.set()
@@ -59,9 +61,10 @@ class Flight:
         finally:
             self.done = True
             if self.error is None and not asyncio.current_task().cancelling():  # type: ignore[union-attr]
-                asyncio.get_running_loop().call_later(LINGER_S, on_close)
+                asyncio.get_running_loop().call_later(GUARD_S, on_close)
             else:
                 on_close()
+            self.ended.set()
             self._wake()
             close = getattr(source, "aclose", None)
             if close is not None:
@@ -112,6 +115,12 @@ class Flights:
 
         flight.task = asyncio.get_running_loop().create_task(flight._pump(source, close))
         return flight
+
+    def release(self, key: bytes, flight: Flight) -> None:
+        """`flight` (under `key`) is no longer to be joined: its answer is
+        in the store, or will not be."""
+        if self._open.get(key) is flight:
+            del self._open[key]
 
     def __len__(self) -> int:
         return len(self._open)

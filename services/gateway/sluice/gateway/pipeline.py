@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-import re
 from collections.abc import AsyncIterator, Awaitable, Mapping
 from dataclasses import dataclass, field
 from email.utils import format_datetime
@@ -33,7 +32,7 @@ from sluice.cache.v1 import cache_service_pb2
 from sluice.events.v1 import events_pb2
 from sluice.catalog.pricing import cost_usd
 from sluice.gateway.accounting import COUNT_TOKENS, MESSAGES, EventRecorder, RequestRecord
-from sluice.gateway.flights import Flights
+from sluice.gateway.flights import Flight, Flights
 from sluice.inference.v1 import inference_service_pb2
 from sluice.llm.v1 import wire_pb2
 from sluice.resilience.shedding import LoadShedder, shed_class
@@ -300,10 +299,6 @@ def parse_priority(values: tuple[str, ...]) -> str:
     return _choice(headers.PRIORITY, values, headers.PRIORITIES) or "interactive"
 
 
-# A prompt version tag: what a team names its prompt releases with.
-_PROMPT_VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/+-]{0,127}$")
-
-
 def parse_options(sent: Mapping[str, tuple[str, ...]], info: RequestInfo) -> None:
     """The client's x-sluice-priority, x-sluice-cache and
     x-sluice-prompt-version headers (every value sent of each) into `info`.
@@ -312,7 +307,7 @@ def parse_options(sent: Mapping[str, tuple[str, ...]], info: RequestInfo) -> Non
     info.priority = parse_priority(sent.get(headers.PRIORITY, ()))
     info.cache_mode = _choice(headers.CACHE, sent.get(headers.CACHE, ()), headers.CACHE_MODES)
     version = _single(headers.PROMPT_VERSION, sent.get(headers.PROMPT_VERSION, ()))
-    if version and not _PROMPT_VERSION.match(version):
+    if version and not headers.PROMPT_VERSION_FORMAT.match(version):
         raise SluiceError.bad_request(f"header {headers.PROMPT_VERSION}", "must be 1 to 128 letters, digits and "
                                       f"._:/+- starting with a letter or digit; got {ascii(version[:40])}")
     info.prompt_version = version
@@ -420,6 +415,9 @@ class Pipeline:
                     record.observe(event)
                     if delivered is not None:
                         delivered.append(wire_pb2.WireEvent(type=event.type, data=event.data))
+                    if event.type == wire_events.MESSAGE_DELTA and record.prefix is not None:
+                        # Before the answer ends: a client's next turn must find the ledger written.
+                        await self._settle_prefix(record)
                     yield event
             except grpc.RpcError as exc:
                 raise from_rpc_error(exc) from None
@@ -435,13 +433,37 @@ class Pipeline:
         finally:
             if entered:
                 self.shedder.exit()  # type: ignore[union-attr]
-            if record.reservation is not None:
-                self._later(self._settle(auth_service_pb2.SettleRequest(
-                    principal=principal, reservation=record.reservation, usage=record.settled_usage(),
-                    model=record.served_model or request.model)))
-            if outcome == events_pb2.OUTCOME_OK:
-                self._keep(record, delivered)
-            self._record(record, outcome, error_reason)
+            flight = record.flight
+            if flight is not None and not flight.done:
+                # The shared call is still going (the client left while others
+                # read on, or the last event is just through): this request is
+                # billed for the whole answer once it is whole.
+                self._later(self._finish_after(flight, record, outcome, error_reason, delivered))
+            else:
+                self._finish(record, outcome, error_reason, delivered)
+
+    def _finish(self, record: RequestRecord, outcome: events_pb2.Outcome.ValueType, error_reason: str,
+                delivered: list[wire_pb2.WireEvent] | None) -> None:
+        """However a request ended: its quota settled, a served answer kept
+        (response cache, prefix ledger), its billing and audit events. A
+        flight's leader is billed the flight's usage, however much of the
+        answer its own client read."""
+        flight = record.flight
+        if flight is not None:
+            record.adopt_usage(flight.events)
+        if record.reservation is not None:
+            self._later(self._settle(auth_service_pb2.SettleRequest(
+                principal=record.principal, reservation=record.reservation, usage=record.settled_usage(),
+                model=record.served_model or record.request.model)))
+        stored = self._keep(record, delivered if outcome == events_pb2.OUTCOME_OK else None)
+        if flight is not None and record.store_as is not None and not stored:
+            self._flights.release(record.store_as[0], flight)
+        self._record(record, outcome, error_reason)
+
+    async def _finish_after(self, flight: Flight, record: RequestRecord, outcome: events_pb2.Outcome.ValueType,
+                            error_reason: str, delivered: list[wire_pb2.WireEvent] | None) -> None:
+        await flight.ended.wait()
+        self._finish(record, outcome, error_reason, delivered)
 
     def _enter(self, principal: principal_pb2.Principal, info: RequestInfo) -> bool:
         """Admits the request under the gateway's overload signal, or
@@ -607,12 +629,15 @@ class Pipeline:
                 if cached.key and flight is None:
                     # The flight owns the call from here: a leader that goes
                     # away leaves its followers' answer running.
-                    events = self._flights.start(cached.key, record.request_id, digest,
-                                                 _cancelling(events, upstream)).subscribe()
+                    record.flight = self._flights.start(cached.key, record.request_id, digest,
+                                                        _cancelling(events, upstream))
+                    events = record.flight.subscribe()
                     upstream = None
                     record.store_as = (cached.key, policy, digest)
         metrics.CACHE_LOOKUPS.labels(record.cache_status, record.cache_reason).inc()
         info.headers[headers.CACHE] = record.cache_status
+        if record.from_cache:
+            info.headers.pop(headers.PROMPT_CACHE, None)  # no upstream call to forecast
         if record.cache_origin:
             info.headers[headers.CACHE_ORIGIN] = record.cache_origin
         if safety.filter_output and refilter:
@@ -677,12 +702,15 @@ class Pipeline:
         self._settling.add(task)
         task.add_done_callback(self._settling.discard)
 
-    def _keep(self, record: RequestRecord, delivered: list[wire_pb2.WireEvent] | None) -> None:
+    def _keep(self, record: RequestRecord, delivered: list[wire_pb2.WireEvent] | None) -> bool:
         """After a served answer: store it in the response cache (a
         read-write miss that led its flight, whole and from the model it
         was keyed under) and settle the prompt-cache plan on the deployment
-        that served it. Both off the response path."""
+        that served it, when the stream did not already. Both off the
+        response path; True when a store was started (it releases the
+        flight when done)."""
         served = record.served()
+        stored = False
         if record.store_as and delivered and record.finished and served is not None \
                 and served.model_id == record.candidates[0].model_id:
             key, policy, digest = record.store_as
@@ -691,24 +719,34 @@ class Pipeline:
                 events=delivered, origin_request_id=record.request_id, policy_version=policy, input_digest=digest,
                 model=record.served_model, usage=usage, cost_usd=cost_usd(usage, served.prices))
             answer.stored_at.GetCurrentTime()
-            record.cache_stored = True
+            record.cache_stored = stored = True
             self._later(self._store(cache_service_pb2.StoreRequest(principal=record.principal, key=key,
-                                                                   answer=answer)))
-        if record.prefix is not None and served is not None and record.finished:
-            self._later(self._record_prefix(cache_service_pb2.RecordPrefixRequest(
-                principal=record.principal, plan=record.prefix, deployment=served.deployment,
-                usage=record.answer_usage(), model=served.model_id)))
+                                                                   answer=answer), record.flight))
+        if record.prefix is not None and not record.prefix_settled and served is not None and record.finished:
+            self._later(self._settle_prefix(record))
+        return stored
 
-    async def _store(self, request: cache_service_pb2.StoreRequest) -> None:
+    async def _store(self, request: cache_service_pb2.StoreRequest, flight: Flight | None = None) -> None:
         try:
             await _call(self._s.cache.Store(request, timeout=self._stage_timeout))
         except SluiceError as err:
             metrics.CACHE_STORES.labels("skipped", "cache_unavailable").inc()
             log.warning("storing an answer in the response cache failed: %s", err)
+        finally:
+            if flight is not None:  # from now on identical requests find the answer in the store
+                self._flights.release(request.key, flight)
 
-    async def _record_prefix(self, request: cache_service_pb2.RecordPrefixRequest) -> None:
+    async def _settle_prefix(self, record: RequestRecord) -> None:
+        """Settles the prompt-cache plan on the deployment that served, with
+        the answer's usage (once; a failure is counted, never raised)."""
+        served = record.served()
+        if record.prefix_settled or record.from_cache or served is None:
+            return
+        record.prefix_settled = True
         try:
-            await _call(self._s.cache.RecordPrefix(request, timeout=self._stage_timeout))
+            await _call(self._s.cache.RecordPrefix(cache_service_pb2.RecordPrefixRequest(
+                principal=record.principal, plan=record.prefix, deployment=served.deployment,
+                usage=record.answer_usage(), model=served.model_id), timeout=self._stage_timeout))
         except SluiceError as err:
             metrics.PREFIX_LEDGER_FAILURES.labels("gateway").inc()
             log.warning("recording a prompt-cache plan failed: %s", err)

@@ -147,17 +147,17 @@ class Simulator:
         self.catalog = catalog or load_catalog(settings.catalog_path or None)
         self.now = clock or (lambda: datetime.now(UTC))
         self.stats = Stats()
-        # One prompt cache per deployment ("" for the root API), as each
-        # provider account and endpoint keeps its own.
-        self.caches: dict[str, PromptCache] = {}
+        # One prompt cache per deployment ("" for the root API) and model, as
+        # each provider account and endpoint keeps its own for each model.
+        self.caches: dict[tuple[str, str], PromptCache] = {}
         self.signer = Signer()
         self.scripts = ScriptStore()
         self.recorder = Recorder(settings.recorded_requests)
         self.deployments = Deployments(settings)
         self._rng = random.Random()
 
-    def _prompt_cache(self, turn: _Turn) -> PromptCache:
-        return self.caches.setdefault(turn.wire.deployment or "", PromptCache())
+    def _prompt_cache(self, turn: _Turn, model: str) -> PromptCache:
+        return self.caches.setdefault((turn.wire.deployment or "", model), PromptCache())
 
     def app(self) -> web.Application:
         app = web.Application(client_max_size=MAX_BODY_BYTES)
@@ -399,7 +399,7 @@ class Simulator:
                         entry: ModelEntry, prompt: Prompt, script: dict[str, Any]) -> web.StreamResponse:
         ttft, itl = self._pace(turn, directives(last_user_text(doc)), script)
         midstream = turn.outcome.midstream
-        cache = self._prompt_cache(turn).account(prompt, entry.min_cacheable_tokens)
+        cache = self._prompt_cache(turn, entry.id).account(prompt, entry.min_cacheable_tokens)
         if script.get("events") is not None:
             steps = event_steps(script)
         else:
@@ -448,7 +448,7 @@ class Simulator:
             extra = {"retry-after": "1"} if status in (429, 529) else {}
             raise ApiError(status, f"simulated {ERROR_TYPES.get(status, 'error')}", headers=extra)
 
-        cache = self._prompt_cache(turn).account(prompt, entry.min_cacheable_tokens)
+        cache = self._prompt_cache(turn, entry.id).account(prompt, entry.min_cacheable_tokens)
         max_tokens = int(doc["max_tokens"])
         prompt_key = json.dumps(doc["messages"], sort_keys=True)
         chunks = echo_chunks(d.echo, d.chunk_chars) if d.echo is not None else None

@@ -162,13 +162,34 @@ def _integer(value: Any, path: tuple[Any, ...]) -> int:
     return _expect(value, (int,), path, "integer")
 
 
+# cache_control marks one request may carry, nested ones and the top-level one included.
+MAX_CACHE_BREAKPOINTS = 4
+
+
+def _count_marks(value: Any) -> int:
+    """cache_control marks anywhere in a (checked, depth-bounded) body."""
+    stack, count = [value], 0
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            count += isinstance(item.get("cache_control"), dict)
+            stack.extend(v for k, v in item.items() if k != "cache_control")
+        elif isinstance(item, list):
+            stack.extend(item)
+    return count
+
+
 def _check_cache_control(obj: dict[str, Any], path: tuple[Any, ...]) -> None:
     cc = obj.get("cache_control")
     if cc is None:
         return
     _expect(cc, (dict,), (*path, "cache_control"), "dictionary")
+    if cc.get("type") != "ephemeral":
+        raise invalid(f"{_where((*path, 'cache_control', 'type'))}: Input should be 'ephemeral'")
     if cc.get("ttl") is not None:
         _expect(cc["ttl"], (str,), (*path, "cache_control", "ttl"), "string")
+        if cc["ttl"] not in ("5m", "1h"):
+            raise invalid(f"{_where((*path, 'cache_control', 'ttl'))}: Input should be '5m' or '1h'")
 
 
 def _check_blocks(content: Any, path: tuple[Any, ...], what: str = "list") -> None:
@@ -261,6 +282,10 @@ def check_request(doc: Any, *, version: str, catalog: Catalog, now: datetime, si
             _expect(tool, (dict,), ("tools", j), "dictionary")
             _check_cache_control(tool, ("tools", j))
     _check_cache_control(doc, ())
+    marks = _count_marks(doc)
+    if marks > MAX_CACHE_BREAKPOINTS:
+        raise invalid(f"A maximum of {MAX_CACHE_BREAKPOINTS} blocks with cache_control may be provided. "
+                      f"Found {marks}.")
     if doc.get("stream") is not None and not count_tokens:
         _expect(doc["stream"], (bool,), ("stream",), "boolean")
     if doc.get("stop_sequences") is not None and not count_tokens:
