@@ -32,6 +32,7 @@ from sluice.storage.redis import connect
 from sluice.storage.response_cache import ResponseStore, namespace_of
 from sluice.wire.prefix import prefix_chain
 from sluice.wire.request import tokens_for_chars
+from tests.bench.timing import samples_ns
 from tests.infra.redis_server import LocalRedis
 
 # The prompt cache issue's target for the prefix bookkeeping of one request.
@@ -247,14 +248,7 @@ def _bookkeeping(runs: int) -> list[Latency]:
     out = []
     for what, fn in (("prefix_chain + forecast", routing_side), ("plan_of + settle", cache_side),
                      ("all four (one request)", both)):
-        for _ in range(min(runs // 10, 200)):
-            fn()
-        samples = []
-        for _ in range(runs):
-            start = time.perf_counter_ns()
-            fn()
-            samples.append(time.perf_counter_ns() - start)
-        out.append(_latency(what, samples))
+        out.append(_latency(what, samples_ns(fn, runs)))
     return out
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import io
 import json
 import statistics
-import time
 from dataclasses import dataclass
 
 from sluice.auth.v1.principal_pb2 import Principal
@@ -19,6 +18,7 @@ from sluice.routing import cli as routing_cli
 from sluice.routing import features as feats
 from sluice.routing.classifier import ARTIFACT
 from sluice.wire.request import MessagesRequest
+from tests.bench.timing import samples_ns
 
 TRACE = ARTIFACT.parent / "trace-heldout.jsonl"
 # A target below what the auto policy spends on the trace unchecked: the controller at work.
@@ -44,13 +44,7 @@ class Timing:
 
 
 def _time(what: str, fn, runs: int) -> Timing:
-    for _ in range(min(runs // 10, 200)):
-        fn()
-    samples = []
-    for _ in range(runs):
-        start = time.perf_counter_ns()
-        fn()
-        samples.append((time.perf_counter_ns() - start) / 1000)
+    samples = [ns / 1000 for ns in samples_ns(fn, runs)]
     q = statistics.quantiles(samples, n=100)
     return Timing(what, runs, q[49], q[98])
 
