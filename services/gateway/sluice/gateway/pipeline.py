@@ -217,6 +217,10 @@ async def _gather_text(events: AsyncIterator[Event], batch_chars: int) -> AsyncI
 
 
 _DONE = object()
+# Deadline of the prompt-cache settlement made before an answer's last
+# events, seconds: a cache service that is slow delays the end of an answer
+# by at most this much (the ledger then simply misses one write).
+_PREFIX_INLINE_TIMEOUT_S = 0.25
 
 
 async def with_pings(events: AsyncIterator[Event], interval_s: float) -> AsyncIterator[Event]:
@@ -416,8 +420,9 @@ class Pipeline:
                     if delivered is not None:
                         delivered.append(wire_pb2.WireEvent(type=event.type, data=event.data))
                     if event.type == wire_events.MESSAGE_DELTA and record.prefix is not None:
-                        # Before the answer ends: a client's next turn must find the ledger written.
-                        await self._settle_prefix(record)
+                        # Before the answer ends: a client's next turn must find the
+                        # ledger written (a short deadline: it holds the last events).
+                        await self._settle_prefix(record, _PREFIX_INLINE_TIMEOUT_S)
                     yield event
             except grpc.RpcError as exc:
                 raise from_rpc_error(exc) from None
@@ -736,9 +741,10 @@ class Pipeline:
             if flight is not None:  # from now on identical requests find the answer in the store
                 self._flights.release(request.key, flight)
 
-    async def _settle_prefix(self, record: RequestRecord) -> None:
+    async def _settle_prefix(self, record: RequestRecord, timeout_s: float | None = None) -> None:
         """Settles the prompt-cache plan on the deployment that served, with
-        the answer's usage (once; a failure is counted, never raised)."""
+        the answer's usage (once; a failure is counted, never raised), within
+        `timeout_s` (default the stage deadline)."""
         served = record.served()
         if record.prefix_settled or record.from_cache or served is None:
             return
@@ -746,7 +752,8 @@ class Pipeline:
         try:
             await _call(self._s.cache.RecordPrefix(cache_service_pb2.RecordPrefixRequest(
                 principal=record.principal, plan=record.prefix, deployment=served.deployment,
-                usage=record.answer_usage(), model=served.model_id), timeout=self._stage_timeout))
+                usage=record.answer_usage(), model=served.model_id),
+                timeout=min(timeout_s or self._stage_timeout, self._stage_timeout)))
         except SluiceError as err:
             metrics.PREFIX_LEDGER_FAILURES.labels("gateway").inc()
             log.warning("recording a prompt-cache plan failed: %s", err)
