@@ -260,6 +260,31 @@ def test_a_mark_the_api_refuses_is_refused_whatever_the_cache_holds(cached):
     assert refused.status_code == 400 and "A maximum of 4 blocks" in refused.json()["error"]["message"]
 
 
+def test_read_only_requests_share_a_call_too_and_store_nothing(cached):
+    text = f"[[sim:ttft_ms=1000]] Tell me about pears. {uuid.uuid4().hex}"
+    before = upstream_calls(cached)
+    answers: list[httpx.Response] = []
+    threads = [threading.Thread(target=lambda: answers.append(post(
+        cached, text, tenant="c-chat", headers={"x-sluice-cache": "read-only"}))) for _ in range(10)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert sorted(a.headers["x-sluice-cache"] for a in answers) == ["hit"] * 9 + ["miss"]
+    assert upstream_calls(cached) == before + 1
+    assert post(cached, text, tenant="c-chat", headers={"x-sluice-cache": "read-only"}
+                ).headers["x-sluice-cache"] == "miss"  # nothing was stored
+
+
+def test_a_marked_body_nested_too_deep_to_key_is_never_a_5xx(cached):
+    schema: dict = {"type": "string"}
+    for _ in range(150):
+        schema = {"type": "object", "properties": {"a": schema}}
+    response = post(cached, f"deep {uuid.uuid4().hex}", tools=[
+        {"name": "t", "input_schema": schema, "cache_control": {"type": "ephemeral"}}])
+    assert response.status_code < 500, response.text
+
+
 def test_a_replayed_sse_answer_is_event_for_event_the_original(cached):
     text = f"[[sim:tokens=12]] Describe a river. {uuid.uuid4().hex}"
     first = post(cached, text, stream=True)

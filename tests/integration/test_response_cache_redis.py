@@ -69,7 +69,7 @@ async def test_a_stored_answer_hits_with_its_events_and_provenance(cache):
     assert hit.answer.origin_request_id == "req-1" and hit.answer.policy_version == "default@1"
     assert not hit.answer.events  # sent once, in `events`
     read_only = await cache.lookup(lookup(who, "What is six times seven?", mode="read-only"))
-    assert read_only.hit and not read_only.key
+    assert read_only.hit
     assert (await cache.lookup(lookup(who, "What is six times eight?"))).status == "miss"
 
 
@@ -173,3 +173,21 @@ async def test_the_prefix_ledger_keeps_warm_prefixes_per_deployment_and_model(re
         assert time.monotonic() < deadline
         await asyncio.sleep(0.1)
     await ledger.close()
+
+
+async def test_an_alias_and_a_model_name_keep_their_own_answers(cache):
+    who = principal("acme")
+
+    def named(name: str) -> pb.LookupRequest:
+        body = json.dumps({"model": name, "max_tokens": 32, "messages": [{"role": "user", "content": "q"}]}).encode()
+        return pb.LookupRequest(principal=who, request=wire_pb2.WireRequest(body=body, anthropic_version="2023-06-01"),
+                                model="claude-haiku-4-5", catalog_version="c1")
+
+    for name in ("auto", "claude-haiku-4-5"):
+        missed = await cache.lookup(named(name))
+        assert missed.status == "miss"
+        await cache.store(pb.StoreRequest(principal=who, key=missed.key, answer=answer(name)))
+    await cache._store.bump("a:auto")  # every tenant's answers stored under "auto"
+    assert (await cache.lookup(named("auto"))).reason == "invalidated"
+    hit = await cache.lookup(named("claude-haiku-4-5"))
+    assert hit.hit and b"claude-haiku-4-5" in hit.events[0].data

@@ -167,3 +167,27 @@ def test_events_settings_are_validated_by_name():
         load(overrides={"region": "EU West", "events": {"kafka_bootstrap": "kafka", "spool_max_bytes": 10}})
     text = str(err.value)
     assert "region" in text and "events.kafka_bootstrap" in text and "events.spool_max_bytes" in text
+
+
+def test_header_bytes_that_are_not_utf8_are_recorded_not_dropped(tmp_path):
+    """The HTTP layer keeps such bytes surrogate-escaped; the record keeps U+FFFD."""
+    principal = principal_pb2.Principal(tenant_id="acme", key_id="k1", tier="standard", region="eu")
+    request = MessagesRequest.unparsed(b"{}", "2023-06-01\udcff", ("beta-\udcff",))
+    billing, audit = _recorded(tmp_path, RequestRecord(principal, request), ev.OUTCOME_ERROR, "INVALID_REQUEST")
+    assert billing.request.anthropic_version == "2023-06-01\ufffd"
+    assert list(audit.request.anthropic_beta) == ["beta-\ufffd"]
+
+
+def test_a_response_cache_hit_costs_nothing_and_records_the_saving(tmp_path):
+    record = _record()
+    record.candidates = [_candidate("claude-opus-4-7", 5)]
+    record.cache_status, record.cache_origin = "hit", "req-origin"
+    _stream(record, "claude-opus-4-7", ["4", "2"], {"input_tokens": 1000, "output_tokens": 100})
+    billed = _recorded(tmp_path, record)[0].request
+    assert (billed.cost_usd, billed.input_tokens, billed.output_tokens) == (0, 0, 0)
+    assert billed.cache.origin_request_id == "req-origin"
+    assert billed.cache.saved_usd == pytest.approx((1000 * 5 + 100 * 15) / 1e6)
+    failed = _record()
+    failed.candidates, failed.cache_status = [_candidate("claude-opus-4-7", 5)], "hit"
+    _stream(failed, "claude-opus-4-7", ["4"], {"input_tokens": 1000, "output_tokens": 100})
+    assert _recorded(tmp_path / "f", failed, ev.OUTCOME_ERROR, "UPSTREAM_ERROR")[0].request.cache.saved_usd == 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import copy
 
 from hypothesis import given, settings
@@ -9,7 +10,12 @@ from hypothesis import strategies as st
 
 from sluice.auth.v1 import principal_pb2
 from sluice.cache import key as keys
-from sluice.storage.response_cache import namespace_of, resolve_mode
+from sluice.cache.core import ResponseCache
+from sluice.cache.v1 import cache_service_pb2 as pb
+from sluice.config.settings import CacheSettings
+from sluice.llm.v1 import wire_pb2
+from sluice.storage.redis import connect
+from sluice.storage.response_cache import ResponseStore, namespace_of, resolve_mode
 
 BASE = {"model": "claude-sonnet-4-6", "max_tokens": 64,
         "system": [{"type": "text", "text": "Be brief.", "cache_control": {"type": "ephemeral"}}],
@@ -93,3 +99,61 @@ def test_the_mode_comes_from_the_header_then_the_alias_then_the_tenant():
     assert resolve_mode(principal_pb2.CachePolicy(), "sometimes", "m") == ("off", "unknown_mode")
     shared = principal_pb2.Principal(tenant_id="a", cache=principal_pb2.CachePolicy(shared_namespace="docs"))
     assert namespace_of(shared) == "shared:docs" and namespace_of(principal_pb2.Principal(tenant_id="a")) == "tenant:a"
+
+
+def _dumps(doc: dict) -> bytes:
+    import json
+
+    return json.dumps(doc).encode()  # json goes deeper than orjson
+
+
+def _deep(depth: int) -> dict:
+    value: dict = {"type": "string"}
+    for _ in range(depth):
+        value = {"type": "object", "properties": {"a": value}}
+    return value
+
+
+def test_bodies_nested_deeper_than_the_encoder_get_no_key_and_no_plan():
+    from sluice.wire.prefix import prefix_chain
+
+    doc = {"model": "m", "max_tokens": 1, "messages": [{"role": "user", "content": "hi"}],
+           "tools": [{"name": "t", "input_schema": _deep(300), "cache_control": {"type": "ephemeral"}}]}
+    assert prefix_chain(doc, "tenant:a") is None
+    cache = ResponseCache(ResponseStore(connect("memory://deep"), "d", 1.0), CacheSettings())
+    found = asyncio.run(cache.lookup(pb.LookupRequest(
+        principal=principal_pb2.Principal(tenant_id="a", cache=principal_pb2.CachePolicy(mode="read-write")),
+        request=wire_pb2.WireRequest(body=_dumps(doc)), model="m")))
+    assert (found.status, found.reason) == ("bypass", "unkeyable")
+
+
+def test_marks_the_api_refuses_are_refused_wherever_they_sit():
+    import json
+
+    import pytest
+
+    from sluice.rpc.errors import SluiceError
+    from sluice.wire.request import MessagesRequest
+
+    def request(mark: dict, nested: str = "search_result") -> MessagesRequest:
+        inner = {"type": "text", "text": "r", "cache_control": mark}
+        block = {"type": nested, "source": "s", "title": "t", "content": [inner]} if nested == "search_result" \
+            else {"type": nested, "tool_use_id": "t1", "content": [inner]}
+        body = {"model": "m", "max_tokens": 1, "messages": [{"role": "user", "content": [block]}]}
+        return MessagesRequest(json.dumps(body).encode(), "2023-06-01")
+
+    for nested in ("search_result", "tool_result"):
+        request({"type": "ephemeral", "ttl": "1h"}, nested)
+        for bad, said in (({"type": "persistent"}, "cache_control.type"), ({"type": "ephemeral", "ttl": "2h"},
+                                                                              "cache_control.ttl")):
+            with pytest.raises(SluiceError, match=said):
+                request(bad, nested)
+    five = {"model": "m", "max_tokens": 1, "messages": [{"role": "user", "content": [
+        {"type": "text", "text": str(i), "cache_control": {"type": "ephemeral"}} for i in range(5)]}]}
+    with pytest.raises(SluiceError, match="A maximum of 4 blocks"):
+        MessagesRequest(json.dumps(five).encode(), "2023-06-01")
+    for field, value in (("metadata", {"user_id": "u", "extra": 1}), ("metadata", {"user_id": "x" * 257}),
+                         ("metadata", "abc"), ("service_tier", "bogus")):
+        body = {"model": "m", "max_tokens": 1, "messages": [], field: value}
+        with pytest.raises(SluiceError, match=field):
+            MessagesRequest(json.dumps(body).encode(), "2023-06-01")

@@ -56,7 +56,7 @@ async def test_followers_get_every_event_from_the_first_and_late_ones_too():
     late: list[bytes] = []
     await collect(flights.find(b"k").subscribe(), late)  # finished, findable until released
     assert late == got[0]
-    flights.release(b"k", flight)
+    flights.release(flight)
     assert flights.find(b"k") is None
 
 

@@ -2,7 +2,7 @@
 generation counters that invalidate them.
 
 Keys (the scope, normally the region, as a hash tag):
-- `sluice:rc:{scope}:e:<namespace>:<request digest hex>` -> zlib-compressed
+- `sluice:rc:{scope}:e:<namespace>:<requested name>:<request digest hex>` -> zlib-compressed
   `sluice.cache.v1.StoredEntry`, with the entry's TTL (PX).
 - `sluice:rc:{scope}:g:<what>` -> integer generation of "all", a namespace
   ("ns:<namespace>"), an alias ("a:<alias>" for every tenant,
@@ -80,7 +80,10 @@ class ResponseStore:
         self._timeout = timeout_s
 
     def _entry(self, address: Address) -> str:
-        return f"{self._prefix}e:{address.namespace}:{address.digest.hex()}"
+        # The name as requested is part of where an answer lives, so the
+        # generations read are always the writer's (an alias invalidated
+        # reaches exactly the answers stored under it).
+        return f"{self._prefix}e:{address.namespace}:{address.alias}:{address.digest.hex()}"
 
     def _generations(self, address: Address) -> list[str]:
         g, ns = self._prefix + "g:", address.namespace

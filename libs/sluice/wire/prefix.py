@@ -143,6 +143,13 @@ def prefix_chain(doc: dict[str, Any], namespace: str) -> PrefixChain | None:
         marks.append((len(blocks) - 1, _ttl(top)))
     if not marks or len(marks) > MAX_CACHE_BREAKPOINTS:
         return None
+    try:
+        return _chain(blocks, marks, namespace)
+    except (orjson.JSONEncodeError, UnicodeEncodeError):
+        return None  # nested deeper than the encoder goes, or not text: no forecast
+
+
+def _chain(blocks: list[tuple[bytes, Any]], marks: list[tuple[int, str]], namespace: str) -> PrefixChain:
     last = marks[-1][0]
     space = namespace.encode("utf-8", "surrogatepass")
     hashes, tokens, pieces = [], [], []

@@ -181,6 +181,7 @@ class MessagesRequest:
                 raise _bad(("max_tokens",), "Input should be greater than or equal to 0")
             if self.max_tokens > MAX_TOKENS_CEILING:
                 raise _bad(("max_tokens",), f"Input should be less than or equal to {MAX_TOKENS_CEILING}")
+        self._check_metadata(doc)
         stream = doc.get("stream", False)
         self.stream = bool(_expect(stream, bool, ("stream",), "boolean")) if stream is not None else False
         if "messages" not in doc:
@@ -204,6 +205,24 @@ class MessagesRequest:
                 self._check_cache_control(tool, ("tools", j))
         self._check_cache_control(doc, ())
 
+    @staticmethod
+    def _check_metadata(doc: dict[str, Any]) -> None:
+        """metadata (only user_id, a string of at most 256 characters) and
+        service_tier ("auto" or "standard_only"), as the API takes them:
+        the response cache leaves both out of its key, so what the API
+        would refuse must not get a stored answer."""
+        metadata = doc.get("metadata")
+        if metadata is not None:
+            for name in _expect(metadata, dict, ("metadata",), "dictionary"):
+                if name != "user_id":
+                    raise _bad(("metadata", name), "Extra inputs are not permitted")
+            user = metadata.get("user_id")
+            if user is not None and len(_expect(user, str, ("metadata", "user_id"), "string")) > 256:
+                raise _bad(("metadata", "user_id"), "String should have at most 256 characters")
+        tier = doc.get("service_tier")
+        if tier is not None and tier not in ("auto", "standard_only"):
+            raise _bad(("service_tier",), "Input should be 'auto' or 'standard_only'")
+
     def _check_content(self, content: Any, path: Path) -> None:
         if isinstance(content, str):
             return
@@ -215,7 +234,7 @@ class MessagesRequest:
             kind = _expect(block["type"], str, (*where, "type"), "string")
             if kind == "text":
                 _expect(block.get("text"), str, (*where, "text"), "string")
-            elif kind == "tool_result" and block.get("content") is not None:
+            elif kind in ("tool_result", "search_result") and block.get("content") is not None:
                 self._check_content(block["content"], (*where, "content"))
             elif kind in ("tool_use", "server_tool_use") and "input" in block:
                 _expect(block["input"], dict, (*where, "input"), "dictionary")

@@ -78,18 +78,22 @@ class ResponseCache:
         kind = keys.category(doc, request.task)
         ttl = keys.ttl_for(principal.cache, kind, self._cfg.ttl_seconds, self._cfg.max_ttl_seconds)
         namespace = namespace_of(principal)
-        digest = keys.request_digest(doc, namespace, request.model, request.catalog_version,
-                                     request.request.anthropic_version, list(request.request.anthropic_beta),
-                                     request.prompt_version, marked=b'"cache_control"' in request.request.body)
+        try:
+            digest = keys.request_digest(doc, namespace, request.model, request.catalog_version,
+                                         request.request.anthropic_version, list(request.request.anthropic_beta),
+                                         request.prompt_version, marked=b'"cache_control"' in request.request.body)
+        except (orjson.JSONEncodeError, RecursionError):
+            return _bypass("unkeyable", mode)  # nested deeper than the encoder goes
         address = Address(namespace, requested, request.prompt_version, digest)
         try:
             blob, generations = await self._store.get(address)
         except StoreUnavailable as exc:
             log.debug("response cache lookup failed: %s", exc)
             return _bypass("store_unavailable", mode)
-        out = pb.LookupResponse(status="miss", reason="absent", mode=mode, ttl_seconds=ttl)
-        if mode == "read-write":
-            out.key = _encode_key(address, generations, ttl, kind)
+        # The key also names the request for single-flight; only a
+        # read-write miss is stored under it (the gateway's rule).
+        out = pb.LookupResponse(status="miss", reason="absent", mode=mode, ttl_seconds=ttl,
+                                key=_encode_key(address, generations, ttl, kind))
         if blob is None:
             return out
         entry = pb.StoredEntry()

@@ -2,13 +2,15 @@
 
 Documented rules (README, "Response cache"):
 - Part of the key: the namespace (the tenant, or its shared namespace),
+  the model name as sent (the store's address, see
+  sluice.storage.response_cache),
   the model routing resolved the request to, the catalog version, the
   anthropic-version and the anthropic-beta set, the client's prompt
   version tag, and the body: system, messages, tools, tool_choice,
   thinking, max_tokens, stop_sequences, sampling parameters, output format
   and any other member, compared as canonical JSON (keys sorted).
-- Left out, as they do not change the answer: `model` (the resolved one
-  counts instead), `stream` (a stored answer replays as JSON or SSE),
+- Left out of the digest, as they do not change the answer: `model` (the
+  resolved one counts, the name as sent is in the address), `stream` (a stored answer replays as JSON or SSE),
   `metadata` (user_id identifies the end user, not the question),
   `service_tier` and `inference_geo` (where and how fast, not what), and
   `cache_control` marks (what the provider's prompt cache keeps, not what

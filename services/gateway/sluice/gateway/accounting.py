@@ -228,7 +228,8 @@ class EventRecorder:
             cache_creation_1h_input_tokens=usage.cache_creation.ephemeral_1h_input_tokens,
             server_tool_use=usage.server_tool_use, service_tier=usage.service_tier,
             inference_geo=usage.inference_geo,
-            anthropic_version=record.request.anthropic_version, anthropic_beta=record.request.anthropic_beta,
+            anthropic_version=_text(record.request.anthropic_version),
+            anthropic_beta=[_text(b) for b in record.request.anthropic_beta],
             operation=record.operation, catalog_version=record.catalog_version,
             time_to_first_token_ms=(record.first_token_at - record.started) * 1000 if record.first_token_at else 0.0,
             total_ms=(now - record.started) * 1000, outcome=outcome, error_reason=error_reason,
@@ -273,6 +274,14 @@ class EventRecorder:
         return summary
 
 
+def _text(value: str) -> str:
+    """Header text as a record can keep it: bytes that were not UTF-8 (kept
+    surrogate-escaped by the HTTP layer) become U+FFFD."""
+    if value.isascii():
+        return value
+    return value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
 def _cache_record(record: RequestRecord, summary: ev.RequestSummary,
                   served: candidate_pb2.Candidate | None) -> None:
     """What caching did for the request (summary.cache), and its metrics:
@@ -283,7 +292,7 @@ def _cache_record(record: RequestRecord, summary: ev.RequestSummary,
     cache.status, cache.reason, cache.origin_request_id = record.cache_status, record.cache_reason, record.cache_origin
     cache.stored = record.cache_stored
     prices = served.prices if served is not None else (record.candidates[0].prices if record.candidates else None)
-    if record.from_cache and prices is not None:
+    if record.from_cache and prices is not None and summary.outcome == ev.OUTCOME_OK:
         cache.saved_usd = cost_usd(record.answer_usage(), prices)
         metrics.CACHE_SAVED_USD.labels("response").inc(cache.saved_usd)
     if record.prefix is not None:

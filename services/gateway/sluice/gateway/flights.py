@@ -33,7 +33,8 @@ class Flight:
     request id that started it; `input_digest` the leader's input
     redactions (a request redacted otherwise may not share its answer)."""
 
-    def __init__(self, leader: str, input_digest: bytes) -> None:
+    def __init__(self, key: bytes, leader: str, input_digest: bytes) -> None:
+        self.key = key
         self.leader = leader
         self.input_digest = input_digest
         self.events: list[Event] = []
@@ -106,21 +107,17 @@ class Flights:
 
     def start(self, key: bytes, leader: str, input_digest: bytes, source: AsyncIterator[Event]) -> Flight:
         """A new flight for `key` reading `source` (the upstream's events)."""
-        flight = Flight(leader, input_digest)
+        flight = Flight(key, leader, input_digest)
         self._open[key] = flight
 
-        def close() -> None:
-            if self._open.get(key) is flight:
-                del self._open[key]
-
-        flight.task = asyncio.get_running_loop().create_task(flight._pump(source, close))
+        flight.task = asyncio.get_running_loop().create_task(flight._pump(source, lambda: self.release(flight)))
         return flight
 
-    def release(self, key: bytes, flight: Flight) -> None:
-        """`flight` (under `key`) is no longer to be joined: its answer is
-        in the store, or will not be."""
-        if self._open.get(key) is flight:
-            del self._open[key]
+    def release(self, flight: Flight) -> None:
+        """`flight` is no longer to be joined: its answer is in the store,
+        or will not be."""
+        if self._open.get(flight.key) is flight:
+            del self._open[flight.key]
 
     def __len__(self) -> int:
         return len(self._open)

@@ -461,8 +461,8 @@ class Pipeline:
                 principal=record.principal, reservation=record.reservation, usage=record.settled_usage(),
                 model=record.served_model or record.request.model)))
         stored = self._keep(record, delivered if outcome == events_pb2.OUTCOME_OK else None)
-        if flight is not None and record.store_as is not None and not stored:
-            self._flights.release(record.store_as[0], flight)
+        if flight is not None and not stored:
+            self._flights.release(flight)
         self._record(record, outcome, error_reason)
 
     async def _finish_after(self, flight: Flight, record: RequestRecord, outcome: events_pb2.Outcome.ValueType,
@@ -638,7 +638,8 @@ class Pipeline:
                                                         _cancelling(events, upstream))
                     events = record.flight.subscribe()
                     upstream = None
-                    record.store_as = (cached.key, policy, digest)
+                    if cached.mode == "read-write":
+                        record.store_as = (cached.key, policy, digest)
         metrics.CACHE_LOOKUPS.labels(record.cache_status, record.cache_reason).inc()
         info.headers[headers.CACHE] = record.cache_status
         if record.from_cache:
@@ -739,7 +740,7 @@ class Pipeline:
             log.warning("storing an answer in the response cache failed: %s", err)
         finally:
             if flight is not None:  # from now on identical requests find the answer in the store
-                self._flights.release(request.key, flight)
+                self._flights.release(flight)
 
     async def _settle_prefix(self, record: RequestRecord, timeout_s: float | None = None) -> None:
         """Settles the prompt-cache plan on the deployment that served, with
