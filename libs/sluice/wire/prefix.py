@@ -145,7 +145,7 @@ def prefix_chain(doc: dict[str, Any], namespace: str) -> PrefixChain | None:
         return None
     try:
         return _chain(blocks, marks, namespace)
-    except (orjson.JSONEncodeError, UnicodeEncodeError):
+    except (orjson.JSONEncodeError, UnicodeEncodeError, RecursionError):
         return None  # nested deeper than the encoder goes, or not text: no forecast
 
 
