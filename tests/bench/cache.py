@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import os
 import random
-import statistics
 import time
 import uuid
 from dataclasses import dataclass
@@ -32,7 +31,7 @@ from sluice.storage.redis import connect
 from sluice.storage.response_cache import ResponseStore, namespace_of
 from sluice.wire.prefix import prefix_chain
 from sluice.wire.request import tokens_for_chars
-from tests.bench.timing import samples_ns
+from tests.bench.timing import p50_p99, samples_ns
 from tests.infra.redis_server import LocalRedis
 
 # The prompt cache issue's target for the prefix bookkeeping of one request.
@@ -86,8 +85,8 @@ class CacheResult:
 
 
 def _latency(what: str, samples_ns: list[int]) -> Latency:
-    q = statistics.quantiles(samples_ns, n=100)
-    return Latency(what, len(samples_ns), q[49] / 1e6, q[98] / 1e6)
+    p50, p99 = p50_p99(samples_ns)
+    return Latency(what, len(samples_ns), p50 / 1e6, p99 / 1e6)
 
 
 def _body(question: str, messages: list | None = None) -> dict:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import io
 import json
-import statistics
 from dataclasses import dataclass
 
 from sluice.auth.v1.principal_pb2 import Principal
@@ -18,7 +17,7 @@ from sluice.routing import cli as routing_cli
 from sluice.routing import features as feats
 from sluice.routing.classifier import ARTIFACT
 from sluice.wire.request import MessagesRequest
-from tests.bench.timing import samples_ns
+from tests.bench.timing import p50_p99, samples_ns
 
 TRACE = ARTIFACT.parent / "trace-heldout.jsonl"
 # A target below what the auto policy spends on the trace unchecked: the controller at work.
@@ -44,9 +43,8 @@ class Timing:
 
 
 def _time(what: str, fn, runs: int) -> Timing:
-    samples = [ns / 1000 for ns in samples_ns(fn, runs)]
-    q = statistics.quantiles(samples, n=100)
-    return Timing(what, runs, q[49], q[98])
+    p50, p99 = p50_p99([ns / 1000 for ns in samples_ns(fn, runs)])
+    return Timing(what, runs, p50, p99)
 
 
 def run(runs: int = 5000) -> tuple[list[Timing], dict[str, routing_cli.ReplayResult]]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import statistics
 import time
 from collections.abc import Callable
 
@@ -17,3 +18,9 @@ def samples_ns(fn: Callable[[], object], runs: int) -> list[int]:
         fn()
         out.append(time.perf_counter_ns() - start)
     return out
+
+
+def p50_p99(samples: list[float]) -> tuple[float, float]:
+    """The median and the 99th percentile of `samples`, in their unit."""
+    q = statistics.quantiles(samples, n=100)
+    return q[49], q[98]

@@ -115,3 +115,17 @@ def test_a_read_refreshes_and_learns_the_exact_count():
     assert read.written == [] and read.refreshed == (chain.hashes[0], 5003, 300)
     # Below the model's minimum nothing is forecast to be written.
     assert forecast(chain, {}, 8192, "d").write_5m_tokens == 0
+
+
+def test_a_deployment_serving_a_model_and_its_fallback_keeps_their_forecasts_apart():
+    from sluice.storage.prefix_ledger import forecast_for
+
+    chain = prefix_chain({"system": [{"type": "text", "text": "x" * 20000, "cache_control": MARK}],
+                          "messages": [{"role": "user", "content": "hi"}]}, "t")
+    plan = plan_of(chain, 1024)
+    plan.forecasts.extend([forecast(chain, {}, 1024, "d", "opus"),
+                           forecast(chain, {0: Warm(5003, 300)}, 1024, "d", "sonnet")])
+    assert forecast_for(plan, "d", "sonnet").read_tokens == 5003 and forecast_for(plan, "d", "opus").read_tokens == 0
+    read = settle(plan, "d", messages_pb2.Usage(cache_read_input_tokens=5003), "sonnet")
+    assert read.refreshed == (chain.hashes[0], 5003, 300)
+    assert settle(plan, "d", messages_pb2.Usage(cache_read_input_tokens=5003), "opus").refreshed is None

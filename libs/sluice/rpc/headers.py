@@ -59,9 +59,13 @@ def presented_api_key(get: Callable[[str], str | None]) -> str:
     if key is None:
         auth = get(AUTHORIZATION) or ""
         key = auth[7:].strip() if auth.lower().startswith("bearer ") else ""
-    if key.isascii():
-        return key
-    # Header bytes that are not UTF-8 arrive surrogate-escaped, which no
-    # protobuf string can carry; as valid text the key check refuses it like
-    # any other malformed key.
-    return key.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    # As valid text the key check refuses it like any other malformed key.
+    return as_text(key)
+
+
+def as_text(value: str) -> str:
+    """A header value as text any protobuf string can carry: bytes that were
+    not UTF-8 arrive surrogate-escaped from the HTTP layer and become U+FFFD."""
+    if value.isascii():
+        return value
+    return value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")

@@ -48,7 +48,7 @@ class Warm:
     ttl_seconds: int
 
 
-def forecast(chain: PrefixChain, warm: dict[int, Warm], min_tokens: int, deployment: str
+def forecast(chain: PrefixChain, warm: dict[int, Warm], min_tokens: int, deployment: str, model: str = ""
              ) -> prefix_pb2.PrefixForecast:
     """What the API will do with this prompt on one deployment, given the
     blocks whose prefixes are warm there (`warm`: block -> Warm): the
@@ -57,7 +57,7 @@ def forecast(chain: PrefixChain, warm: dict[int, Warm], min_tokens: int, deploym
     (the model's minimum cacheable length) is written, the tokens between
     one write and the next under the later breakpoint's lifetime. Estimates
     are scaled by what the read prefix's learnt count says of them."""
-    out = prefix_pb2.PrefixForecast(deployment=deployment, hit_block=-1)
+    out = prefix_pb2.PrefixForecast(deployment=deployment, model=model, hit_block=-1)
     hit = chain.longest_hit(set(warm))
     scale = 1.0
     if hit >= 0:
@@ -88,6 +88,12 @@ def plan_of(chain: PrefixChain, min_tokens: int) -> prefix_pb2.PrefixPlan:
                                ttl_seconds=p.ttl_seconds) for p in chain.breakpoints])
 
 
+def forecast_for(plan: prefix_pb2.PrefixPlan, deployment: str, model: str = "") -> prefix_pb2.PrefixForecast | None:
+    """The plan's forecast for the candidate (deployment, model) that
+    served, or None; a forecast naming no model matches any."""
+    return next((f for f in plan.forecasts if f.deployment == deployment and f.model in ("", model)), None)
+
+
 @dataclass(frozen=True, slots=True)
 class Settlement:
     """What a served request did to the deployment's prompt cache: prefixes
@@ -97,14 +103,14 @@ class Settlement:
     refreshed: tuple[bytes, int, int] | None
 
 
-def settle(plan: prefix_pb2.PrefixPlan, deployment: str, usage: messages_pb2.Usage) -> Settlement:
+def settle(plan: prefix_pb2.PrefixPlan, deployment: str, usage: messages_pb2.Usage, model: str = "") -> Settlement:
     """The ledger changes one answer's usage implies. The read is the
     forecast's warm prefix (refreshed, with the reported read count); the
     writes are the breakpoints after it, the last one holding exactly
     reads + writes tokens and earlier ones their estimates scaled to it,
     each kept if at least the model's minimum. A read the forecast did not
     expect cannot be placed and is left out."""
-    mine = next((f for f in plan.forecasts if f.deployment == deployment), None)
+    mine = forecast_for(plan, deployment, model)
     hit_block = mine.hit_block if mine is not None and mine.hit_hash else -1
     read = usage.cache_read_input_tokens
     refreshed = None

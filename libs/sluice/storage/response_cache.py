@@ -38,8 +38,23 @@ def namespace_of(principal: principal_pb2.Principal) -> str:
     """Whose cached answers and prompt prefixes a request's are: its
     tenant's ("tenant:<id>"), or the shared namespace it names
     ("shared:<name>")."""
-    shared = principal.cache.shared_namespace
-    return f"shared:{shared}" if shared else f"tenant:{principal.tenant_id}"
+    return namespace_for(principal.tenant_id, principal.cache.shared_namespace)
+
+
+def namespace_for(tenant_id: str, shared_namespace: str = "") -> str:
+    """A tenant's namespace from its id and the shared namespace it names."""
+    return f"shared:{shared_namespace}" if shared_namespace else f"tenant:{tenant_id}"
+
+
+def generation(namespace: str = "", alias: str = "", prompt_version: str = "") -> str:
+    """The name of one generation (module doc): "all" (nothing named), a
+    namespace's, an alias's (of every tenant, or of one namespace), or a
+    namespace's prompt version."""
+    if prompt_version:
+        return f"p:{namespace}:{prompt_version}"
+    if alias:
+        return f"na:{namespace}:{alias}" if namespace else f"a:{alias}"
+    return f"ns:{namespace}" if namespace else "all"
 
 
 def resolve_mode(policy: principal_pb2.CachePolicy, header: str, requested: str) -> tuple[str, str]:
@@ -86,9 +101,10 @@ class ResponseStore:
         return f"{self._prefix}e:{address.namespace}:{address.alias}:{address.digest.hex()}"
 
     def _generations(self, address: Address) -> list[str]:
-        g, ns = self._prefix + "g:", address.namespace
-        return [f"{g}all", f"{g}ns:{ns}", f"{g}a:{address.alias}", f"{g}na:{ns}:{address.alias}",
-                f"{g}p:{ns}:{address.prompt_version}"]
+        ns, alias = address.namespace, address.alias
+        return [self._prefix + "g:" + name for name in (
+            generation(), generation(ns), generation(alias=alias), generation(ns, alias),
+            generation(ns, prompt_version=address.prompt_version))]
 
     async def _run(self, call):  # type: ignore[no-untyped-def]
         try:
@@ -108,7 +124,7 @@ class ResponseStore:
         await self._run(self._redis.set(self._entry(address), blob, ex=max(int(ttl_seconds), 1)))
 
     async def bump(self, what: str) -> int:
-        """Invalidates one generation (`what` as in the module doc, e.g.
+        """Invalidates one generation (`what` as `generation` names it, e.g.
         "ns:tenant:acme"); returns its new number. Raises StoreUnavailable."""
         return int(await self._run(self._redis.incr(self._prefix + "g:" + what)))
 

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1csluice/cache/v1/prefix.proto\x12\x0fsluice.cache.v1\"Y\n\x0bPrefixPoint\x12\x0c\n\x04hash\x18\x01 \x01(\x0c\x12\r\n\x05\x62lock\x18\x02 \x01(\x05\x12\x18\n\x10\x65stimated_tokens\x18\x03 \x01(\x03\x12\x13\n\x0bttl_seconds\x18\x04 \x01(\x05\"\xa9\x01\n\x0ePrefixForecast\x12\x12\n\ndeployment\x18\x01 \x01(\t\x12\x13\n\x0bread_tokens\x18\x02 \x01(\x03\x12\x17\n\x0fwrite_5m_tokens\x18\x03 \x01(\x03\x12\x17\n\x0fwrite_1h_tokens\x18\x04 \x01(\x03\x12\x10\n\x08hit_hash\x18\x05 \x01(\x0c\x12\x17\n\x0fhit_ttl_seconds\x18\x06 \x01(\x05\x12\x11\n\thit_block\x18\x07 \x01(\x05\"\xa3\x01\n\nPrefixPlan\x12\x31\n\x0b\x62reakpoints\x18\x01 \x03(\x0b\x32\x1c.sluice.cache.v1.PrefixPoint\x12\x32\n\tforecasts\x18\x02 \x03(\x0b\x32\x1f.sluice.cache.v1.PrefixForecast\x12\x10\n\x08warnings\x18\x03 \x03(\t\x12\x1c\n\x14min_cacheable_tokens\x18\x04 \x01(\x03\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1csluice/cache/v1/prefix.proto\x12\x0fsluice.cache.v1\"Y\n\x0bPrefixPoint\x12\x0c\n\x04hash\x18\x01 \x01(\x0c\x12\r\n\x05\x62lock\x18\x02 \x01(\x05\x12\x18\n\x10\x65stimated_tokens\x18\x03 \x01(\x03\x12\x13\n\x0bttl_seconds\x18\x04 \x01(\x05\"\xb8\x01\n\x0ePrefixForecast\x12\x12\n\ndeployment\x18\x01 \x01(\t\x12\x13\n\x0bread_tokens\x18\x02 \x01(\x03\x12\x17\n\x0fwrite_5m_tokens\x18\x03 \x01(\x03\x12\x17\n\x0fwrite_1h_tokens\x18\x04 \x01(\x03\x12\x10\n\x08hit_hash\x18\x05 \x01(\x0c\x12\x17\n\x0fhit_ttl_seconds\x18\x06 \x01(\x05\x12\x11\n\thit_block\x18\x07 \x01(\x05\x12\r\n\x05model\x18\x08 \x01(\t\"\xa3\x01\n\nPrefixPlan\x12\x31\n\x0b\x62reakpoints\x18\x01 \x03(\x0b\x32\x1c.sluice.cache.v1.PrefixPoint\x12\x32\n\tforecasts\x18\x02 \x03(\x0b\x32\x1f.sluice.cache.v1.PrefixForecast\x12\x10\n\x08warnings\x18\x03 \x03(\t\x12\x1c\n\x14min_cacheable_tokens\x18\x04 \x01(\x03\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,7 +34,7 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_PREFIXPOINT']._serialized_start=49
   _globals['_PREFIXPOINT']._serialized_end=138
   _globals['_PREFIXFORECAST']._serialized_start=141
-  _globals['_PREFIXFORECAST']._serialized_end=310
-  _globals['_PREFIXPLAN']._serialized_start=313
-  _globals['_PREFIXPLAN']._serialized_end=476
+  _globals['_PREFIXFORECAST']._serialized_end=325
+  _globals['_PREFIXPLAN']._serialized_start=328
+  _globals['_PREFIXPLAN']._serialized_end=491
 # @@protoc_insertion_point(module_scope)

@@ -19,7 +19,7 @@ class PrefixPoint(_message.Message):
     def __init__(self, hash: _Optional[bytes] = ..., block: _Optional[int] = ..., estimated_tokens: _Optional[int] = ..., ttl_seconds: _Optional[int] = ...) -> None: ...
 
 class PrefixForecast(_message.Message):
-    __slots__ = ("deployment", "read_tokens", "write_5m_tokens", "write_1h_tokens", "hit_hash", "hit_ttl_seconds", "hit_block")
+    __slots__ = ("deployment", "read_tokens", "write_5m_tokens", "write_1h_tokens", "hit_hash", "hit_ttl_seconds", "hit_block", "model")
     DEPLOYMENT_FIELD_NUMBER: _ClassVar[int]
     READ_TOKENS_FIELD_NUMBER: _ClassVar[int]
     WRITE_5M_TOKENS_FIELD_NUMBER: _ClassVar[int]
@@ -27,6 +27,7 @@ class PrefixForecast(_message.Message):
     HIT_HASH_FIELD_NUMBER: _ClassVar[int]
     HIT_TTL_SECONDS_FIELD_NUMBER: _ClassVar[int]
     HIT_BLOCK_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
     deployment: str
     read_tokens: int
     write_5m_tokens: int
@@ -34,7 +35,8 @@ class PrefixForecast(_message.Message):
     hit_hash: bytes
     hit_ttl_seconds: int
     hit_block: int
-    def __init__(self, deployment: _Optional[str] = ..., read_tokens: _Optional[int] = ..., write_5m_tokens: _Optional[int] = ..., write_1h_tokens: _Optional[int] = ..., hit_hash: _Optional[bytes] = ..., hit_ttl_seconds: _Optional[int] = ..., hit_block: _Optional[int] = ...) -> None: ...
+    model: str
+    def __init__(self, deployment: _Optional[str] = ..., read_tokens: _Optional[int] = ..., write_5m_tokens: _Optional[int] = ..., write_1h_tokens: _Optional[int] = ..., hit_hash: _Optional[bytes] = ..., hit_ttl_seconds: _Optional[int] = ..., hit_block: _Optional[int] = ..., model: _Optional[str] = ...) -> None: ...
 
 class PrefixPlan(_message.Message):
     __slots__ = ("breakpoints", "forecasts", "warnings", "min_cacheable_tokens")

@@ -15,7 +15,7 @@ from sluice.auth.tenants import StoredTenant, TenantDirectory, TenantStore, vali
 from sluice.auth.v1 import admin_service_pb2 as pb
 from sluice.rpc import headers
 from sluice.rpc.errors import Reason, SluiceError
-from sluice.storage.response_cache import ResponseStore, StoreUnavailable
+from sluice.storage.response_cache import ResponseStore, StoreUnavailable, generation, namespace_for
 from sluice.telemetry import metrics
 
 
@@ -128,23 +128,18 @@ class AdminServicer:
             if request.tenant_id or request.alias or request.prompt_version:
                 raise SluiceError.bad_request("all", "invalidates everything: name no tenant, alias or prompt "
                                               "version with it")
-            what, scope, namespace = "all", "all", ""
+            what, scope, namespace = generation(), "all", ""
         elif request.tenant_id:
             stored = await self._tenants.get(request.tenant_id)
             if stored is None:
                 raise SluiceError(Reason.NOT_FOUND, f"no tenant {request.tenant_id!r}")
-            shared = stored.tenant.cache.shared_namespace
-            namespace = f"shared:{shared}" if shared else f"tenant:{request.tenant_id}"
+            namespace = namespace_for(request.tenant_id, stored.tenant.cache.shared_namespace)
             if request.alias and request.prompt_version:
                 raise SluiceError.bad_request("alias", "name an alias or a prompt_version, not both")
-            if request.alias:
-                what, scope = f"na:{namespace}:{request.alias}", "alias"
-            elif request.prompt_version:
-                what, scope = f"p:{namespace}:{request.prompt_version}", "prompt_version"
-            else:
-                what, scope = f"ns:{namespace}", "namespace"
+            what = generation(namespace, request.alias, request.prompt_version)
+            scope = "alias" if request.alias else "prompt_version" if request.prompt_version else "namespace"
         elif request.alias:
-            what, scope, namespace = f"a:{request.alias}", "alias", ""
+            what, scope, namespace = generation(alias=request.alias), "alias", ""
         elif request.prompt_version:
             raise SluiceError.bad_request("tenant_id", "a prompt_version belongs to a tenant: name the tenant")
         else:
@@ -153,8 +148,8 @@ class AdminServicer:
         if self._responses is None:
             raise SluiceError(Reason.DEPENDENCY_UNAVAILABLE, "no response cache store is configured here")
         try:
-            generation = await self._responses.bump(what)
+            number = await self._responses.bump(what)
         except StoreUnavailable as exc:
             raise SluiceError(Reason.DEPENDENCY_UNAVAILABLE, f"response cache store unavailable: {exc}") from None
         metrics.CACHE_INVALIDATIONS.labels(scope).inc()
-        return pb.InvalidateCacheResponse(scope=scope, namespace=namespace, generation=generation)
+        return pb.InvalidateCacheResponse(scope=scope, namespace=namespace, generation=number)

@@ -25,7 +25,7 @@ from google.protobuf.message import DecodeError
 from sluice.cache import key as keys
 from sluice.cache.v1 import cache_service_pb2 as pb
 from sluice.config.settings import CacheSettings
-from sluice.storage.prefix_ledger import PrefixLedger, observe_accuracy, settle
+from sluice.storage.prefix_ledger import PrefixLedger, forecast_for, observe_accuracy, settle
 from sluice.storage.response_cache import Address, ResponseStore, StoreUnavailable, namespace_of, resolve_mode
 from sluice.telemetry import metrics
 
@@ -150,7 +150,7 @@ class PrefixBook:
 
     async def record(self, request: pb.RecordPrefixRequest) -> pb.RecordPrefixResponse:
         plan, usage = request.plan, request.usage
-        observe_accuracy(next((f for f in plan.forecasts if f.deployment == request.deployment), None), usage)
-        settlement = settle(plan, request.deployment, usage)
+        observe_accuracy(forecast_for(plan, request.deployment, request.model), usage)
+        settlement = settle(plan, request.deployment, usage, request.model)
         await self._ledger.record(request.deployment, request.model, settlement)
         return pb.RecordPrefixResponse(written=len(settlement.written), refreshed=int(settlement.refreshed is not None))

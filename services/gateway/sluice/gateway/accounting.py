@@ -30,6 +30,8 @@ from sluice.inference.v1 import inference_service_pb2 as inference_pb
 from sluice.llm.v1 import messages_pb2 as m
 from sluice.routing.v1 import candidate_pb2, decision_pb2
 from sluice.rpc import context as call_context
+from sluice.rpc import headers
+from sluice.storage.prefix_ledger import forecast_for
 from sluice.telemetry import metrics
 from sluice.wire import jsontext
 from sluice.safety.v1 import verdict_pb2
@@ -228,8 +230,8 @@ class EventRecorder:
             cache_creation_1h_input_tokens=usage.cache_creation.ephemeral_1h_input_tokens,
             server_tool_use=usage.server_tool_use, service_tier=usage.service_tier,
             inference_geo=usage.inference_geo,
-            anthropic_version=_text(record.request.anthropic_version),
-            anthropic_beta=[_text(b) for b in record.request.anthropic_beta],
+            anthropic_version=headers.as_text(record.request.anthropic_version),
+            anthropic_beta=[headers.as_text(b) for b in record.request.anthropic_beta],
             operation=record.operation, catalog_version=record.catalog_version,
             time_to_first_token_ms=(record.first_token_at - record.started) * 1000 if record.first_token_at else 0.0,
             total_ms=(now - record.started) * 1000, outcome=outcome, error_reason=error_reason,
@@ -274,14 +276,6 @@ class EventRecorder:
         return summary
 
 
-def _text(value: str) -> str:
-    """Header text as a record can keep it: bytes that were not UTF-8 (kept
-    surrogate-escaped by the HTTP layer) become U+FFFD."""
-    if value.isascii():
-        return value
-    return value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
-
-
 def _cache_record(record: RequestRecord, summary: ev.RequestSummary,
                   served: candidate_pb2.Candidate | None) -> None:
     """What caching did for the request (summary.cache), and its metrics:
@@ -297,12 +291,10 @@ def _cache_record(record: RequestRecord, summary: ev.RequestSummary,
         metrics.CACHE_SAVED_USD.labels("response").inc(cache.saved_usd)
     if record.prefix is not None:
         cache.warnings.extend(record.prefix.warnings)
-        where = served.deployment if served is not None else ""
-        for forecast in record.prefix.forecasts:
-            if forecast.deployment == where:
-                cache.predicted_read_tokens = forecast.read_tokens
-                cache.predicted_write_tokens = forecast.write_5m_tokens + forecast.write_1h_tokens
-                break
+        forecast = forecast_for(record.prefix, served.deployment, served.model_id) if served is not None else None
+        if forecast is not None:
+            cache.predicted_read_tokens = forecast.read_tokens
+            cache.predicted_write_tokens = forecast.write_5m_tokens + forecast.write_1h_tokens
     if prices is not None and not record.from_cache:
         cache.prefix_saved_usd = summary.cache_read_input_tokens * (prices.input - prices.cache_read) / 1_000_000
         cache.prefix_write_premium_usd = (

@@ -80,7 +80,7 @@ class Affinity:
             if c.model_id not in minimums:
                 entry = self._lookup(c.model_id)
                 minimums[c.model_id] = entry.min_cacheable_tokens if entry is not None else model.min_cacheable_tokens
-        forecasts = {place: forecast(chain, warm.get(place, {}), minimums[place[1]], place[0]) for place in places}
+        forecasts = {place: forecast(chain, warm.get(place, {}), minimums[place[1]], *place) for place in places}
         candidates = self._prefer_warm(candidates, forecasts, input_tokens, decision)
         plan.forecasts.extend(forecasts[(c.deployment, c.model_id)] for c in candidates)
         plan.warnings.extend(self._warnings(chain, model.min_cacheable_tokens, warm))
