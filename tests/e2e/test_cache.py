@@ -75,7 +75,10 @@ def cached(request: pytest.FixtureRequest, simulator: SimulatorProcess, redis_ur
     (policies / "probe.yaml").write_text(PROBE.format(version="1", action="flag"))
     cluster = SluiceCluster(request.param, redis_url, workdir, simulator=simulator, region=REGION, tenants=TENANTS,
                             name=f"cache-{request.param}", overrides={
-                                "auth": {"tiers": ALL_TIERS, "admin_tokens": [ADMIN_TOKEN]},
+                                # A burst of 50 on two cores can hold a quota reply past the
+                                # 500 ms default; quotas are not what these tests are about.
+                                "auth": {"tiers": ALL_TIERS, "admin_tokens": [ADMIN_TOKEN],
+                                         "quota_timeout_ms": 5000},
                                 "safety": {"policy_dir": str(policies), "reload_interval_seconds": 0.2},
                                 "cache": {"prefix_scope": f"it{uuid.uuid4().hex[:8]}"},
                                 "inference": {"resilience": {
