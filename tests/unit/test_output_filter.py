@@ -270,3 +270,26 @@ def test_citations_follow_the_text_they_came_after():
     assert ("content_block_delta", "text_delta") in kinds[:at]
     assert "".join(_deltas(out)) == "The capital of France is Paris, as the document says. " * 3
     assert json.loads(out[at].data)["delta"]["citation"] == citation
+
+
+@pytest.mark.parametrize("chunk", [1, 3, 7, 16])
+def test_a_value_longer_than_the_holdback_is_never_released_in_part(chunk):
+    # A JWT matches only once its second part arrives, 150 characters in:
+    # before, the filter holds the unbroken run it is part of.
+    header = "eyJ" + "h" * 147
+    token = f"{header}.eyJzdWIiOiIxMjM0NTY3ODkwIn0.c2lnbmF0dXJlX3BhcnQ"
+    text = "Here is what the logs show: " + token + " and that is all."
+    out, out_filter = _run(_answer(text, chunk))
+    delivered = "".join(_deltas(out))
+    assert header[:8] not in delivered
+    assert delivered.startswith("Here is what the logs show: ")
+    assert out_filter.verdict().action == v.ACTION_BLOCK
+
+
+def test_an_unbroken_run_past_the_bound_is_released_and_text_after_it_flows():
+    from sluice.safety.engine import MAX_RUN_CHARS
+
+    blob = "x" * (MAX_RUN_CHARS + 500)
+    out, _ = _run(_answer("start " + blob + " end of answer " + "word " * 40, 5))
+    delivered = "".join(_deltas(out))
+    assert delivered == "start " + blob + " end of answer " + "word " * 40

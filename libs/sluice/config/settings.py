@@ -217,6 +217,9 @@ class Tenant(_Section):
     allowed_models: list[str] = []
     default_model: str = ""
     safety_profile: str = "default"
+    # ISO 3166-1 alpha-2 country the tenant mostly serves ("GB"): lets the
+    # safety stage read national phone numbers written without +CC.
+    country: str = Field(default="", pattern=r"^[A-Z]{2}$|^$")
     # What audit records keep of prompts and completions: a SHA-256 only,
     # the text after the safety stage's redaction, or the full text.
     audit_content: AuditContent = "hash"

@@ -139,6 +139,10 @@ def _routing_cli():  # type: ignore[no-untyped-def]
     return importlib.import_module("sluice.routing.cli")
 
 
+def _safety_cli():  # type: ignore[no-untyped-def]
+    return importlib.import_module("sluice.safety.cli")
+
+
 def main(argv: list[str] | None = None, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
     parser = argparse.ArgumentParser(prog="sluice", description="Sluice LLM gateway mesh")
     parser.add_argument("--config", help="YAML settings file (default: $SLUICE_CONFIG or built-in defaults)")
@@ -150,6 +154,7 @@ def main(argv: list[str] | None = None, out: TextIO = sys.stdout, err: TextIO = 
     serve.add_argument("--region", help="the region served (overrides the `region` setting)")
     _sinks_cli().add_commands(sub)
     _routing_cli().add_commands(sub)
+    _safety_cli().add_commands(sub)
     sub.add_parser("check-config", help="validate settings and exit")
     admin_cli.add_commands(sub)
     args = parser.parse_args(argv)
@@ -185,6 +190,8 @@ def main(argv: list[str] | None = None, out: TextIO = sys.stdout, err: TextIO = 
             billing = _sinks_cli().billing_events(args.data_dir or settings.sinks.data_dir,
                                                   args.region or settings.region, args.tenant)
         return _routing_cli().run(args, settings, out, err, billing)
+    if args.command == "safety":
+        return _safety_cli().run(args, out, err)
     if args.command in ("audit", "billing", "events"):
         return _sinks_cli().run(args, settings, out, err)
     try:

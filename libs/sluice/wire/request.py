@@ -123,6 +123,9 @@ class Text:
     path: Path
     text: str
     role: str
+    # What the JSON holds at `path`: "string", or "number" for a number the
+    # safety check reads as its digits (a card sent as a JSON number).
+    kind: str = "string"
 
 
 class MessagesRequest:
@@ -290,6 +293,31 @@ class MessagesRequest:
             self._texts = out
         return self._texts
 
+    def readable(self) -> list[Text]:
+        """What the safety check reads: `texts()`, and also the string
+        values of each tool's `input_schema` (descriptions, enums, titles
+        at any depth) and the numbers in earlier tool calls' inputs, in
+        prompt order. A number's text is its JSON spelling."""
+        out: list[Text] = []
+        doc = self.doc
+        schema_texts: dict[int, list[Text]] = {}
+        for j, tool in enumerate(doc.get("tools") or ()):
+            if isinstance(tool.get("input_schema"), dict):
+                found: list[Text] = []
+                _string_leaves(tool["input_schema"], ("tools", j, "input_schema"), "tools", found)
+                schema_texts[j] = found
+        for text in self.texts():
+            out.append(text)
+            if text.path[0] == "tools" and text.path[1] in schema_texts:
+                out += schema_texts.pop(text.path[1])
+        for found in schema_texts.values():  # tools without a description
+            out[0:0] = found
+        numbers: list[Text] = []
+        for path, block in _blocks_with_paths(doc):
+            if block.get("type") in ("tool_use", "server_tool_use") and isinstance(block.get("input"), dict):
+                _number_leaves(block["input"], (*path, "input"), numbers)
+        return out + numbers
+
     def estimated_input_tokens(self) -> int:
         """Input tokens estimated from the texts, images, documents and tool
         schemas, at least 1 (computed once). Sizes quota reservations;
@@ -449,6 +477,29 @@ def _block_texts(block: dict[str, Any], path: Path, role: str, out: list[Text]) 
                 out.append(Text((*path, name), block[name], role))
         if isinstance(block.get("content"), list):
             _content_texts(block["content"], (*path, "content"), role, out)
+
+
+def _number_leaves(value: Any, path: Path, out: list[Text]) -> None:
+    """Every number (not a boolean) inside a JSON value, as its JSON text."""
+    stack: list[tuple[Any, Path]] = [(value, path)]
+    while stack:
+        item, where = stack.pop()
+        if isinstance(item, (int, float)) and not isinstance(item, bool):
+            out.append(Text(where, jsontext.dumps(item), "assistant", "number"))
+        elif isinstance(item, dict):
+            stack.extend((v, (*where, k)) for k, v in reversed(list(item.items())))
+        elif isinstance(item, list):
+            stack.extend((v, (*where, i)) for i, v in reversed(list(enumerate(item))))
+
+
+def _blocks_with_paths(doc: dict[str, Any]) -> Iterator[tuple[Path, dict[str, Any]]]:
+    """(path, block) for each content block of the turns, in order."""
+    for i, message in enumerate(doc["messages"]):
+        content = message["content"]
+        if isinstance(content, list):
+            for j, block in enumerate(content):
+                if isinstance(block, dict):
+                    yield ("messages", i, "content", j), block
 
 
 def _string_leaves(value: Any, path: Path, role: str, out: list[Text]) -> None:

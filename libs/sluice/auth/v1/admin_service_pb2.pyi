@@ -131,7 +131,7 @@ class ScopeLimits(_message.Message):
     def __init__(self, tenant: _Optional[_Union[Limits, _Mapping]] = ..., key: _Optional[_Union[Limits, _Mapping]] = ..., when_store_down: _Optional[str] = ...) -> None: ...
 
 class Tenant(_message.Message):
-    __slots__ = ("tenant_id", "tier", "region", "allowed_models", "default_model", "safety_profile", "limits", "revision", "audit_content", "continue_midstream", "routing", "cache")
+    __slots__ = ("tenant_id", "tier", "region", "allowed_models", "default_model", "safety_profile", "limits", "revision", "audit_content", "continue_midstream", "routing", "cache", "country")
     TENANT_ID_FIELD_NUMBER: _ClassVar[int]
     TIER_FIELD_NUMBER: _ClassVar[int]
     REGION_FIELD_NUMBER: _ClassVar[int]
@@ -144,6 +144,7 @@ class Tenant(_message.Message):
     CONTINUE_MIDSTREAM_FIELD_NUMBER: _ClassVar[int]
     ROUTING_FIELD_NUMBER: _ClassVar[int]
     CACHE_FIELD_NUMBER: _ClassVar[int]
+    COUNTRY_FIELD_NUMBER: _ClassVar[int]
     tenant_id: str
     tier: str
     region: str
@@ -156,7 +157,8 @@ class Tenant(_message.Message):
     continue_midstream: bool
     routing: TenantRouting
     cache: _principal_pb2.CachePolicy
-    def __init__(self, tenant_id: _Optional[str] = ..., tier: _Optional[str] = ..., region: _Optional[str] = ..., allowed_models: _Optional[_Iterable[str]] = ..., default_model: _Optional[str] = ..., safety_profile: _Optional[str] = ..., limits: _Optional[_Union[ScopeLimits, _Mapping]] = ..., revision: _Optional[int] = ..., audit_content: _Optional[str] = ..., continue_midstream: _Optional[bool] = ..., routing: _Optional[_Union[TenantRouting, _Mapping]] = ..., cache: _Optional[_Union[_principal_pb2.CachePolicy, _Mapping]] = ...) -> None: ...
+    country: str
+    def __init__(self, tenant_id: _Optional[str] = ..., tier: _Optional[str] = ..., region: _Optional[str] = ..., allowed_models: _Optional[_Iterable[str]] = ..., default_model: _Optional[str] = ..., safety_profile: _Optional[str] = ..., limits: _Optional[_Union[ScopeLimits, _Mapping]] = ..., revision: _Optional[int] = ..., audit_content: _Optional[str] = ..., continue_midstream: _Optional[bool] = ..., routing: _Optional[_Union[TenantRouting, _Mapping]] = ..., cache: _Optional[_Union[_principal_pb2.CachePolicy, _Mapping]] = ..., country: _Optional[str] = ...) -> None: ...
 
 class TenantRouting(_message.Message):
     __slots__ = ("aliases", "model_map", "cost_target_usd")

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1esluice/auth/v1/principal.proto\x12\x0esluice.auth.v1\"\xf7\x03\n\tPrincipal\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x0e\n\x06key_id\x18\x02 \x01(\t\x12\x0c\n\x04tier\x18\x03 \x01(\t\x12\x0e\n\x06region\x18\x04 \x01(\t\x12\x16\n\x0e\x61llowed_models\x18\x05 \x03(\t\x12\x15\n\rdefault_model\x18\x06 \x01(\t\x12\x16\n\x0esafety_profile\x18\x07 \x01(\t\x12\x15\n\raudit_content\x18\x08 \x01(\t\x12\x1a\n\x12\x63ontinue_midstream\x18\t \x01(\x08\x12\x46\n\x0frouting_aliases\x18\n \x03(\x0b\x32-.sluice.auth.v1.Principal.RoutingAliasesEntry\x12:\n\tmodel_map\x18\x0b \x03(\x0b\x32\'.sluice.auth.v1.Principal.ModelMapEntry\x12\x17\n\x0f\x63ost_target_usd\x18\x0c \x01(\x01\x12*\n\x05\x63\x61\x63he\x18\r \x01(\x0b\x32\x1b.sluice.auth.v1.CachePolicy\x1a\x35\n\x13RoutingAliasesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a/\n\rModelMapEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xd6\x02\n\x0b\x43\x61\x63hePolicy\x12\x14\n\x07\x65nabled\x18\x01 \x01(\x08H\x00\x88\x01\x01\x12\x0c\n\x04mode\x18\x02 \x01(\t\x12\x39\n\x07\x61liases\x18\x03 \x03(\x0b\x32(.sluice.auth.v1.CachePolicy.AliasesEntry\x12\x13\n\x0bttl_seconds\x18\x04 \x01(\x03\x12G\n\x0fttl_by_category\x18\x05 \x03(\x0b\x32..sluice.auth.v1.CachePolicy.TtlByCategoryEntry\x12\x18\n\x10shared_namespace\x18\x06 \x01(\t\x1a.\n\x0c\x41liasesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a\x34\n\x12TtlByCategoryEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\x42\n\n\x08_enabledb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1esluice/auth/v1/principal.proto\x12\x0esluice.auth.v1\"\x88\x04\n\tPrincipal\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x0e\n\x06key_id\x18\x02 \x01(\t\x12\x0c\n\x04tier\x18\x03 \x01(\t\x12\x0e\n\x06region\x18\x04 \x01(\t\x12\x16\n\x0e\x61llowed_models\x18\x05 \x03(\t\x12\x15\n\rdefault_model\x18\x06 \x01(\t\x12\x16\n\x0esafety_profile\x18\x07 \x01(\t\x12\x15\n\raudit_content\x18\x08 \x01(\t\x12\x1a\n\x12\x63ontinue_midstream\x18\t \x01(\x08\x12\x46\n\x0frouting_aliases\x18\n \x03(\x0b\x32-.sluice.auth.v1.Principal.RoutingAliasesEntry\x12:\n\tmodel_map\x18\x0b \x03(\x0b\x32\'.sluice.auth.v1.Principal.ModelMapEntry\x12\x17\n\x0f\x63ost_target_usd\x18\x0c \x01(\x01\x12*\n\x05\x63\x61\x63he\x18\r \x01(\x0b\x32\x1b.sluice.auth.v1.CachePolicy\x12\x0f\n\x07\x63ountry\x18\x0e \x01(\t\x1a\x35\n\x13RoutingAliasesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a/\n\rModelMapEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xd6\x02\n\x0b\x43\x61\x63hePolicy\x12\x14\n\x07\x65nabled\x18\x01 \x01(\x08H\x00\x88\x01\x01\x12\x0c\n\x04mode\x18\x02 \x01(\t\x12\x39\n\x07\x61liases\x18\x03 \x03(\x0b\x32(.sluice.auth.v1.CachePolicy.AliasesEntry\x12\x13\n\x0bttl_seconds\x18\x04 \x01(\x03\x12G\n\x0fttl_by_category\x18\x05 \x03(\x0b\x32..sluice.auth.v1.CachePolicy.TtlByCategoryEntry\x12\x18\n\x10shared_namespace\x18\x06 \x01(\t\x1a.\n\x0c\x41liasesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a\x34\n\x12TtlByCategoryEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\x42\n\n\x08_enabledb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -40,15 +40,15 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CACHEPOLICY_TTLBYCATEGORYENTRY']._loaded_options = None
   _globals['_CACHEPOLICY_TTLBYCATEGORYENTRY']._serialized_options = b'8\001'
   _globals['_PRINCIPAL']._serialized_start=51
-  _globals['_PRINCIPAL']._serialized_end=554
-  _globals['_PRINCIPAL_ROUTINGALIASESENTRY']._serialized_start=452
-  _globals['_PRINCIPAL_ROUTINGALIASESENTRY']._serialized_end=505
-  _globals['_PRINCIPAL_MODELMAPENTRY']._serialized_start=507
-  _globals['_PRINCIPAL_MODELMAPENTRY']._serialized_end=554
-  _globals['_CACHEPOLICY']._serialized_start=557
-  _globals['_CACHEPOLICY']._serialized_end=899
-  _globals['_CACHEPOLICY_ALIASESENTRY']._serialized_start=787
-  _globals['_CACHEPOLICY_ALIASESENTRY']._serialized_end=833
-  _globals['_CACHEPOLICY_TTLBYCATEGORYENTRY']._serialized_start=835
-  _globals['_CACHEPOLICY_TTLBYCATEGORYENTRY']._serialized_end=887
+  _globals['_PRINCIPAL']._serialized_end=571
+  _globals['_PRINCIPAL_ROUTINGALIASESENTRY']._serialized_start=469
+  _globals['_PRINCIPAL_ROUTINGALIASESENTRY']._serialized_end=522
+  _globals['_PRINCIPAL_MODELMAPENTRY']._serialized_start=524
+  _globals['_PRINCIPAL_MODELMAPENTRY']._serialized_end=571
+  _globals['_CACHEPOLICY']._serialized_start=574
+  _globals['_CACHEPOLICY']._serialized_end=916
+  _globals['_CACHEPOLICY_ALIASESENTRY']._serialized_start=804
+  _globals['_CACHEPOLICY_ALIASESENTRY']._serialized_end=850
+  _globals['_CACHEPOLICY_TTLBYCATEGORYENTRY']._serialized_start=852
+  _globals['_CACHEPOLICY_TTLBYCATEGORYENTRY']._serialized_end=904
 # @@protoc_insertion_point(module_scope)

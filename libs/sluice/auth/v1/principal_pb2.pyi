@@ -7,7 +7,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class Principal(_message.Message):
-    __slots__ = ("tenant_id", "key_id", "tier", "region", "allowed_models", "default_model", "safety_profile", "audit_content", "continue_midstream", "routing_aliases", "model_map", "cost_target_usd", "cache")
+    __slots__ = ("tenant_id", "key_id", "tier", "region", "allowed_models", "default_model", "safety_profile", "audit_content", "continue_midstream", "routing_aliases", "model_map", "cost_target_usd", "cache", "country")
     class RoutingAliasesEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -35,6 +35,7 @@ class Principal(_message.Message):
     MODEL_MAP_FIELD_NUMBER: _ClassVar[int]
     COST_TARGET_USD_FIELD_NUMBER: _ClassVar[int]
     CACHE_FIELD_NUMBER: _ClassVar[int]
+    COUNTRY_FIELD_NUMBER: _ClassVar[int]
     tenant_id: str
     key_id: str
     tier: str
@@ -48,7 +49,8 @@ class Principal(_message.Message):
     model_map: _containers.ScalarMap[str, str]
     cost_target_usd: float
     cache: CachePolicy
-    def __init__(self, tenant_id: _Optional[str] = ..., key_id: _Optional[str] = ..., tier: _Optional[str] = ..., region: _Optional[str] = ..., allowed_models: _Optional[_Iterable[str]] = ..., default_model: _Optional[str] = ..., safety_profile: _Optional[str] = ..., audit_content: _Optional[str] = ..., continue_midstream: _Optional[bool] = ..., routing_aliases: _Optional[_Mapping[str, str]] = ..., model_map: _Optional[_Mapping[str, str]] = ..., cost_target_usd: _Optional[float] = ..., cache: _Optional[_Union[CachePolicy, _Mapping]] = ...) -> None: ...
+    country: str
+    def __init__(self, tenant_id: _Optional[str] = ..., key_id: _Optional[str] = ..., tier: _Optional[str] = ..., region: _Optional[str] = ..., allowed_models: _Optional[_Iterable[str]] = ..., default_model: _Optional[str] = ..., safety_profile: _Optional[str] = ..., audit_content: _Optional[str] = ..., continue_midstream: _Optional[bool] = ..., routing_aliases: _Optional[_Mapping[str, str]] = ..., model_map: _Optional[_Mapping[str, str]] = ..., cost_target_usd: _Optional[float] = ..., cache: _Optional[_Union[CachePolicy, _Mapping]] = ..., country: _Optional[str] = ...) -> None: ...
 
 class CachePolicy(_message.Message):
     __slots__ = ("enabled", "mode", "aliases", "ttl_seconds", "ttl_by_category", "shared_namespace")

@@ -76,7 +76,7 @@ class Authenticator:
             region=tenant.region,
             allowed_models=tenant.allowed_models,
             default_model=tenant.default_model,
-            safety_profile=tenant.safety_profile,
+            safety_profile=tenant.safety_profile, country=tenant.country,
             audit_content=tenant.audit_content,
             continue_midstream=tenant.continue_midstream,
             routing_aliases=tenant.routing.aliases,

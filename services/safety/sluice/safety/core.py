@@ -104,7 +104,7 @@ class SafetyPolicy:
         # max_tokens (which a count_tokens request lacks) is the gateway's to check.
         parsed = MessagesRequest(request.body, request.anthropic_version, tuple(request.anthropic_beta),
                                  count_tokens=True, exact=False)
-        verdict, edits = engine.check_input(profile, parsed)
+        verdict, edits = engine.check_input(profile, parsed, principal.country or None)
         _count(verdict)
         return pb.CheckInputResponse(verdict=verdict, filter_output=bool(profile.output_rules),
                                      output_batch_chars=profile.release_chars,

@@ -15,12 +15,13 @@ came.
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from typing import Any
 
-from sluice.safety.detectors import Finding, Placeholders, Text, redact
+from sluice.safety.detectors import Finding, Placeholders, Text, merge, redact
 from sluice.safety.policy import Profile, Rule
 from sluice.safety.v1 import verdict_pb2 as v
 from sluice.telemetry import metrics
@@ -71,19 +72,97 @@ def scan(rules: tuple[Rule, ...], text: Text, hits: Hits) -> list[Finding]:
 
 # --- input ---------------------------------------------------------------------------
 
-def check_input(profile: Profile, request: MessagesRequest) -> tuple[v.Verdict, list[tuple[Path, str]]]:
+def check_input(profile: Profile, request: MessagesRequest, region: str | None = None
+                ) -> tuple[v.Verdict, list[tuple[Path, str]]]:
     """The input verdict and the redactions to make: (path, new text) for
     each text a redact rule changed, whatever else fired. Placeholders are
     numbered once across the whole request ([EMAIL_1] is the same address
-    everywhere)."""
+    everywhere). `region` (the tenant's home country, e.g. "GB") is a hint
+    for locale-aware detectors.
+
+    Every text the model reads (`MessagesRequest.readable()`) is checked as
+    one document, so nothing hides in a seam: the texts of one turn are
+    joined as the model reads them (a card split across two text blocks is
+    one card), and turns are joined by a blank line (an attack split across
+    two user turns is one attack). A finding that spans texts is redacted in
+    each: its placeholder where it starts, nothing in the texts it runs on into."""
     hits, placeholders = Hits(), Placeholders()
     edits: list[tuple[Path, str]] = []
-    if profile.input_rules:
-        for text in request.texts():
-            to_redact = scan(profile.input_rules, Text(text.text), hits)
-            if to_redact:
-                edits.append((text.path, redact(text.text, to_redact, placeholders)))
+    if not profile.input_rules:
+        return hits.verdict(profile, v.STAGE_INPUT), edits
+    readable = request.readable()
+    document, starts = _document(readable)
+    to_redact = scan(profile.input_rules, Text(document), hits)  # REGION-PENDING
+    if to_redact:
+        for index, pieces in _by_text(merge(to_redact), starts, readable).items():
+            text = readable[index]
+            edits.append((text.path, _redacted(text.text, pieces, placeholders)))
     return hits.verdict(profile, v.STAGE_INPUT), edits
+
+
+# Between the text blocks of one turn nothing (the model reads them as one
+# run of text); between anything else a blank line.
+_SAME_TURN, _NEW_TURN = "", "\n\n"
+
+
+def _document(texts: list[Any]) -> tuple[str, list[int]]:
+    """The texts joined into one document, and where each starts in it."""
+    parts: list[str] = []
+    starts: list[int] = []
+    at = 0
+    previous: Any = None
+    for text in texts:
+        if previous is not None:
+            sep = _SAME_TURN if _turn(text) == _turn(previous) and _prose(text) and _prose(previous) else _NEW_TURN
+            parts.append(sep)
+            at += len(sep)
+        starts.append(at)
+        parts.append(text.text)
+        at += len(text.text)
+        previous = text
+    return "".join(parts), starts
+
+
+def _prose(text: Any) -> bool:
+    """A text block's text or a turn's string content (not a tool's
+    argument, a title or a schema string: those stay apart)."""
+    return text.kind == "string" and text.path[0] == "messages" and (text.path[-1] == "text" or len(text.path) == 3)
+
+
+def _turn(text: Any) -> tuple[Any, ...]:
+    return tuple(text.path[:2]) if text.path and text.path[0] == "messages" else tuple(text.path[:1])
+
+
+def _by_text(findings: list[Finding], starts: list[int], texts: list[Any]
+             ) -> dict[int, list[tuple[int, int, Finding, bool]]]:
+    """For each text a finding touches: (start, end in the text, the
+    finding, whether the finding starts in this text)."""
+    out: dict[int, list[tuple[int, int, Finding, bool]]] = {}
+    for f in findings:
+        i = max(bisect.bisect_right(starts, f.start) - 1, 0)
+        first = True
+        while i < len(texts):
+            lo, hi = starts[i], starts[i] + len(texts[i].text)
+            if lo >= f.end:
+                break
+            if hi > f.start:
+                out.setdefault(i, []).append((max(f.start, lo) - lo, min(f.end, hi) - lo, f, first))
+                first = False
+            i += 1
+    return out
+
+
+def _redacted(text: str, pieces: list[tuple[int, int, Finding, bool]], placeholders: Placeholders) -> str:
+    out, last = [], 0
+    for start, end, f, first in sorted(pieces, key=lambda p: p[0]):
+        if start < last:
+            continue
+        out.append(text[last:start])
+        if first:
+            out.append(placeholders.label(f.detector, f.value))
+        last = end
+    out.append(text[last:])
+    return "".join(out)
 
 
 # --- output ----------------------------------------------------------------------------
@@ -116,6 +195,29 @@ class _Block:
         # had arrived before them: they follow the text released before them.
         self.markers: list[tuple[int, Event]] = []
         self.held: list[Event] = []  # _WHOLE: the block's events as they came
+
+
+# The longest unbroken run (no white space) held back whole. A value with
+# spaces (a card, a phone number) is at most holdback_chars long to be
+# caught; one without (a key, a token, a URL with a password, an address)
+# is never released in part up to this length. So the filter holds back at
+# most max(holdback_chars, MAX_RUN_CHARS) + release_chars characters, more
+# only for a finding still growing (a private key until its END line).
+MAX_RUN_CHARS = 4096
+_SPACES = (" ", "\n", "\t", "\r")
+
+
+def _has_space(text: str) -> bool:
+    return any(ch in text for ch in _SPACES)
+
+
+def _before_open_run(pending: str, cut: int) -> int:
+    """`cut` moved back to the start of the unbroken run it would split,
+    unless that run is already longer than MAX_RUN_CHARS."""
+    if cut <= 0 or cut >= len(pending) or pending[cut] in _SPACES or pending[cut - 1] in _SPACES:
+        return cut
+    start = max(pending.rfind(ch, 0, cut) for ch in _SPACES) + 1
+    return start if len(pending) - start <= MAX_RUN_CHARS else cut
 
 
 class OutputFilter:
@@ -199,8 +301,11 @@ class OutputFilter:
         block.received += len(piece)
         self._received_chars += len(piece)
         # Scan once enough is past the window; a finding held whole (a long
-        # key still streaming) is rescanned only every release_chars.
+        # key still streaming) is rescanned only every release_chars, and an
+        # unbroken run held whole only once it ends or passes MAX_RUN_CHARS.
         if block.kind != _TEXT or len(block.pending) < max(self._scan_at, block.scanned + self._release_chars):
+            return []
+        if block.scanned and not _has_space(piece) and len(block.pending) <= MAX_RUN_CHARS + self._holdback:
             return []
         return self._release(block, final=False)
 
@@ -255,6 +360,7 @@ class OutputFilter:
             for _, f in findings:
                 if f.end - offset > cut:  # may still grow: hold it whole
                     cut = min(cut, max(0, f.start - offset))
+            cut = _before_open_run(block.pending, cut)
         released = block.pending[:cut]
         to_redact: list[Finding] = []
         stop_at: int | None = None

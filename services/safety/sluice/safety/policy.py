@@ -34,7 +34,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from sluice.safety import detectors, heuristics
+from sluice.safety import detectors, heuristics, model
 from sluice.safety.detectors import Finding, Text
 from sluice.safety.v1 import verdict_pb2
 
@@ -65,7 +65,12 @@ class _Strict(BaseModel):
 
 
 class MatchSpec(_Strict):
-    """Exactly one of detector, regex, keywords or classifier."""
+    """Exactly one of detector, regex, keywords, classifier, any or all.
+
+    `any` and `all` combine other matchers: the rule fires when any (all)
+    of them do, so a rule can ask for a learned model's score together
+    with a heuristic's, each with its own threshold. `classifier` names a
+    built-in classifier or a model of the pack's `models`."""
 
     detector: str | None = None
     regex: str | None = None
@@ -74,17 +79,17 @@ class MatchSpec(_Strict):
     classifier: str | None = None
     # A classifier's score at which the rule fires.
     threshold: float = Field(0.5, gt=0, le=1)
+    any: list[MatchSpec] | None = Field(None, min_length=1)
+    all: list[MatchSpec] | None = Field(None, min_length=1)
 
     @model_validator(mode="after")
     def _one_matcher(self) -> MatchSpec:
-        given = [k for k in ("detector", "regex", "keywords", "classifier") if getattr(self, k) is not None]
+        given = [k for k in ("detector", "regex", "keywords", "classifier", "any", "all") if getattr(self, k) is not None]
         if len(given) != 1:
-            raise ValueError(f"give exactly one of detector, regex, keywords, classifier (got {given or 'none'})")
+            raise ValueError("give exactly one of detector, regex, keywords, classifier, any, all "
+                             f"(got {given or 'none'})")
         if self.detector is not None and self.detector not in detectors.REGISTRY:
             raise ValueError(f"detector: unknown detector {self.detector!r} (known: {sorted(detectors.REGISTRY)})")
-        if self.classifier is not None and self.classifier not in heuristics.CLASSIFIERS:
-            raise ValueError(f"classifier: unknown classifier {self.classifier!r} "
-                             f"(known: {sorted(heuristics.CLASSIFIERS)})")
         if self.regex is not None:
             try:
                 re.compile(self.regex)
@@ -95,6 +100,25 @@ class MatchSpec(_Strict):
         if self.keywords is not None and (not self.keywords or any(not k.strip() for k in self.keywords)):
             raise ValueError("keywords: give at least one keyword, none blank")
         return self
+
+    def classifiers(self) -> list[str]:
+        """Every classifier name this matcher uses, nested ones included."""
+        if self.classifier is not None:
+            return [self.classifier]
+        return [name for part in (self.any or self.all or ()) for name in part.classifiers()]
+
+
+class ModelSpec(_Strict):
+    """An operator-supplied ONNX classifier (onnx_model.OnnxClassifier):
+    paths are relative to the pack file's folder; nothing is downloaded."""
+
+    path: str
+    tokenizer: str
+    positive_label: int | str = 1
+    max_tokens: int = Field(512, ge=8, le=8192)
+    stride: int = Field(64, ge=0, le=4096)
+    batch: int = Field(8, ge=1, le=256)
+    threads: int = Field(1, ge=1, le=64)
 
 
 class RuleSpec(_Strict):
@@ -110,11 +134,22 @@ class RuleSpec(_Strict):
 
 
 class RuleChange(_Strict):
-    """A profile's or tenant's change to one rule: only the fields given apply."""
+    """A profile's or tenant's change to one rule: only the fields given apply.
+    `thresholds` sets a classifier's threshold wherever the rule's matcher
+    names it ({injection_model: 0.95})."""
 
     action: ActionName | None = None
     severity: SeverityName | None = None
     enabled: bool | None = None
+    thresholds: dict[str, float] | None = None
+
+    @field_validator("thresholds")
+    @classmethod
+    def _in_range(cls, thresholds: dict[str, float] | None) -> dict[str, float] | None:
+        for name, value in (thresholds or {}).items():
+            if not 0 < value <= 1:
+                raise ValueError(f"thresholds: {name}: {value} is not in (0, 1]")
+        return thresholds
 
 
 class ProfileSpec(_Strict):
@@ -145,6 +180,8 @@ class PackSpec(_Strict):
     version: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,63}$")
     description: str = ""
     output: OutputSpec = OutputSpec()
+    # Operator-supplied classifier models, by the name rules give them.
+    models: dict[str, ModelSpec] = {}
     rules: list[RuleSpec] = Field(min_length=1)
     profiles: dict[str, ProfileSpec] = Field(min_length=1)
     tenants: dict[str, TenantSpec] = {}
@@ -191,24 +228,51 @@ class Profile:
     release_chars: int
 
 
-def _matcher(rule: RuleSpec) -> tuple[str, Matcher]:
-    spec = rule.match
+Classify = Callable[[Text], tuple[float, list[Finding]]]
+
+
+def _matcher(rule: RuleSpec, classifiers: dict[str, Classify], thresholds: dict[str, float]) -> tuple[str, Matcher]:
+    label = (rule.placeholder or re.sub(r"[^A-Za-z0-9]+", "_", rule.id.rsplit(".", 1)[-1]).upper()).lower()
+    return _compile(rule.match, label, classifiers, thresholds)
+
+
+def _compile(spec: MatchSpec, label: str, classifiers: dict[str, Classify],
+             thresholds: dict[str, float]) -> tuple[str, Matcher]:
     if spec.detector is not None:
         detector = detectors.REGISTRY[spec.detector]
         return f"detector:{spec.detector}", detector.find
-    label = (rule.placeholder or re.sub(r"[^A-Za-z0-9]+", "_", rule.id.rsplit(".", 1)[-1]).upper()).lower()
     if spec.classifier is not None:
-        classifier, threshold = heuristics.CLASSIFIERS[spec.classifier], spec.threshold
+        classify, threshold = classifiers[spec.classifier], thresholds.get(spec.classifier, spec.threshold)
 
-        def classify(text: Text) -> list[Finding]:
-            score, findings = classifier.classify(text)
+        def by_score(text: Text) -> list[Finding]:
+            score, findings = classify(text)
             return [Finding(label, f.start, f.end, f.value) for f in findings] if score >= threshold else []
 
-        return f"classifier:{spec.classifier}", classify
+        return f"classifier:{spec.classifier}", by_score
+    if spec.any is not None or spec.all is not None:
+        parts = [_compile(part, label, classifiers, thresholds) for part in (spec.any or spec.all or ())]
+        name = ("any(" if spec.any is not None else "all(") + ",".join(kind for kind, _ in parts) + ")"
+        matchers = [match for _, match in parts]
+        if spec.any is not None:
+            def any_of(text: Text) -> list[Finding]:
+                return [f for match in matchers for f in match(text)]
+
+            return name, any_of
+
+        def all_of(text: Text) -> list[Finding]:
+            found: list[Finding] = []
+            for match in matchers:
+                part = match(text)
+                if not part:
+                    return []  # the rest need not run
+                found += part
+            return found
+
+        return name, all_of
     if spec.regex is not None:
         flags = 0
-        for name in spec.flags:
-            flags |= _REGEX_FLAGS[name]
+        for flag in spec.flags:
+            flags |= _REGEX_FLAGS[flag]
         pattern, kind = re.compile(spec.regex, flags), "regex"
     else:
         words = sorted({k.strip() for k in spec.keywords or ()}, key=len, reverse=True)
@@ -236,6 +300,8 @@ def _apply(base: dict[str, Any], change: RuleChange) -> None:
         value = getattr(change, key)
         if value is not None:
             base[key] = value
+    if change.thresholds:
+        base["thresholds"] = {**base["thresholds"], **change.thresholds}
 
 
 def _select(pattern: str, rule_ids: list[str]) -> list[str]:
@@ -248,6 +314,8 @@ class Pack:
     spec: PackSpec
     path: Path
     digest: str
+    # Classifiers rules may name: the built-in ones and the pack's models.
+    classifiers: dict[str, Classify]
 
     @property
     def version(self) -> str:
@@ -261,7 +329,8 @@ class Pack:
         tenant = spec.tenants.get(tenant_id, TenantSpec())
         for pattern in [*profile.rules, *tenant.add]:
             chosen += [r for r in _select(pattern, ids) if r not in chosen]
-        settings = {r.id: {"action": r.action, "severity": r.severity, "enabled": True} for r in spec.rules}
+        settings = {r.id: {"action": r.action, "severity": r.severity, "enabled": True, "thresholds": {}}
+                    for r in spec.rules}
         for overrides in (profile.overrides, tenant.overrides):
             for rule_id, change in overrides.items():
                 _apply(settings[rule_id], change)
@@ -271,7 +340,7 @@ class Pack:
             s, spec_rule = settings[rule_id], by_id[rule_id]
             if not s["enabled"]:
                 continue
-            kind, match = _matcher(spec_rule)
+            kind, match = _matcher(spec_rule, self.classifiers, s["thresholds"])
             rules.append(Rule(rule_id, spec_rule.description, spec_rule.applies in ("input", "both"),
                               spec_rule.applies in ("output", "both"), ACTIONS[s["action"]],
                               SEVERITIES[s["severity"]], kind, match))
@@ -360,9 +429,50 @@ def load_pack(path: Path) -> Pack:
         raise PolicyError([f"{path}: {_where(raw, e['loc'])}: {e['msg'].removeprefix('Value error, ')}"
                            for e in exc.errors()]) from None
     problems = _references(spec)
+    classifiers, model_problems = _classifiers(spec, path.parent)
+    problems += model_problems
+    for rule in spec.rules:
+        for name in rule.match.classifiers():
+            if name not in classifiers:
+                problems.append(f"rule {rule.id!r} field 'match.classifier': unknown classifier {name!r} "
+                                f"(known: {sorted(classifiers)})")
+    for who, overrides in [*((f"profile {n!r}", p.overrides) for n, p in spec.profiles.items()),
+                           *((f"tenant {n!r}", t.overrides) for n, t in spec.tenants.items())]:
+        for rule_id, change in overrides.items():
+            used = next((r.match.classifiers() for r in spec.rules if r.id == rule_id), [])
+            for name in change.thresholds or {}:
+                if name not in used:
+                    problems.append(f"{who} field 'overrides.{rule_id}.thresholds': rule {rule_id!r} "
+                                    f"uses no classifier {name!r}")
     if problems:
         raise PolicyError([f"{path}: {p}" for p in problems])
-    return Pack(spec, path, hashlib.sha256(data).hexdigest())
+    return Pack(spec, path, hashlib.sha256(data).hexdigest(), classifiers)
+
+
+def _classifiers(spec: PackSpec, folder: Path) -> tuple[dict[str, Classify], list[str]]:
+    """The classifiers a pack's rules may name, and the problems loading its
+    models: the heuristics, the shipped injection model (when its artifact
+    is there), and each model of the pack's `models`."""
+    found: dict[str, Classify] = {name: c.classify for name, c in heuristics.CLASSIFIERS.items()}
+    shipped = model.loaded()
+    if shipped is not None:
+        found[model.NAME] = shipped.classify
+    problems: list[str] = []
+    for name, spec_model in spec.models.items():
+        if name in found:
+            problems.append(f"field 'models.{name}': the name is taken by a built-in classifier")
+            continue
+        try:
+            from sluice.safety.onnx_model import OnnxClassifier
+
+            onnx = OnnxClassifier(name, folder / spec_model.path, folder / spec_model.tokenizer,
+                                  spec_model.positive_label, spec_model.max_tokens, spec_model.stride,
+                                  spec_model.batch, spec_model.threads)
+        except ValueError as exc:
+            problems.append(f"field 'models.{name}': {exc}")
+            continue
+        found[name] = onnx.classify
+    return found, problems
 
 
 def load_policy(folder: Path) -> Policy:
