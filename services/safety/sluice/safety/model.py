@@ -2,19 +2,19 @@
 
 A binary logistic regression (scikit-learn, fitted offline by `sluice safety
 train` on the project's own labelled corpus, `data/injection/*.jsonl`) over
-hashed character 3-, 4- and 5-grams of the normalised, lower-cased text
-(2**18 buckets; n-grams carry across languages, inflections and spellings
-that a word list does not). A text's vector is the n-gram counts divided by
-the square root of their total; its score is the sigmoid of the dot product
-with the weights plus the intercept, as scikit-learn's `predict_proba`
-gives it. Hashing is vectorised with numpy, so a character costs a few
-nanoseconds.
+hashed character 1- to 5-grams within words (scikit-learn's "char_wb"; 2**19
+buckets) of the normalised, lower-cased text: n-grams carry across
+inflections, spellings and languages where a word list does not. Each
+n-gram present weighs its idf, the vector is L2-normalised (tf-idf with
+binary counts), and the score is the sigmoid of its dot product with the
+weights plus the intercept, as scikit-learn's `predict_proba` gives it.
+Hashing is vectorised with numpy, a few nanoseconds a character.
 
 Long texts are scored in windows of WINDOW_CHARS characters every
 STRIDE_CHARS (an attack in the middle of a long pasted page is not diluted
-by the page), and the score is the best window's; the finding is that
-window. A window's sum is a difference of two cumulative sums, so the cost
-is linear in the text.
+by the page, and a passage of up to STRIDE_CHARS lies whole in a window);
+the score is the best window's, and the finding is that window. The cost is
+linear in the text (see `InjectionModel.classify`).
 
 Serving never imports scikit-learn. The artifact is `data/injection_model.npz`
 (float16 weights, compressed) with its card `data/injection_model.json`
@@ -31,6 +31,7 @@ import io
 import json
 import math
 import re
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,41 +45,55 @@ CORPUS = DATA / "injection"
 ARTIFACT = DATA / "injection_model"
 NAME = "injection_model"
 
-WINDOW_CHARS = 1200
-STRIDE_CHARS = 600
-NGRAMS = (3, 4, 5)
-BUCKET_BITS = 18  # 262,144 hashed features
+STRIDE_CHARS = 1000
+WINDOW_CHARS = 2 * STRIDE_CHARS
+NGRAMS = (1, 2, 3, 4, 5)
+BUCKET_BITS = 19  # 524,288 hashed features
 HELD_OUT = 0.25
 
 _SPACE = re.compile(r"\s+")
-# One odd 64-bit multiplier per n, so a 3-gram and a 4-gram never share a hash by construction.
+# One odd 64-bit multiplier per n, so n-grams of different lengths do not
+# share a hash by construction.
 _SALT = {n: np.uint64(0x9E3779B97F4A7C15 + 2 * n) for n in NGRAMS}
 _MIX = np.uint64(0xBF58476D1CE4E5B9)
+_SPACE_CODE = ord(" ")
 
 
 def prepared(text: Text) -> str:
-    """What the model reads: the normalised text lower-cased, runs of white
-    space as one space (layout is not a signal, and it keeps n-grams of
-    words that a line break separates)."""
-    return _SPACE.sub(" ", text.lower)
+    """What the model reads: the normalised text lower-cased, each run of
+    white space one space, a space at both ends (layout is not a signal;
+    the ends mark the first and last word's edges)."""
+    return " " + _SPACE.sub(" ", text.lower).strip() + " "
 
 
 def buckets(prepared_text: str) -> np.ndarray:
-    """Hashed character n-grams (n in NGRAMS) of a prepared text: shape
-    (len(NGRAMS), len(text)), bucket ids in [0, 2**BUCKET_BITS), -1 where an
-    n-gram would run past the end. Vectorised: about 10 ns a character."""
-    codes = np.frombuffer(prepared_text.encode("utf-32-le"), dtype=np.uint32).astype(np.uint64)
+    """Hashed character n-grams of a prepared text, within words: an n-gram
+    may begin or end with a space but holds none inside (scikit-learn's
+    "char_wb" n-grams, which carry across inflections, spellings and
+    languages). Shape (len(NGRAMS), len(text)): the bucket id of the n-gram
+    starting at each character, in [0, 2**BUCKET_BITS), or -1 (none there).
+    Vectorised: a few nanoseconds a character."""
+    codes = np.frombuffer(prepared_text.encode("utf-32-le"), dtype=np.uint32)
     n_chars = len(codes)
+    spaces = np.concatenate(([0], np.cumsum(codes == _SPACE_CODE)))
+    wide = codes.astype(np.uint64)
     out = np.full((len(NGRAMS), n_chars), -1, dtype=np.int64)
     with np.errstate(over="ignore"):
         for row, n in enumerate(NGRAMS):
             if n_chars < n:
                 continue
-            h = np.zeros(n_chars - n + 1, dtype=np.uint64)
+            count = n_chars - n + 1
+            h = np.zeros(count, dtype=np.uint64)
             for k in range(n):
-                h = (h ^ codes[k:n_chars - n + 1 + k]) * _MIX
+                h = (h ^ wide[k:count + k]) * _MIX
             h = (h * _SALT[n]) >> np.uint64(64 - BUCKET_BITS)
-            out[row, :n_chars - n + 1] = h.astype(np.int64)
+            ids = h.astype(np.int64)
+            if n > 2:  # no space strictly inside
+                inside = spaces[n - 1:count + n - 1] - spaces[1:count + 1]
+                ids[inside > 0] = -1
+            if n > 1:  # not a run of spaces only at the edges of two words
+                ids[(codes[:count] == _SPACE_CODE) & (codes[n - 1:count + n - 1] == _SPACE_CODE)] = -1
+            out[row, :count] = ids
     return out
 
 
@@ -93,12 +108,18 @@ class InjectionModel:
     """Loaded weights (module doc). `classify` has the heuristics' shape:
     (score 0..1, [the best window's finding])."""
 
-    def __init__(self, weights: np.ndarray, intercept: float, card: dict[str, Any]) -> None:
-        if weights.shape != (1 << BUCKET_BITS,):
-            raise ValueError(f"injection model weights have shape {weights.shape}, want ({1 << BUCKET_BITS},)")
-        if not (np.isfinite(weights).all() and math.isfinite(intercept)):
+    def __init__(self, weights: np.ndarray, idf: np.ndarray, intercept: float, card: dict[str, Any]) -> None:
+        width = 1 << BUCKET_BITS
+        if weights.shape != (width,) or idf.shape != (width,):
+            raise ValueError(f"injection model weights and idf have shapes {weights.shape}, {idf.shape}, "
+                             f"want ({width},)")
+        if not (np.isfinite(weights).all() and np.isfinite(idf).all() and math.isfinite(intercept)):
             raise ValueError("injection model weights are not all finite numbers")
         self._weights = np.asarray(weights, dtype=np.float64)
+        self._idf = np.asarray(idf, dtype=np.float64)
+        # Per occurrence: what it adds to the dot product, and to the squared norm.
+        self._gain = self._weights * self._idf
+        self._mass = self._idf ** 2
         self._intercept = float(intercept)
         self.card = card
         self.name = NAME
@@ -112,49 +133,91 @@ class InjectionModel:
         try:
             card = json.loads(stem.with_suffix(".json").read_text())
             with np.load(stem.with_suffix(".npz"), allow_pickle=False) as data:
-                weights, intercept = data["weights"], float(data["intercept"])
+                weights, idf, intercept = data["weights"], data["idf"], float(data["intercept"])
         except OSError:
             raise
         except Exception as exc:  # noqa: BLE001 - zip, npy and JSON errors of a damaged file all mean one thing
             raise ValueError(f"injection model {stem} cannot be read: {type(exc).__name__}: {exc}") from None
         if not isinstance(card, dict) or card.get("features") != _feature_card():
             raise ValueError(f"injection model {stem} was trained with other features (run `sluice safety train`)")
-        return cls(weights, intercept, card)
+        return cls(weights, idf, intercept, card)
 
     def score_features(self, ids: np.ndarray, counts: np.ndarray) -> float:
-        """P(attack) of one whole text's features (as training saw it)."""
-        total = counts.sum()
-        if not total:
+        """P(attack) of one whole text's n-grams (as training saw it; each
+        n-gram counts once however often it occurs)."""
+        mass = float(self._mass[ids].sum())
+        if mass <= 0:
             return _sigmoid(self._intercept)
-        return _sigmoid(float((self._weights[ids] * counts).sum() / math.sqrt(total)) + self._intercept)
+        return _sigmoid(float(self._gain[ids].sum()) / math.sqrt(mass) + self._intercept)
 
     def classify(self, text: str | Text) -> tuple[float, list[Finding]]:
         """(the best window's P(attack), [that window as a finding]).
-        Windows of WINDOW_CHARS characters every STRIDE_CHARS, the last one
-        ending at the text's end; linear in the text (cumulative sums)."""
+
+        The text is cut in blocks of STRIDE_CHARS; window j is blocks j and
+        j + 1, so any passage of up to STRIDE_CHARS lies whole in one. An
+        n-gram counts once per window however often it repeats (a pasted
+        log of one line a thousand times reads as that line once): block by
+        block, the n-grams new to the block are summed, and again those not
+        also in the block before, which is what the window adds to it. The
+        cost is linear in the text, one `np.unique` per block."""
         if isinstance(text, str):
             text = Text(text)
         prepared_text = prepared(text)
         n = len(prepared_text)
-        if not prepared_text.strip():
+        if n <= 2:
             return 0.0, []
         ids = buckets(prepared_text)
-        valid = ids >= 0
-        per_char = np.where(valid, self._weights[np.where(valid, ids, 0)], 0.0).sum(axis=0)
-        sizes = valid.sum(axis=0).astype(np.float64)
-        if n <= WINDOW_CHARS:
-            starts = np.array([0])
+        blocks = max(1, -(-n // STRIDE_CHARS))
+        gain_all, mass_all = np.zeros(blocks), np.zeros(blocks)  # n-grams of the block
+        gain_new, mass_new = np.zeros(blocks), np.zeros(blocks)  # ... not in the block before
+        last_block = self._last_block
+        for j in range(blocks):
+            chunk = ids[:, j * STRIDE_CHARS:(j + 1) * STRIDE_CHARS].ravel()
+            seen = np.unique(chunk[chunk >= 0])
+            fresh = seen[last_block[seen] != j - 1]
+            gain_all[j], mass_all[j] = self._gain[seen].sum(), self._mass[seen].sum()
+            gain_new[j], mass_new[j] = self._gain[fresh].sum(), self._mass[fresh].sum()
+            last_block[seen] = j
+        last_block[:] = -2  # ready for the next text (cheaper than a fresh array each call)
+        if blocks == 1:
+            gains, masses = gain_all, mass_all
         else:
-            starts = np.unique(np.append(np.arange(0, n - WINDOW_CHARS, STRIDE_CHARS), n - WINDOW_CHARS))
-        ends = np.minimum(starts + WINDOW_CHARS, n)
-        csum = np.concatenate(([0.0], np.cumsum(per_char)))
-        csize = np.concatenate(([0.0], np.cumsum(sizes)))
-        z = (csum[ends] - csum[starts]) / np.sqrt(np.maximum(csize[ends] - csize[starts], 1.0)) + self._intercept
+            gains, masses = gain_all[:-1] + gain_new[1:], mass_all[:-1] + mass_new[1:]
+        z = np.where(masses > 0, gains / np.sqrt(np.maximum(masses, 1e-12)), 0.0) + self._intercept
         k = int(np.argmax(z))
-        start, end = int(starts[k]), int(ends[k])
-        if n != len(text.norm):  # white space folded or a length-changing lower(): the whole text
-            start, end = 0, len(text.norm)
+        start, end = _in_norm(text, k * STRIDE_CHARS, min((k + 2) * STRIDE_CHARS, n))
         return _sigmoid(float(z[k])), [text.finding(NAME, start, end)]
+
+    @property
+    def _last_block(self) -> np.ndarray:
+        # Per thread: the safety service checks requests on several threads.
+        scratch = getattr(_SCRATCH, "last_block", None)
+        if scratch is None or len(scratch) != len(self._gain):
+            scratch = _SCRATCH.last_block = np.full(len(self._gain), -2, dtype=np.int64)
+        return scratch
+
+
+_SCRATCH = threading.local()
+_WHITE = np.array([c for c in range(0x3001) if chr(c).isspace()], dtype=np.uint32)
+
+
+def _in_norm(text: Text, start: int, end: int) -> tuple[int, int]:
+    """A span of `prepared(text)` as a span of `text.norm` (the prepared
+    text folds runs of white space and adds a space at each end)."""
+    norm = text.norm
+    if len(text.lower) != len(norm):  # a lower-casing that changed length: the whole text
+        return 0, len(norm)
+    codes = np.frombuffer(text.lower.encode("utf-32-le"), dtype=np.uint32)
+    white = np.isin(codes, _WHITE)
+    kept = ~(white & np.concatenate(([True], white[:-1])))  # the first of each run, none at the start
+    where = np.flatnonzero(kept)
+    if len(where) and white[where[-1]]:
+        where = where[:-1]  # the trailing run
+    if not len(where):
+        return 0, len(norm)
+    first = int(where[min(max(start - 1, 0), len(where) - 1)])
+    last = int(where[min(max(end - 2, 0), len(where) - 1)]) + 1
+    return first, max(last, first + 1)
 
 
 def _sigmoid(z: float) -> float:
@@ -163,7 +226,8 @@ def _sigmoid(z: float) -> float:
 
 def _feature_card() -> dict[str, Any]:
     return {"text": "normalised (NFKC, look-alikes folded, invisible dropped), lower-cased, white space folded",
-            "char_ngrams": list(NGRAMS), "bucket_bits": BUCKET_BITS, "hash": "xor-multiply 0xBF58476D1CE4E5B9, salted by n",
+            "char_wb_ngrams": list(NGRAMS), "bucket_bits": BUCKET_BITS, "hash": "xor-multiply 0xBF58476D1CE4E5B9, salted by n",
+            "weighting": "presence x idf, L2",
             "window_chars": WINDOW_CHARS, "stride_chars": STRIDE_CHARS}
 
 
@@ -226,34 +290,51 @@ def split(cases: list[Case], held_out: float = HELD_OUT) -> tuple[list[Case], li
     return train, test
 
 
-def train(cases: list[Case], corpus_sha256: str, version: str, c: float = 32.0) -> InjectionModel:
-    """Fits the model on `cases`. Raises ImportError without the train extra."""
-    import sklearn
+def vectors(cases: list[Case], idf: np.ndarray) -> Any:
+    """The cases as a sparse matrix: each n-gram present weighs its idf,
+    rows L2-normalised (what `score_features` and a window compute)."""
     from scipy.sparse import csr_matrix
-    from sklearn.linear_model import LogisticRegression
 
     rows, cols, values = [], [], []
     for r, case in enumerate(cases):
-        ids, counts = features(case.text)
-        total = math.sqrt(counts.sum() or 1)
+        ids, _ = features(case.text)
+        weights = idf[ids]
+        norm = math.sqrt(float((weights ** 2).sum())) or 1.0
         rows.append(np.full(len(ids), r))
         cols.append(ids)
-        values.append(counts / total)
-    x = csr_matrix((np.concatenate(values), (np.concatenate(rows), np.concatenate(cols))),
-                   shape=(len(cases), 1 << BUCKET_BITS), dtype=np.float64)
+        values.append(weights / norm)
+    return csr_matrix((np.concatenate(values), (np.concatenate(rows), np.concatenate(cols))),
+                      shape=(len(cases), 1 << BUCKET_BITS), dtype=np.float64)
+
+
+def train(cases: list[Case], corpus_sha256: str, version: str, c: float = 16.0) -> InjectionModel:
+    """Fits the model on `cases`: smoothed idf over the cases (as
+    scikit-learn's TfidfVectorizer computes it), then a class-balanced
+    logistic regression. Raises ImportError without the train extra."""
+    import sklearn
+    from sklearn.linear_model import LogisticRegression
+
+    document_frequency = np.zeros(1 << BUCKET_BITS)
+    for case in cases:
+        ids, _ = features(case.text)
+        document_frequency[ids] += 1
+    idf = np.log((1 + len(cases)) / (1 + document_frequency)) + 1.0
+    idf[document_frequency < 2] = 0.0  # seen once: noise, and it would make the artifact large
     model = LogisticRegression(C=c, max_iter=5000, class_weight="balanced")
-    model.fit(x, [case.attack for case in cases])
+    model.fit(vectors(cases, idf), [case.attack for case in cases])
     card = {"version": version, "corpus_sha256": corpus_sha256, "scikit_learn": sklearn.__version__,
             "examples": len(cases), "features": _feature_card(),
-            "model": f"scikit-learn LogisticRegression(C={c}, class_weight=balanced), counts / sqrt(total)"}
-    return InjectionModel(model.coef_[0].astype(np.float32), float(model.intercept_[0]), card)
+            "model": f"scikit-learn LogisticRegression(C={c}, class_weight=balanced) over idf-weighted "
+                     "presence, L2-normalised"}
+    return InjectionModel(model.coef_[0].astype(np.float32), idf.astype(np.float32), float(model.intercept_[0]), card)
 
 
 def save(model: InjectionModel, stem: Path = ARTIFACT) -> None:
     """Writes `<stem>.npz` (float16 weights, compressed: a score moves by
     under 0.1%) and `<stem>.json`."""
     buffer = io.BytesIO()
-    np.savez_compressed(buffer, weights=model._weights.astype(np.float16), intercept=np.float32(model._intercept))
+    np.savez_compressed(buffer, weights=model._weights.astype(np.float16), idf=model._idf.astype(np.float16),
+                        intercept=np.float32(model._intercept))
     stem.with_suffix(".npz").write_bytes(buffer.getvalue())
     stem.with_suffix(".json").write_text(json.dumps(model.card, indent=2, ensure_ascii=False) + "\n")
 
