@@ -51,7 +51,6 @@ NGRAMS = (1, 2, 3, 4, 5)
 BUCKET_BITS = 19  # 524,288 hashed features
 HELD_OUT = 0.25
 
-_SPACE = re.compile(r"\s+")
 # One odd 64-bit multiplier per n, so n-grams of different lengths do not
 # share a hash by construction.
 _SALT = {n: np.uint64(0x9E3779B97F4A7C15 + 2 * n) for n in NGRAMS}
@@ -63,7 +62,7 @@ def prepared(text: Text) -> str:
     """What the model reads: the normalised text lower-cased, each run of
     white space one space, a space at both ends (layout is not a signal;
     the ends mark the first and last word's edges)."""
-    return " " + _SPACE.sub(" ", text.lower).strip() + " "
+    return " " + " ".join(text.lower.split()) + " "
 
 
 def buckets(prepared_text: str) -> np.ndarray:
@@ -79,14 +78,13 @@ def buckets(prepared_text: str) -> np.ndarray:
     wide = codes.astype(np.uint64)
     out = np.full((len(NGRAMS), n_chars), -1, dtype=np.int64)
     with np.errstate(over="ignore"):
+        running = np.zeros(n_chars, dtype=np.uint64)  # the hash of the (n-1)-gram at each start
         for row, n in enumerate(NGRAMS):
             if n_chars < n:
                 continue
             count = n_chars - n + 1
-            h = np.zeros(count, dtype=np.uint64)
-            for k in range(n):
-                h = (h ^ wide[k:count + k]) * _MIX
-            h = (h * _SALT[n]) >> np.uint64(64 - BUCKET_BITS)
+            running = (running[:count] ^ wide[n - 1:count + n - 1]) * _MIX
+            h = (running * _SALT[n]) >> np.uint64(64 - BUCKET_BITS)
             ids = h.astype(np.int64)
             if n > 2:  # no space strictly inside
                 inside = spaces[n - 1:count + n - 1] - spaces[1:count + 1]
@@ -159,7 +157,7 @@ class InjectionModel:
         log of one line a thousand times reads as that line once): block by
         block, the n-grams new to the block are summed, and again those not
         also in the block before, which is what the window adds to it. The
-        cost is linear in the text, one `np.unique` per block."""
+        cost is linear in the text: a few vector operations per block."""
         if isinstance(text, str):
             text = Text(text)
         prepared_text = prepared(text)
@@ -170,15 +168,19 @@ class InjectionModel:
         blocks = max(1, -(-n // STRIDE_CHARS))
         gain_all, mass_all = np.zeros(blocks), np.zeros(blocks)  # n-grams of the block
         gain_new, mass_new = np.zeros(blocks), np.zeros(blocks)  # ... not in the block before
-        last_block = self._last_block
+        last_block, stamp = self._scratch
         for j in range(blocks):
             chunk = ids[:, j * STRIDE_CHARS:(j + 1) * STRIDE_CHARS].ravel()
-            seen = np.unique(chunk[chunk >= 0])
+            chunk = chunk[chunk >= 0]
+            # Each bucket once: of its occurrences, the one whose position stuck in `stamp`.
+            order = np.arange(len(chunk))
+            stamp[chunk] = order
+            seen = chunk[stamp[chunk] == order]
             fresh = seen[last_block[seen] != j - 1]
             gain_all[j], mass_all[j] = self._gain[seen].sum(), self._mass[seen].sum()
             gain_new[j], mass_new[j] = self._gain[fresh].sum(), self._mass[fresh].sum()
             last_block[seen] = j
-        last_block[:] = -2  # ready for the next text (cheaper than a fresh array each call)
+        last_block[ids[ids >= 0]] = -2  # ready for the next text (cheaper than a fresh array each call)
         if blocks == 1:
             gains, masses = gain_all, mass_all
         else:
@@ -189,11 +191,13 @@ class InjectionModel:
         return _sigmoid(float(z[k])), [text.finding(NAME, start, end)]
 
     @property
-    def _last_block(self) -> np.ndarray:
-        # Per thread: the safety service checks requests on several threads.
-        scratch = getattr(_SCRATCH, "last_block", None)
-        if scratch is None or len(scratch) != len(self._gain):
-            scratch = _SCRATCH.last_block = np.full(len(self._gain), -2, dtype=np.int64)
+    def _scratch(self) -> tuple[np.ndarray, np.ndarray]:
+        """(the block each bucket was last seen in, a position per bucket):
+        per thread, since the safety service checks requests on several."""
+        scratch = getattr(_SCRATCH, "arrays", None)
+        if scratch is None or len(scratch[0]) != len(self._gain):
+            scratch = _SCRATCH.arrays = (np.full(len(self._gain), -2, dtype=np.int64),
+                                         np.zeros(len(self._gain), dtype=np.int64))
         return scratch
 
 
