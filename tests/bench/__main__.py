@@ -197,7 +197,7 @@ def main() -> None:
         try:
             quota_results = quota.run(real_redis, args.quota_checks)
             routing_timings, routing_replays = routing.run()
-            safety_inputs, safety_output = safety.run()
+            safety_inputs, safety_output, safety_hostile = safety.run()
             cache_result = cache.run(real_redis)
             with kafka_bootstrap() as bootstrap:
                 events_result = events.run(bootstrap, args.events)
@@ -245,7 +245,7 @@ def main() -> None:
     print(routing.replay_tables(routing_replays))
     print("Safety stage alone, in-process, standard pack's default profile (every row of the table above also "
           "runs it, output filter included).")
-    print(safety.table(safety_inputs, safety_output))
+    print(safety.table(safety_inputs, safety_output, safety_hostile))
     print()
     print("Prompt cache service alone, in process, real Redis: response cache lookup vs a plain GET, "
           "a replayed trace through the response cache and the prefix ledger (simulator's prompt cache upstream), "

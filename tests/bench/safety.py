@@ -3,6 +3,11 @@
 - input check: SafetyPolicy.check_input on a prompt of about 1K, 10K and 100K
   tokens (4 characters a token) of prose with a few PII values in it, so the
   redaction path runs too;
+- hostile input: 400 KB made of one pattern's anchor repeated (the inputs
+  that make a backtracking or per-anchor scan blow up), against 400 KB of
+  ordinary prompts (the routing corpus's, many languages): the ratio must
+  stay under 3 (tests/unit/test_safety_linear_time.py asserts it for ~100
+  anchors; these rows are the families);
 - output filter: the cost of feeding one text delta (a word, as models
   stream) through OutputFilter, against the same loop without a filter; and
   how much text is held back before the first release.
@@ -40,6 +45,58 @@ class InputRow:
 
 
 @dataclass
+class HostileRow:
+    anchor: str
+    p50_ms: float
+    ordinary_ms: float
+
+    @property
+    def ratio(self) -> float:
+        return self.p50_ms / self.ordinary_ms if self.ordinary_ms else 0.0
+
+
+# One anchor per family of detector or classifier.
+HOSTILE = {"email a@": "a@", "spelled email": "a at b dot ", "phone digits": "1 ", "card groups": "4111 ",
+           "IPv4 dots": "1.1.1.", "IPv6 colons": "::", "birth date": "born ", "secret sk-": "sk-",
+           "connection URL": "://a:b@", "PEM header": "-----BEGIN PRIVATE KEY-----", "JWT eyJ": "eyJ",
+           "HTML comment": "<!--", "hidden style": '<span style="display:none">',
+           "base64 runs": "aGVsbG8gd29ybGQgaGVsbG8= ", "spaced letters": "a b c d ", "leetspeak": "1gn0r3 ",
+           "reversed": "erongi ", "forged turns": "Human: x\n", "persona": "DAN ", "override": "ignore all previous ",
+           "CJK override": "忽略"}
+HOSTILE_SIZE = 400_000
+
+
+def _corpus_prose() -> str:
+    from pathlib import Path
+
+    folder = Path(__file__).resolve().parents[2] / "services/routing/sluice/routing/data/corpus"
+    prompts = [json.loads(line)["prompt"] for path in sorted(folder.glob("*.jsonl"))
+               for line in path.read_text().splitlines() if line.strip()]
+    text = "\n\n".join(prompts)
+    return (text * (HOSTILE_SIZE // len(text) + 1))[:HOSTILE_SIZE]
+
+
+def _hostile(policy: SafetyPolicy, principal: principal_pb2.Principal) -> list[HostileRow]:
+    def request(text: str) -> wire_pb2.WireRequest:
+        return wire_pb2.WireRequest(anthropic_version="2023-06-01", body=json.dumps({
+            "model": "claude-sonnet-4-6", "max_tokens": 64, "messages": [{"role": "user", "content": text}]}).encode())
+
+    def p50(params: wire_pb2.WireRequest) -> float:
+        times = []
+        for _ in range(3):
+            t0 = time.perf_counter()
+            policy.check_input(principal, params)
+            times.append((time.perf_counter() - t0) * 1000)
+        return statistics.median(times)
+
+    ordinary = request(_corpus_prose())
+    policy.check_input(principal, ordinary)
+    ordinary_ms = p50(ordinary)
+    return [HostileRow(name, p50(request((anchor * (HOSTILE_SIZE // len(anchor) + 1))[:HOSTILE_SIZE])), ordinary_ms)
+            for name, anchor in HOSTILE.items()]
+
+
+@dataclass
 class OutputRow:
     chunks: int
     per_chunk_us: float
@@ -64,7 +121,7 @@ def _pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def run() -> tuple[list[InputRow], OutputRow]:
+def run() -> tuple[list[InputRow], OutputRow, list[HostileRow]]:
     rng = random.Random(7)
     policy = SafetyPolicy(PolicyStore(SHIPPED_POLICY_DIR))
     principal = principal_pb2.Principal(tenant_id="bench", safety_profile="default")
@@ -109,13 +166,17 @@ def run() -> tuple[list[InputRow], OutputRow]:
             baseline.append((time.perf_counter() - t0) * 1e6)
     output = OutputRow(len(deltas), statistics.mean(per_chunk), _pct(per_chunk, 0.99), statistics.mean(baseline),
                        first_release)
-    return inputs, output
+    return inputs, output, _hostile(policy, principal)
 
 
-def table(inputs: list[InputRow], output: OutputRow) -> str:
+def table(inputs: list[InputRow], output: OutputRow, hostile: list[HostileRow]) -> str:
     lines = [f"{'input check':<14}{'chars':>10}{'p50 ms':>10}{'p99 ms':>10}"]
     lines += [f"{r.size + ' tokens':<14}{r.chars:>10}{r.p50_ms:>10.2f}{r.p99_ms:>10.2f}" for r in inputs]
     lines.append("")
+    if hostile:
+        lines.append(f"{'hostile 400 KB':<22}{'p50 ms':>10}{'ordinary ms':>13}{'ratio':>8}")
+        lines += [f"{r.anchor:<22}{r.p50_ms:>10.1f}{r.ordinary_ms:>13.1f}{r.ratio:>8.2f}" for r in hostile]
+        lines.append("")
     lines.append(f"{'output filter':<14}{'chunks':>10}{'mean us':>10}{'p99 us':>10}{'no filter us':>14}")
     lines.append(f"{'per chunk':<14}{output.chunks:>10}{output.per_chunk_us:>10.1f}{output.p99_chunk_us:>10.1f}"
                  f"{output.baseline_us:>14.2f}")

@@ -91,13 +91,27 @@ def check_input(profile: Profile, request: MessagesRequest, region: str | None =
     if not profile.input_rules:
         return hits.verdict(profile, v.STAGE_INPUT), edits
     readable = request.readable()
-    document, starts = _document(readable)
-    to_redact = scan(profile.input_rules, Text(document), hits)  # REGION-PENDING
-    if to_redact:
-        for index, pieces in _by_text(merge(to_redact), starts, readable).items():
-            text = readable[index]
-            edits.append((text.path, _redacted(text.text, pieces, placeholders)))
+    groups: dict[frozenset[str], list[Rule]] = {}
+    for rule in profile.input_rules:  # rules reading the same roles share one document
+        groups.setdefault(rule.reads, []).append(rule)
+    pieces: dict[int, list[tuple[int, int, Finding, bool]]] = {}
+    for reads, rules in groups.items():
+        chosen = [i for i, text in enumerate(readable) if _role(text) in reads]
+        if not chosen:
+            continue
+        document, starts = _document([readable[i] for i in chosen])
+        to_redact = scan(tuple(rules), Text(document, region=region), hits)
+        if to_redact:
+            for k, found in _by_text(merge(to_redact), starts, [readable[i] for i in chosen]).items():
+                pieces.setdefault(chosen[k], []).extend(found)
+    for index in sorted(pieces):
+        text = readable[index]
+        edits.append((text.path, _redacted(text.text, pieces[index], placeholders)))
     return hits.verdict(profile, v.STAGE_INPUT), edits
+
+
+def _role(text: Any) -> str:
+    return text.role if text.role in ("system", "user", "assistant") else "tools"
 
 
 # Between the text blocks of one turn nothing (the model reads them as one

@@ -131,6 +131,12 @@ class RuleSpec(_Strict):
     # The placeholder's type for redaction, e.g. PROJECT_CODE -> [PROJECT_CODE_1].
     # Detectors use their own name (EMAIL); other matchers default to the rule id's last part.
     placeholder: str | None = Field(None, pattern=r"^[A-Z][A-Z0-9_]{0,31}$")
+    # Whose words an input rule reads: the operator's system prompt, the
+    # user's and assistant's turns (tool results are the user's), the tools'
+    # descriptions and schemas. Injection rules skip the system prompt: it is
+    # the operator's own instructions, full of rules addressed to "you".
+    reads: list[Literal["system", "user", "assistant", "tools"]] = Field(
+        default=["system", "user", "assistant", "tools"], min_length=1)
 
 
 class RuleChange(_Strict):
@@ -214,6 +220,7 @@ class Rule:
     severity: verdict_pb2.Severity.ValueType
     matcher_name: str  # "detector:email", "regex", "keywords", "classifier:jailbreak"
     match: Matcher
+    reads: frozenset[str] = frozenset({"system", "user", "assistant", "tools"})
 
 
 @dataclass(frozen=True)
@@ -343,7 +350,7 @@ class Pack:
             kind, match = _matcher(spec_rule, self.classifiers, s["thresholds"])
             rules.append(Rule(rule_id, spec_rule.description, spec_rule.applies in ("input", "both"),
                               spec_rule.applies in ("output", "both"), ACTIONS[s["action"]],
-                              SEVERITIES[s["severity"]], kind, match))
+                              SEVERITIES[s["severity"]], kind, match, frozenset(spec_rule.reads)))
         return Profile(name, self.version, tuple(r for r in rules if r.on_input),
                        tuple(r for r in rules if r.on_output), spec.output.holdback_chars, spec.output.release_chars)
 
