@@ -6,16 +6,19 @@
 - eval: scores the shipped pack's injection rules, as a profile applies
   them (the learned model and the heuristics together), on the held-out
   split: detection per attack kind, false positives per benign kind, and
-  the same for each classifier alone. Exit 1 below the floors.
+  the same for each classifier alone; and every PII and secret detector's
+  precision and recall on the PII corpus (`data/pii_corpus.yaml`). Exit 1
+  below the floors.
 
-The floors are the ones CI asserts (tests/unit/test_safety_eval.py).
+The floors are the ones CI asserts (tests/unit/test_safety_eval.py,
+tests/unit/test_pii_detectors.py).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -32,6 +35,9 @@ DETECTION_FLOOR = 0.68
 FALSE_POSITIVE_CEILING = 0.05
 # The rules of a profile that judge attacks on the model's instructions.
 INJECTION_RULES = ("injection.", "jailbreak.")
+PII_CORPUS = mdl.DATA / "pii_corpus.yaml"
+PII_FLOOR = {"precision": 0.97, "recall": 0.95}
+PII_KINDS = ("email", "phone", "payment_card", "us_ssn", "iban", "ip_address", "date_of_birth", "secret")
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -87,11 +93,14 @@ class Report:
     overall: dict[str, float]
     by_kind: dict[str, dict[str, Any]]
     by_classifier: dict[str, dict[str, float]]
+    pii: dict[str, dict[str, float]]
 
     @property
     def passed(self) -> bool:
         return (self.overall["detection"] >= DETECTION_FLOOR
-                and self.overall["false_positive_rate"] <= FALSE_POSITIVE_CEILING)
+                and self.overall["false_positive_rate"] <= FALSE_POSITIVE_CEILING
+                and all(row["precision"] >= PII_FLOOR["precision"] and row["recall"] >= PII_FLOOR["recall"]
+                        for row in self.pii.values()))
 
 
 def evaluate(corpus: Path, policy_dir: Path, profile_name: str) -> Report:
@@ -124,7 +133,31 @@ def evaluate(corpus: Path, policy_dir: Path, profile_name: str) -> Report:
     for name, classifier in CLASSIFIERS.items():
         by_classifier[name] = _rates(truth, [classifier.classify(c.text)[0] >= 0.5 for c in test])
     return Report(profile.name, profile.policy_version, shipped.version if shipped else "(none)", digest,
-                  _rates(truth, fired), by_kind, by_classifier)
+                  _rates(truth, fired), by_kind, by_classifier, pii_scores())
+
+
+def pii_scores(corpus: Path = PII_CORPUS) -> dict[str, dict[str, float]]:
+    """Per detector: precision, recall, support (labelled values), fp, fn on
+    the PII corpus (each case: text, optional region, the values each
+    detector must find; anything else found is a false positive)."""
+    import yaml
+
+    from sluice.safety.detectors import REGISTRY
+
+    tp: Counter[str] = Counter()
+    fp: Counter[str] = Counter()
+    fn: Counter[str] = Counter()
+    for case in yaml.safe_load(corpus.read_text()):
+        text = Text(case["text"], region=case.get("region"))
+        for name in PII_KINDS:
+            expected = Counter(case.get(name, []))
+            found = Counter(f.value for f in REGISTRY[name].find(text))
+            tp[name] += sum((expected & found).values())
+            fp[name] += sum((found - expected).values())
+            fn[name] += sum((expected - found).values())
+    return {name: {"precision": round(tp[name] / max(tp[name] + fp[name], 1), 4),
+                   "recall": round(tp[name] / max(tp[name] + fn[name], 1), 4),
+                   "support": tp[name] + fn[name], "fp": fp[name], "fn": fn[name]} for name in PII_KINDS}
 
 
 def _fires(rules: list[Any], text: str) -> bool:
@@ -155,6 +188,12 @@ def render(report: Report) -> str:
     lines += ["", "each classifier alone at 0.5:"]
     for name, row in report.by_classifier.items():
         lines.append(f"  {name:<22} detection {row['detection']:.3f}  false positives {row['false_positive_rate']:.3f}")
+    lines += ["", f"PII and secrets on {PII_CORPUS.name} (floors: precision >= {PII_FLOOR['precision']}, "
+                  f"recall >= {PII_FLOOR['recall']})", f"{'detector':<16}{'precision':>10}{'recall':>8}{'values':>8}"
+                  f"{'fp':>5}{'fn':>5}"]
+    for name, row in report.pii.items():
+        lines.append(f"{name:<16}{row['precision']:>10.3f}{row['recall']:>8.3f}{row['support']:>8}{row['fp']:>5}"
+                     f"{row['fn']:>5}")
     return "\n".join(lines) + "\n"
 
 
@@ -163,7 +202,7 @@ def _eval(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if args.json:
         out.write(json.dumps({"profile": report.profile, "policy_version": report.policy_version,
                               "model_version": report.model_version, "overall": report.overall,
-                              "by_kind": report.by_kind, "by_classifier": report.by_classifier,
+                              "by_kind": report.by_kind, "by_classifier": report.by_classifier, "pii": report.pii,
                               "passed": report.passed}, indent=2) + "\n")
     else:
         out.write(render(report))
