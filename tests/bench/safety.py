@@ -70,7 +70,7 @@ def _corpus_prose() -> str:
     from pathlib import Path
 
     folder = Path(__file__).resolve().parents[2] / "services/routing/sluice/routing/data/corpus"
-    prompts = [json.loads(line)["prompt"] for path in sorted(folder.glob("*.jsonl"))
+    prompts = [json.loads(line)["text"] for path in sorted(folder.glob("*.jsonl"))
                for line in path.read_text().splitlines() if line.strip()]
     text = "\n\n".join(prompts)
     return (text * (HOSTILE_SIZE // len(text) + 1))[:HOSTILE_SIZE]

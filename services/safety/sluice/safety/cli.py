@@ -31,8 +31,8 @@ from sluice.safety.policy import SHIPPED_POLICY_DIR, load_policy
 # What CI holds the shipped pack's default profile to on the held-out split.
 # They guard what was reached (see the README's figures), below the
 # 0.92 / 0.03 the project aims at.
-DETECTION_FLOOR = 0.68
-FALSE_POSITIVE_CEILING = 0.05
+DETECTION_FLOOR = 0.74
+FALSE_POSITIVE_CEILING = 0.045
 # The rules of a profile that judge attacks on the model's instructions.
 INJECTION_RULES = ("injection.", "jailbreak.")
 PII_CORPUS = mdl.DATA / "pii_corpus.yaml"

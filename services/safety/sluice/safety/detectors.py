@@ -36,7 +36,7 @@ import phonenumbers
 import re2
 from phonenumbers import PhoneNumberFormat
 
-from sluice.safety import locale
+from sluice.safety import locale, secrets
 
 T = TypeVar("T")
 
@@ -159,7 +159,8 @@ class Text:
     for values written the local way, such as phone numbers without a
     country code; None when unknown."""
 
-    __slots__ = ("original", "norm", "region", "_origin", "_lower", "_language", "_utf8", "_char_of_byte", "_seen")
+    __slots__ = ("original", "norm", "region", "_origin", "_lower", "_language", "_utf8", "_char_of_byte", "_seen",
+                 "scores")
 
     def __init__(self, original: str, *, region: str | None = None) -> None:
         self.original = original
@@ -169,6 +170,9 @@ class Text:
         self._language: str | None | bool = False  # False: not looked at yet
         self._char_of_byte: np.ndarray | None = None
         self._seen: frozenset[str] | None = None
+        # Classifier results by name: two rules, or two branches of one rule,
+        # that ask the same classifier about the same text run it once.
+        self.scores: dict[str, tuple[float, list[Finding]]] = {}
 
     @property
     def lower(self) -> str:
@@ -912,24 +916,6 @@ def _national_ok(check: _PhoneCheck, digits: str, region: str, groups: tuple[int
     return check.left > 0 and check.ok(digits, region, groups, named)
 
 
-# --- secrets -------------------------------------------------------------------------
-
-_SECRET_PATTERNS = [
-    # A block without its END line (pasted in half, or still streaming) is a key to its end too.
-    r"-----BEGIN (?:RSA |EC |DSA |OPENSSH |ENCRYPTED )?PRIVATE KEY-----"
-    r"(?:[\s\S]+?-----END (?:RSA |EC |DSA |OPENSSH |ENCRYPTED )?PRIVATE KEY-----|[\s\S]*\Z)",
-    r"\bsk-ant-[A-Za-z0-9_-]{20,}",  # Anthropic
-    r"\bsk-sluice-[a-z0-9]+-[A-Za-z0-9]{16,}",  # Sluice's own keys
-    r"\bsk-(?:proj-)?[A-Za-z0-9_-]{32,}",  # OpenAI-style
-    r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b",  # AWS access key id
-    r"\bgh[pousr]_[A-Za-z0-9]{36,}\b",  # GitHub tokens
-    r"\bxox[abposr]-[A-Za-z0-9-]{10,}",  # Slack
-    r"\bAIza[0-9A-Za-z_-]{35}\b",  # Google API key
-    r"\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}",  # JWT
-]
-_SECRET = re.compile("|".join(f"(?:{p})" for p in _SECRET_PATTERNS))
-
-
 class Registry(dict[str, T]):
     """What policy rules refer to by name (detectors, classifiers): one name, one thing."""
 
@@ -943,11 +929,6 @@ class Registry(dict[str, T]):
             raise ValueError(f"{self.kind} {name!r} is already registered")
         self[name] = item
         return item
-
-
-def _search(pattern: str) -> Callable[[Text], object]:
-    compiled = re.compile(pattern)
-    return lambda text: compiled.search(text.norm)
 
 
 # One RE2 set pass says which built-in detectors can match at all. Each
@@ -999,8 +980,9 @@ for _detector in (
     Detector("iban", _iban_spans, _seen("iban"), needs_text=True),
     Detector("ip_address", _ip_spans, _seen("ip_address"), needs_text=True),
     Detector("date_of_birth", _dob_spans, _seen("date_of_birth"), needs_text=True),
-    Detector("secret", lambda text: ((m.start(), m.end()) for m in _SECRET.finditer(text)),
-             _search(r"-----BEGIN|sk-|AKIA|ASIA|gh[pousr]_|xox[abposr]-|AIza|eyJ")),
+    # Credentials: gitleaks' maintained rule set and Sluice's own (secrets.py).
+    Detector("secret", lambda text: ((start, end) for start, end, _ in secrets.spans(text)),
+             lambda text: secrets.may_contain(text.lower)),
 ):
     register(_detector)
 

@@ -2,9 +2,10 @@
 
 A binary logistic regression (scikit-learn, fitted offline by `sluice safety
 train` on the project's own labelled corpus, `data/injection/*.jsonl`) over
-hashed character 1- to 5-grams within words (scikit-learn's "char_wb"; 2**19
-buckets) of the normalised, lower-cased text: n-grams carry across
-inflections, spellings and languages where a word list does not. Each
+hashed character 1- to 5-grams within words (scikit-learn's "char_wb") and
+word 1- to 3-grams (2**19 buckets) of the normalised, lower-cased text:
+character n-grams carry across inflections, spellings and languages where a
+word list does not, word n-grams keep phrases. Each
 n-gram present weighs its idf, the vector is L2-normalised (tf-idf with
 binary counts), and the score is the sigmoid of its dot product with the
 weights plus the intercept, as scikit-learn's `predict_proba` gives it.
@@ -48,12 +49,20 @@ NAME = "injection_model"
 STRIDE_CHARS = 1000
 WINDOW_CHARS = 2 * STRIDE_CHARS
 NGRAMS = (1, 2, 3, 4, 5)
-BUCKET_BITS = 19  # 524,288 hashed features
+WORD_NGRAMS = (1, 2, 3)
+BUCKET_BITS = 19  # 524,288 hashed character n-grams
+WORD_BUCKET_BITS = 18  # then 262,144 hashed word n-grams
+FEATURES = (1 << BUCKET_BITS) + (1 << WORD_BUCKET_BITS)
+# Word n-grams are far fewer than character n-grams: their idf is scaled up
+# so they keep a voice after the L2 norm (as two separately normalised blocks would).
+WORD_WEIGHT = 2.0
 HELD_OUT = 0.25
 
 # One odd 64-bit multiplier per n, so n-grams of different lengths do not
 # share a hash by construction.
-_SALT = {n: np.uint64(0x9E3779B97F4A7C15 + 2 * n) for n in NGRAMS}
+_SALT = {n: np.uint64(0x9E3779B97F4A7C15 + 2 * n) for n in (*NGRAMS, *(10 + n for n in WORD_NGRAMS))}
+_BASE = np.uint64(0x100000001B3)  # odd, so it has an inverse modulo 2**64
+_BASE_INVERSE = np.uint64(pow(0x100000001B3, -1, 1 << 64))
 _MIX = np.uint64(0xBF58476D1CE4E5B9)
 _SPACE_CODE = ord(" ")
 
@@ -66,17 +75,20 @@ def prepared(text: Text) -> str:
 
 
 def buckets(prepared_text: str) -> np.ndarray:
-    """Hashed character n-grams of a prepared text, within words: an n-gram
-    may begin or end with a space but holds none inside (scikit-learn's
-    "char_wb" n-grams, which carry across inflections, spellings and
-    languages). Shape (len(NGRAMS), len(text)): the bucket id of the n-gram
-    starting at each character, in [0, 2**BUCKET_BITS), or -1 (none there).
-    Vectorised: a few nanoseconds a character."""
+    """Hashed features of a prepared text, each at the character it starts
+    at: character n-grams within words (NGRAMS; an n-gram may begin or end
+    with a space but holds none inside: scikit-learn's "char_wb" n-grams,
+    which carry across inflections, spellings and languages), then word
+    uni-, bi- and trigrams (WORD_NGRAMS). Shape (len(NGRAMS) +
+    len(WORD_NGRAMS), len(text)): bucket ids in [0, FEATURES) (words after
+    the characters' 2**BUCKET_BITS), or -1 where none starts. Vectorised: tens of nanoseconds a character."""
     codes = np.frombuffer(prepared_text.encode("utf-32-le"), dtype=np.uint32)
     n_chars = len(codes)
-    spaces = np.concatenate(([0], np.cumsum(codes == _SPACE_CODE)))
+    is_space = codes == _SPACE_CODE
+    spaces = np.concatenate(([0], np.cumsum(is_space)))
     wide = codes.astype(np.uint64)
-    out = np.full((len(NGRAMS), n_chars), -1, dtype=np.int64)
+    out = np.full((len(NGRAMS) + len(WORD_NGRAMS), n_chars), -1, dtype=np.int64)
+    shift = np.uint64(64 - BUCKET_BITS)
     with np.errstate(over="ignore"):
         running = np.zeros(n_chars, dtype=np.uint64)  # the hash of the (n-1)-gram at each start
         for row, n in enumerate(NGRAMS):
@@ -84,15 +96,38 @@ def buckets(prepared_text: str) -> np.ndarray:
                 continue
             count = n_chars - n + 1
             running = (running[:count] ^ wide[n - 1:count + n - 1]) * _MIX
-            h = (running * _SALT[n]) >> np.uint64(64 - BUCKET_BITS)
-            ids = h.astype(np.int64)
+            ids = ((running * _SALT[n]) >> shift).astype(np.int64)
             if n > 2:  # no space strictly inside
                 inside = spaces[n - 1:count + n - 1] - spaces[1:count + 1]
                 ids[inside > 0] = -1
             if n > 1:  # not a run of spaces only at the edges of two words
-                ids[(codes[:count] == _SPACE_CODE) & (codes[n - 1:count + n - 1] == _SPACE_CODE)] = -1
+                ids[is_space[:count] & is_space[n - 1:count + n - 1]] = -1
             out[row, :count] = ids
+        words, starts = _word_hashes(wide, is_space)
+        for row, n in enumerate(WORD_NGRAMS, len(NGRAMS)):
+            if len(words) < n:
+                continue
+            h = words[:len(words) - n + 1].copy()
+            for k in range(1, n):
+                h = (h * _MIX) ^ words[k:len(words) - n + 1 + k]
+            word_ids = ((h * _SALT[10 + n]) >> np.uint64(64 - WORD_BUCKET_BITS)).astype(np.int64)
+            out[row, starts[:len(words) - n + 1]] = word_ids + (1 << BUCKET_BITS)
     return out
+
+
+def _word_hashes(wide: np.ndarray, is_space: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(a 64-bit hash of each word, where each starts): a polynomial hash
+    modulo 2**64 from prefix sums, so no Python loop runs per word."""
+    n_chars = len(wide)
+    starts = np.flatnonzero(~is_space & np.concatenate(([True], is_space[:-1])))
+    ends = np.flatnonzero(~is_space & np.concatenate((is_space[1:], [True]))) + 1
+    if not len(starts):
+        return np.zeros(0, dtype=np.uint64), starts
+    # powers of the odd base and of its inverse modulo 2**64, position by position
+    up = np.cumprod(np.concatenate(([np.uint64(1)], np.full(n_chars, _BASE, dtype=np.uint64))))
+    down = np.cumprod(np.concatenate(([np.uint64(1)], np.full(n_chars, _BASE_INVERSE, dtype=np.uint64))))
+    prefix = np.concatenate(([np.uint64(0)], np.cumsum((wide + np.uint64(1)) * down[:n_chars])))
+    return (prefix[ends] - prefix[starts]) * up[starts], starts
 
 
 def features(text: str) -> tuple[np.ndarray, np.ndarray]:
@@ -107,7 +142,7 @@ class InjectionModel:
     (score 0..1, [the best window's finding])."""
 
     def __init__(self, weights: np.ndarray, idf: np.ndarray, intercept: float, card: dict[str, Any]) -> None:
-        width = 1 << BUCKET_BITS
+        width = FEATURES
         if weights.shape != (width,) or idf.shape != (width,):
             raise ValueError(f"injection model weights and idf have shapes {weights.shape}, {idf.shape}, "
                              f"want ({width},)")
@@ -166,21 +201,25 @@ class InjectionModel:
             return 0.0, []
         ids = buckets(prepared_text)
         blocks = max(1, -(-n // STRIDE_CHARS))
+        # The features in position order, none missing: a block is then one slice.
+        flat = ids.T.ravel()
+        where = np.flatnonzero(flat >= 0)
+        flat = flat[where]
+        bounds = np.searchsorted(where, np.arange(blocks + 1) * STRIDE_CHARS * ids.shape[0])
         gain_all, mass_all = np.zeros(blocks), np.zeros(blocks)  # n-grams of the block
         gain_new, mass_new = np.zeros(blocks), np.zeros(blocks)  # ... not in the block before
         last_block, stamp = self._scratch
+        order = np.arange(int(np.diff(bounds).max(initial=0)))
         for j in range(blocks):
-            chunk = ids[:, j * STRIDE_CHARS:(j + 1) * STRIDE_CHARS].ravel()
-            chunk = chunk[chunk >= 0]
+            chunk = flat[bounds[j]:bounds[j + 1]]
             # Each bucket once: of its occurrences, the one whose position stuck in `stamp`.
-            order = np.arange(len(chunk))
-            stamp[chunk] = order
-            seen = chunk[stamp[chunk] == order]
+            stamp[chunk] = order[:len(chunk)]
+            seen = chunk[stamp[chunk] == order[:len(chunk)]]
             fresh = seen[last_block[seen] != j - 1]
             gain_all[j], mass_all[j] = self._gain[seen].sum(), self._mass[seen].sum()
             gain_new[j], mass_new[j] = self._gain[fresh].sum(), self._mass[fresh].sum()
             last_block[seen] = j
-        last_block[ids[ids >= 0]] = -2  # ready for the next text (cheaper than a fresh array each call)
+        last_block[flat] = -2  # ready for the next text (cheaper than a fresh array each call)
         if blocks == 1:
             gains, masses = gain_all, mass_all
         else:
@@ -230,7 +269,8 @@ def _sigmoid(z: float) -> float:
 
 def _feature_card() -> dict[str, Any]:
     return {"text": "normalised (NFKC, look-alikes folded, invisible dropped), lower-cased, white space folded",
-            "char_wb_ngrams": list(NGRAMS), "bucket_bits": BUCKET_BITS, "hash": "xor-multiply 0xBF58476D1CE4E5B9, salted by n",
+            "char_wb_ngrams": list(NGRAMS), "word_ngrams": list(WORD_NGRAMS), "word_weight": WORD_WEIGHT,
+            "word_bucket_bits": WORD_BUCKET_BITS, "bucket_bits": BUCKET_BITS, "hash": "xor-multiply 0xBF58476D1CE4E5B9, salted by n",
             "weighting": "presence x idf, L2",
             "window_chars": WINDOW_CHARS, "stride_chars": STRIDE_CHARS}
 
@@ -308,7 +348,7 @@ def vectors(cases: list[Case], idf: np.ndarray) -> Any:
         cols.append(ids)
         values.append(weights / norm)
     return csr_matrix((np.concatenate(values), (np.concatenate(rows), np.concatenate(cols))),
-                      shape=(len(cases), 1 << BUCKET_BITS), dtype=np.float64)
+                      shape=(len(cases), FEATURES), dtype=np.float64)
 
 
 def train(cases: list[Case], corpus_sha256: str, version: str, c: float = 16.0) -> InjectionModel:
@@ -318,12 +358,13 @@ def train(cases: list[Case], corpus_sha256: str, version: str, c: float = 16.0) 
     import sklearn
     from sklearn.linear_model import LogisticRegression
 
-    document_frequency = np.zeros(1 << BUCKET_BITS)
+    document_frequency = np.zeros(FEATURES)
     for case in cases:
         ids, _ = features(case.text)
         document_frequency[ids] += 1
     idf = np.log((1 + len(cases)) / (1 + document_frequency)) + 1.0
     idf[document_frequency < 2] = 0.0  # seen once: noise, and it would make the artifact large
+    idf[1 << BUCKET_BITS:] *= WORD_WEIGHT
     model = LogisticRegression(C=c, max_iter=5000, class_weight="balanced")
     model.fit(vectors(cases, idf), [case.attack for case in cases])
     card = {"version": version, "corpus_sha256": corpus_sha256, "scikit_learn": sklearn.__version__,

@@ -249,10 +249,14 @@ def _compile(spec: MatchSpec, label: str, classifiers: dict[str, Classify],
         detector = detectors.REGISTRY[spec.detector]
         return f"detector:{spec.detector}", detector.find
     if spec.classifier is not None:
-        classify, threshold = classifiers[spec.classifier], thresholds.get(spec.classifier, spec.threshold)
+        name, classify = spec.classifier, classifiers[spec.classifier]
+        threshold = thresholds.get(name, spec.threshold)
 
         def by_score(text: Text) -> list[Finding]:
-            score, findings = classify(text)
+            found = text.scores.get(name)
+            if found is None:
+                found = text.scores[name] = classify(text)
+            score, findings = found
             return [Finding(label, f.start, f.end, f.value) for f in findings] if score >= threshold else []
 
         return f"classifier:{spec.classifier}", by_score
