@@ -32,7 +32,6 @@ import io
 import json
 import math
 import re
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -191,8 +190,9 @@ class InjectionModel:
         n-gram counts once per window however often it repeats (a pasted
         log of one line a thousand times reads as that line once): block by
         block, the n-grams new to the block are summed, and again those not
-        also in the block before, which is what the window adds to it. The
-        cost is linear in the text: a few vector operations per block."""
+        also in the block before, which is what the window adds to it: one
+        sort of the (n-gram, block) pairs, so the cost is a few vector
+        operations over the text."""
         if isinstance(text, str):
             text = Text(text)
         prepared_text = prepared(text)
@@ -201,25 +201,22 @@ class InjectionModel:
             return 0.0, []
         ids = buckets(prepared_text)
         blocks = max(1, -(-n // STRIDE_CHARS))
-        # The features in position order, none missing: a block is then one slice.
-        flat = ids.T.ravel()
-        where = np.flatnonzero(flat >= 0)
-        flat = flat[where]
-        bounds = np.searchsorted(where, np.arange(blocks + 1) * STRIDE_CHARS * ids.shape[0])
-        gain_all, mass_all = np.zeros(blocks), np.zeros(blocks)  # n-grams of the block
-        gain_new, mass_new = np.zeros(blocks), np.zeros(blocks)  # ... not in the block before
-        last_block, stamp = self._scratch
-        order = np.arange(int(np.diff(bounds).max(initial=0)))
-        for j in range(blocks):
-            chunk = flat[bounds[j]:bounds[j + 1]]
-            # Each bucket once: of its occurrences, the one whose position stuck in `stamp`.
-            stamp[chunk] = order[:len(chunk)]
-            seen = chunk[stamp[chunk] == order[:len(chunk)]]
-            fresh = seen[last_block[seen] != j - 1]
-            gain_all[j], mass_all[j] = self._gain[seen].sum(), self._mass[seen].sum()
-            gain_new[j], mass_new[j] = self._gain[fresh].sum(), self._mass[fresh].sum()
-            last_block[seen] = j
-        last_block[flat] = -2  # ready for the next text (cheaper than a fresh array each call)
+        # Each (feature, block) pair once: the block in the low bits, sorted,
+        # the first of each run kept.
+        shift = max(1, blocks.bit_length())
+        block_of = np.repeat(np.arange(blocks, dtype=np.int64), STRIDE_CHARS)[:n]
+        pairs = ((ids << shift) | block_of).ravel()
+        pairs = np.sort(pairs[pairs >= 0])
+        pairs = pairs[np.concatenate(([True], pairs[1:] != pairs[:-1]))]
+        feature, block = pairs >> shift, pairs & ((1 << shift) - 1)
+        # ... and whether the block before has it too (a window adds only what it lacks).
+        repeated = np.concatenate(([False], (feature[1:] == feature[:-1]) & (block[1:] == block[:-1] + 1)))
+        fresh = ~repeated
+        gain, mass = self._gain[feature], self._mass[feature]
+        gain_all = np.bincount(block, weights=gain, minlength=blocks)  # n-grams of the block
+        mass_all = np.bincount(block, weights=mass, minlength=blocks)
+        gain_new = np.bincount(block[fresh], weights=gain[fresh], minlength=blocks)  # ... not in the block before
+        mass_new = np.bincount(block[fresh], weights=mass[fresh], minlength=blocks)
         if blocks == 1:
             gains, masses = gain_all, mass_all
         else:
@@ -229,18 +226,6 @@ class InjectionModel:
         start, end = _in_norm(text, k * STRIDE_CHARS, min((k + 2) * STRIDE_CHARS, n))
         return _sigmoid(float(z[k])), [text.finding(NAME, start, end)]
 
-    @property
-    def _scratch(self) -> tuple[np.ndarray, np.ndarray]:
-        """(the block each bucket was last seen in, a position per bucket):
-        per thread, since the safety service checks requests on several."""
-        scratch = getattr(_SCRATCH, "arrays", None)
-        if scratch is None or len(scratch[0]) != len(self._gain):
-            scratch = _SCRATCH.arrays = (np.full(len(self._gain), -2, dtype=np.int64),
-                                         np.zeros(len(self._gain), dtype=np.int64))
-        return scratch
-
-
-_SCRATCH = threading.local()
 _WHITE = np.array([c for c in range(0x3001) if chr(c).isspace()], dtype=np.uint32)
 
 
