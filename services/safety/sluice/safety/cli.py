@@ -17,6 +17,7 @@ tests/unit/test_pii_detectors.py).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from collections import Counter, defaultdict
 from dataclasses import dataclass
@@ -26,13 +27,15 @@ from typing import Any, TextIO
 
 from sluice.safety import model as mdl
 from sluice.safety.detectors import Text
+from sluice.safety.engine import check_input
 from sluice.safety.policy import SHIPPED_POLICY_DIR, load_policy
+from sluice.wire.request import MessagesRequest
 
 # What CI holds the shipped pack's default profile to on the held-out split.
 # They guard what was reached (see the README's figures), below the
 # 0.92 / 0.03 the project aims at.
-DETECTION_FLOOR = 0.74
-FALSE_POSITIVE_CEILING = 0.045
+DETECTION_FLOOR = 0.66
+FALSE_POSITIVE_CEILING = 0.03
 # The rules of a profile that judge attacks on the model's instructions.
 INJECTION_RULES = ("injection.", "jailbreak.")
 PII_CORPUS = mdl.DATA / "pii_corpus.yaml"
@@ -115,7 +118,8 @@ def evaluate(corpus: Path, policy_dir: Path, profile_name: str) -> Report:
     rules = [r for r in profile.input_rules if r.id.startswith(INJECTION_RULES)]
     if not rules:
         raise ValueError(f"profile {profile_name!r} has no injection rules ({', '.join(INJECTION_RULES)}*)")
-    fired = [_fires(rules, c.text) for c in test]
+    judged = dataclasses.replace(profile, input_rules=tuple(rules))
+    fired = [_fires(judged, c) for c in test]
     truth = [c.attack for c in test]
     by_kind: dict[str, dict[str, Any]] = {}
     groups: dict[tuple[bool, str], list[bool]] = defaultdict(list)
@@ -160,9 +164,17 @@ def pii_scores(corpus: Path = PII_CORPUS) -> dict[str, dict[str, float]]:
                    "support": tp[name] + fn[name], "fp": fp[name], "fn": fn[name]} for name in PII_KINDS}
 
 
-def _fires(rules: list[Any], text: str) -> bool:
-    prepared = Text(text)
-    return any(rule.match(prepared) for rule in rules)
+def _fires(profile: Any, case: mdl.Case) -> bool:
+    """Whether the profile's injection rules block the case, sent as the
+    request it stands for: an operator's system prompt as `system` (which
+    the standard pack's injection rules do not read), anything else as the
+    user's turn."""
+    body: dict[str, Any] = {"model": "eval", "max_tokens": 1, "messages": [{"role": "user", "content": case.text}]}
+    if case.kind == "system_prompt":
+        body["system"], body["messages"][0]["content"] = case.text, "Hello"
+    verdict, _ = check_input(profile, MessagesRequest(json.dumps(body).encode(), "2023-06-01",
+                                                      count_tokens=True, exact=False))
+    return bool(verdict.rule_ids)
 
 
 def _rates(truth: list[bool], fired: list[bool]) -> dict[str, float]:
