@@ -6,8 +6,9 @@ hashed character 1- to 5-grams within words (scikit-learn's "char_wb") and
 word 1- to 3-grams (2**19 buckets) of the normalised, lower-cased text:
 character n-grams carry across inflections, spellings and languages where a
 word list does not, word n-grams keep phrases. Each
-n-gram present weighs its idf, the vector is L2-normalised (tf-idf with
-binary counts), and the score is the sigmoid of its dot product with the
+n-gram present weighs its idf times the square root of how well it tells
+the classes apart (its naive-Bayes log-count ratio), the vector is
+L2-normalised, and the score is the sigmoid of its dot product with the
 weights plus the intercept, as scikit-learn's `predict_proba` gives it.
 Hashing is vectorised with numpy, a few nanoseconds a character.
 
@@ -52,7 +53,7 @@ WORD_NGRAMS = (1, 2, 3)
 BUCKET_BITS = 19  # 524,288 hashed character n-grams
 WORD_BUCKET_BITS = 18  # then 262,144 hashed word n-grams
 FEATURES = (1 << BUCKET_BITS) + (1 << WORD_BUCKET_BITS)
-# Word n-grams are far fewer than character n-grams: their idf is scaled up
+# Word n-grams are far fewer than character n-grams: their values are scaled up
 # so they keep a voice after the L2 norm (as two separately normalised blocks would).
 WORD_WEIGHT = 2.0
 HELD_OUT = 0.25
@@ -140,18 +141,20 @@ class InjectionModel:
     """Loaded weights (module doc). `classify` has the heuristics' shape:
     (score 0..1, [the best window's finding])."""
 
-    def __init__(self, weights: np.ndarray, idf: np.ndarray, intercept: float, card: dict[str, Any]) -> None:
+    def __init__(self, weights: np.ndarray, values: np.ndarray, intercept: float, card: dict[str, Any]) -> None:
+        """`weights`: the regression's, per feature; `values`: what a feature
+        present puts in the vector before the L2 norm (see `train`)."""
         width = FEATURES
-        if weights.shape != (width,) or idf.shape != (width,):
-            raise ValueError(f"injection model weights and idf have shapes {weights.shape}, {idf.shape}, "
+        if weights.shape != (width,) or values.shape != (width,):
+            raise ValueError(f"injection model weights and values have shapes {weights.shape}, {values.shape}, "
                              f"want ({width},)")
-        if not (np.isfinite(weights).all() and np.isfinite(idf).all() and math.isfinite(intercept)):
+        if not (np.isfinite(weights).all() and np.isfinite(values).all() and math.isfinite(intercept)):
             raise ValueError("injection model weights are not all finite numbers")
         self._weights = np.asarray(weights, dtype=np.float64)
-        self._idf = np.asarray(idf, dtype=np.float64)
+        self._values = np.asarray(values, dtype=np.float64)
         # Per occurrence: what it adds to the dot product, and to the squared norm.
-        self._gain = self._weights * self._idf
-        self._mass = self._idf ** 2
+        self._gain = self._weights * self._values
+        self._mass = self._values ** 2
         self._intercept = float(intercept)
         self.card = card
         self.name = NAME
@@ -165,14 +168,14 @@ class InjectionModel:
         try:
             card = json.loads(stem.with_suffix(".json").read_text())
             with np.load(stem.with_suffix(".npz"), allow_pickle=False) as data:
-                weights, idf, intercept = data["weights"], data["idf"], float(data["intercept"])
+                weights, values, intercept = data["weights"], data["values"], float(data["intercept"])
         except OSError:
             raise
         except Exception as exc:  # noqa: BLE001 - zip, npy and JSON errors of a damaged file all mean one thing
             raise ValueError(f"injection model {stem} cannot be read: {type(exc).__name__}: {exc}") from None
         if not isinstance(card, dict) or card.get("features") != _feature_card():
             raise ValueError(f"injection model {stem} was trained with other features (run `sluice safety train`)")
-        return cls(weights, idf, intercept, card)
+        return cls(weights, values, intercept, card)
 
     def score_features(self, ids: np.ndarray, counts: np.ndarray) -> float:
         """P(attack) of one whole text's n-grams (as training saw it; each
@@ -256,7 +259,7 @@ def _feature_card() -> dict[str, Any]:
     return {"text": "normalised (NFKC, look-alikes folded, invisible dropped), lower-cased, white space folded",
             "char_wb_ngrams": list(NGRAMS), "word_ngrams": list(WORD_NGRAMS), "word_weight": WORD_WEIGHT,
             "word_bucket_bits": WORD_BUCKET_BITS, "bucket_bits": BUCKET_BITS, "hash": "xor-multiply 0xBF58476D1CE4E5B9, salted by n",
-            "weighting": "presence x idf, L2",
+            "weighting": "presence x idf x sqrt(|NB log-count ratio|), L2",
             "window_chars": WINDOW_CHARS, "stride_chars": STRIDE_CHARS}
 
 
@@ -319,15 +322,15 @@ def split(cases: list[Case], held_out: float = HELD_OUT) -> tuple[list[Case], li
     return train, test
 
 
-def vectors(cases: list[Case], idf: np.ndarray) -> Any:
-    """The cases as a sparse matrix: each n-gram present weighs its idf,
+def vectors(cases: list[Case], weight: np.ndarray) -> Any:
+    """The cases as a sparse matrix: each n-gram present weighs `weight`,
     rows L2-normalised (what `score_features` and a window compute)."""
     from scipy.sparse import csr_matrix
 
     rows, cols, values = [], [], []
     for r, case in enumerate(cases):
         ids, _ = features(case.text)
-        weights = idf[ids]
+        weights = weight[ids]
         norm = math.sqrt(float((weights ** 2).sum())) or 1.0
         rows.append(np.full(len(ids), r))
         cols.append(ids)
@@ -337,33 +340,42 @@ def vectors(cases: list[Case], idf: np.ndarray) -> Any:
 
 
 def train(cases: list[Case], corpus_sha256: str, version: str, c: float = 16.0) -> InjectionModel:
-    """Fits the model on `cases`: smoothed idf over the cases (as
-    scikit-learn's TfidfVectorizer computes it), then a class-balanced
-    logistic regression. Raises ImportError without the train extra."""
+    """Fits the model on `cases`. Each n-gram present weighs its smoothed
+    idf (as scikit-learn's TfidfVectorizer computes it) times the square
+    root of its naive-Bayes log-count ratio's size (Wang and Manning,
+    "Baselines and Bigrams", ACL 2012: n-grams that tell the classes apart
+    count for more), rows L2-normalised; then a class-balanced logistic
+    regression. Raises ImportError without the train extra."""
     import sklearn
     from sklearn.linear_model import LogisticRegression
 
     document_frequency = np.zeros(FEATURES)
+    in_attacks = np.ones(FEATURES)  # add-one smoothing
+    in_benign = np.ones(FEATURES)
     for case in cases:
         ids, _ = features(case.text)
         document_frequency[ids] += 1
+        (in_attacks if case.attack else in_benign)[ids] += 1
     idf = np.log((1 + len(cases)) / (1 + document_frequency)) + 1.0
-    idf[document_frequency < 2] = 0.0  # seen once: noise, and it would make the artifact large
-    idf[1 << BUCKET_BITS:] *= WORD_WEIGHT
+    ratio = np.abs(np.log((in_attacks / in_attacks.sum()) / (in_benign / in_benign.sum())))
+    weight = idf * np.sqrt(ratio)
+    weight[document_frequency < 2] = 0.0  # seen once: noise, and it would make the artifact large
+    weight[1 << BUCKET_BITS:] *= WORD_WEIGHT
     model = LogisticRegression(C=c, max_iter=5000, class_weight="balanced")
-    model.fit(vectors(cases, idf), [case.attack for case in cases])
+    model.fit(vectors(cases, weight), [case.attack for case in cases])
     card = {"version": version, "corpus_sha256": corpus_sha256, "scikit_learn": sklearn.__version__,
             "examples": len(cases), "features": _feature_card(),
-            "model": f"scikit-learn LogisticRegression(C={c}, class_weight=balanced) over idf-weighted "
-                     "presence, L2-normalised"}
-    return InjectionModel(model.coef_[0].astype(np.float32), idf.astype(np.float32), float(model.intercept_[0]), card)
+            "model": f"scikit-learn LogisticRegression(C={c}, class_weight=balanced) over presence weighted by "
+                     "idf x sqrt(|NB log-count ratio|), L2-normalised"}
+    return InjectionModel(model.coef_[0].astype(np.float32), weight.astype(np.float32),
+                          float(model.intercept_[0]), card)
 
 
 def save(model: InjectionModel, stem: Path = ARTIFACT) -> None:
     """Writes `<stem>.npz` (float16 weights, compressed: a score moves by
     under 0.1%) and `<stem>.json`."""
     buffer = io.BytesIO()
-    np.savez_compressed(buffer, weights=model._weights.astype(np.float16), idf=model._idf.astype(np.float16),
+    np.savez_compressed(buffer, weights=model._weights.astype(np.float16), values=model._values.astype(np.float16),
                         intercept=np.float32(model._intercept))
     stem.with_suffix(".npz").write_bytes(buffer.getvalue())
     stem.with_suffix(".json").write_text(json.dumps(model.card, indent=2, ensure_ascii=False) + "\n")
