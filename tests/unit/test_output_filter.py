@@ -293,3 +293,18 @@ def test_an_unbroken_run_past_the_bound_is_released_and_text_after_it_flows():
     out, _ = _run(_answer("start " + blob + " end of answer " + "word " * 40, 5))
     delivered = "".join(_deltas(out))
     assert delivered == "start " + blob + " end of answer " + "word " * 40
+
+
+@pytest.mark.parametrize("block_type", ["tool_use", "mcp_tool_use"])
+def test_a_tool_calls_arguments_are_redacted_value_by_value_and_stay_json(block_type):
+    arguments = '{"a": "x\\njane.doe@example.com\\n", "b": 4111111111111111, "c": [1, "ok"]}'
+    events = [_e({"type": "message_start", "message": {"id": "m", "model": "claude-sonnet-4-6", "usage": {}}}),
+              _start(0, {"type": block_type, "id": "t1", "name": "crm", "input": {}})]
+    events += [_delta(0, {"type": "input_json_delta", "partial_json": arguments[i:i + 5]})
+               for i in range(0, len(arguments), 5)]
+    events += [_stop(0), _e({"type": "message_delta", "delta": {"stop_reason": "tool_use"}, "usage": {}}),
+               _e({"type": "message_stop"})]
+    out, out_filter = _run(events)
+    delivered = json.loads("".join(_deltas(out, "input_json_delta", "partial_json")))
+    assert delivered == {"a": "x\n[EMAIL_1]\n", "b": "[PAYMENT_CARD_1]", "c": [1, "ok"]}
+    assert sorted(out_filter.verdict().rule_ids) == ["pii.email", "pii.payment-card"]

@@ -99,6 +99,13 @@ BROKEN = {
     "unknown field": (GOOD.replace("    severity: medium\n", "    severity: medium\n    colour: red\n"),
                       "rule 'pii.email' field 'colour'"),
     "not YAML": ("pack: [unclosed\n", "not valid YAML"),
+    "a look-behind RE2 cannot run in linear time": (
+        GOOD.replace("{keywords: [blue falcon]}", "{regex: '(?<=x)falcon'}"),
+        "rule 'words.codename' field 'match': regex: does not compile: invalid perl operator: (?<="),
+    "a threshold on a detector": (GOOD.replace("{detector: email}", "{detector: email, threshold: 0.3}"),
+                                  "rule 'pii.email' field 'match': threshold: only a classifier has a threshold"),
+    "flags without a regex": (GOOD.replace("{keywords: [blue falcon]}", "{keywords: [blue falcon], flags: [ignorecase]}"),
+                              "flags: only a regex has flags"),
     "not a mapping": ("- just\n- a list\n", "a pack is a mapping"),
 }
 
@@ -424,3 +431,37 @@ def test_a_missing_onnx_model_is_refused_naming_the_model_and_path(tmp_path):
                                   "rules:\n  - id: pii.email", 1))
     with pytest.raises(PolicyError, match=r"field 'models.gone': .*nowhere.onnx"):
         load_policy(tmp_path)
+
+
+def test_system_blocks_are_one_text_and_server_tool_results_and_citations_are_read():
+    policy = load_policy(SHIPPED_POLICY_DIR)
+    body = _body("what did the page say?")
+    body["system"] = [{"type": "text", "text": "Support for card 4111 1111"}, {"type": "text", "text": " 1111 1111."}]
+    body["messages"].append({"role": "assistant", "content": [
+        {"type": "web_fetch_tool_result", "tool_use_id": "srv_1", "content": {
+            "type": "web_fetch_result", "url": "https://example.com/a", "content": {
+                "type": "document", "source": {"type": "text", "media_type": "text/plain",
+                                               "data": "Contact: jane.doe@example.com"}}}},
+        {"type": "text", "text": "The page lists a contact.",
+         "citations": [{"type": "char_location", "cited_text": "jane.doe@example.com", "document_index": 0,
+                        "start_char_index": 9, "end_char_index": 29}]}]})
+    params = _params(body=body)
+
+    verdict, edits = check_input(policy.profile("default", "acme"), params)
+
+    doc = params.with_edits(edits).doc
+    assert [b["text"] for b in doc["system"]] == ["Support for card [PAYMENT_CARD_1]", "."]
+    fetched = doc["messages"][1]["content"][0]["content"]
+    assert fetched["content"]["source"]["data"] == "Contact: [EMAIL_1]" and fetched["url"] == "https://example.com/a"
+    assert doc["messages"][1]["content"][1]["citations"][0]["cited_text"] == "[EMAIL_1]"
+    assert sorted(verdict.rule_ids) == ["pii.email", "pii.payment-card"]
+
+
+def test_a_pack_regex_runs_in_linear_time_on_hostile_text(tmp_path):
+    import time
+
+    _write(tmp_path, GOOD.replace("{keywords: [blue falcon]}", "{regex: '(a+)+$'}"))
+    profile = load_policy(tmp_path).profile("default", "acme")
+    t0 = time.perf_counter()
+    verdict, _ = check_input(profile, _params("a" * 50_000 + "!"))
+    assert verdict.action == v.ACTION_ALLOW and time.perf_counter() - t0 < 2.0  # backtracking would take ages

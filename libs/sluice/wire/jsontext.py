@@ -69,15 +69,23 @@ _UNIQUE_DECODER = json.JSONDecoder(parse_constant=_reject_constant, object_pairs
 _raw_decode_unique = _UNIQUE_DECODER.raw_decode
 # ensure_ascii=False: strings stay as readable (and as short) as they came.
 _std_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+_ascii_dumps = json.JSONEncoder(ensure_ascii=True, separators=(",", ":")).encode
 
 
 def dumps(value: Any) -> str:
     """Compact JSON text of `value`, non-ASCII kept as is (orjson's speed,
-    the stdlib's result, and the stdlib where orjson refuses a value)."""
+    the stdlib's result, and the stdlib where orjson refuses a value). A
+    lone surrogate (which UTF-8 cannot carry) is written as a \\u escape,
+    so the text always encodes."""
     try:
         return orjson.dumps(value).decode("utf-8")
     except TypeError:  # integers beyond 64 bits, lone surrogates, subclasses
-        return _std_dumps(value)
+        text = _std_dumps(value)
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            return _ascii_dumps(value)
+        return text
 
 
 def read(data: bytes) -> Any:
@@ -305,10 +313,14 @@ def _array_items(text: str, at: int) -> list[tuple[int, int]]:
         idx = _WS.match(text, idx + 1).end()  # type: ignore[union-attr]
 
 
-def value_span(text: str, path: Path, at: int = 0) -> tuple[int, int]:
+def value_span(text: str, path: Path, at: int = 0,
+               parsed: dict[int, Any] | None = None) -> tuple[int, int]:
     """(start, end) of the value at `path` inside the JSON value starting at
     `at`. Where a key is written twice, the last one counts, as in parsing.
-    Raises KeyError when the path leads nowhere."""
+    `parsed` keeps the containers read on the way (by offset), so many paths
+    into one document read each container once. Raises KeyError when the
+    path leads nowhere."""
+    parsed = {} if parsed is None else parsed
     start = _WS.match(text, at).end()  # type: ignore[union-attr]
     end = -1
     for token in path:
@@ -316,12 +328,19 @@ def value_span(text: str, path: Path, at: int = 0) -> tuple[int, int]:
         # 6901): "/0" is the member "0" of an object, the first item of an array.
         opener = text[start:start + 1]
         if opener == "{":
-            found = [m for m in object_members(text, start)[0] if m.key == str(token)]
-            if not found:
+            members = parsed.get(start)
+            if members is None:
+                members = parsed[start] = {}
+                for m in object_members(text, start)[0]:
+                    members[m.key] = m  # the last of a twice-written key
+            found = members.get(str(token))
+            if found is None:
                 raise KeyError(token)
-            start, end = found[-1].value_start, found[-1].end
+            start, end = found.value_start, found.end
         elif opener == "[" and isinstance(token, int):
-            items = _array_items(text, start)
+            items = parsed.get(start)
+            if items is None:
+                items = parsed[start] = _array_items(text, start)
             if not 0 <= token < len(items):
                 raise KeyError(token)
             start, end = items[token]
@@ -348,7 +367,8 @@ def replace_values(text: str, replacements: Iterable[tuple[Path, Any]]) -> str:
     """`text` with the value at each path replaced by `value` (encoded as
     JSON); everything else keeps its exact text. Raises KeyError for a path
     that leads nowhere."""
-    return splice(text, ((*value_span(text, path), dumps(value)) for path, value in replacements))
+    parsed: dict[int, Any] = {}
+    return splice(text, ((*value_span(text, path, 0, parsed), dumps(value)) for path, value in replacements))
 
 
 def without_members(text: str, members: list[Member], drop: set[str]) -> str:

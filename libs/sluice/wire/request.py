@@ -101,7 +101,7 @@ def parse_json_body(raw: bytes, exact: bool = True) -> tuple[str, list[jsontext.
     if not exact:
         try:
             doc = jsontext.read(raw)
-        except ValueError:
+        except (ValueError, RecursionError):
             pass  # the exact path names the problem
         else:
             if isinstance(doc, dict):
@@ -315,7 +315,7 @@ class MessagesRequest:
         numbers: list[Text] = []
         for path, block in _blocks_with_paths(doc):
             if block.get("type") in ("tool_use", "server_tool_use") and isinstance(block.get("input"), dict):
-                _number_leaves(block["input"], (*path, "input"), numbers)
+                numbers += [t for t in json_leaves(block["input"], (*path, "input"), "assistant") if t.kind == "number"]
         return out + numbers
 
     def estimated_input_tokens(self) -> int:
@@ -442,6 +442,11 @@ def block_text(block: Any) -> str:
     return "".join(t.text for t in out)
 
 
+# Members of a server tool's result that are not prose.
+_NOT_READ = frozenset({"type", "url", "encrypted_content", "encrypted_index", "encrypted_stdout", "tool_use_id",
+                       "page_age", "file_id", "media_type", "retrieved_at", "error_code"})
+
+
 def _content_texts(content: Any, path: Path, role: str, out: list[Text]) -> None:
     if isinstance(content, str):
         if content:
@@ -456,6 +461,9 @@ def _block_texts(block: dict[str, Any], path: Path, role: str, out: list[Text]) 
     if kind == "text":
         if block["text"]:
             out.append(Text((*path, "text"), block["text"], role))
+        for j, citation in enumerate(block.get("citations") or ()):
+            if isinstance(citation, dict) and isinstance(citation.get("cited_text"), str) and citation["cited_text"]:
+                out.append(Text((*path, "citations", j, "cited_text"), citation["cited_text"], role))
     elif kind == "tool_result":
         if block.get("content") is not None:
             _content_texts(block["content"], (*path, "content"), role, out)
@@ -471,6 +479,12 @@ def _block_texts(block: dict[str, Any], path: Path, role: str, out: list[Text]) 
         for name in ("title", "context"):
             if isinstance(block.get(name), str) and block[name]:
                 out.append(Text((*path, name), block[name], role))
+    elif isinstance(kind, str) and kind.endswith("_tool_result") and block.get("content") is not None:
+        # A server tool's result (web fetch, code execution, ...): every text in
+        # it but identifiers, addresses and the encrypted parts the API reads back.
+        for text in json_leaves(block["content"], (*path, "content"), role, numbers=False):
+            if not (set(map(str, text.path[len(path) + 1:])) & _NOT_READ):
+                out.append(text)
     elif kind == "search_result":
         for name in ("title",):
             if isinstance(block.get(name), str) and block[name]:
@@ -479,17 +493,25 @@ def _block_texts(block: dict[str, Any], path: Path, role: str, out: list[Text]) 
             _content_texts(block["content"], (*path, "content"), role, out)
 
 
-def _number_leaves(value: Any, path: Path, out: list[Text]) -> None:
-    """Every number (not a boolean) inside a JSON value, as its JSON text."""
+def json_leaves(value: Any, path: Path, role: str, numbers: bool = True) -> list[Text]:
+    """Every non-empty string and (when `numbers`) every number (not a
+    boolean) inside a JSON value, in document order; a number's text is its
+    value written as JSON."""
     stack: list[tuple[Any, Path]] = [(value, path)]
+    found: list[Text] = []
     while stack:
         item, where = stack.pop()
-        if isinstance(item, (int, float)) and not isinstance(item, bool):
-            out.append(Text(where, jsontext.dumps(item), "assistant", "number"))
+        if isinstance(item, str):
+            if item:
+                found.append(Text(where, item, role))
+        elif isinstance(item, (int, float)) and not isinstance(item, bool):
+            if numbers:
+                found.append(Text(where, jsontext.dumps(item), role, "number"))
         elif isinstance(item, dict):
             stack.extend((v, (*where, k)) for k, v in reversed(list(item.items())))
         elif isinstance(item, list):
             stack.extend((v, (*where, i)) for i, v in reversed(list(enumerate(item))))
+    return found
 
 
 def _blocks_with_paths(doc: dict[str, Any]) -> Iterator[tuple[Path, dict[str, Any]]]:
@@ -504,15 +526,4 @@ def _blocks_with_paths(doc: dict[str, Any]) -> Iterator[tuple[Path, dict[str, An
 
 def _string_leaves(value: Any, path: Path, role: str, out: list[Text]) -> None:
     """Every non-empty string inside a JSON value, in document order."""
-    stack: list[tuple[Any, Path]] = [(value, path)]
-    found: list[Text] = []
-    while stack:
-        item, where = stack.pop()
-        if isinstance(item, str):
-            if item:
-                found.append(Text(where, item, role))
-        elif isinstance(item, dict):
-            stack.extend((v, (*where, k)) for k, v in reversed(list(item.items())))
-        elif isinstance(item, list):
-            stack.extend((v, (*where, i)) for i, v in reversed(list(enumerate(item))))
-    out.extend(found)
+    out.extend(json_leaves(value, path, role, numbers=False))

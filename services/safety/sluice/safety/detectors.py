@@ -151,6 +151,9 @@ def normalize(text: str) -> tuple[str, list[int]]:
     return norm, list(range(len(norm))) if origin is None else origin.tolist()
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 class Text:
     """A text and its normalised form, made once and shared by every matcher,
     with views made on first use: `lower`, `language`, `utf8`.
@@ -166,6 +169,10 @@ class Text:
         self.original = original
         self.region = region.upper() if region else None
         self.norm, self._origin, self._utf8 = _fold(original)
+        if not self.norm.isascii() and _SURROGATE.search(self.norm):
+            # A lone surrogate (JSON can carry one, UTF-8 cannot) reads as U+FFFD,
+            # one for one, so RE2 and the model can take the text.
+            self.norm, self._utf8 = _SURROGATE.sub("\ufffd", self.norm), None
         self._lower: str | None = None
         self._language: str | None | bool = False  # False: not looked at yet
         self._char_of_byte: np.ndarray | None = None

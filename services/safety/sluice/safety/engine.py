@@ -27,8 +27,9 @@ from sluice.safety.v1 import verdict_pb2 as v
 from sluice.telemetry import metrics
 from sluice.wire import events as ev
 from sluice.wire.events import Event
+from sluice.wire import jsontext
 from sluice.wire.jsontext import Path
-from sluice.wire.request import MessagesRequest, tokens_for_chars
+from sluice.wire.request import MessagesRequest, json_leaves, tokens_for_chars
 
 # The strongest action decides the verdict.
 _STRENGTH = {v.ACTION_ALLOW: 0, v.ACTION_REDACT: 1, v.ACTION_FLAG: 2, v.ACTION_BLOCK: 3}
@@ -140,7 +141,12 @@ def _document(texts: list[Any]) -> tuple[str, list[int]]:
 def _prose(text: Any) -> bool:
     """A text block's text or a turn's string content (not a tool's
     argument, a title or a schema string: those stay apart)."""
-    return text.kind == "string" and text.path[0] == "messages" and (text.path[-1] == "text" or len(text.path) == 3)
+    path = text.path
+    if text.kind != "string":
+        return False
+    if path[0] == "system":
+        return path[-1] == "text" or len(path) == 1
+    return path[0] == "messages" and (path[-1] == "text" or len(path) == 3)
 
 
 def _turn(text: Any) -> tuple[Any, ...]:
@@ -167,10 +173,18 @@ def _by_text(findings: list[Finding], starts: list[int], texts: list[Any]
 
 
 def _redacted(text: str, pieces: list[tuple[int, int, Finding, bool]], placeholders: Placeholders) -> str:
+    """`text` with each piece replaced: its placeholder where the finding
+    starts, nothing where it runs on from another text. Overlapping pieces
+    (two rules reading other parts of the request) are one span, named by
+    the first, so no part of either value is left."""
+    merged: list[list[Any]] = []
+    for start, end, f, first in sorted(pieces, key=lambda p: (p[0], -p[1])):
+        if merged and start < merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], end)
+        else:
+            merged.append([start, end, f, first])
     out, last = [], 0
-    for start, end, f, first in sorted(pieces, key=lambda p: p[0]):
-        if start < last:
-            continue
+    for start, end, f, first in merged:
         out.append(text[last:start])
         if first:
             out.append(placeholders.label(f.detector, f.value))
@@ -183,7 +197,8 @@ def _redacted(text: str, pieces: list[tuple[int, int, Finding, bool]], placehold
 
 # How a block of the answer is filtered, by its content_block type.
 _TEXT, _JSON, _WHOLE = "text", "json", "whole"
-_KIND_OF_BLOCK = {"text": _TEXT, "tool_use": _JSON, "server_tool_use": _JSON, "thinking": _WHOLE}
+_KIND_OF_BLOCK = {"text": _TEXT, "tool_use": _JSON, "server_tool_use": _JSON, "mcp_tool_use": _JSON,
+                  "thinking": _WHOLE}
 _FIELD_OF_DELTA = {"text_delta": "text", "input_json_delta": "partial_json", "thinking_delta": "thinking"}
 
 
@@ -360,12 +375,55 @@ class OutputFilter:
         all of it when final, else all but the holdback window; a finding
         that reaches into the window is held whole until it is complete.
         Other events of the block follow the text that came before them."""
+        if block.kind == _JSON and final:
+            redacted = self._redacted_json(block.pending)
+            if redacted == "":  # a block rule: none of the call is delivered
+                return self._stop(block.index)
+            if redacted is not None:  # whole JSON: judged value by value
+                block.pending = redacted
+                return self._release_text(block, final=True, scan=False)
+        return self._release_text(block, final)
+
+    def _redacted_json(self, arguments: str) -> str | None:
+        """A tool call's arguments with each string and number judged as a
+        value, not as JSON text (so a match cannot eat a quote or an escape,
+        and a card sent as a number becomes a string placeholder); None when
+        the arguments are not whole JSON (a stream cut short: judged as text).
+        A block rule empties them ("")."""
+        try:
+            value = jsontext.read(arguments.encode("utf-8", "surrogatepass"))
+        except (ValueError, RecursionError):
+            return None
+        leaves = json_leaves(value, (), "assistant")
+        if not leaves:
+            return arguments
+        document, starts = _document(leaves)
+        to_redact: list[Finding] = []
+        stop = False
+        text = Text(document)
+        for rule in self._rules:
+            findings = rule.match(text)
+            if findings:
+                self.hits.add(rule, len(findings))
+                if rule.action == v.ACTION_REDACT:
+                    to_redact += findings
+                elif rule.action == v.ACTION_BLOCK:
+                    stop = True
+        if stop:
+            return ""
+        if not to_redact:
+            return arguments
+        edits = [(leaves[i].path, _redacted(leaves[i].text, pieces, self._placeholders))
+                 for i, pieces in sorted(_by_text(merge(to_redact), starts, leaves).items())]
+        return jsontext.replace_values(arguments, edits)
+
+    def _release_text(self, block: _Block, final: bool, scan: bool = True) -> list[Event]:
         window = block.context + block.pending
         offset = len(block.context)
         cut = len(block.pending) if final else len(block.pending) - self._holdback
         findings: list[tuple[Rule, Finding]] = []
         text = Text(window)
-        for rule in self._rules:
+        for rule in self._rules if scan else ():
             for f in rule.match(text):
                 if f.end <= offset:
                     continue  # released earlier, and judged then

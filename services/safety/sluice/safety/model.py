@@ -82,7 +82,7 @@ def buckets(prepared_text: str) -> np.ndarray:
     uni-, bi- and trigrams (WORD_NGRAMS). Shape (len(NGRAMS) +
     len(WORD_NGRAMS), len(text)): bucket ids in [0, FEATURES) (words after
     the characters' 2**BUCKET_BITS), or -1 where none starts. Vectorised: tens of nanoseconds a character."""
-    codes = np.frombuffer(prepared_text.encode("utf-32-le"), dtype=np.uint32)
+    codes = np.frombuffer(prepared_text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
     n_chars = len(codes)
     is_space = codes == _SPACE_CODE
     spaces = np.concatenate(([0], np.cumsum(is_space)))
@@ -238,7 +238,7 @@ def _in_norm(text: Text, start: int, end: int) -> tuple[int, int]:
     norm = text.norm
     if len(text.lower) != len(norm):  # a lower-casing that changed length: the whole text
         return 0, len(norm)
-    codes = np.frombuffer(text.lower.encode("utf-32-le"), dtype=np.uint32)
+    codes = np.frombuffer(text.lower.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
     white = np.isin(codes, _WHITE)
     kept = ~(white & np.concatenate(([True], white[:-1])))  # the first of each run, none at the start
     where = np.flatnonzero(kept)

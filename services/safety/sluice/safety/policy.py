@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+import re2
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -45,7 +46,17 @@ ACTIONS = {"allow": verdict_pb2.ACTION_ALLOW, "redact": verdict_pb2.ACTION_REDAC
            "block": verdict_pb2.ACTION_BLOCK, "flag": verdict_pb2.ACTION_FLAG}
 SEVERITIES = {"low": verdict_pb2.SEVERITY_LOW, "medium": verdict_pb2.SEVERITY_MEDIUM,
               "high": verdict_pb2.SEVERITY_HIGH, "critical": verdict_pb2.SEVERITY_CRITICAL}
-_REGEX_FLAGS = {"ignorecase": re.IGNORECASE, "multiline": re.MULTILINE, "dotall": re.DOTALL}
+_REGEX_FLAGS = {"ignorecase": "i", "multiline": "m", "dotall": "s"}
+
+
+def _re2_pattern(regex: str, flags: list[str]) -> Any:
+    """A pack's regex compiled with RE2: matching is linear in the text
+    whatever the pattern, so a pack cannot bring a backtracking blow-up
+    (`(a+)+$`) to user input. Raises re2.error for what RE2 cannot take."""
+    options = re2.Options()
+    options.max_mem = 8 << 20
+    letters = "".join(_REGEX_FLAGS[f] for f in flags)
+    return re2.compile(f"(?{letters}){regex}" if letters else regex, options)
 
 SHIPPED_POLICY_DIR = Path(__file__).resolve().parent / "policies"
 
@@ -90,12 +101,18 @@ class MatchSpec(_Strict):
                              f"(got {given or 'none'})")
         if self.detector is not None and self.detector not in detectors.REGISTRY:
             raise ValueError(f"detector: unknown detector {self.detector!r} (known: {sorted(detectors.REGISTRY)})")
+        if "threshold" in self.model_fields_set and self.classifier is None:
+            raise ValueError("threshold: only a classifier has a threshold")
+        if self.flags and self.regex is None:
+            raise ValueError("flags: only a regex has flags")
         if self.regex is not None:
             try:
-                re.compile(self.regex)
-            except re.error as exc:
-                raise ValueError(f"regex: does not compile: {exc}") from None
-            if re.compile(self.regex).search(""):
+                compiled = _re2_pattern(self.regex, self.flags)
+            except re2.error as exc:
+                reason = exc.args[0].decode() if exc.args and isinstance(exc.args[0], bytes) else str(exc)
+                raise ValueError(f"regex: does not compile: {reason} (regexes run with RE2, in time linear in "
+                                 "the text: no look-arounds or back-references)") from None
+            if compiled.search(""):
                 raise ValueError("regex: matches the empty string, so it would fire on every text")
         if self.keywords is not None and (not self.keywords or any(not k.strip() for k in self.keywords)):
             raise ValueError("keywords: give at least one keyword, none blank")
@@ -281,10 +298,7 @@ def _compile(spec: MatchSpec, label: str, classifiers: dict[str, Classify],
 
         return name, all_of
     if spec.regex is not None:
-        flags = 0
-        for flag in spec.flags:
-            flags |= _REGEX_FLAGS[flag]
-        pattern, kind = re.compile(spec.regex, flags), "regex"
+        pattern, kind = _re2_pattern(spec.regex, spec.flags), "regex"
     else:
         words = sorted({k.strip() for k in spec.keywords or ()}, key=len, reverse=True)
         # Whole words or phrases, any case, any run of spaces between words.
