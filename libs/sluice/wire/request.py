@@ -297,7 +297,9 @@ class MessagesRequest:
         """What the safety check reads: `texts()`, and also the string
         values of each tool's `input_schema` (descriptions, enums, titles
         at any depth) and the numbers in earlier tool calls' inputs, in
-        prompt order. A number's text is its JSON spelling."""
+        prompt order. A number's text is the number written as JSON again
+        (`4111111111111111e0` reads as 4.111111111111111e+15); redacting
+        one puts a string placeholder in its place."""
         out: list[Text] = []
         doc = self.doc
         schema_texts: dict[int, list[Text]] = {}
@@ -310,8 +312,8 @@ class MessagesRequest:
             out.append(text)
             if text.path[0] == "tools" and text.path[1] in schema_texts:
                 out += schema_texts.pop(text.path[1])
-        for found in schema_texts.values():  # tools without a description
-            out[0:0] = found
+        # Schemas of tools without a description come first, in tool order.
+        out = [text for found in schema_texts.values() for text in found] + out
         numbers: list[Text] = []
         for path, block in _blocks_with_paths(doc):
             if block.get("type") in ("tool_use", "server_tool_use") and isinstance(block.get("input"), dict):
