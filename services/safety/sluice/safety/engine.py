@@ -78,7 +78,7 @@ def check_input(profile: Profile, request: MessagesRequest, region: str | None =
     """The input verdict and the redactions to make: (path, new text) for
     each text a redact rule changed, whatever else fired. Placeholders are
     numbered once across the whole request ([EMAIL_1] is the same address
-    everywhere). `region` (the tenant's home country, e.g. "GB") is a hint
+    everywhere). `region` (the tenant's `country`, e.g. "GB") is a hint
     for locale-aware detectors.
 
     Every text the model reads (`MessagesRequest.readable()`) is checked as
