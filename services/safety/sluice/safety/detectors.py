@@ -418,15 +418,23 @@ def _card_spans(text: Text) -> Iterator[Span]:
 
 
 def _cards_inside(raw: str, offset: int) -> Iterator[Span]:
-    """A card at the head of a run of numbers ("4111 1111 1111 1111 12/29
-    123"), in whole groups; or a group of 13 to 19 digits on its own. A card
-    is not looked for in the middle of a run: tracking numbers are long runs."""
+    """Cards in a run of numbers that is not one card, in whole groups: at
+    its head ("4111 1111 1111 1111 12/29 123"), after a leading number of
+    one to three digits ("#1 4111 ...", "room 12 415-..."), and one after
+    another ("4111 ... 1111 4242 ... 4242"); or a group of 13 to 19 digits
+    on its own. A card is not looked for at any other place in a run:
+    tracking numbers are long runs, and one window in ten of them passes Luhn."""
     groups = [(m.start(), m.end()) for m in _DIGIT_GROUP.finditer(raw)]
-    for n in (5, 4, 3):
-        if n < len(groups) and _card_ok(raw[:groups[n - 1][1]]):
-            yield offset, offset + groups[n - 1][1]
-            return
-    for s, e in groups:
+    # A leading label number ("#1", "room 12") is not part of what follows.
+    i = 1 if len(groups) > 3 and groups[0][1] - groups[0][0] <= 3 else 0
+    while i < len(groups):
+        end = next((i + n for n in (5, 4, 3) if i + n <= len(groups)
+                    and _card_ok(raw[groups[i][0]:groups[i + n - 1][1]])), None)
+        if end is None:
+            break
+        yield offset + groups[i][0], offset + groups[end - 1][1]
+        i = end  # a card right after a card
+    for s, e in groups[i:]:  # a lone long group (the run's other groups are not a card's)
         if 13 <= e - s <= 19 and _card_ok(raw[s:e]):
             yield offset + s, offset + e
 
