@@ -74,20 +74,23 @@ def prepared(text: Text) -> str:
     return " " + " ".join(text.lower.split()) + " "
 
 
-def buckets(prepared_text: str) -> np.ndarray:
+def buckets(prepared_text: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Hashed features of a prepared text, each at the character it starts
     at: character n-grams within words (NGRAMS; an n-gram may begin or end
     with a space but holds none inside: scikit-learn's "char_wb" n-grams,
     which carry across inflections, spellings and languages), then word
-    uni-, bi- and trigrams (WORD_NGRAMS). Shape (len(NGRAMS) +
-    len(WORD_NGRAMS), len(text)): bucket ids in [0, FEATURES) (words after
-    the characters' 2**BUCKET_BITS), or -1 where none starts. Vectorised: tens of nanoseconds a character."""
+    uni-, bi- and trigrams (WORD_NGRAMS). Returns (characters' bucket ids,
+    shape (len(NGRAMS), len(text)), -1 where none starts; the words'
+    positions; their bucket ids, after the characters' 2**BUCKET_BITS).
+    Vectorised: tens of nanoseconds a character."""
     codes = np.frombuffer(prepared_text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
     n_chars = len(codes)
     is_space = codes == _SPACE_CODE
     spaces = np.concatenate(([0], np.cumsum(is_space)))
     wide = codes.astype(np.uint64)
-    out = np.full((len(NGRAMS) + len(WORD_NGRAMS), n_chars), -1, dtype=np.int64)
+    out = np.full((len(NGRAMS), n_chars), -1, dtype=np.int64)
+    word_at: list[np.ndarray] = []
+    word_ids: list[np.ndarray] = []
     shift = np.uint64(64 - BUCKET_BITS)
     with np.errstate(over="ignore"):
         running = np.zeros(n_chars, dtype=np.uint64)  # the hash of the (n-1)-gram at each start
@@ -104,15 +107,17 @@ def buckets(prepared_text: str) -> np.ndarray:
                 ids[is_space[:count] & is_space[n - 1:count + n - 1]] = -1
             out[row, :count] = ids
         words, starts = _word_hashes(wide, is_space)
-        for row, n in enumerate(WORD_NGRAMS, len(NGRAMS)):
+        for n in WORD_NGRAMS:
             if len(words) < n:
                 continue
             h = words[:len(words) - n + 1].copy()
             for k in range(1, n):
                 h = (h * _MIX) ^ words[k:len(words) - n + 1 + k]
-            word_ids = ((h * _SALT[10 + n]) >> np.uint64(64 - WORD_BUCKET_BITS)).astype(np.int64)
-            out[row, starts[:len(words) - n + 1]] = word_ids + (1 << BUCKET_BITS)
-    return out
+            word_ids.append(((h * _SALT[10 + n]) >> np.uint64(64 - WORD_BUCKET_BITS)).astype(np.int64)
+                            + (1 << BUCKET_BITS))
+            word_at.append(starts[:len(words) - n + 1])
+    empty = np.zeros(0, dtype=np.int64)
+    return (out, np.concatenate(word_at) if word_at else empty, np.concatenate(word_ids) if word_ids else empty)
 
 
 def _word_hashes(wide: np.ndarray, is_space: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -132,9 +137,8 @@ def _word_hashes(wide: np.ndarray, is_space: np.ndarray) -> tuple[np.ndarray, np
 
 def features(text: str) -> tuple[np.ndarray, np.ndarray]:
     """(bucket ids, counts) of a whole text: training's view of one case."""
-    ids = buckets(prepared(Text(text)))
-    ids = ids[ids >= 0]
-    return np.unique(ids, return_counts=True)
+    chars, _, words = buckets(prepared(Text(text)))
+    return np.unique(np.concatenate((chars[chars >= 0], words)), return_counts=True)
 
 
 class InjectionModel:
@@ -202,14 +206,14 @@ class InjectionModel:
         n = len(prepared_text)
         if n <= 2:
             return 0.0, []
-        ids = buckets(prepared_text)
+        chars, word_at, words = buckets(prepared_text)
         blocks = max(1, -(-n // STRIDE_CHARS))
         # Each (feature, block) pair once: the block in the low bits, sorted,
         # the first of each run kept.
         shift = max(1, blocks.bit_length())
         block_of = np.repeat(np.arange(blocks, dtype=np.int64), STRIDE_CHARS)[:n]
-        pairs = ((ids << shift) | block_of).ravel()
-        pairs = np.sort(pairs[pairs >= 0])
+        pairs = ((chars << shift) | block_of).ravel()
+        pairs = np.sort(np.concatenate((pairs[pairs >= 0], (words << shift) | block_of[word_at])))
         pairs = pairs[np.concatenate(([True], pairs[1:] != pairs[:-1]))]
         feature, block = pairs >> shift, pairs & ((1 << shift) - 1)
         # ... and whether the block before has it too (a window adds only what it lacks).
