@@ -464,8 +464,9 @@ def _ssn_spans(text: Text) -> Iterator[Span]:
         before, after = _at(norm, start - 1), _at(norm, end)
         if _is_word(before) or _is_word(after) or "-" in (before, after) or norm[start + 3] != norm[start + 6]:
             continue  # glued to more, or two different separators
-        if before in " ." and _at(norm, start - 2).isdigit() or after in " ." and _at(norm, end + 1).isdigit():
-            continue  # part of a longer run of numbers
+        if norm[start + 3] == " " and (before in " ." and _at(norm, start - 2).isdigit()
+                                       or after in " ." and _at(norm, end + 1).isdigit()):
+            continue  # spaced groups inside a longer run of numbers (dashed ones stand alone: a list)
         found.add((start, end))
     for *_, start, end in _matches(_SSN_NAMED, text):
         if not _is_word(_at(norm, end)):
