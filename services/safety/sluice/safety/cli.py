@@ -218,6 +218,12 @@ def _eval(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
                               "passed": report.passed}, indent=2) + "\n")
     else:
         out.write(render(report))
+    shipped = mdl.loaded()
+    trained_on = shipped.card.get("corpus_sha256") if shipped is not None else None
+    if trained_on != report.corpus_sha256:
+        err.write(f"sluice: the injection model was trained on another corpus ({str(trained_on)[:12]}, this one is "
+                  f"{report.corpus_sha256[:12]}): its held-out cases may have been in training; run "
+                  "`sluice safety train`\n")
     if not report.passed:
         err.write("sluice: below the floors\n")
         return 1
