@@ -16,7 +16,6 @@ came.
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from typing import Any

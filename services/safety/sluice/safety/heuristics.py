@@ -30,7 +30,6 @@ scan from every `<!--`.
 
 from __future__ import annotations
 
-import base64
 import binascii
 import bisect
 import codecs

@@ -32,7 +32,6 @@ import hashlib
 import io
 import json
 import math
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
