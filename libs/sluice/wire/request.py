@@ -305,9 +305,8 @@ class MessagesRequest:
         schema_texts: dict[int, list[Text]] = {}
         for j, tool in enumerate(doc.get("tools") or ()):
             if isinstance(tool.get("input_schema"), dict):
-                found: list[Text] = []
-                _string_leaves(tool["input_schema"], ("tools", j, "input_schema"), "tools", found)
-                schema_texts[j] = found
+                schema_texts[j] = json_leaves(tool["input_schema"], ("tools", j, "input_schema"), "tools",
+                                              numbers=False)
         for text in self.texts():
             out.append(text)
             if text.path[0] == "tools" and text.path[1] in schema_texts:
@@ -470,7 +469,7 @@ def _block_texts(block: dict[str, Any], path: Path, role: str, out: list[Text]) 
         if block.get("content") is not None:
             _content_texts(block["content"], (*path, "content"), role, out)
     elif kind in ("tool_use", "server_tool_use"):
-        _string_leaves(block.get("input") or {}, (*path, "input"), role, out)
+        out += json_leaves(block.get("input") or {}, (*path, "input"), role, numbers=False)
     elif kind == "document":
         source = block.get("source")
         if isinstance(source, dict):
@@ -525,7 +524,3 @@ def _blocks_with_paths(doc: dict[str, Any]) -> Iterator[tuple[Path, dict[str, An
                 if isinstance(block, dict):
                     yield ("messages", i, "content", j), block
 
-
-def _string_leaves(value: Any, path: Path, role: str, out: list[Text]) -> None:
-    """Every non-empty string inside a JSON value, in document order."""
-    out.extend(json_leaves(value, path, role, numbers=False))

@@ -77,7 +77,7 @@ def _train(args: argparse.Namespace, out: TextIO) -> int:
     train, test = mdl.split(cases)
     version = args.version or f"injection-{datetime.now(UTC):%Y%m%d}-{digest[:8]}"
     fitted = mdl.train(train, digest, version)
-    scores = [fitted.score_features(*mdl.features(c.text)) for c in test]
+    scores = [fitted.classify(c.text)[0] for c in test]
     fitted.card["held_out"] = {"cases": len(test), **_rates([c.attack for c in test], [s >= 0.5 for s in scores])}
     mdl.save(fitted, Path(args.out))
     out.write(f"wrote {args.out}.npz and .json ({version}: {len(train)} training cases, {len(test)} held out; "

@@ -58,16 +58,20 @@ class Hits:
         )
 
 
-def scan(rules: tuple[Rule, ...], text: Text, hits: Hits) -> list[Finding]:
-    """Runs the rules on one text, noting hits; returns the findings to redact."""
+def scan(rules: tuple[Rule, ...], text: Text, hits: Hits) -> tuple[list[Finding], v.Action.ValueType]:
+    """Runs the rules on one text, noting hits; returns the findings to
+    redact and the strongest action of the rules that fired."""
     to_redact: list[Finding] = []
+    action = v.ACTION_ALLOW
     for rule in rules:
         findings = rule.match(text)
         if findings:
             hits.add(rule, len(findings))
             if rule.action == v.ACTION_REDACT:
                 to_redact += findings
-    return to_redact
+            if _STRENGTH[rule.action] > _STRENGTH[action]:
+                action = rule.action
+    return to_redact, action
 
 
 # --- input ---------------------------------------------------------------------------
@@ -100,7 +104,7 @@ def check_input(profile: Profile, request: MessagesRequest, region: str | None =
         if not chosen:
             continue
         document, starts = _document([readable[i] for i in chosen])
-        to_redact = scan(tuple(rules), Text(document, region=region), hits)
+        to_redact, _ = scan(tuple(rules), Text(document, region=region), hits)
         if to_redact:
             for k, found in _by_text(merge(to_redact), starts, [readable[i] for i in chosen]).items():
                 pieces.setdefault(chosen[k], []).extend(found)
@@ -353,14 +357,7 @@ class OutputFilter:
     def _release_whole(self, block: _Block, stop: Event) -> list[Event]:
         """A thinking block at its end: delivered as it came, dropped when a
         redact rule matched its text, or the answer stopped by a block rule."""
-        action = v.ACTION_ALLOW
-        text = Text(block.pending)
-        for rule in self._rules:
-            findings = rule.match(text)
-            if findings:
-                self.hits.add(rule, len(findings))
-                if _STRENGTH[rule.action] > _STRENGTH[action]:
-                    action = rule.action
+        _, action = scan(self._rules, Text(block.pending), self.hits)
         if action == v.ACTION_BLOCK:
             return self._stop(block.index, opened=False)
         if action == v.ACTION_REDACT:
@@ -380,7 +377,7 @@ class OutputFilter:
                 return self._stop(block.index)
             if redacted is not None:  # whole JSON: judged value by value
                 block.pending = redacted
-                return self._release_text(block, final=True, scan=False)
+                return self._release_text(block, final=True, rescan=False)
         return self._release_text(block, final)
 
     def _redacted_json(self, arguments: str) -> str | None:
@@ -397,18 +394,8 @@ class OutputFilter:
         if not leaves:
             return arguments
         document, starts = _document(leaves)
-        to_redact: list[Finding] = []
-        stop = False
-        text = Text(document)
-        for rule in self._rules:
-            findings = rule.match(text)
-            if findings:
-                self.hits.add(rule, len(findings))
-                if rule.action == v.ACTION_REDACT:
-                    to_redact += findings
-                elif rule.action == v.ACTION_BLOCK:
-                    stop = True
-        if stop:
+        to_redact, action = scan(self._rules, Text(document), self.hits)
+        if action == v.ACTION_BLOCK:
             return ""
         if not to_redact:
             return arguments
@@ -416,13 +403,13 @@ class OutputFilter:
                  for i, pieces in sorted(_by_text(merge(to_redact), starts, leaves).items())]
         return jsontext.replace_values(arguments, edits)
 
-    def _release_text(self, block: _Block, final: bool, scan: bool = True) -> list[Event]:
+    def _release_text(self, block: _Block, final: bool, rescan: bool = True) -> list[Event]:
         window = block.context + block.pending
         offset = len(block.context)
         cut = len(block.pending) if final else len(block.pending) - self._holdback
         findings: list[tuple[Rule, Finding]] = []
         text = Text(window)
-        for rule in self._rules if scan else ():
+        for rule in self._rules if rescan else ():
             for f in rule.match(text):
                 if f.end <= offset:
                     continue  # released earlier, and judged then

@@ -43,36 +43,32 @@ import re2
 
 from sluice.safety.detectors import Finding, Registry, Text
 
-# (pattern, weight, anchors): patterns run on normalised text (look-alikes
-# folded), and only when the lower-cased text holds one of the anchors, so a
-# long prompt pays a substring search per signal rather than a regex scan.
-# A weight below 0 marks a damper: a phrase that makes a match next to it
-# benign ("ignore MY previous message").
 @dataclass(frozen=True)
 class Signal:
     """One phrase family: `pattern` (Python re, on the normalised text) with
     its `weight`; `anchors` (lower-case substrings one of which every match
-    holds); `reach`, how far around a gate hit a match may extend; `near`,
-    a second pattern that must start within a distance after the match (a
-    persona's name and what the script says of it), found in its own pass
-    so no match looks ahead over a long span from every position."""
+    holds: what decides whether a pattern RE2 cannot take runs at all);
+    `near`, a second pattern that must start within a distance after the
+    match (a persona's name and what the script says of it), found in its
+    own pass so no match looks ahead over a long span from every position."""
 
     pattern: re.Pattern[str]
     weight: float
     anchors: tuple[str, ...]
-    reach: int = 400
     near: tuple[re.Pattern[str], int] | None = None
 
 
+# The longest match a gate must see whole: RE2 reads a long text in chunks
+# overlapping by this many characters (see _Gate).
 _REACH = 400
 
 
 def _signals(*specs: tuple[Any, ...], flags: int = re.IGNORECASE) -> list[Signal]:
+    """Signals from (pattern, weight, anchors[, (near pattern, distance)])."""
     out = []
-    for pattern, weight, anchors, *rest in specs:
-        reach = rest[0] if rest else _REACH
-        near = (re.compile(rest[1][0]), rest[1][1]) if len(rest) > 1 else None
-        out.append(Signal(re.compile(pattern, flags), weight, anchors, reach, near))
+    for pattern, weight, anchors, *near in specs:
+        out.append(Signal(re.compile(pattern, flags), weight, anchors,
+                          (re.compile(near[0][0]), near[0][1]) if near else None))
     return out
 
 
@@ -138,7 +134,7 @@ _INJECTION = _signals(
     (r"<\|im_start\|>|<\|im_end\|>|\[/?INST\]|<<SYS>>|<\|(?:system|user|assistant|endoftext|eot_id)\|>"
      r"|<\|start_header_id\|>|(?:^|\n)\s*#{2,}\s*(?:system|instruction)\b|</?(?:system|sys)>", 0.6,
      ("<|", "inst]", "<<sys>>", "system", "instruction", "<sys", "</sys")),
-    (r"(?:^|\n)[ \t]*(?:human|user)[ \t]*:", 0.6, ("human", "user"), _REACH,
+    (r"(?:^|\n)[ \t]*(?:human|user)[ \t]*:", 0.6, ("human", "user"),
      # ... answered by a forged assistant turn within 8,000 characters.
      (r"(?i)(?:^|\n)[ \t]*(?:assistant|ai|claude|chatgpt|bot)[ \t]*:", 8000)),
     (r"(?:^|\n)[ \t]*(?:system|developer|admin|administrator|operator)[ \t]*(?:message|prompt|note|override)?[ \t]*:"
@@ -272,7 +268,7 @@ _JAILBREAK = _signals(
     # The personas by name, in capitals as the scripts write them: not the name Dan.
     (r"\b(?:DAN|STAN|DUDE|AIM|KEVIN|UCAR|APOPHIS|BasedGPT|DevMode|NRAF|JailBreak|AntiGPT|BetterDAN)\b", 0.6,
      ("dan", "stan", "dude", "aim", "kevin", "ucar", "apophis", "basedgpt", "devmode", "nraf", "jailbreak",
-      "antigpt"), _REACH,
+      "antigpt"),
      # ... with what the scripts say of them within 200 characters after.
      (r"(?i)\b(?:mode|persona|character|respond|answer|reply|stands\s+for|no\s+(?:rules|limits|filters|restrictions"
       r"|ethics)|(?:can|will)\s+do|free|jailbr|unfiltered|amoral|openai|chatgpt|tokens?)\b", 200)),
@@ -301,7 +297,6 @@ _SPACED = re.compile(r"(?<!\w)(?:[^\W\d_][ .\-_*·•]{1,2}){3,}[^\W\d_](?!\w)")
 _SPACED_SEP = re.compile(r"[ .\-_*·•]")
 # Reversed text: common attack words spelt backwards.
 _REVERSED_HINTS = ("erongi", "snoitcurtsni", "suoiverp", "tpmorp", "dragersid", "metsys", "selur", "togrof")
-_TRICKS: Any = None  # set below, once _REVERSED_HINTS and the helpers exist
 
 
 def _lowered_anchor_hit(lower: str, anchors: tuple[str, ...]) -> bool:
@@ -418,19 +413,16 @@ def _group_end(src: str, i: int) -> int:
     return i
 
 
-_GATES: dict[int, _Gate] = {}
 # Matches kept per signal and text: past a few the score is 1.0 anyway, and
 # the bound keeps 400 KB of one repeated phrase from costing a Python object
 # per repetition. The first matches are kept, so a block stops at the first.
 MAX_MATCHES = 32
 
 
-def _scan(text: str, signals: list[Signal], lower: str | None = None) -> Iterable[tuple[int, int, float]]:
-    """(start, end, weight) of each signal's matches, each character read a
-    bounded number of times per signal whatever the input (see _Gate)."""
-    gate = _GATES.get(id(signals))
-    if gate is None:
-        gate = _GATES[id(signals)] = _Gate(signals)
+def _scan(text: str, gate: _Gate, lower: str | None = None) -> Iterable[tuple[int, int, float]]:
+    """(start, end, weight) of the matches of each of the gate's signals,
+    each character read a bounded number of times per signal whatever the
+    input (see _Gate)."""
     for signal, regions in gate.regions(text, lower):
         near, matched = signal.near, 0
         for start, end in regions:
@@ -466,7 +458,7 @@ def _damped(text: str, lower: str, found: list[tuple[int, int, float]]) -> list[
 def _instruction_weight(text: str) -> float:
     """How strongly decoded or hidden text reads as an injection or jailbreak."""
     lower = text.lower()
-    return max((w for *_, w in _damped(text, lower, list(_scan(text, _INSTRUCTIONS, lower)))), default=0.0)
+    return max((w for *_, w in _damped(text, lower, list(_scan(text, _INSTRUCTIONS_GATE, lower)))), default=0.0)
 
 
 # --- views: the text as an obfuscation would have it read ---------------------------------
@@ -540,17 +532,17 @@ def _joined(norm: str, runs: list[re.Match[str]]) -> View:
     return view, back
 
 
-def _signals_in(text: Text, signals: list[Signal], name: str) -> list[tuple[Finding, float]]:
+def _signals_in(text: Text, gate: _Gate, name: str) -> list[tuple[Finding, float]]:
     """Each span once, at the highest weight any signal gave it (two phrase
     families matching the same words are one piece of evidence), in the
     normalised text and in each deobfuscated view."""
     norm, lower = text.norm, text.lower
     spans: dict[tuple[int, int], float] = {}
-    for s, e, w in _damped(norm, lower, list(_scan(norm, signals, lower))):
+    for s, e, w in _damped(norm, lower, list(_scan(norm, gate, lower))):
         spans[(s, e)] = max(w, spans.get((s, e), 0.0))
     for view, back in _views(text):
         view_lower = view.lower()
-        for s, e, w in _damped(view, view_lower, list(_scan(view, signals, view_lower))):
+        for s, e, w in _damped(view, view_lower, list(_scan(view, gate, view_lower))):
             vs, ve = back(s, e)
             ve = min(ve, len(norm))
             if ve > vs:
@@ -559,11 +551,11 @@ def _signals_in(text: Text, signals: list[Signal], name: str) -> list[tuple[Find
 
 
 def _injection_signals(text: Text) -> list[tuple[Finding, float]]:
-    return _signals_in(text, _INJECTION, "prompt_injection")
+    return _signals_in(text, _INJECTION_GATE, "prompt_injection")
 
 
 def _jailbreak_signals(text: Text) -> list[tuple[Finding, float]]:
-    return _signals_in(text, _JAILBREAK, "jailbreak")
+    return _signals_in(text, _JAILBREAK_GATE, "jailbreak")
 
 
 # --- hidden text -----------------------------------------------------------------------------
@@ -588,7 +580,7 @@ def _hidden_signals(text: Text) -> list[tuple[Finding, float]]:
             if weight := _instruction_weight(inner):
                 found.append((text.finding("hidden_instructions", start, end), max(weight, 0.8)))
     if ("rot" in text.lower or "caesar" in text.lower) and _ROT13_HINT.search(norm):
-        for s, e, w in _scan(codecs.encode(norm, "rot13"), _INSTRUCTIONS):
+        for s, e, w in _scan(codecs.encode(norm, "rot13"), _INSTRUCTIONS_GATE):
             found.append((text.finding("hidden_instructions", s, e), w))
     return found
 
@@ -615,7 +607,7 @@ def _base64_signals(text: Text) -> list[tuple[Finding, float]]:
         at += len(piece) + 1
     out: dict[int, float] = {}
     lower = joined.lower()
-    for s, _, w in _damped(joined, lower, list(_scan(joined, _INSTRUCTIONS, lower))):
+    for s, _, w in _damped(joined, lower, list(_scan(joined, _INSTRUCTIONS_GATE, lower))):
         i = bisect.bisect_right(bounds, s) - 1
         out[i] = max(out.get(i, 0.0), w)
     return [(text.finding("hidden_instructions", blobs[i].start(), blobs[i].end()), max(w, 0.8))
@@ -661,6 +653,9 @@ class Classifier:
         return 1.0 - miss, [finding for finding, _ in signals]
 
 
+# Built once, at import: their RE2 sets compile in tens of milliseconds,
+# which the first request would otherwise pay.
+_INJECTION_GATE, _JAILBREAK_GATE, _INSTRUCTIONS_GATE = _Gate(_INJECTION), _Gate(_JAILBREAK), _Gate(_INSTRUCTIONS)
 _TRICKS = _trick_set()
 
 CLASSIFIERS: Registry[Classifier] = Registry("classifier")

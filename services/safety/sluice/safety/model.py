@@ -134,10 +134,10 @@ def _word_hashes(wide: np.ndarray, is_space: np.ndarray) -> tuple[np.ndarray, np
     return (prefix[ends] - prefix[starts]) * up[starts], starts
 
 
-def features(text: str) -> tuple[np.ndarray, np.ndarray]:
-    """(bucket ids, counts) of a whole text: training's view of one case."""
+def features(text: str) -> np.ndarray:
+    """The bucket ids present in a whole text, each once: training's view of one case."""
     chars, _, words = buckets(prepared(Text(text)))
-    return np.unique(np.concatenate((chars[chars >= 0], words)), return_counts=True)
+    return np.unique(np.concatenate((chars[chars >= 0], words)))
 
 
 class InjectionModel:
@@ -179,14 +179,6 @@ class InjectionModel:
         if not isinstance(card, dict) or card.get("features") != _feature_card():
             raise ValueError(f"injection model {stem} was trained with other features (run `sluice safety train`)")
         return cls(weights, values, intercept, card)
-
-    def score_features(self, ids: np.ndarray, counts: np.ndarray) -> float:
-        """P(attack) of one whole text's n-grams (as training saw it; each
-        n-gram counts once however often it occurs)."""
-        mass = float(self._mass[ids].sum())
-        if mass <= 0:
-            return _sigmoid(self._intercept)
-        return _sigmoid(float(self._gain[ids].sum()) / math.sqrt(mass) + self._intercept)
 
     def classify(self, text: str | Text) -> tuple[float, list[Finding]]:
         """(the best window's P(attack), [that window as a finding]).
@@ -325,21 +317,21 @@ def split(cases: list[Case], held_out: float = HELD_OUT) -> tuple[list[Case], li
     return train, test
 
 
-def vectors(cases: list[Case], weight: np.ndarray) -> Any:
-    """The cases as a sparse matrix: each n-gram present weighs `weight`,
-    rows L2-normalised (what `score_features` and a window compute)."""
+def vectors(present: list[np.ndarray], weight: np.ndarray) -> Any:
+    """Each case's features (`features()`) as a row of a sparse matrix: each
+    n-gram present weighs `weight`, rows L2-normalised (what a window of
+    `InjectionModel.classify` computes)."""
     from scipy.sparse import csr_matrix
 
     rows, cols, values = [], [], []
-    for r, case in enumerate(cases):
-        ids, _ = features(case.text)
+    for r, ids in enumerate(present):
         weights = weight[ids]
         norm = math.sqrt(float((weights ** 2).sum())) or 1.0
         rows.append(np.full(len(ids), r))
         cols.append(ids)
         values.append(weights / norm)
     return csr_matrix((np.concatenate(values), (np.concatenate(rows), np.concatenate(cols))),
-                      shape=(len(cases), FEATURES), dtype=np.float64)
+                      shape=(len(present), FEATURES), dtype=np.float64)
 
 
 def train(cases: list[Case], corpus_sha256: str, version: str, c: float = 16.0) -> InjectionModel:
@@ -355,8 +347,8 @@ def train(cases: list[Case], corpus_sha256: str, version: str, c: float = 16.0) 
     document_frequency = np.zeros(FEATURES)
     in_attacks = np.ones(FEATURES)  # add-one smoothing
     in_benign = np.ones(FEATURES)
-    for case in cases:
-        ids, _ = features(case.text)
+    present = [features(case.text) for case in cases]
+    for case, ids in zip(cases, present, strict=True):
         document_frequency[ids] += 1
         (in_attacks if case.attack else in_benign)[ids] += 1
     idf = np.log((1 + len(cases)) / (1 + document_frequency)) + 1.0
@@ -365,7 +357,7 @@ def train(cases: list[Case], corpus_sha256: str, version: str, c: float = 16.0) 
     weight[document_frequency < 2] = 0.0  # seen once: noise, and it would make the artifact large
     weight[1 << BUCKET_BITS:] *= WORD_WEIGHT
     model = LogisticRegression(C=c, max_iter=5000, class_weight="balanced")
-    model.fit(vectors(cases, weight), [case.attack for case in cases])
+    model.fit(vectors(present, weight), [case.attack for case in cases])
     card = {"version": version, "corpus_sha256": corpus_sha256, "scikit_learn": sklearn.__version__,
             "examples": len(cases), "features": _feature_card(),
             "model": f"scikit-learn LogisticRegression(C={c}, class_weight=balanced) over presence weighted by "
