@@ -394,3 +394,90 @@ PREFIX_LEDGER_FAILURES = Counter(
     ["service"],
     registry=REGISTRY,
 )
+
+# -- what a request costs its client: the gateway's own view, in both modes ------------------------
+# Labels are bounded: mode (all, mesh), route (messages, count_tokens), status (the HTTP status the
+# Anthropic API would answer), error_type (its error type, "" when served), model (the catalog's ids),
+# token_type (the OpenTelemetry GenAI convention's gen_ai.token.type values), tenant ("" unless
+# telemetry.tenant_label is on: one series per tenant is the operator's choice).
+
+_REQUEST_BUCKETS = (0.05, 0.1, 0.25, 0.5, 0.9, 1, 2, 5, 10, 20, 30, 60, 120, 300, 600)
+_OVERHEAD_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.1,
+                     0.25, 0.5, 1)
+
+GATEWAY_REQUESTS = Counter(
+    "sluice_gateway_requests_total",
+    "Messages API requests the gateway answered (HTTP and gRPC clients), by mode, route, the HTTP status "
+    "the Anthropic API would answer and its error type (\"\" when served).",
+    ["mode", "route", "status", "error_type"],
+    registry=REGISTRY,
+)
+GATEWAY_REQUEST_SECONDS = Histogram(
+    "sluice_gateway_request_duration_seconds",
+    "Time from the request's arrival to its last byte (OpenTelemetry GenAI gen_ai.server.request.duration), "
+    "by mode, route and whether it streamed.",
+    ["mode", "route", "stream"],
+    buckets=_REQUEST_BUCKETS,
+    registry=REGISTRY,
+)
+GATEWAY_OVERHEAD_SECONDS = Histogram(
+    "sluice_gateway_overhead_seconds",
+    "What Sluice adds to a request: its duration minus the time spent waiting on the upstream model "
+    "(from sending each upstream request to its last event), by mode and route.",
+    ["mode", "route"],
+    buckets=_OVERHEAD_BUCKETS,
+    registry=REGISTRY,
+)
+GATEWAY_TTFT_SECONDS = Histogram(
+    "sluice_gateway_time_to_first_token_seconds",
+    "Time from the request's arrival to the first content event the client receives (GenAI "
+    "gen_ai.server.time_to_first_token), by mode and the model that answered.",
+    ["mode", "model"],
+    buckets=_REQUEST_BUCKETS,
+    registry=REGISTRY,
+)
+GATEWAY_OUTPUT_TOKENS_PER_SECOND = Histogram(
+    "sluice_gateway_output_tokens_per_second",
+    "Output tokens per second of generation (after the first token) of served answers, by model.",
+    ["model"],
+    buckets=(5, 10, 20, 40, 60, 80, 100, 150, 200, 400, 1000),
+    registry=REGISTRY,
+)
+GATEWAY_TOKENS = Counter(
+    "sluice_gateway_tokens_total",
+    "Tokens of served answers, by model and token type (input, output, cache_read, cache_write; GenAI "
+    "gen_ai.client.token.usage).",
+    ["model", "token_type"],
+    registry=REGISTRY,
+)
+GATEWAY_COST_USD = Counter(
+    "sluice_gateway_cost_usd_total",
+    "Estimated upstream cost of answered requests at the catalog's prices, USD, by model and tenant "
+    "(\"\" unless telemetry.tenant_label).",
+    ["model", "tenant"],
+    registry=REGISTRY,
+)
+GATEWAY_REQUEST_COST_USD = Histogram(
+    "sluice_gateway_request_cost_usd",
+    "Estimated upstream cost per answered request, USD (cache hits cost 0), by model.",
+    ["model"],
+    buckets=(0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.0075, 0.01, 0.012, 0.015, 0.02, 0.05, 0.1, 0.25, 1, 5),
+    registry=REGISTRY,
+)
+SPEND_BUDGET_USD = Gauge(
+    "sluice_spend_budget_usd",
+    "The region's configured spend budget, USD, by period (day): alert rules compare spend with it.",
+    ["period"],
+    registry=REGISTRY,
+)
+COST_PER_REQUEST_TARGET_USD = Gauge(
+    "sluice_cost_per_request_target_usd",
+    "The configured blended cost per request the region aims at, USD (design review: 0.012).",
+    registry=REGISTRY,
+)
+INFO = Gauge(
+    "sluice_info",
+    "1, labelled with the process's Sluice version, region, run mode and the services it hosts.",
+    ["version", "region", "mode", "services"],
+    registry=REGISTRY,
+)

@@ -1,0 +1,107 @@
+"""Go-built tools the tests and `make check-deploy` run: promtool, helm, kubeconform, Jaeger.
+
+Each is built from the Go module proxy at a pinned version, once per machine, into
+~/.cache/sluice/go/<tool>-<version>/ (outside the checkout, so CI's fresh clones and later
+sessions reuse it; `SLUICE_TOOLS_CACHE` moves it). A build runs in a temporary sibling folder,
+renamed into place when complete, under an flock, so a half-built tool is never used and
+concurrent pytest workers build once.
+
+    python -m tests.infra.go_tools helm      # builds if needed, prints the binary's path
+
+Jaeger v2 cannot be `go install`ed (its go.mod has replace directives), so it is built from a
+scratch module that requires it as a tool (INFRA-NOTES: about 5 minutes on 2 cores).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+
+class GoToolError(RuntimeError):
+    """Go is missing or a tool would not build."""
+
+
+@dataclass(frozen=True)
+class Tool:
+    name: str
+    package: str  # the main package to build
+    version: str
+    scratch_module: bool = False  # build via `go get -tool` in a scratch module (replace directives)
+
+
+TOOLS = {tool.name: tool for tool in (
+    Tool("promtool", "github.com/prometheus/prometheus/cmd/promtool", "v0.316.0"),
+    Tool("helm", "helm.sh/helm/v3/cmd/helm", "v3.22.0"),
+    Tool("kubeconform", "github.com/yannh/kubeconform/cmd/kubeconform", "v0.7.0"),
+    Tool("jaeger", "github.com/jaegertracing/jaeger/cmd/jaeger", "v1.76.0", scratch_module=True),
+)}
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("SLUICE_TOOLS_CACHE") or Path.home() / ".cache" / "sluice" / "go")
+
+
+def _go() -> str:
+    found = shutil.which("go") or next((p for p in ("/usr/local/go/bin/go",) if os.access(p, os.X_OK)), None)
+    if found is None:
+        raise GoToolError("`go` is not on PATH: the deploy and trace tests build promtool, helm, kubeconform "
+                          "and Jaeger with Go (>= 1.22), https://go.dev/doc/install")
+    return found
+
+
+def ensure(name: str) -> Path:
+    """The path of tool `name` (a key of TOOLS), building it first if this machine lacks it.
+    Raises KeyError for an unknown tool, GoToolError when Go is missing or the build fails."""
+    tool = TOOLS[name]
+    final = cache_root() / f"{tool.name}-{tool.version}"
+    binary = final / tool.name
+    if os.access(binary, os.X_OK):
+        return binary
+    go = _go()
+    final.parent.mkdir(parents=True, exist_ok=True)
+    with open(final.parent / f".{tool.name}-{tool.version}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if os.access(binary, os.X_OK):
+            return binary
+        for stale in final.parent.glob(f".{tool.name}-{tool.version}.tmp*"):
+            shutil.rmtree(stale, ignore_errors=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{tool.name}-{tool.version}.tmp", dir=final.parent))
+        env = {**os.environ, "GOBIN": str(tmp), "CGO_ENABLED": "0", "GOFLAGS": "-mod=mod"}
+        try:
+            if tool.scratch_module:
+                work = tmp / "module"
+                work.mkdir()
+                steps = [[go, "mod", "init", f"sluice.local/{tool.name}"],
+                         [go, "get", "-tool", f"{tool.package}@{tool.version}"],
+                         [go, "build", "-o", str(tmp / tool.name), tool.package]]
+            else:
+                work = tmp
+                steps = [[go, "install", f"{tool.package}@{tool.version}"]]
+            for step in steps:
+                done = subprocess.run(step, cwd=work, env=env, capture_output=True, text=True, timeout=1800)
+                if done.returncode != 0:
+                    raise GoToolError(f"building {tool.name} {tool.version}: {' '.join(step[1:])} exited "
+                                      f"{done.returncode}:\n{done.stderr[-3000:]}")
+            if tool.scratch_module:
+                shutil.rmtree(work, ignore_errors=True)
+            os.rename(tmp, final)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+    return binary
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 2 or sys.argv[1] not in TOOLS:
+        sys.exit(f"usage: python -m tests.infra.go_tools {{{'|'.join(TOOLS)}}}")
+    try:
+        print(ensure(sys.argv[1]))
+    except GoToolError as exc:
+        sys.exit(str(exc))
