@@ -10,7 +10,7 @@ import json
 import pytest
 
 from sluice.config.settings import ResilienceSettings
-from sluice.inference.core import AttemptReport, Generator
+from sluice.inference.core import AttemptReport, Generator, UpstreamTiming, waited_ms
 from sluice.llm.v1 import wire_pb2
 from sluice.routing.v1.candidate_pb2 import Candidate
 from sluice.rpc import context as call_context
@@ -92,7 +92,8 @@ async def run(gen: Generator, candidates: list[Candidate], body: bytes = b'{"mes
     events, reports = [], []
     try:
         async for item in gen.generate(wire_pb2.WireRequest(body=body), candidates, **kw):
-            (reports if isinstance(item, AttemptReport) else events).append(item)
+            if not isinstance(item, UpstreamTiming):  # its own tests below
+                (reports if isinstance(item, AttemptReport) else events).append(item)
     except SluiceError as err:
         return events, reports, err
     return events, reports, None
@@ -306,7 +307,7 @@ async def test_a_client_gone_at_any_point_leaves_no_permit_breaker_slot_or_conne
     gen = Generator({"eu1": d}, policy())
     stream = gen.generate(wire_pb2.WireRequest(body=b"{}"), [candidate("a", "eu1")])
     async for item in stream:
-        if (item.outcome if isinstance(item, AttemptReport) else item.type) == stop_after:
+        if (item.outcome if isinstance(item, AttemptReport) else getattr(item, "type", "")) == stop_after:
             break
     await stream.aclose()
     assert gen.health["eu1"].limiter.in_flight == 0 and d.closed == 1
@@ -395,3 +396,24 @@ async def test_retry_budgets_are_per_class_so_background_work_cannot_spend_enter
     # ... enterprise still has its own.
     _, reports, err = await run(gen, [candidate("a", "eu1"), candidate("a", "eu2")], priority=0)
     assert err is None and reports[-1].deployment == "eu2"
+
+
+def test_waited_time_counts_overlapping_upstream_calls_once():
+    # A hedge (1.5..3.0) racing its primary (1.0..2.0), then a retry (4.0..4.5).
+    assert waited_ms([(1.0, 2.0), (4.0, 4.5), (1.5, 3.0)]) == pytest.approx(2500.0)
+    assert waited_ms([(1.0, 3.0), (1.5, 2.0)]) == pytest.approx(2000.0)
+    assert waited_ms([]) == 0.0
+
+
+async def test_a_served_stream_ends_with_the_time_waited_on_the_upstream():
+    ticks = []
+
+    def clock() -> float:  # each reading 0.1 s after the last
+        ticks.append(len(ticks) * 0.1)
+        return ticks[-1]
+
+    gen = Generator({"eu1": FakeDeployment(answer("a", "b"))}, policy(), clock=clock)
+    items = [item async for item in gen.generate(wire_pb2.WireRequest(body=b"{}"), [candidate("a", "eu1")])]
+    assert isinstance(items[-1], UpstreamTiming) and not any(isinstance(i, UpstreamTiming) for i in items[:-1])
+    # From sending (a reading) to the end of the stream (a later one), within the request's readings.
+    assert 0 < items[-1].upstream_ms <= ticks[-1] * 1000 and round(items[-1].upstream_ms) % 100 == 0

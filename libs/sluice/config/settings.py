@@ -571,7 +571,8 @@ class EventsSettings(_Section):
     """Billing and audit events: spooled to disk, then sent to this region's Kafka."""
 
     # This region's Kafka cluster, host:port[,host:port...]. Empty: events stay
-    # in the spool (the embedded default for `make run`).
+    # in the spool, until a sink in the gateway's process stores them from
+    # there (the embedded default for `make run`: `serve all,simulator,sinks`).
     kafka_bootstrap: str = ""
     # Append-only spool: every event is written (and fsync'd) here first and
     # leaves it once Kafka has acknowledged it; one subfolder per region.
@@ -616,15 +617,57 @@ class SafetySettings(_Section):
 
 
 class SinksSettings(_Section):
-    """`sluice serve sinks`: this region's consumer of billing and audit topics."""
+    """`sluice serve sinks`: this region's consumer of billing and audit topics
+    (or, without events.kafka_bootstrap, of the local event spool)."""
 
-    # Where the region's records are stored (see services/sinks/README.md).
+    # Where the region's records are stored (see services/sinks/README.md);
+    # `sluice audit verify` and `sluice billing report` read it too.
     data_dir: str = "var/sinks"
     # Consumer group; one per region, shared by the region's sink replicas.
     group_id: str = "sluice-sinks"
     # Most records written (and fsync'd) per batch before offsets are committed.
     batch_max_records: int = Field(1000, ge=1)
     poll_timeout_ms: int = Field(500, ge=10)
+
+
+class TracingSettings(_Section):
+    """OpenTelemetry traces (libs/sluice/telemetry/tracing.py): a span per
+    stage of every request, exported over OTLP. Off by default."""
+
+    enabled: bool = False
+    # otlp_grpc (an OTLP/gRPC receiver, host:port) or otlp_http (an OTLP/HTTP
+    # receiver's traces URL, e.g. http://collector:4318/v1/traces).
+    exporter: Literal["otlp_grpc", "otlp_http"] = "otlp_grpc"
+    # Empty: the OTLP default for the exporter (localhost:4317, or
+    # http://localhost:4318/v1/traces).
+    endpoint: str = ""
+    # Share of new traces kept, 0..1 (a trace the caller sampled, through its
+    # traceparent, is kept whatever this says: parent-based sampling).
+    sampling_ratio: float = Field(1.0, ge=0.0, le=1.0)
+    # Send W3C traceparent to the upstream model too (off: a provider is
+    # outside the operator's trace).
+    propagate_upstream: bool = False
+    # Headers on every export (a collector's auth token: reference a
+    # Secret through the environment, e.g. SLUICE_TELEMETRY__TRACING__HEADERS).
+    headers: dict[str, str] = Field(default_factory=dict)
+    # Spans queued for export at most; past it new spans are dropped (counted
+    # by the SDK), never the request.
+    max_queue_size: int = Field(8192, ge=64)
+
+
+class TelemetrySettings(_Section):
+    """Traces, and what the metrics and alert rules compare against."""
+
+    tracing: TracingSettings = TracingSettings()
+    # Label cost metrics with the tenant (one series per tenant and model:
+    # bounded only by how many tenants the region has).
+    tenant_label: bool = False
+    # The region's daily spend budget, USD, exported as
+    # sluice_spend_budget_usd{period="day"} for the spend alert; 0 = none.
+    daily_budget_usd: float = Field(0.0, ge=0)
+    # The blended cost per request the region aims at, USD (the design
+    # review's $0.012), exported for the cost-per-request alert.
+    cost_per_request_target_usd: float = Field(0.012, ge=0)
 
 
 class Settings(BaseSettings):
@@ -646,6 +689,7 @@ class Settings(BaseSettings):
     safety: SafetySettings = SafetySettings()
     events: EventsSettings = EventsSettings()
     sinks: SinksSettings = SinksSettings()
+    telemetry: TelemetrySettings = TelemetrySettings()
 
     @field_validator("services")
     @classmethod

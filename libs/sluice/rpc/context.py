@@ -14,6 +14,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 
 from sluice.rpc import headers
+from sluice.telemetry import tracing
 
 _current: ContextVar[CallContext | None] = ContextVar("sluice_call_context", default=None)
 
@@ -23,6 +24,8 @@ class CallContext:
     request_id: str
     # time.monotonic() value after which the request is abandoned; None = no deadline.
     deadline: float | None
+    # time.monotonic() when the request reached this process.
+    started: float = 0.0
 
     def remaining(self) -> float | None:
         if self.deadline is None:
@@ -39,22 +42,25 @@ def current() -> CallContext | None:
     return _current.get()
 
 
-def begin(request_id: str | None, timeout: float | None) -> CallContext:
-    """Starts a request's context in the current task."""
-    deadline = time.monotonic() + timeout if timeout is not None else None
-    ctx = CallContext(request_id or new_request_id(), deadline)
+def begin(request_id: str | None, timeout: float | None, started: float | None = None) -> CallContext:
+    """Starts a request's context in the current task; `started` keeps an
+    earlier arrival time when a context is begun again with a new deadline."""
+    now = time.monotonic()
+    deadline = now + timeout if timeout is not None else None
+    ctx = CallContext(request_id or new_request_id(), deadline, started or now)
     _current.set(ctx)
     return ctx
 
 
 def outgoing(timeout: float | None = None) -> tuple[tuple[tuple[str, str], ...], float | None]:
-    """Metadata and timeout for a downstream call made on behalf of the current request."""
+    """Metadata (the request id, and the trace context when tracing is on)
+    and timeout for a downstream call made on behalf of the current request."""
     ctx = _current.get()
     if ctx is None:
-        return (), timeout
+        return tracing.inject(), timeout
     remaining = ctx.remaining()
     if remaining is not None:
         # A non-positive timeout makes gRPC fail at once with DEADLINE_EXCEEDED.
         remaining = max(remaining, 0.0)
         timeout = remaining if timeout is None else min(timeout, remaining)
-    return ((headers.REQUEST_ID, ctx.request_id),), timeout
+    return ((headers.REQUEST_ID, ctx.request_id), *tracing.inject()), timeout

@@ -42,6 +42,9 @@ CACHE_ORIGIN = "x-sluice-cache-origin"
 # for the deployment first in line, `read=N; write=N`, and any warnings
 # (`warning=short_prefix,volatile_prefix`).
 PROMPT_CACHE = "x-sluice-prompt-cache"
+# On answers, when tracing is on: the request's OpenTelemetry trace id (32
+# hex digits), as recorded on its audit event.
+TRACE_ID = "x-sluice-trace-id"
 # The x-sluice-* request headers that set a request's options.
 OPTIONS = (PRIORITY, CACHE, PROMPT_VERSION)
 # Prefix of the rate-limit response headers (Anthropic names: requests and tokens, limit/remaining/reset).

@@ -26,7 +26,7 @@ from google.protobuf.message import DecodeError
 from sluice.rpc import context as call_context
 from sluice.rpc import headers
 from sluice.rpc.errors import Reason, SluiceError, from_rpc_error
-from sluice.telemetry import metrics
+from sluice.telemetry import metrics, tracing
 
 log = logging.getLogger(__name__)
 
@@ -34,17 +34,33 @@ UnaryFn = Callable[[Any, Any], Awaitable[Any]]
 StreamFn = Callable[[Any, Any], AsyncIterator[Any]]
 
 
-def _enter(ctx: Any) -> None:
-    # A call that arrived over gRPC starts a fresh context from its metadata
-    # and deadline; a local call already runs inside its caller's context.
+def _enter(ctx: Any) -> bool:
+    """Starts the call's context; True for a call that arrived over gRPC.
+    Such a call starts a fresh context from its metadata and deadline; a
+    local call already runs inside its caller's context."""
     if call_context.current() is not None:
-        return
+        return False
     request_id = None
     for key, value in ctx.invocation_metadata() or ():
         if key == headers.REQUEST_ID:
             request_id = value
             break
     call_context.begin(request_id, ctx.time_remaining())
+    return True
+
+
+def _server_span(name: str, service: str, method: str, ctx: Any, remote: bool) -> Any:
+    """The RPC's SERVER span: its parent is the caller's traceparent over
+    the network, the caller's current span in process."""
+    parent = tracing.extract(ctx.invocation_metadata()) if remote else None
+    return tracing.start(name, tracing.SpanKind.SERVER, parent,
+                         {"rpc.system": "grpc", "rpc.service": service, "rpc.method": method})
+
+
+def _span_failed(span: Any, err: SluiceError) -> None:
+    if span is not None:
+        span.set_attribute("rpc.grpc.status_code", err.mapping.grpc_code.value[0])
+        tracing.fail(span, err.reason.value, err.message)
 
 
 def _as_sluice_error(exc: BaseException, service: str, method: str) -> SluiceError:
@@ -78,13 +94,18 @@ class _MethodMetrics:
         counter.inc()
 
 
-def wrap_unary(service: str, method: str, fn: UnaryFn) -> UnaryFn:
+def wrap_unary(service: str, method: str, fn: UnaryFn, full_name: str = "") -> UnaryFn:
     observed = _MethodMetrics(service, method)
     count, seconds = observed.count, observed.seconds
+    span_name = f"{full_name or service}/{method}"
 
     async def handler(request: Any, ctx: Any) -> Any:
-        _enter(ctx)
+        remote = _enter(ctx)
         start = time.perf_counter()
+        span = token = None
+        if tracing.ENABLED:
+            span = _server_span(span_name, full_name or service, method, ctx, remote)
+            token = tracing.attach(span)
         try:
             response = await fn(request, ctx)
             count("OK")
@@ -95,24 +116,44 @@ def wrap_unary(service: str, method: str, fn: UnaryFn) -> UnaryFn:
         except Exception as exc:  # noqa: BLE001 - every failure becomes a status
             err = _as_sluice_error(exc, service, method)
             count(err.mapping.grpc_code.name)
+            _span_failed(span, err)
             await _abort(ctx, err, service)
         finally:
             seconds.observe(time.perf_counter() - start)
+            if span is not None:
+                tracing.detach(token)
+                span.end()
 
     return handler
 
 
-def wrap_stream(service: str, method: str, fn: StreamFn) -> StreamFn:
+def wrap_stream(service: str, method: str, fn: StreamFn, full_name: str = "") -> StreamFn:
     observed = _MethodMetrics(service, method)
     count, seconds = observed.count, observed.seconds
+    span_name = f"{full_name or service}/{method}"
 
     async def handler(request: Any, ctx: Any) -> AsyncIterator[Any]:
-        _enter(ctx)
+        remote = _enter(ctx)
         start = time.perf_counter()
         stream = fn(request, ctx)
+        span = _server_span(span_name, full_name or service, method, ctx, remote) if tracing.ENABLED else None
         try:
-            async for item in stream:
-                yield item
+            if span is None:
+                async for item in stream:
+                    yield item
+            else:
+                # The span is current while the servicer runs, not while the
+                # consumer handles what it yielded (between steps a generator
+                # runs in its consumer's context).
+                while True:
+                    token = tracing.attach(span)
+                    try:
+                        item = await anext(stream)
+                    except StopAsyncIteration:
+                        break
+                    finally:
+                        tracing.detach(token)
+                    yield item
             count("OK")
         except (grpc.aio.AbortError, asyncio.CancelledError, GeneratorExit):
             count("CANCELLED")
@@ -120,10 +161,13 @@ def wrap_stream(service: str, method: str, fn: StreamFn) -> StreamFn:
         except Exception as exc:  # noqa: BLE001
             err = _as_sluice_error(exc, service, method)
             count(err.mapping.grpc_code.name)
+            _span_failed(span, err)
             await _abort(ctx, err, service)
         finally:
             await stream.aclose()
             seconds.observe(time.perf_counter() - start)
+            if span is not None:
+                span.end()
 
     return handler
 
@@ -188,14 +232,15 @@ class ServiceRegistry:
             if m.server_streaming:
                 # Bidirectional methods take the request iterator where
                 # server-streaming ones take the request: one wrapper serves both.
-                wrapped = wrap_stream(short, m.name, fn)
-                remote = wrap_stream(short, m.name, _decoding_stream(fn, req_cls, m.client_streaming))
+                wrapped = wrap_stream(short, m.name, fn, service.full_name)
+                remote = wrap_stream(short, m.name, _decoding_stream(fn, req_cls, m.client_streaming),
+                                     service.full_name)
                 make_handler = (grpc.stream_stream_rpc_method_handler if m.client_streaming
                                 else grpc.unary_stream_rpc_method_handler)
                 grpc_handlers[m.name] = make_handler(remote, response_serializer=resp_cls.SerializeToString)
             else:
-                wrapped = wrap_unary(short, m.name, fn)
-                remote = wrap_unary(short, m.name, _decoding_unary(fn, req_cls))
+                wrapped = wrap_unary(short, m.name, fn, service.full_name)
+                remote = wrap_unary(short, m.name, _decoding_unary(fn, req_cls), service.full_name)
                 grpc_handlers[m.name] = grpc.unary_unary_rpc_method_handler(
                     remote, response_serializer=resp_cls.SerializeToString)
             methods[m.name] = _Method(m.name, m.server_streaming, wrapped, req_cls, resp_cls)

@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import importlib.metadata
 import logging
 
 from aiohttp import web
 
 from sluice.config import Settings
 from sluice.rpc.server import GrpcServer
-from sluice.runtime.modules import HttpSite, Runtime, load_modules
-from sluice.telemetry import metrics
+from sluice.runtime.modules import ALL, HttpSite, Runtime, load_modules
+from sluice.telemetry import metrics, tracing
 
 log = logging.getLogger(__name__)
+
+try:
+    _VERSION = importlib.metadata.version("sluice")
+except importlib.metadata.PackageNotFoundError:  # a checkout used without `pip install -e .`
+    _VERSION = "0+unknown"
 
 
 def _split(listen: str) -> tuple[str, int]:
@@ -59,7 +65,24 @@ class SluiceProcess:
                 return site.address
         raise KeyError(name)
 
+    @property
+    def mode(self) -> str:
+        """`all` when this process hosts every request-path service, else `mesh`."""
+        return "all" if set(ALL) <= set(self.targets) else "mesh"
+
+    def _telemetry(self) -> None:
+        """Tracing, and the gauges alert rules read (sluice_info, budget, target)."""
+        hosted = [t for t in self.targets if t != "simulator"] or self.targets
+        service = "all" if self.mode == "all" else "+".join(hosted)
+        telemetry = self.settings.telemetry
+        tracing.configure(telemetry.tracing, service, self.settings.region, self.mode, _VERSION)
+        metrics.INFO.labels(_VERSION, self.settings.region, self.mode, ",".join(hosted)).set(1)
+        if telemetry.daily_budget_usd:
+            metrics.SPEND_BUDGET_USD.labels("day").set(telemetry.daily_budget_usd)
+        metrics.COST_PER_REQUEST_TARGET_USD.set(telemetry.cost_per_request_target_usd)
+
     async def start(self) -> None:
+        self._telemetry()
         for module in load_modules(self.targets):
             await module.init(self.runtime)
         endpoint = self.settings.services[self.primary]
@@ -97,3 +120,5 @@ class SluiceProcess:
             except Exception:  # noqa: BLE001 - one failing hook must not skip the rest
                 log.exception("stop hook failed")
         await self.runtime.close_channels()
+        # Last: the spans of the drained requests go out before the process does.
+        await asyncio.to_thread(tracing.shutdown)

@@ -24,7 +24,7 @@ OUTCOME_ERROR: Outcome
 OUTCOME_CANCELLED: Outcome
 
 class RequestSummary(_message.Message):
-    __slots__ = ("request_id", "tenant_id", "key_id", "region", "model_requested", "model_served", "fallbacks", "input_tokens", "output_tokens", "cache_creation_input_tokens", "cache_read_input_tokens", "cost_usd", "catalog_version", "time_to_first_token_ms", "total_ms", "outcome", "error_reason", "occurred_at", "cache_creation_5m_input_tokens", "cache_creation_1h_input_tokens", "server_tool_use", "service_tier", "inference_geo", "anthropic_version", "anthropic_beta", "operation", "deployment", "provider", "deployment_region", "residency_violation", "attempts", "overhead_cost_usd", "deployments_version", "route", "cache")
+    __slots__ = ("request_id", "tenant_id", "key_id", "region", "model_requested", "model_served", "fallbacks", "input_tokens", "output_tokens", "cache_creation_input_tokens", "cache_read_input_tokens", "cost_usd", "catalog_version", "time_to_first_token_ms", "total_ms", "outcome", "error_reason", "occurred_at", "cache_creation_5m_input_tokens", "cache_creation_1h_input_tokens", "server_tool_use", "service_tier", "inference_geo", "anthropic_version", "anthropic_beta", "operation", "deployment", "provider", "deployment_region", "residency_violation", "attempts", "overhead_cost_usd", "deployments_version", "route", "cache", "trace_id", "upstream_ms")
     class ServerToolUseEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -67,6 +67,8 @@ class RequestSummary(_message.Message):
     DEPLOYMENTS_VERSION_FIELD_NUMBER: _ClassVar[int]
     ROUTE_FIELD_NUMBER: _ClassVar[int]
     CACHE_FIELD_NUMBER: _ClassVar[int]
+    TRACE_ID_FIELD_NUMBER: _ClassVar[int]
+    UPSTREAM_MS_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     tenant_id: str
     key_id: str
@@ -102,7 +104,9 @@ class RequestSummary(_message.Message):
     deployments_version: str
     route: _decision_pb2.RouteDecision
     cache: CacheRecord
-    def __init__(self, request_id: _Optional[str] = ..., tenant_id: _Optional[str] = ..., key_id: _Optional[str] = ..., region: _Optional[str] = ..., model_requested: _Optional[str] = ..., model_served: _Optional[str] = ..., fallbacks: _Optional[_Iterable[str]] = ..., input_tokens: _Optional[int] = ..., output_tokens: _Optional[int] = ..., cache_creation_input_tokens: _Optional[int] = ..., cache_read_input_tokens: _Optional[int] = ..., cost_usd: _Optional[float] = ..., catalog_version: _Optional[str] = ..., time_to_first_token_ms: _Optional[float] = ..., total_ms: _Optional[float] = ..., outcome: _Optional[_Union[Outcome, str]] = ..., error_reason: _Optional[str] = ..., occurred_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., cache_creation_5m_input_tokens: _Optional[int] = ..., cache_creation_1h_input_tokens: _Optional[int] = ..., server_tool_use: _Optional[_Mapping[str, int]] = ..., service_tier: _Optional[str] = ..., inference_geo: _Optional[str] = ..., anthropic_version: _Optional[str] = ..., anthropic_beta: _Optional[_Iterable[str]] = ..., operation: _Optional[str] = ..., deployment: _Optional[str] = ..., provider: _Optional[str] = ..., deployment_region: _Optional[str] = ..., residency_violation: _Optional[bool] = ..., attempts: _Optional[_Iterable[_Union[AttemptRecord, _Mapping]]] = ..., overhead_cost_usd: _Optional[float] = ..., deployments_version: _Optional[str] = ..., route: _Optional[_Union[_decision_pb2.RouteDecision, _Mapping]] = ..., cache: _Optional[_Union[CacheRecord, _Mapping]] = ...) -> None: ...
+    trace_id: str
+    upstream_ms: float
+    def __init__(self, request_id: _Optional[str] = ..., tenant_id: _Optional[str] = ..., key_id: _Optional[str] = ..., region: _Optional[str] = ..., model_requested: _Optional[str] = ..., model_served: _Optional[str] = ..., fallbacks: _Optional[_Iterable[str]] = ..., input_tokens: _Optional[int] = ..., output_tokens: _Optional[int] = ..., cache_creation_input_tokens: _Optional[int] = ..., cache_read_input_tokens: _Optional[int] = ..., cost_usd: _Optional[float] = ..., catalog_version: _Optional[str] = ..., time_to_first_token_ms: _Optional[float] = ..., total_ms: _Optional[float] = ..., outcome: _Optional[_Union[Outcome, str]] = ..., error_reason: _Optional[str] = ..., occurred_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., cache_creation_5m_input_tokens: _Optional[int] = ..., cache_creation_1h_input_tokens: _Optional[int] = ..., server_tool_use: _Optional[_Mapping[str, int]] = ..., service_tier: _Optional[str] = ..., inference_geo: _Optional[str] = ..., anthropic_version: _Optional[str] = ..., anthropic_beta: _Optional[_Iterable[str]] = ..., operation: _Optional[str] = ..., deployment: _Optional[str] = ..., provider: _Optional[str] = ..., deployment_region: _Optional[str] = ..., residency_violation: _Optional[bool] = ..., attempts: _Optional[_Iterable[_Union[AttemptRecord, _Mapping]]] = ..., overhead_cost_usd: _Optional[float] = ..., deployments_version: _Optional[str] = ..., route: _Optional[_Union[_decision_pb2.RouteDecision, _Mapping]] = ..., cache: _Optional[_Union[CacheRecord, _Mapping]] = ..., trace_id: _Optional[str] = ..., upstream_ms: _Optional[float] = ...) -> None: ...
 
 class CacheRecord(_message.Message):
     __slots__ = ("status", "reason", "origin_request_id", "saved_usd", "predicted_read_tokens", "predicted_write_tokens", "prefix_saved_usd", "prefix_write_premium_usd", "warnings", "stored")

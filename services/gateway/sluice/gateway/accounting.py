@@ -32,7 +32,7 @@ from sluice.routing.v1 import candidate_pb2, decision_pb2
 from sluice.rpc import context as call_context
 from sluice.rpc import headers
 from sluice.storage.prefix_ledger import forecast_for
-from sluice.telemetry import metrics
+from sluice.telemetry import metrics, tracing
 from sluice.wire import jsontext
 from sluice.safety.v1 import verdict_pb2
 from sluice.wire import events as wire_events
@@ -58,7 +58,16 @@ class RequestRecord:
         self.operation = operation
         ctx = call_context.current()
         self.request_id = ctx.request_id if ctx else call_context.new_request_id()
-        self.started = time.monotonic()
+        # From the request's arrival (authentication included).
+        self.started = ctx.started if ctx and ctx.started else time.monotonic()
+        # The request's span (sluice.telemetry.tracing), when tracing is on.
+        self.span: Any = None
+        # Milliseconds waited on upstream models, as inference reported
+        # them at the end of a served stream; None when it did not.
+        self.upstream_ms: float | None = None
+        self.span_ended = False
+        # The answer's stop_reason, once its message_delta came.
+        self.stop_reason = ""
         self.refusal_reason = ""
         # Set once auth admitted the request: settled however it ends.
         self.reservation: auth_service_pb2.Reservation | None = None
@@ -112,8 +121,12 @@ class RequestRecord:
                     self.first_token_at = time.monotonic()
                 self._completion.append(text)
         elif kind == wire_events.MESSAGE_DELTA:
-            self._usage = merge_usage(self._usage, event.view.get("usage"))
+            view = event.view
+            self._usage = merge_usage(self._usage, view.get("usage"))
             self.finished = True
+            delta = view.get("delta")
+            if isinstance(delta, dict) and isinstance(delta.get("stop_reason"), str):
+                self.stop_reason = delta["stop_reason"][:64]
         elif kind == wire_events.MESSAGE_START:
             message = event.view.get("message")
             if isinstance(message, dict):
@@ -195,7 +208,9 @@ class EventRecorder:
     def accepting(self) -> bool:
         return self._emitter.accepting
 
-    def finish(self, record: RequestRecord, outcome: ev.Outcome.ValueType, error_reason: str = "") -> None:
+    def finish(self, record: RequestRecord, outcome: ev.Outcome.ValueType, error_reason: str = ""
+               ) -> ev.RequestSummary:
+        """Emits the request's events; returns its summary (their shared part)."""
         summary = self._summary(record, outcome, error_reason)
         principal = record.principal
         billing = ev.BillingEvent(event_id=_event_id(), request=summary)
@@ -215,6 +230,7 @@ class EventRecorder:
                                     output_verdict=record.output_verdict, prompt=audit.prompt,
                                     completion=audit.completion)
             self._emitter.emit("review", principal.region, principal.tenant_id, review)
+        return summary
 
     @staticmethod
     def _summary(record: RequestRecord, outcome: ev.Outcome.ValueType, error_reason: str) -> ev.RequestSummary:
@@ -238,6 +254,10 @@ class EventRecorder:
         )
         summary.occurred_at.seconds, summary.occurred_at.nanos = divmod(time.time_ns(), 1_000_000_000)
         summary.deployments_version = record.deployments_version
+        if record.span is not None:
+            summary.trace_id = tracing.trace_id(record.span)
+        if record.upstream_ms is not None:
+            summary.upstream_ms = record.upstream_ms
         if record.route is not None:
             summary.route.CopyFrom(record.route)
         served = record.served()

@@ -16,6 +16,7 @@ stream is silent, a `ping` event goes out every
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import time
@@ -31,7 +32,7 @@ from sluice.gateway.pipeline import Pipeline, RequestInfo, models_page_json
 from sluice.rpc import context as call_context
 from sluice.rpc import headers
 from sluice.rpc.errors import Reason, SluiceError, anthropic_error_body, anthropic_error_type, http_error_headers
-from sluice.telemetry import metrics
+from sluice.telemetry import metrics, tracing
 from sluice.wire import events as wire_events
 from sluice.wire.events import Event
 from sluice.wire.request import MessagesRequest, check_version_for_sluice
@@ -88,6 +89,35 @@ def api_headers(request: web.Request) -> tuple[str | None, tuple[str, ...]]:
     return request.headers.get(headers.ANTHROPIC_VERSION), betas
 
 
+def _traced(handler: Callable[[MessagesFacade, web.Request], Awaitable[web.StreamResponse]]
+            ) -> Callable[[MessagesFacade, web.Request], Awaitable[web.StreamResponse]]:
+    """With tracing on: the request's SERVER span (OpenTelemetry HTTP
+    conventions), its parent the client's W3C traceparent when it sent one,
+    and the trace id in the x-sluice-trace-id header of any answer."""
+    @functools.wraps(handler)
+    async def traced(self: MessagesFacade, request: web.Request) -> web.StreamResponse:
+        if not tracing.ENABLED:
+            return await handler(self, request)
+        route = request.match_info.route.resource.canonical if request.match_info.route.resource else request.path
+        span = tracing.start(f"{request.method} {route}", tracing.SpanKind.SERVER, tracing.extract(request.headers),
+                             {"http.request.method": request.method, "http.route": route, "url.scheme": "http",
+                              "url.path": request.path[:256]})
+        token = tracing.attach(span)
+        try:
+            response = await handler(self, request)
+            span.set_attribute("http.response.status_code", response.status)
+            if response.status >= 500:
+                tracing.fail(span, str(response.status))
+            if not response.prepared:
+                response.headers.setdefault(headers.TRACE_ID, tracing.trace_id(span))
+            return response
+        finally:
+            tracing.detach(token)
+            span.end()
+
+    return traced
+
+
 class MessagesFacade:
     def __init__(self, pipeline: Pipeline, max_body_bytes: int, default_timeout_s: float,
                  ping_interval_s: float = 10.0) -> None:
@@ -104,16 +134,17 @@ class MessagesFacade:
         app.router.add_get(MODEL, self.get_model)
         return app
 
-    async def _begin(self, request: web.Request, request_id: str) -> principal_pb2.Principal:
+    async def _begin(self, request: web.Request, request_id: str, route: str | None = None
+                     ) -> principal_pb2.Principal:
         call_context.begin(request_id, _timeout(request, self._default_timeout))
-        return await self._pipeline.authenticate(headers.presented_api_key(request.headers.get))
+        return await self._pipeline.authenticate(headers.presented_api_key(request.headers.get), route)
 
     async def _parsed(self, request: web.Request, request_id: str, count_tokens: bool = False,
                       info: RequestInfo | None = None) -> tuple[principal_pb2.Principal, MessagesRequest]:
         """The caller and its request: authenticated, the body read within
         the size limit and checked with the client's version, betas and
         priority (into `info`)."""
-        principal = await self._begin(request, request_id)
+        principal = await self._begin(request, request_id, "count_tokens" if count_tokens else "messages")
         raw = await self._body(request)
         version, betas = api_headers(request)
         options = {name: tuple(request.headers.getall(name, ())) for name in headers.OPTIONS} \
@@ -135,6 +166,7 @@ class MessagesFacade:
                                           f"(content-encoding {request.headers.get('content-encoding', 'none')}): "
                                           f"{str(cause)[:200]}") from None
 
+    @_traced
     async def messages(self, request: web.Request) -> web.StreamResponse:
         request_id = call_context.new_request_id()
         info = RequestInfo()
@@ -180,6 +212,7 @@ class MessagesFacade:
             await events.aclose()
         return response
 
+    @_traced
     async def count_tokens(self, request: web.Request) -> web.StreamResponse:
         request_id = call_context.new_request_id()
         info = RequestInfo()
@@ -199,6 +232,7 @@ class MessagesFacade:
         check_version_for_sluice(api_headers(request)[0])
         return principal
 
+    @_traced
     async def list_models(self, request: web.Request) -> web.StreamResponse:
         request_id = call_context.new_request_id()
         try:
@@ -219,6 +253,7 @@ class MessagesFacade:
         return web.Response(body=models_page_json(page), content_type=_JSON,
                             headers={headers.ANTHROPIC_REQUEST_ID: request_id})
 
+    @_traced
     async def get_model(self, request: web.Request) -> web.StreamResponse:
         request_id = call_context.new_request_id()
         try:

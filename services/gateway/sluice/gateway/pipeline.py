@@ -32,6 +32,7 @@ from sluice.cache.v1 import cache_service_pb2
 from sluice.events.v1 import events_pb2
 from sluice.catalog.pricing import cost_usd
 from sluice.gateway.accounting import COUNT_TOKENS, MESSAGES, EventRecorder, RequestRecord
+from sluice.gateway import observe
 from sluice.gateway.flights import Flight, Flights
 from sluice.inference.v1 import inference_service_pb2
 from sluice.llm.v1 import wire_pb2
@@ -41,7 +42,7 @@ from sluice.rpc import headers
 from sluice.rpc.errors import Reason, SluiceError, from_rpc_error
 from sluice.safety.v1 import safety_service_pb2, verdict_pb2
 from sluice.storage.response_cache import resolve_mode
-from sluice.telemetry import metrics
+from sluice.telemetry import metrics, tracing
 from sluice.wire import events as wire_events
 from sluice.wire import jsontext
 from sluice.wire.assemble import MessageAssembler, StreamProtocolError
@@ -157,16 +158,20 @@ def prompt_cache_header(plan: Any) -> str:
 
 
 async def _events_of(call: Any, record: RequestRecord, info: RequestInfo) -> AsyncIterator[Event]:
-    """The answer's events; inference's attempt reports go on the record,
-    and the serving deployment into the x-sluice-deployment header (the
-    report comes before the first event, so before the headers go out)."""
+    """The answer's events; inference's attempt reports and its timing go
+    on the record, and the serving deployment into the x-sluice-deployment
+    header (the report comes before the first event, so before the headers
+    go out)."""
     async for response in call:
-        if response.HasField("attempt"):
+        part = response.WhichOneof("part")
+        if part == "event":
+            yield Event(response.event.type, response.event.data)
+        elif part == "attempt":
             record.attempt(response.attempt)
             if response.attempt.outcome == "served":
                 info.headers[headers.DEPLOYMENT] = response.attempt.deployment
-        else:
-            yield Event(response.event.type, response.event.data)
+        elif part == "timing":
+            record.upstream_ms = response.timing.upstream_ms
 
 
 def _plain_text_delta(event: Event) -> bool:
@@ -346,8 +351,11 @@ def deprecation_headers(model: model_pb2.ModelInfo) -> dict[str, str]:
 
 class Pipeline:
     def __init__(self, stages: Stages, stage_timeout_s: float, recorder: EventRecorder,
-                 shedder: LoadShedder | None = None) -> None:
+                 shedder: LoadShedder | None = None, tenant_label: bool = False) -> None:
         self._s = stages
+        # The run mode, for metrics and spans: the checks answer in this process only in `all`.
+        self.mode = "all" if stages.checks_in_process else "mesh"
+        self._tenant_label = tenant_label
         self._stage_timeout = stage_timeout_s
         self._recorder = recorder
         self.shedder = shedder
@@ -359,10 +367,16 @@ class Pipeline:
         if self._settling:
             await asyncio.gather(*self._settling, return_exceptions=True)
 
-    async def authenticate(self, api_key: str) -> principal_pb2.Principal:
-        response = await _call(
-            self._s.auth.Authenticate(auth_service_pb2.AuthenticateRequest(api_key=api_key), timeout=self._stage_timeout)
-        )
+    async def authenticate(self, api_key: str, route: str | None = None) -> principal_pb2.Principal:
+        """The caller's principal. A refusal of a Messages API request
+        (`route`: messages or count_tokens) is counted as its answer."""
+        try:
+            response = await _call(self._s.auth.Authenticate(auth_service_pb2.AuthenticateRequest(api_key=api_key),
+                                                             timeout=self._stage_timeout))
+        except SluiceError as err:
+            if route is not None:
+                observe.refused(self.mode, route, err)
+            raise
         return response.principal
 
     def _check_serving(self, principal: principal_pb2.Principal) -> None:
@@ -403,11 +417,43 @@ class Pipeline:
                      info: RequestInfo | None = None, buffered: bool = False) -> AsyncIterator[Event]:
         """Events of the response, in Messages API order, as the upstream
         sent them (apart from declared edits). However it ends, the request
-        leaves one billing and one audit event and settles its quota."""
-        self._check_serving(principal)
-        record = RequestRecord(principal, request)
-        outcome, error_reason = events_pb2.OUTCOME_OK, ""
+        leaves one billing and one audit event and settles its quota. With
+        tracing on, the request's span is current while the pipeline runs
+        (each step; never while the caller handles an event), and its trace
+        id goes into the x-sluice-trace-id header."""
         info = info if info is not None else RequestInfo()
+        span = None
+        if tracing.ENABLED:
+            span = observe.request_span(principal, request, MESSAGES, self.mode)
+            info.headers[headers.TRACE_ID] = tracing.trace_id(span)
+        inner = self._stream(principal, request, info, buffered, span)
+        try:
+            if span is None:
+                async for event in inner:
+                    yield event
+                return
+            while True:
+                token = tracing.attach(span)
+                try:
+                    event = await anext(inner)
+                except StopAsyncIteration:
+                    return
+                finally:
+                    tracing.detach(token)
+                yield event
+        finally:
+            await inner.aclose()  # its billing and audit now, not at garbage collection
+
+    async def _stream(self, principal: principal_pb2.Principal, request: MessagesRequest, info: RequestInfo,
+                      buffered: bool, span: Any) -> AsyncIterator[Event]:
+        try:
+            self._check_serving(principal)
+        except SluiceError as err:
+            observe.refused(self.mode, MESSAGES, err, span)
+            raise
+        record = RequestRecord(principal, request)
+        record.span = span
+        outcome, error_reason = events_pb2.OUTCOME_OK, ""
         entered = False
         delivered: list[wire_pb2.WireEvent] | None = None
         try:
@@ -694,13 +740,24 @@ class Pipeline:
             raise failure[0]
 
     def _record(self, record: RequestRecord, outcome: events_pb2.Outcome.ValueType, error_reason: str) -> None:
+        """The request's billing and audit events, then its metrics and the
+        end of its span (`observe.finished`)."""
         if outcome == events_pb2.OUTCOME_ERROR and not record.admitted:
             metrics.REQUESTS_REFUSED.labels(record.operation, error_reason).inc()
+        summary = None
+        span = tracing.start("sluice.events.record", parent=tracing.in_context(record.span)) \
+            if record.span is not None else None
         try:
-            self._recorder.finish(record, outcome, error_reason)
-        except Exception:  # noqa: BLE001 - a failing disk must not turn a served answer into an error
+            summary = self._recorder.finish(record, outcome, error_reason)
+        except Exception as exc:  # noqa: BLE001 - a failing disk must not turn a served answer into an error
             metrics.EVENTS_RECORD_FAILURES.inc()
             log.exception("recording billing/audit events for request %s failed", record.request_id)
+            if span is not None:
+                tracing.fail(span, type(exc).__name__)
+        finally:
+            if span is not None:
+                span.end()
+        observe.finished(record, summary, outcome, error_reason, self.mode, self._tenant_label)
 
     def _later(self, work: Awaitable[None]) -> None:
         # Off the response path; `drain` waits for these at shutdown.
@@ -789,8 +846,27 @@ class Pipeline:
         request. Counted against the request-rate limit only; the input
         policy applies (a blocked prompt is refused, a redacted one is
         counted as it would be sent); recorded in billing (free) and audit."""
-        self._check_serving(principal)
+        span = token = None
+        if tracing.ENABLED:
+            span = observe.request_span(principal, request, COUNT_TOKENS, self.mode)
+            token = tracing.attach(span)
+            if info is not None:
+                info.headers[headers.TRACE_ID] = tracing.trace_id(span)
+        try:
+            return await self._count_tokens(principal, request, info, span)
+        finally:
+            if token is not None:
+                tracing.detach(token)
+
+    async def _count_tokens(self, principal: principal_pb2.Principal, request: MessagesRequest,
+                            info: RequestInfo | None, span: Any) -> tuple[int, bytes]:
+        try:
+            self._check_serving(principal)
+        except SluiceError as err:
+            observe.refused(self.mode, COUNT_TOKENS, err, span)
+            raise
         record = RequestRecord(principal, request, operation=COUNT_TOKENS)
+        record.span = span
         outcome, error_reason = events_pb2.OUTCOME_OK, ""
         try:
             route = await self._route(record, count_tokens=True)

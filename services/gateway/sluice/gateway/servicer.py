@@ -50,12 +50,13 @@ class GatewayServicer:
         ctx = call_context.current()
         if ctx is not None and ctx.deadline is None:
             # The client set no deadline: the gateway's default bounds the request.
-            call_context.begin(ctx.request_id, self._default_timeout)
+            call_context.begin(ctx.request_id, self._default_timeout, ctx.started)
         return api_key_from_metadata(context.invocation_metadata())
 
     async def _request(self, request: Any, context: Any, count_tokens: bool = False,  # type: ignore[no-untyped-def]
                        info: RequestInfo | None = None):
-        principal = await self._pipeline.authenticate(self._begin(context))
+        principal = await self._pipeline.authenticate(self._begin(context),
+                                                      "count_tokens" if count_tokens else "messages")
         body = request.body or params_json(request.params, count_tokens)
         parsed = self._pipeline.parse(principal, body, request.anthropic_version or LATEST_VERSION,
                                       tuple(request.anthropic_beta), count_tokens,

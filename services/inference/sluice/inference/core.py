@@ -61,7 +61,7 @@ from sluice.routing.v1 import candidate_pb2
 from sluice.rpc import context as call_context
 from sluice.rpc.errors import Reason, SluiceError
 from sluice.storage.fleet import FleetStore
-from sluice.telemetry import metrics
+from sluice.telemetry import metrics, tracing
 from sluice.wire import events as ev
 from sluice.wire import jsontext
 from sluice.wire.events import Event
@@ -116,6 +116,26 @@ class AttemptReport:
     hedge: bool = False
     usage: bytes = b""
     ttft_ms: float = 0.0
+
+
+@dataclass(slots=True)
+class UpstreamTiming:
+    """The end of a served stream: how long the request waited on upstream
+    models (inference_service.proto's Timing)."""
+
+    upstream_ms: float
+
+
+def waited_ms(spans: Iterable[tuple[float, float]]) -> float:
+    """Milliseconds covered by (start, end) intervals in seconds, overlaps
+    counted once (a hedge racing its primary is one wait, not two)."""
+    total, reach = 0.0, float("-inf")
+    for start, end in sorted(spans):
+        if end <= reach:
+            continue
+        total += end - max(start, reach)
+        reach = end
+    return total * 1000
 
 
 class DeploymentHealth:
@@ -203,6 +223,8 @@ class Generator:
                 yield report
             async for item in self._deliver(walk, winner, request, continue_midstream):
                 yield item
+            now = self._clock()
+            yield UpstreamTiming(waited_ms((a.sent, a.ended or now) for a in walk.started))
         finally:
             # However the request ends (the client gone at any yield above),
             # no attempt keeps its permit, breaker slot or connection.
@@ -325,7 +347,8 @@ class _Attempt:
     first token, its concurrency permit and breaker slot."""
 
     __slots__ = ("index", "candidate", "health", "permit", "hedge", "stream", "held", "delivered_first",
-                 "sent", "ttft", "usage", "done", "_clock", "splice", "pending", "buffered", "output_tokens")
+                 "sent", "ttft", "usage", "done", "_clock", "splice", "pending", "buffered", "output_tokens",
+                 "ended", "span")
 
     def __init__(self, index: int, candidate: candidate_pb2.Candidate, health: DeploymentHealth, permit: Permit,
                  stream: AsyncIterator[Event], hedge: bool, clock: Callable[[], float], buffered: bool = False) -> None:
@@ -335,6 +358,7 @@ class _Attempt:
         self.held: list[Event] = []
         self.delivered_first: list[Event] = []
         self.sent = clock()
+        self.ended = 0.0
         self.ttft = 0.0
         self.output_tokens = 0  # as the answer's message_delta reports them
         self.usage: dict = {}
@@ -343,11 +367,29 @@ class _Attempt:
         # Set when the attempt won before its first token (the hold ran
         # out): the task still reading to it.
         self.pending: asyncio.Task | None = None
+        # The upstream call's CLIENT span (GenAI conventions), a child of the
+        # Generate call's span; ended in finish.
+        self.span = tracing.start(f"chat {candidate.model_id}", tracing.SpanKind.CLIENT, attributes={
+            tracing.GEN_AI_OPERATION: "chat", tracing.GEN_AI_SYSTEM: "anthropic",
+            tracing.GEN_AI_PROVIDER: _GEN_AI_PROVIDERS.get(candidate.provider, candidate.provider),
+            tracing.GEN_AI_REQUEST_MODEL: candidate.model_id, tracing.DEPLOYMENT: candidate.deployment,
+            tracing.HEDGE: hedge}) if tracing.ENABLED else None
 
     async def first_token(self) -> _Attempt:
         """Reads until the first event that is not message_start,
         content_block_start or ping; holds what came before. Raises the
         upstream's SluiceError."""
+        # The call's span is current while the request goes out (its
+        # traceparent reaches the upstream when propagate_upstream is on).
+        token = tracing.attach(self.span) if self.span is not None else None
+        try:
+            await self._read_to_first_token()
+        finally:
+            if token is not None:
+                tracing.detach(token)
+        return self
+
+    async def _read_to_first_token(self) -> None:
         first = None
         async for event in self.stream:
             if event.type == ev.MESSAGE_START:
@@ -358,6 +400,8 @@ class _Attempt:
                 self.held.append(event)
                 continue
             if self.buffered:  # the whole answer, then it wins
+                if event.type == ev.MESSAGE_DELTA:
+                    self._note_output(event)
                 if first is None:
                     first = self._clock()
                 self.held.append(event)
@@ -370,20 +414,22 @@ class _Attempt:
         if self.health.fleet is not None:
             self.health.fleet.observe_ttft(self.candidate.deployment, self.ttft)
         metrics.UPSTREAM_TTFT_SECONDS.labels(self.candidate.deployment, self.candidate.model_id).observe(self.ttft)
-        return self
 
     async def rest(self) -> AsyncIterator[Event]:
         splice = self.splice
         async for event in self.stream:
-            if event.type == ev.MESSAGE_DELTA and self.health.fleet is not None:
-                usage = event.view.get("usage")
-                if isinstance(usage, dict) and isinstance(usage.get("output_tokens"), int):
-                    self.output_tokens = usage["output_tokens"]
+            if event.type == ev.MESSAGE_DELTA:
+                self._note_output(event)
             if splice is not None:
                 event = splice.renumber(event)
                 if event is None:
                     continue
             yield event
+
+    def _note_output(self, event: Event) -> None:
+        usage = event.view.get("usage")
+        if isinstance(usage, dict) and isinstance(usage.get("output_tokens"), int):
+            self.output_tokens = usage["output_tokens"]
 
     def report(self, outcome: str, reason: str = "") -> AttemptReport:
         """The attempt as inference reports it, counted (a failure by its reason)."""
@@ -397,7 +443,10 @@ class _Attempt:
         if self.done:
             return
         self.done = True
-        rtt = self._clock() - self.sent
+        self.ended = self._clock()
+        rtt = self.ended - self.sent
+        if self.span is not None:
+            self._end_span(err, cancelled)
         if cancelled:
             self.health.breaker.release()
             self.permit.release("ignore", rtt)
@@ -416,6 +465,23 @@ class _Attempt:
             self.permit.release("dropped" if err.reason in _OVERLOAD else "ignore", rtt)
         metrics.CONCURRENCY_LIMIT.labels(self.candidate.deployment).set(self.health.limiter.limit)
         metrics.DEPLOYMENT_IN_FLIGHT.labels(self.candidate.deployment).set(self.health.limiter.in_flight)
+
+    def _end_span(self, err: SluiceError | None, cancelled: bool) -> None:
+        span = self.span
+        usage = self.usage
+        outcome = "cancelled" if cancelled else ("failed" if err is not None else "served")
+        span.set_attributes({tracing.ATTEMPT_OUTCOME: outcome, tracing.GEN_AI_RESPONSE_MODEL: self.candidate.model_id,
+                             "sluice.time_to_first_token_ms": self.ttft * 1000})
+        for key, name in ((tracing.GEN_AI_INPUT_TOKENS, "input_tokens"),
+                          (tracing.GEN_AI_CACHE_READ_TOKENS, "cache_read_input_tokens"),
+                          (tracing.GEN_AI_CACHE_WRITE_TOKENS, "cache_creation_input_tokens")):
+            if isinstance(usage.get(name), int):
+                span.set_attribute(key, usage[name])
+        if self.output_tokens:
+            span.set_attribute(tracing.GEN_AI_OUTPUT_TOKENS, self.output_tokens)
+        if err is not None:
+            tracing.fail(span, err.reason.value, err.message)
+        span.end()
 
     async def cancel(self) -> None:
         if self.pending is not None:
@@ -860,6 +926,10 @@ class _TextSoFar:
             if isinstance(index, int) and self.open_index is not None:
                 return ev.with_index(event, index + self.open_index)
         return event
+
+
+# Candidate.provider -> the GenAI conventions' gen_ai.provider.name.
+_GEN_AI_PROVIDERS = {"anthropic": "anthropic", "vertex": "gcp.vertex_ai", "bedrock": "aws.bedrock"}
 
 
 def _count(candidate: candidate_pb2.Candidate, outcome: str) -> None:

@@ -57,6 +57,7 @@ from sluice.catalog.deployments import Deployment
 from sluice.llm.v1 import wire_pb2
 from sluice.routing.v1 import candidate_pb2
 from sluice.rpc.errors import UPSTREAM_STATUS, UPSTREAM_TYPE, FieldViolation, Reason, SluiceError
+from sluice.telemetry import tracing
 from sluice.wire import events as ev
 from sluice.wire import jsontext
 from sluice.wire.request import LATEST_VERSION, VERSION_2023, upstream_body
@@ -114,6 +115,8 @@ class ProviderUpstream:
     async def _post(self, path: str, body: bytes, headers: dict[str, str], timeout: float | None) -> httpx2.Response:
         """Sends `body` to `path`; the raw response, its body unread."""
         headers = {**headers, RAW_RESPONSE_HEADER: "stream"}
+        if tracing.PROPAGATE_UPSTREAM:
+            headers.update(tracing.inject())  # the attempt's span (see core._Attempt.first_token)
         try:
             return await self._client.post(path, cast_to=httpx2.Response, content=body,
                                            options={"headers": headers, "timeout": timeout})

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-from sluice.inference.core import AttemptReport, Generator
+from sluice.inference.core import AttemptReport, Generator, UpstreamTiming
 from sluice.inference.v1 import inference_service_pb2 as pb
 from sluice.llm.v1 import wire_pb2
 
@@ -22,6 +22,8 @@ class InferenceServicer:
                     candidate=item.candidate, deployment=item.deployment, model_id=item.model_id,
                     outcome=item.outcome, reason=item.reason, hedge=item.hedge, usage=item.usage,
                     time_to_first_event_ms=item.ttft_ms))
+            elif isinstance(item, UpstreamTiming):
+                yield pb.GenerateResponse(timing=pb.Timing(upstream_ms=item.upstream_ms))
             else:
                 yield pb.GenerateResponse(event=wire_pb2.WireEvent(type=item.type, data=item.data))
 

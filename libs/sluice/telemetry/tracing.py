@@ -1,0 +1,203 @@
+"""OpenTelemetry traces: a span for every stage of every request, in both run modes.
+
+`configure` (once per process, from `telemetry.tracing`) installs a tracer
+provider that samples parent-based with a ratio for new traces and exports
+in batches over OTLP (gRPC or HTTP). Off, every function here is a cheap
+no-op: `ENABLED` is False and `tracer()` hands out the API's non-recording
+spans.
+
+Who makes which span:
+- the HTTP facade: a SERVER span per request (`POST /v1/messages`), its
+  parent taken from the client's W3C `traceparent`;
+- `ServiceRegistry` (sluice.rpc.registry): a SERVER span per RPC a service
+  handles, named `<package>.<Service>/<Method>` (OpenTelemetry's RPC
+  conventions), its parent from the caller's `traceparent` metadata over the
+  network, or the caller's current span in process;
+- `PropagatingStub` (sluice.rpc.client): `traceparent` on every outgoing call;
+- the gateway: the request span (`sluice.request`) with the GenAI
+  convention's attributes and Sluice's own, and `sluice.events.record`;
+- inference: one CLIENT span per upstream attempt (`chat <model>`), and
+  `traceparent` to the upstream when `propagate_upstream` is on.
+
+No prompt or completion text goes into a span: attributes are ids, names,
+counts and outcomes (the `ATTRIBUTES` below are the only keys set).
+
+Source of the names: OpenTelemetry semantic conventions 1.37, "Semantic
+conventions for generative AI spans" (gen_ai.*) and "RPC spans" (rpc.*).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.trace import NonRecordingSpan, Span, SpanKind, Status, StatusCode
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+log = logging.getLogger(__name__)
+
+TRACEPARENT = "traceparent"
+TRACESTATE = "tracestate"
+
+# GenAI semantic conventions (gen_ai.*), and Sluice's own (sluice.*).
+GEN_AI_SYSTEM = "gen_ai.system"
+GEN_AI_PROVIDER = "gen_ai.provider.name"
+GEN_AI_OPERATION = "gen_ai.operation.name"
+GEN_AI_REQUEST_MODEL = "gen_ai.request.model"
+GEN_AI_REQUEST_MAX_TOKENS = "gen_ai.request.max_tokens"
+GEN_AI_RESPONSE_MODEL = "gen_ai.response.model"
+GEN_AI_RESPONSE_ID = "gen_ai.response.id"
+GEN_AI_FINISH_REASONS = "gen_ai.response.finish_reasons"
+GEN_AI_INPUT_TOKENS = "gen_ai.usage.input_tokens"
+GEN_AI_OUTPUT_TOKENS = "gen_ai.usage.output_tokens"
+GEN_AI_CACHE_READ_TOKENS = "gen_ai.usage.cache_read.input_tokens"
+GEN_AI_CACHE_WRITE_TOKENS = "gen_ai.usage.cache_creation.input_tokens"
+SERVER_ADDRESS = "server.address"
+ERROR_TYPE = "error.type"
+TENANT = "sluice.tenant"
+REQUEST_ID = "sluice.request_id"
+DEPLOYMENT = "sluice.deployment"
+ROUTE = "sluice.route"
+CACHE_RESULT = "sluice.cache.result"
+SAFETY_ACTION = "sluice.safety.action"
+OUTCOME = "sluice.outcome"
+ATTEMPT_OUTCOME = "sluice.attempt.outcome"
+HEDGE = "sluice.attempt.hedge"
+MODE = "sluice.mode"
+
+ENABLED = False
+PROPAGATE_UPSTREAM = False
+_propagator = TraceContextTextMapPropagator()
+_provider: Any = None
+_tracer: trace.Tracer = trace.NoOpTracer()
+
+
+def configure(settings: Any, service: str, region: str, mode: str, version: str = "") -> None:
+    """Installs the process's tracer provider from `settings`
+    (config.settings.TracingSettings). `service` becomes the resource's
+    service.name (`sluice-<service>`: one per mesh process, `sluice-all` for
+    the all mode's single process). Idempotent per process: a second call
+    replaces the first (tests start several processes' worth in one)."""
+    global ENABLED, PROPAGATE_UPSTREAM, _provider, _tracer
+    shutdown()
+    if not settings.enabled:
+        return
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+    from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
+
+    resource = Resource.create({"service.name": f"sluice-{service}", "service.namespace": "sluice",
+                                "service.version": version, "deployment.environment.name": region,
+                                "cloud.region": region, MODE: mode})
+    provider = TracerProvider(resource=resource, sampler=ParentBased(TraceIdRatioBased(settings.sampling_ratio)))
+    provider.add_span_processor(BatchSpanProcessor(_exporter(settings), max_queue_size=settings.max_queue_size,
+                                                   schedule_delay_millis=1000))
+    _provider = provider
+    _tracer = provider.get_tracer("sluice", version)
+    ENABLED, PROPAGATE_UPSTREAM = True, settings.propagate_upstream
+    log.info("tracing: %s to %s, sampling %.4g of new traces", settings.exporter,
+             settings.endpoint or "the OTLP default", settings.sampling_ratio)
+
+
+def _exporter(settings: Any) -> Any:
+    headers = dict(settings.headers) or None
+    if settings.exporter == "otlp_http":
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpExporter
+
+        return HttpExporter(endpoint=settings.endpoint or None, headers=headers)
+    from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcExporter
+
+    endpoint = settings.endpoint or None
+    insecure = not (endpoint or "").startswith("https://")
+    return GrpcExporter(endpoint=endpoint, headers=headers, insecure=insecure)
+
+
+def shutdown() -> None:
+    """Flushes queued spans (a few seconds at most) and turns tracing off."""
+    global ENABLED, PROPAGATE_UPSTREAM, _provider, _tracer
+    provider, _provider = _provider, None
+    ENABLED, PROPAGATE_UPSTREAM, _tracer = False, False, trace.NoOpTracer()
+    if provider is not None:
+        provider.force_flush(5000)
+        provider.shutdown()
+
+
+def force_flush(timeout_ms: int = 5000) -> None:
+    """Exports what is queued now (tests, and before a process exits)."""
+    if _provider is not None:
+        _provider.force_flush(timeout_ms)
+
+
+def tracer() -> trace.Tracer:
+    return _tracer
+
+
+def extract(carrier: Mapping[str, str] | Iterable[tuple[str, Any]] | None) -> otel_context.Context | None:
+    """The remote parent in a caller's `traceparent`/`tracestate` (HTTP
+    headers, or gRPC metadata as (key, value) pairs), or None."""
+    if not ENABLED or not carrier:
+        return None
+    if isinstance(carrier, Mapping):
+        values = {key: carrier.get(key) for key in (TRACEPARENT, TRACESTATE) if carrier.get(key)}
+    else:
+        values = {key: value for key, value in carrier if key in (TRACEPARENT, TRACESTATE)}
+    if TRACEPARENT not in values:
+        return None
+    return _propagator.extract({k: str(v) for k, v in values.items()})
+
+
+def inject(span_context_of: Span | None = None) -> tuple[tuple[str, str], ...]:
+    """(key, value) pairs carrying the current span (or `span_context_of`)
+    to the next hop; () when off or there is nothing to carry."""
+    if not ENABLED:
+        return ()
+    carrier: dict[str, str] = {}
+    ctx = trace.set_span_in_context(span_context_of) if span_context_of is not None else None
+    _propagator.inject(carrier, context=ctx)
+    return tuple(carrier.items())
+
+
+def start(name: str, kind: SpanKind = SpanKind.INTERNAL, parent: otel_context.Context | None = None,
+          attributes: Mapping[str, Any] | None = None) -> Span:
+    """A started span (a non-recording one when off): the caller ends it."""
+    return _tracer.start_span(name, context=parent, kind=kind, attributes=attributes)
+
+
+def attach(span: Span) -> object:
+    """Makes `span` current; returns the token for `detach`. Streams attach
+    around each step, never across a yield (a generator's context is its
+    consumer's between steps)."""
+    return otel_context.attach(trace.set_span_in_context(span))
+
+
+def detach(token: object) -> None:
+    otel_context.detach(token)  # type: ignore[arg-type]
+
+
+def current() -> Span:
+    return trace.get_current_span()
+
+
+def in_context(span: Span) -> otel_context.Context:
+    return trace.set_span_in_context(span)
+
+
+def trace_id(span: Span) -> str:
+    """The span's trace id as 32 hex digits, "" when it has none."""
+    ctx = span.get_span_context()
+    return format(ctx.trace_id, "032x") if ctx.is_valid else ""
+
+
+def fail(span: Span, error_type: str, message: str = "") -> None:
+    """Marks `span` failed with a stable error type (a Sluice reason)."""
+    if span.is_recording():
+        span.set_attribute(ERROR_TYPE, error_type)
+        span.set_status(Status(StatusCode.ERROR, message[:200]))
+
+
+def non_recording() -> Span:
+    return NonRecordingSpan(trace.INVALID_SPAN_CONTEXT)
