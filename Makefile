@@ -38,8 +38,8 @@ deps: ## install system packages the tests need (redis-server, Java 17, Maven, N
 	fi
 
 .PHONY: run
-run: $(STAMP) ## start every service + the simulator on embedded defaults, and show a first request
-	$(BIN)/sluice --config $(CONFIG) serve all,simulator --first-request
+run: $(STAMP) ## start every service + the simulator + a sink on embedded defaults, and show a first request
+	$(BIN)/sluice --config $(CONFIG) serve all,simulator,sinks --first-request
 
 .PHONY: protos
 protos: $(STAMP) ## regenerate Python code from protos/ into libs/
@@ -50,12 +50,16 @@ check-protos: protos ## fail if generated code differs from protos/
 	@git diff --quiet -- libs && [ -z "$$(git status --porcelain -- libs)" ] || \
 	  { echo "generated code is stale: run 'make protos' and commit"; git status --short -- libs; exit 1; }
 
+.PHONY: check-deploy
+check-deploy: $(STAMP) ## render the Helm chart for every region and mode; helm lint, kubeconform -strict, residency checks
+	$(BIN)/python -m tests.infra.check_deploy
+
 .PHONY: lint
 lint: $(STAMP) ## buf lint the protos
 	$(BIN)/buf lint
 
 .PHONY: test
-test: $(STAMP) deps lint check-protos ## everything CI runs: lint, fresh protos, unit + integration + e2e tests
+test: $(STAMP) deps lint check-protos check-deploy ## everything CI runs: lint, fresh protos, deploy manifests, unit + integration + e2e tests
 	$(PYTEST) tests
 
 .PHONY: test-unit
