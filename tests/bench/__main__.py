@@ -187,6 +187,7 @@ def main() -> None:
     parser.add_argument("--quota-checks", type=int, default=5000, help="checks per quota-stage row")
     parser.add_argument("--events", type=int, default=20_000, help="events through one producer and one sink")
     parser.add_argument("--resilience-requests", type=int, default=400, help="requests per resilience row")
+    parser.add_argument("--tracing-requests", type=int, default=3000, help="requests per tracing row")
     args = parser.parse_args()
     ensure_hey()
     workdir = Path(tempfile.mkdtemp(prefix="sluice-bench-"))
@@ -204,6 +205,7 @@ def main() -> None:
             for profile in args.profiles.split(","):
                 results += _profile(profile, args, files, workdir, real_redis)
             resilience_rows = resilience.run(workdir, real_redis, args.resilience_requests, args.concurrency)
+            tracing_rows = _tracing(args, files, workdir)
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
     print()
@@ -234,6 +236,11 @@ def main() -> None:
           "shipped (fallback to the next deployments); p50/p99 to the whole answer. 'heavy tail TTFT': 5% of first "
           "tokens take 1.5 s; p50/p99 time to first token without and with hedging (after the observed p90).")
     print(resilience.table(resilience_rows))
+    print()
+    print(f"Tracing (issue 18), fast upstream, all mode, {args.concurrency} clients: CPU per request with tracing off, "
+          "and on at 1% and 100% sampling, exporting over OTLP/gRPC to a real Jaeger v2 (Jaeger's CPU not counted).")
+    print(tracing_table(tracing_rows))
+    print(tracing_verdict(tracing_rows))
     print()
     print("Routing decision alone, in process (issue 15): Router.route as the routing service runs it "
           "(classifier, policy, cost controller, candidates).")
@@ -280,6 +287,60 @@ def _profile(profile: str, args: argparse.Namespace, files: dict[str, Path], wor
         for cluster in clusters.values():
             cluster.stop()
         simulator.stop()
+
+
+# Tracing rows: the name, and the sampling ratio (None: tracing off).
+TRACING_TARGETS = (("off", None), ("1%", 0.01), ("100%", 1.0))
+# Issue 18: tracing at 1% sampling adds under this share of CPU per request.
+TARGET_TRACING_CPU = 0.03
+
+
+def _tracing(args: argparse.Namespace, files: dict[str, Path], workdir: Path) -> list[Result]:
+    """The fast upstream through three `all` processes: tracing off, at 1% and at 100%."""
+    from tests.infra.jaeger import JaegerProcess
+
+    overrides, scale = PROFILES["fast"]
+    own = workdir / "tracing"
+    own.mkdir()
+    simulator = SimulatorProcess(own, {**overrides, "allow_directives": False}).start()
+    clusters: dict[str, SluiceCluster] = {}
+    try:
+        with JaegerProcess(own / "jaeger") as jaeger:
+            for name, ratio in TRACING_TARGETS:
+                folder = own / name.replace("%", "pct")
+                folder.mkdir()
+                tracing = {"enabled": ratio is not None, "sampling_ratio": ratio or 0.0,
+                           "exporter": "otlp_grpc", "endpoint": jaeger.otlp_grpc_endpoint}
+                clusters[name] = SluiceCluster("all", f"memory://bench-tracing-{folder.name}", folder,
+                                               simulator=simulator, log_level="WARNING", name=folder.name,
+                                               overrides={"telemetry": {"tracing": tracing}}).start()
+            targets = [Target(name, f"{c.http_base}/v1/messages", c.api_key, c.pids) for name, c in clusters.items()]
+            kinds = {kind: files[kind] for kind in ("JSON", "SSE")}
+            return run_profile("fast", targets, kinds, max(args.tracing_requests, 300), args.concurrency)
+    finally:
+        for cluster in clusters.values():
+            cluster.stop()
+        simulator.stop()
+
+
+def tracing_table(rows: list[Result]) -> str:
+    off = {r.kind: r for r in rows if r.target == "off"}
+    lines = [f"{'tracing':<8} {'kind':<5} {'req':>6} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'CPU ms/req':>11} "
+             f"{'vs off':>8} {'errors':>6}"]
+    for r in rows:
+        base = off[r.kind].cpu_ms_per_request or 0.0
+        change = "" if r.target == "off" or not base else f"{(r.cpu_ms_per_request or 0) / base - 1:+8.1%}"
+        lines.append(f"{r.target:<8} {r.kind:<5} {r.requests:>6} {r.rps:>8.0f} {r.p50_ms:>8.2f} {r.p99_ms:>8.2f} "
+                     f"{r.cpu_ms_per_request or 0:11.3f} {change:>8} {r.errors:>6}")
+    return "\n".join(lines)
+
+
+def tracing_verdict(rows: list[Result]) -> str:
+    off = {r.kind: r.cpu_ms_per_request or 0.0 for r in rows if r.target == "off"}
+    added = {r.kind: (r.cpu_ms_per_request or 0.0) / off[r.kind] - 1 for r in rows if r.target == "1%" and off[r.kind]}
+    figures = ", ".join(f"{kind} {share:+.1%}" for kind, share in added.items())
+    return (f"Target: tracing at 1% adds < {TARGET_TRACING_CPU:.0%} CPU per request: {figures} -> "
+            + ("met" if added and max(added.values()) < TARGET_TRACING_CPU else "NOT met"))
 
 
 def target_verdict(results: list[Result]) -> str:

@@ -13,6 +13,7 @@ import secrets
 from collections.abc import Iterator
 
 import grpc
+import httpx
 import pytest
 
 from sluice.gateway.v1 import gateway_service_pb2 as pb
@@ -41,7 +42,9 @@ def _traced(mode: str, jaeger: JaegerProcess, redis_url: str, workdir, **tracing
 
 @pytest.fixture(scope="module", params=["mesh", "all"])
 def traced(request, jaeger, redis_url, tmp_path_factory) -> Iterator[SluiceCluster]:
-    cluster = _traced(request.param, jaeger, redis_url, tmp_path_factory.mktemp(f"traced-{request.param}"))
+    # The mesh also sends traceparent to the upstream; `all` keeps it (the default).
+    cluster = _traced(request.param, jaeger, redis_url, tmp_path_factory.mktemp(f"traced-{request.param}"),
+                      propagate_upstream=request.param == "mesh")
     try:
         yield cluster
     finally:
@@ -136,6 +139,13 @@ def test_a_request_is_one_trace_across_every_service(traced, jaeger):
 
     # The audit record names the trace.
     assert record_of(traced, raw.headers["request-id"]).request.trace_id == trace_id
+
+    # The upstream saw the attempt's span as its parent only where propagate_upstream is on.
+    sent = httpx.get(f"{traced.simulator_base}/_sim/requests", params={"last": 1}, timeout=5).json()[-1]["headers"]
+    if traced.mode == "mesh":
+        assert sent["traceparent"] == f"00-{trace_id}-{attempt.span_id}-01"
+    else:
+        assert "traceparent" not in sent
 
 
 def test_a_grpc_client_traceparent_continues_across_the_mesh(traced, jaeger):

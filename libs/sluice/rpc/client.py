@@ -36,9 +36,11 @@ def _propagating(call: Any) -> Any:
 
 
 class PropagatingStub:
-    """A stub whose calls carry the current request id and deadline."""
+    """A stub whose calls carry the current request id and deadline.
+    `local`: it calls a service hosted in this process (a LocalStub)."""
 
-    def __init__(self, stub: Any, method_names: list[str]) -> None:
+    def __init__(self, stub: Any, method_names: list[str], local: bool = False) -> None:
+        self.local = local
         for name in method_names:
             setattr(self, name, _propagating(getattr(stub, name)))
 

@@ -15,7 +15,6 @@ from sluice.gateway.v1 import gateway_service_pb2
 from sluice.inference.v1 import inference_service_pb2, inference_service_pb2_grpc
 from sluice.routing.v1 import routing_service_pb2, routing_service_pb2_grpc
 from sluice.resilience.shedding import LagMonitor, LoadShedder
-from sluice.rpc.registry import LocalStub
 from sluice.runtime.modules import Module, Runtime
 from sluice.safety.v1 import safety_service_pb2, safety_service_pb2_grpc
 from sluice.telemetry import metrics
@@ -38,7 +37,7 @@ async def init(rt: Runtime) -> None:
         auth=rt.client("auth", _svc(auth_service_pb2, "AuthService"), auth_service_pb2_grpc.AuthServiceStub),
         inference=rt.client("inference", _svc(inference_service_pb2, "InferenceService"),
                             inference_service_pb2_grpc.InferenceServiceStub),
-        checks_in_process=all(isinstance(stub, LocalStub) for stub in checks.values()),
+        checks_in_process=all(stub.local for stub in checks.values()),
         **checks,
     )
     emitter = open_emitter(rt.settings.region, rt.settings.events)

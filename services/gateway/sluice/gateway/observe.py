@@ -28,9 +28,9 @@ from sluice.wire.request import MessagesRequest
 
 # What a client that went away gets counted as (nginx's "client closed request").
 CLIENT_CLOSED = ("499", "client_closed")
-# Output rates are measured over at least this much streaming, seconds (a
-# buffered answer arrives at once and has no rate).
-_MIN_RATE_WINDOW_S = 0.05
+# Output rates are measured over at least this much generation, seconds
+# (shorter is mostly timer noise).
+_MIN_RATE_WINDOW_S = 0.01
 _ACTIONS = {verdict_pb2.ACTION_ALLOW: "allow", verdict_pb2.ACTION_REDACT: "redact",
             verdict_pb2.ACTION_FLAG: "flag", verdict_pb2.ACTION_BLOCK: "block"}
 
@@ -87,13 +87,13 @@ def finished(record: RequestRecord, summary: events_pb2.RequestSummary | None, o
     if model and record.first_token_at is not None:
         metrics.GATEWAY_TTFT_SECONDS.labels(mode, model).observe(record.first_token_at - record.started)
     if summary is not None:
-        _usage_and_cost(record, summary, outcome, now, tenant_label)
+        _usage_and_cost(record, summary, outcome, tenant_label)
     span = record.span
     if span is not None:
         _end_span(span, record, summary, status, error_type, error_reason)
 
 
-def _usage_and_cost(record: RequestRecord, summary: events_pb2.RequestSummary, outcome: int, now: float,
+def _usage_and_cost(record: RequestRecord, summary: events_pb2.RequestSummary, outcome: int,
                     tenant_label: bool) -> None:
     model = summary.model_served
     if not model or record.operation != "messages":
@@ -107,10 +107,14 @@ def _usage_and_cost(record: RequestRecord, summary: events_pb2.RequestSummary, o
         metrics.GATEWAY_COST_USD.labels(model, summary.tenant_id if tenant_label else "").inc(summary.cost_usd)
     if outcome == events_pb2.OUTCOME_OK:
         metrics.GATEWAY_REQUEST_COST_USD.labels(model).observe(summary.cost_usd)
-        first = record.first_token_at
-        if record.request.stream and first is not None and summary.output_tokens and not record.from_cache \
-                and now - first >= _MIN_RATE_WINDOW_S:
-            metrics.GATEWAY_OUTPUT_TOKENS_PER_SECOND.labels(model).observe(summary.output_tokens / (now - first))
+        # The upstream's generation rate: its output over the wait after the
+        # serving attempt's first event (what inference reported), so buffered
+        # answers count too and the gateway's own batching does not.
+        served = next((a for a in reversed(record.attempts) if a.outcome == "served"), None)
+        if served is not None and record.upstream_ms is not None and summary.output_tokens:
+            generating = (record.upstream_ms - served.time_to_first_event_ms) / 1000
+            if generating >= _MIN_RATE_WINDOW_S:
+                metrics.GATEWAY_OUTPUT_TOKENS_PER_SECOND.labels(model).observe(summary.output_tokens / generating)
 
 
 def _end_span(span: Any, record: RequestRecord, summary: events_pb2.RequestSummary | None, status: str,

@@ -52,6 +52,8 @@ class Recorder:
                                    "content-type": _header(request, "content-type")}
         for name in sorted({k.lower() for k in request.headers if k.lower().startswith("anthropic-")}):
             headers.setdefault(name, _header(request, name))
+        if "traceparent" in request.headers:  # W3C trace context, when the caller propagates it
+            headers["traceparent"] = _header(request, "traceparent")
         headers["authorization"] = "authorization" in request.headers
         headers["x-api-key"] = "x-api-key" in request.headers
         try:
