@@ -22,7 +22,7 @@ from google.protobuf.message import Message
 
 from sluice.config.settings import EventsSettings
 from sluice.events.records import EVENT_TYPES, SpoolRecord
-from sluice.events.spool import Spool
+from sluice.events.spool import Spool, open_shared
 from sluice.telemetry import metrics
 
 log = logging.getLogger(__name__)
@@ -204,7 +204,8 @@ def open_emitter(region: str, settings: EventsSettings) -> EventEmitter:
     own Kafka cluster when one is configured."""
     from sluice.events.kafka_forwarder import KafkaForwarder
 
-    spool = Spool(Path(settings.spool_dir) / region, settings.spool_max_bytes, settings.spool_segment_bytes)
+    # Shared: without Kafka, a sink in this process acknowledges from the same spool.
+    spool = open_shared(Path(settings.spool_dir) / region, settings.spool_max_bytes, settings.spool_segment_bytes)
     forwarder = (KafkaForwarder(region, settings.kafka_bootstrap, settings.send_timeout_seconds)
                  if settings.kafka_bootstrap else None)
     return EventEmitter(region, spool, forwarder, queue_max=settings.queue_max_events,

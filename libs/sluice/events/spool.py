@@ -3,8 +3,9 @@
 Every event is written here first; it leaves once Kafka has acknowledged it.
 So one path serves Kafka up, Kafka down and a restart: the sender always
 forwards from the spool's cursor, and whatever a dead process left behind is
-still on disk, in order. Without Kafka (the embedded default) the spool is
-where events stay.
+still on disk, in order. Without Kafka (the embedded default) events stay
+here until a sink in the same process (`make run`) stores them and
+acknowledges them in the spool as Kafka would (see open_shared()).
 
 On disk, in one folder per region: numbered segment files
 (`00000000000000000001.seg`, ...) of frames `length:u32 crc32:u32 payload`,
@@ -112,6 +113,7 @@ class Spool:
         self.max_bytes = max_bytes
         self._segment_bytes = segment_bytes
         self._lock = threading.Lock()
+        self._holders = 1  # see open_shared()
         self._cursor = self._read_cursor()
         segments = self._segments()
         for seq in segments:
@@ -134,6 +136,11 @@ class Spool:
     def pending_bytes(self) -> int:
         """Bytes written and not yet acknowledged."""
         return sum(self._sizes.values()) - self._cursor.offset
+
+    @property
+    def cursor(self) -> Position:
+        """Where the first record not yet acknowledged starts."""
+        return self._cursor
 
     @property
     def full(self) -> bool:
@@ -168,11 +175,13 @@ class Spool:
 
     # --- reading and acknowledging -------------------------------------------
 
-    def read(self, max_records: int) -> list[tuple[SpoolRecord, Position]]:
-        """Up to max_records from the cursor, each with the position after it."""
+    def read(self, max_records: int, start: Position | None = None) -> list[tuple[SpoolRecord, Position]]:
+        """Up to max_records from the cursor, or from `start` (a position an
+        earlier read returned) when that is past it, each with the position
+        after it."""
         out: list[tuple[SpoolRecord, Position]] = []
         with self._lock:
-            position = self._cursor
+            position = self._cursor if start is None or start < self._cursor else start
             while len(out) < max_records:
                 end = self._sizes.get(position.segment)
                 if end is None:
@@ -227,6 +236,14 @@ class Spool:
         metrics.SPOOL_BYTES.set(self.pending_bytes)
 
     def close(self) -> None:
+        """Closes the files and releases the lock; for a spool from
+        open_shared(), only once its last holder has closed it."""
+        with _SHARED_LOCK:
+            self._holders -= 1
+            if self._holders > 0:
+                return
+            for key in [k for k, held in _SHARED.items() if held is self]:
+                del _SHARED[key]
         with self._lock:
             self._file.close()
             self._lock_file.close()
@@ -265,6 +282,29 @@ class Spool:
                         path, self._sizes[seq] - good)
             os.truncate(path, good)
             self._sizes[seq] = good
+
+
+# Spools opened through open_shared(), by resolved folder.
+_SHARED: dict[Path, Spool] = {}
+_SHARED_LOCK = threading.Lock()
+
+
+def open_shared(folder: str | os.PathLike[str], max_bytes: int, segment_bytes: int) -> Spool:
+    """This process's one Spool on `folder`, opened on first use.
+
+    The lock admits one Spool per folder, even within a process. So when a
+    region has no Kafka, the gateway's emitter (which appends) and a sink in
+    the same process (which reads, stores and acknowledges, as Kafka would)
+    share this one object; each caller closes it once and the last close
+    releases it. Another process still gets SpoolInUse."""
+    key = Path(folder).resolve()
+    with _SHARED_LOCK:
+        spool = _SHARED.get(key)
+        if spool is not None:
+            spool._holders += 1  # noqa: SLF001 - the module's own bookkeeping
+            return spool
+        spool = _SHARED[key] = Spool(folder, max_bytes, segment_bytes)
+        return spool
 
 
 def _name(seq: int) -> str:

@@ -1,16 +1,17 @@
 """The `sluice` command.
 
     sluice serve all                    every service in one process
-    sluice serve all,simulator          ... plus the Anthropic simulator (make run)
+    sluice serve all,simulator,sinks    ... plus the Anthropic simulator and, on the local
+                                        event spool (no Kafka), the sink (make run)
     sluice serve auth                   one service of a mesh
     sluice check-config                 validate settings and exit
     sluice keys create --tenant acme    admin API: keys (create, list, revoke, rotate)
     sluice tenants list                 admin API: tenants (list, get, apply FILE)
     sluice cache invalidate --tenant T  admin API: response cache (--all, --alias A, --prompt-version V)
-    sluice serve sinks --region eu      the region's billing/audit consumer
+    sluice serve sinks --region eu      the region's billing/audit consumer (its Kafka, or the local spool)
     sluice audit verify                 check the audit hash chains in sink storage
-    sluice billing report --tenant T    usage and cost per model per day; what caching saved per tenant
-    sluice events spooled               events a gateway holds for Kafka (or, without Kafka, keeps)
+    sluice billing report [--tenant T]  usage and cost per model per day; what caching saved per tenant
+    sluice events spooled               events a gateway's spool holds, not yet taken by Kafka (or a local sink)
 """
 
 from __future__ import annotations

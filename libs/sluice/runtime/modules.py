@@ -29,7 +29,9 @@ log = logging.getLogger(__name__)
 
 # Service name -> module path. `all` is every service on the request path:
 # not the simulator, which stands in for a provider, nor the sinks, which run
-# once per region beside that region's Kafka.
+# once per region beside that region's Kafka (or, with no Kafka configured, in
+# the gateway's process on its local event spool: `make run` serves
+# all,simulator,sinks).
 MODULE_PATHS = {
     "auth": "sluice.auth.module",
     "safety": "sluice.safety.module",
@@ -114,7 +116,7 @@ class Runtime:
     def client(self, service_name: str, service: _descriptor.ServiceDescriptor, stub_cls: type) -> Any:
         methods = [m.name for m in service.methods]
         if self.registry.hosts(service.full_name):
-            return PropagatingStub(self.registry.local_stub(service.full_name), methods)
+            return PropagatingStub(self.registry.local_stub(service.full_name), methods, local=True)
         address = self.settings.services[service_name].grpc
         channel = self._channels.get(address)
         if channel is None:

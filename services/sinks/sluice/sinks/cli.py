@@ -27,7 +27,8 @@ def _day(text: str) -> str:
 
 def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     spooled = sub.add_parser("events", help="events in a gateway's spool").add_subparsers(dest="action", required=True)
-    cmd = spooled.add_parser("spooled", help="print the events Kafka has not taken yet (all of them without Kafka)")
+    cmd = spooled.add_parser("spooled", help="print the events not taken from the spool yet (by Kafka, or without "
+                                             "Kafka by a sink in the gateway's process)")
     cmd.add_argument("--spool-dir", help="spool root (default: events.spool_dir)")
     cmd.add_argument("--region", help="the region (default: the `region` setting)")
     for name, help_text in (("audit", "audit records in the sink's storage"),
@@ -38,7 +39,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
             cmd.add_argument("--tenant", help="only this tenant (default: all)")
         else:
             cmd = group.add_parser("report", help="usage and cost per model per day")
-            cmd.add_argument("--tenant", required=True)
+            cmd.add_argument("--tenant", help="only this tenant (default: all)")
             today = datetime.now(UTC).strftime("%Y-%m-%d")
             cmd.add_argument("--from", dest="day_from", type=_day, default="0001-01-01", help="first day (UTC)")
             cmd.add_argument("--to", dest="day_to", type=_day, default=today, help="last day (UTC), inclusive")
@@ -58,7 +59,8 @@ def run(args: argparse.Namespace, settings: Settings, out: TextIO, err: TextIO) 
         return _spooled(args, settings, out, err)
     store = RegionalStore(args.data_dir or settings.sinks.data_dir, settings.region)
     if not store.root.exists():
-        err.write(f"sluice: no storage for region {settings.region} under {store.root}\n")
+        err.write(f"sluice: no storage for region {settings.region} under {store.root.absolute()} "
+                  "(sinks.data_dir, or --data-dir; a relative one is taken from the current directory)\n")
         return 2
     if args.command == "audit":
         problems = store.verify_audit(args.tenant)
@@ -67,8 +69,12 @@ def run(args: argparse.Namespace, settings: Settings, out: TextIO, err: TextIO) 
         if problems:
             err.write(f"audit verification FAILED: {len(problems)} problem(s)\n")
             return 1
-        files = sum(1 for _ in store.files("audit", args.tenant))
-        out.write(f"audit verification ok: {files} file(s) in region {settings.region}\n")
+        files = list(store.files("audit", args.tenant))
+        counts = [(tenant, day, store.count(path)) for tenant, day, path in files]
+        out.write(f"audit verification ok: {sum(n for *_, n in counts)} record(s) in {len(files)} file(s) "
+                  f"in region {settings.region}\n")
+        for tenant, day, n in counts:
+            out.write(f"  {tenant}  {day}  {n} record(s)\n")
         return 0
     scope = (store, args.tenant, args.day_from, args.day_to)
     out.write(report.render(report.report(*scope), report.cache_report(*scope)))

@@ -1,9 +1,15 @@
-"""Consumes a region's billing and audit topics into its storage.
+"""Consumes a region's billing, audit and review records into its storage.
+
+Where the records come from is a port, `RecordSource`, with two adapters:
+the region's Kafka topics (`kafka_source.KafkaSource`, production) and, when
+the region has no Kafka (`make run`), the gateway's local event spool
+(`spool_source.SpoolSource`). The sink below cannot tell them apart.
 
 Per batch: decode every record (what cannot be read, or belongs to another
-region, goes to the dead-letter topic with the reason), store the rest
-durably, then commit the offsets. A crash anywhere before the commit means
-the batch is delivered again, and the store skips what it already holds.
+region, is dead-lettered with the reason), store the rest durably, then
+acknowledge the batch to its source (Kafka: commit the offsets; spool: move
+its cursor). A crash anywhere before the acknowledgement means the batch is
+delivered again, and the store skips what it already holds (by event id).
 """
 
 from __future__ import annotations
@@ -11,25 +17,52 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
-
-from kafka import KafkaConsumer, KafkaProducer
-from kafka.errors import KafkaError
+from collections.abc import Callable, Sequence
+from typing import Protocol
 
 from sluice.config.settings import SinksSettings
-from sluice.events.records import (
-    EVENT_TYPES,
-    REASON_HEADER,
-    SOURCE_HEADER,
-    MalformedEvent,
-    dead_letter_topic,
-    decode,
-    topic,
-)
+from sluice.events.records import MalformedEvent, decode, topic
 from sluice.sinks.storage import RegionalStore
 from sluice.telemetry import metrics
 
 log = logging.getLogger(__name__)
+
+
+class Record(Protocol):
+    """One record as a source delivers it: the shape of a Kafka record."""
+
+    topic: str
+    key: bytes | None
+    value: bytes | None
+    headers: list[tuple[str, bytes]] | None
+
+
+class RecordSource(Protocol):
+    """Where a sink's records come from. Delivery is at least once: whatever
+    was polled and not acknowledged is delivered again after a failure or a
+    restart. Called from the sink's one thread only."""
+
+    # For logs and the start-up banner, e.g. "Kafka host:9092".
+    description: str
+
+    def connect(self, stopping: threading.Event) -> None:
+        """Ready to poll: blocks until then, or until `stopping` is set; raises
+        if it cannot (the sink retries). Called again after any failure, and
+        polling then resumes after the last acknowledged record."""
+
+    def poll(self, max_records: int, timeout_s: float) -> Sequence[Record]:
+        """Up to `max_records` after those already polled; [] if none came
+        within `timeout_s`."""
+
+    def dead_letter(self, rejected: Sequence[tuple[Record, str]]) -> None:
+        """Keeps records the sink cannot store, each with why, durably before
+        returning; raises if it could not (then nothing is acknowledged)."""
+
+    def ack(self) -> None:
+        """Everything polled is stored or dead-lettered: never deliver it again."""
+
+    def close(self) -> None:
+        """Releases the source (the sink stopped, or before reconnecting)."""
 
 
 def classify(region: str, records) -> tuple[list, list]:  # type: ignore[no-untyped-def]
@@ -51,13 +84,20 @@ def classify(region: str, records) -> tuple[list, list]:  # type: ignore[no-unty
 
 
 class RegionalSink:
-    def __init__(self, region: str, bootstrap: str, settings: SinksSettings, store: RegionalStore,
+    """One region's sink: a thread that polls its source, stores, and acknowledges."""
+
+    def __init__(self, region: str, source: RecordSource | str, settings: SinksSettings, store: RegionalStore,
                  on_batch: Callable[[int, int, int], None] | None = None) -> None:
+        """`source` is a RecordSource, or (as before the port existed) the
+        region's Kafka bootstrap servers."""
+        if isinstance(source, str):
+            from sluice.sinks.kafka_source import KafkaSource
+
+            source = KafkaSource(region, source, settings)
         self.region = region
-        self._bootstrap = [b.strip() for b in bootstrap.split(",") if b.strip()]
+        self.source = source
         self._settings = settings
         self._store = store
-        self._topics = [topic(kind, region) for kind in EVENT_TYPES]
         self._stopping = threading.Event()
         self._on_batch = on_batch
         self._thread = threading.Thread(target=self._run, name=f"sluice-sink-{region}", daemon=True)
@@ -71,73 +111,37 @@ class RegionalSink:
         self._thread.join(timeout_s)
 
     def _run(self) -> None:
-        while not self._stopping.is_set():
-            consumer = producer = None
-            try:
-                consumer = KafkaConsumer(
-                    bootstrap_servers=self._bootstrap, group_id=f"{self._settings.group_id}-{self.region}",
-                    client_id=f"sluice-sink-{self.region}", enable_auto_commit=False, auto_offset_reset="earliest",
-                    max_poll_records=self._settings.batch_max_records,
-                    # Back within a second of the broker's return, not kafka-python's 30 s backoff.
-                    reconnect_backoff_max_ms=1000,
-                )
-                self._wait_for_topics(consumer)
-                consumer.subscribe(self._topics)
-                producer = KafkaProducer(bootstrap_servers=self._bootstrap, acks="all", enable_idempotence=True,
-                                         client_id=f"sluice-sink-dlq-{self.region}", reconnect_backoff_max_ms=1000)
-                self.ready.set()
-                while not self._stopping.is_set():
-                    self._batch(consumer, producer)
-            except Exception:  # noqa: BLE001 - Kafka or disk trouble: start over from the committed offsets
-                log.exception("sink for region %s failed; reconnecting from the last committed offsets", self.region)
-                self._stopping.wait(1.0)
-            finally:
-                for client in (consumer, producer):
-                    if client is not None:
-                        try:
-                            client.close()
-                        except Exception:  # noqa: BLE001
-                            log.debug("closing a kafka client failed", exc_info=True)
+        try:
+            while not self._stopping.is_set():
+                try:
+                    self.source.connect(self._stopping)
+                    self.ready.set()
+                    while not self._stopping.is_set():
+                        self.step()
+                except Exception:  # noqa: BLE001 - source or disk trouble: start over from the last ack
+                    log.exception("sink for region %s failed (%s); resuming after the last acknowledged record",
+                                  self.region, self.source.description)
+                    self.source.close()
+                    self._stopping.wait(1.0)
+        finally:
+            self.source.close()
 
-    def _wait_for_topics(self, consumer: KafkaConsumer) -> None:
-        """Joins the group only once the topics' partitions are known: joining
-        earlier (a broker just restarted) can leave the sink assigned nothing."""
-        logged = False
-        while not self._stopping.is_set():
-            missing = [t for t in self._topics if not consumer.partitions_for_topic(t)]
-            if not missing:
-                return
-            if not logged:
-                log.warning("waiting for topics %s on %s", missing, ",".join(self._bootstrap))
-                logged = True
-            self._stopping.wait(0.5)
-
-    def _batch(self, consumer: KafkaConsumer, producer: KafkaProducer) -> None:
-        polled = consumer.poll(timeout_ms=self._settings.poll_timeout_ms,
-                               max_records=self._settings.batch_max_records)
-        records = [r for batch in polled.values() for r in batch]
+    def step(self) -> int:
+        """One batch: poll, store, dead-letter, acknowledge. Returns how many
+        records it polled (0: none came within sinks.poll_timeout_ms)."""
+        records = self.source.poll(self._settings.batch_max_records, self._settings.poll_timeout_ms / 1000)
         if not records:
-            return
+            return 0
         started = time.monotonic()
         good, dead = classify(self.region, records)
         stored, duplicates = self._store.write(good)
-        sent = []
-        for record, reason in dead:
-            log.warning("dead-lettering %s[%d]@%d: %s", record.topic, record.partition, record.offset, reason)
-            sent.append(producer.send(dead_letter_topic(self.region), key=record.key, value=record.value or b"",
-                                      headers=[*(record.headers or []), (REASON_HEADER, reason.encode()),
-                                               (SOURCE_HEADER, f"{record.topic}/{record.partition}/{record.offset}"
-                                                .encode())]))
-        for future in sent:
-            future.get(timeout=30)  # raises unless acknowledged: then nothing is committed
-        try:
-            consumer.commit()
-        except KafkaError as exc:
-            # Rebalanced away mid-batch: the next owner gets these again and skips what is stored.
-            log.warning("offset commit failed (%s); the batch will be delivered again", exc)
+        if dead:
+            self.source.dead_letter(dead)
+        self.source.ack()
         metrics.SINK_BATCH_SECONDS.observe(time.monotonic() - started)
         metrics.SINK_RECORDS.labels("stored").inc(stored)
         metrics.SINK_RECORDS.labels("duplicate").inc(duplicates)
         metrics.SINK_RECORDS.labels("dead_letter").inc(len(dead))
         if self._on_batch:
             self._on_batch(stored, duplicates, len(dead))
+        return len(records)

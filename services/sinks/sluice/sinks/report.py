@@ -86,11 +86,11 @@ def caching(events: Iterable[dict[str, Any]], day_from: str, day_to: str) -> lis
     return [lines[k] for k in sorted(lines)]
 
 
-def report(store: RegionalStore, tenant: str, day_from: str, day_to: str) -> list[Line]:
+def report(store: RegionalStore, tenant: str | None, day_from: str, day_to: str) -> list[Line]:
     return summarize(store.events("billing", tenant), day_from, day_to)
 
 
-def cache_report(store: RegionalStore, tenant: str, day_from: str, day_to: str) -> list[CacheLine]:
+def cache_report(store: RegionalStore, tenant: str | None, day_from: str, day_to: str) -> list[CacheLine]:
     return caching(store.events("billing", tenant), day_from, day_to)
 
 

@@ -4,6 +4,9 @@
     <data_dir>/<region>/audit/<tenant>/<YYYY-MM-DD>.jsonl     hash-chained lines
     <data_dir>/<region>/audit/<tenant>/<YYYY-MM-DD>.head      count and last hash
     <data_dir>/<region>/review/<tenant>/<YYYY-MM-DD>.jsonl    cases flagged for a human
+    <data_dir>/<region>/deadletter/<YYYY-MM-DD>.jsonl         records read from the local spool
+                                                              that could not be stored (with Kafka
+                                                              they go to the dead-letter topic)
 
 Days are UTC, from the event's occurred_at. Files only grow; every batch is
 fsync'd (files, then heads, then new folders) before `write` returns, and only
@@ -17,6 +20,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import time
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -104,6 +108,21 @@ class RegionalStore:
             fsync_dir(folder.parent)
         return stored, duplicates
 
+    def dead_letter(self, entries: list[dict[str, Any]]) -> Path:
+        """Appends dead letters (JSON documents) to today's (UTC) dead-letter
+        file, durably; for sources without a dead-letter topic."""
+        path = self.root / "deadletter" / f"{datetime.now(UTC).strftime('%Y-%m-%d')}.jsonl"
+        new = not path.exists()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a", encoding="utf-8") as f:
+            f.write("".join(audit_chain.canonical(entry) + "\n" for entry in entries))
+            f.flush()
+            os.fsync(f.fileno())
+        if new:
+            fsync_dir(path.parent)
+            fsync_dir(path.parent.parent)
+        return path
+
     def _open(self, kind: str, tenant: str, day: str) -> _File:
         path = self.path(kind, tenant, day)
         state = self._files.get(path)
@@ -144,15 +163,36 @@ class RegionalStore:
             for doc in _read_lines(path):
                 yield doc["event"] if kind == "audit" else doc
 
+    def count(self, path: Path) -> int:
+        """How many whole records a stored file holds."""
+        return sum(1 for _ in _read_lines(path))
+
     def verify_audit(self, tenant: str | None = None) -> list[str]:
         """Every break in every audit chain, each naming file, line and event id."""
         problems: list[str] = []
         for t, day, path in self.files("audit", tenant):
-            lines = path.read_text(encoding="utf-8").splitlines()
-            head = _read_head(path)
+            lines, head = _read_chain(path)
             found = audit_chain.verify_lines(lines, audit_chain.genesis(self.region, t, day), head)
             problems += [p.describe(str(path)) for p in found]
         return problems
+
+
+def _read_chain(path: Path, settle_s: float = 2.0) -> tuple[list[str], tuple[int, str] | None]:
+    """A chained file's lines and its head, read consistently while a sink
+    may be appending: it writes the lines, then the head, so lines beyond the
+    head (or a head that moved while reading) are a write in progress; read
+    again, for up to `settle_s`. A file that stays so is reported as it is."""
+    deadline = time.monotonic() + settle_s
+    while True:
+        head = _read_head(path)
+        # "replace": a write in progress may end mid-character.
+        text = path.read_text(encoding="utf-8", errors="replace")
+        lines = text.splitlines()
+        settled = (head == _read_head(path) and (head is None or len(lines) <= head[0])
+                   and (not text or text.endswith("\n")))
+        if settled or time.monotonic() >= deadline:
+            return lines, head
+        time.sleep(0.02)
 
 
 def _head_path(path: Path) -> Path:
@@ -174,9 +214,12 @@ def _read_head(path: Path) -> tuple[int, str] | None:
 
 
 def _read_lines(path: Path) -> Iterator[dict[str, Any]]:
-    with open(path, encoding="utf-8") as f:
+    """Whole lines only: one without its newline is being written by a
+    running sink (or was torn by a crash, and is cut when the sink next opens
+    the file)."""
+    with open(path, encoding="utf-8", errors="replace") as f:
         for text in f:
-            if text.strip():
+            if text.strip() and text.endswith("\n"):
                 yield json.loads(text)
 
 

@@ -1,0 +1,92 @@
+"""The sink's records from the region's Kafka topics (production).
+
+One consumer group per region (`<sinks.group_id>-<region>`), offsets
+committed only after a batch is stored; records the sink cannot take go to
+`sluice.deadletter.<region>` with the reason and their topic/partition/offset.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Sequence
+
+from kafka import KafkaConsumer, KafkaProducer
+from kafka.errors import KafkaError
+
+from sluice.config.settings import SinksSettings
+from sluice.events.records import EVENT_TYPES, REASON_HEADER, SOURCE_HEADER, dead_letter_topic, topic
+
+log = logging.getLogger(__name__)
+
+
+class KafkaSource:
+    def __init__(self, region: str, bootstrap: str, settings: SinksSettings) -> None:
+        self.region = region
+        self._bootstrap = [b.strip() for b in bootstrap.split(",") if b.strip()]
+        self._settings = settings
+        self._topics = [topic(kind, region) for kind in EVENT_TYPES]
+        self._consumer: KafkaConsumer | None = None
+        self._producer: KafkaProducer | None = None
+        self.description = f"Kafka {','.join(self._bootstrap)}"
+
+    def connect(self, stopping: threading.Event) -> None:
+        self.close()
+        self._consumer = KafkaConsumer(
+            bootstrap_servers=self._bootstrap, group_id=f"{self._settings.group_id}-{self.region}",
+            client_id=f"sluice-sink-{self.region}", enable_auto_commit=False, auto_offset_reset="earliest",
+            max_poll_records=self._settings.batch_max_records,
+            # Back within a second of the broker's return, not kafka-python's 30 s backoff.
+            reconnect_backoff_max_ms=1000,
+        )
+        self._wait_for_topics(self._consumer, stopping)
+        self._consumer.subscribe(self._topics)
+        self._producer = KafkaProducer(bootstrap_servers=self._bootstrap, acks="all", enable_idempotence=True,
+                                       client_id=f"sluice-sink-dlq-{self.region}", reconnect_backoff_max_ms=1000)
+
+    def _wait_for_topics(self, consumer: KafkaConsumer, stopping: threading.Event) -> None:
+        """Joins the group only once the topics' partitions are known: joining
+        earlier (a broker just restarted) can leave the sink assigned nothing."""
+        logged = False
+        while not stopping.is_set():
+            missing = [t for t in self._topics if not consumer.partitions_for_topic(t)]
+            if not missing:
+                return
+            if not logged:
+                log.warning("waiting for topics %s on %s", missing, ",".join(self._bootstrap))
+                logged = True
+            stopping.wait(0.5)
+
+    def poll(self, max_records: int, timeout_s: float) -> Sequence:  # type: ignore[type-arg]
+        assert self._consumer is not None
+        polled = self._consumer.poll(timeout_ms=int(timeout_s * 1000), max_records=max_records)
+        return [r for batch in polled.values() for r in batch]
+
+    def dead_letter(self, rejected: Sequence) -> None:  # type: ignore[type-arg]
+        assert self._producer is not None
+        sent = []
+        for record, reason in rejected:
+            log.warning("dead-lettering %s[%d]@%d: %s", record.topic, record.partition, record.offset, reason)
+            sent.append(self._producer.send(
+                dead_letter_topic(self.region), key=record.key, value=record.value or b"",
+                headers=[*(record.headers or []), (REASON_HEADER, reason.encode()),
+                         (SOURCE_HEADER, f"{record.topic}/{record.partition}/{record.offset}".encode())]))
+        for future in sent:
+            future.get(timeout=30)  # raises unless acknowledged: then nothing is committed
+
+    def ack(self) -> None:
+        assert self._consumer is not None
+        try:
+            self._consumer.commit()
+        except KafkaError as exc:
+            # Rebalanced away mid-batch: the next owner gets these again and skips what is stored.
+            log.warning("offset commit failed (%s); the batch will be delivered again", exc)
+
+    def close(self) -> None:
+        for client in (self._consumer, self._producer):
+            if client is not None:
+                try:
+                    client.close()
+                except Exception:  # noqa: BLE001
+                    log.debug("closing a kafka client failed", exc_info=True)
+        self._consumer = self._producer = None
