@@ -44,7 +44,8 @@ async def init(rt: Runtime) -> None:
     emitter.start()
     events = rt.settings.events
     rt.announcements["events"] = (f"{emitter.spool.folder} -> Kafka {events.kafka_bootstrap}" if events.kafka_bootstrap
-                                  else f"kept in {emitter.spool.folder} (no Kafka configured; `sluice events spooled`)")
+                                  else f"spooled in {emitter.spool.folder} (no Kafka configured: a sink on this spool "
+                                  "stores them; `sluice events spooled` lists what waits)")
 
     async def stop_events() -> None:
         # After the pipeline drained: every finished request's events are queued.
