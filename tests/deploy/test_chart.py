@@ -31,6 +31,7 @@ REGION_FILES = deploy.region_files()
 EU_FILES = [f for f in REGION_FILES if deploy.region_of(f).startswith("eu-")]
 US_KAFKA = "kafka-0.kafka.us-east-1.svc.cluster.local:9092"
 US_REDIS = "redis-quota.us-east-1.svc.cluster.local:6379"
+US_COLLECTOR = "otel-collector.us-east-1.svc.cluster.local:4317"
 
 
 @pytest.fixture(scope="session")
@@ -116,12 +117,16 @@ def test_eu_manifests_reach_only_eu_kafka_and_redis(renders: dict, values_file: 
         assert named and all(r.startswith("eu-") for r in named), f"{what}: {host} is outside the EU"
     for what, peer in deploy.manifest_egress_peers(rendered):
         assert all(r.startswith("eu-") for r in deploy.regions_named(str(peer))), f"{what}: {peer}"
-    # The sink's egress: DNS, and this region's Kafka brokers on their ports, nothing else.
+    # The sink's egress: DNS, this region's Kafka brokers on their ports, and this region's trace
+    # collector on its port when tracing is on; nothing else.
     sink_policy = next(p for p in rendered.objects("NetworkPolicy") if p["metadata"]["name"].endswith("-sinks"))
     beyond_dns = [rule for rule in sink_policy["spec"]["egress"] if {p["port"] for p in rule["ports"]} != {53}]
-    kafka_values = _values(values_file)["kafka"]
-    assert [rule["to"] for rule in beyond_dns] == [kafka_values["networkPolicyPeers"]]
-    assert [p["port"] for p in beyond_dns[0]["ports"]] == kafka_values["ports"]
+    values = _values(values_file)
+    kafka_values = values["kafka"]
+    expected = [(kafka_values["networkPolicyPeers"], kafka_values["ports"])]
+    if _tracing_values(values).get("enabled"):
+        expected.append((_tracing_values(values)["networkPolicyPeers"], [_collector_port(values)]))
+    assert [(rule["to"], [p["port"] for p in rule["ports"]]) for rule in beyond_dns] == expected
 
 
 def _us_endpoints() -> Iterator[tuple[str, dict[str, Any]]]:
@@ -137,6 +142,14 @@ def _us_endpoints() -> Iterator[tuple[str, dict[str, Any]]]:
     yield "host naming no region", {"kafka": {"bootstrapServers": ["kafka.internal:9092"]}}
     yield "settings around the values", {"config": {"events": {"kafka_bootstrap": US_KAFKA}}}
     yield "redis settings around the values", {"config": {"auth": {"redis_url": f"redis://{US_REDIS}/0"}}}
+    yield "trace collector", {"telemetry": {"tracing": {"endpoint": US_COLLECTOR}}}
+    yield "trace collector URL", {"telemetry": {"tracing": {
+        "exporter": "otlp_http", "endpoint": "https://otel.us-east-1.example.com/v1/traces"}}}
+    yield "trace collector while tracing is off", {"telemetry": {"tracing": {"enabled": False, "endpoint": US_COLLECTOR}}}
+    yield "collector naming no region", {"telemetry": {"tracing": {"endpoint": "api.honeycomb.io:443"}}}
+    yield "collector network peers", {"telemetry": {"tracing": {"networkPolicyPeers": [
+        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "us-east-1"}}}]}}}
+    yield "tracing settings around the values", {"config": {"telemetry": {"tracing": {"endpoint": US_COLLECTOR}}}}
 
 
 @pytest.mark.parametrize("overrides", [o for _, o in _us_endpoints()], ids=[n for n, _ in _us_endpoints()])
@@ -173,10 +186,192 @@ def test_an_eu_region_renders_with_eu_endpoints_of_its_own(tools: None) -> None:
     ({"secrets": {"keyPepper": {"name": ""}}}, "secrets.keyPepper.name is required"),
     ({"config": {"auth": {"key_pepper": "inline"}}}, "config.auth.key_pepper cannot be set here"),
     ({"redis": {"quota": {"address": ""}}}, "redis.quota.address is required"),
-], ids=["no region", "bad mode", "typo", "no pepper", "inline pepper", "no redis"])
+    ({"config": {"telemetry": {"tenant_label": True}}}, "config.telemetry cannot be set here"),
+    ({"telemetry": {"tracing": {"headersSecret": {"name": "otel-auth", "key": ""}}}},
+     "telemetry.tracing.headersSecret.key is required with its name"),
+    ({"telemetry": {"tracing": {"headersSecret": {"name": "otel-auth", "key": "k", "header": "Authorization"}}}},
+     "/telemetry/tracing/headersSecret/header"),
+    ({"telemetry": {"tracing": {"samplingRatio": 2}}}, "/telemetry/tracing/samplingRatio"),
+], ids=["no region", "bad mode", "typo", "no pepper", "inline pepper", "no redis", "telemetry in config",
+        "header secret without key", "header not lowercase", "ratio above 1"])
 def test_the_chart_refuses_incomplete_values(tools: None, overrides: dict[str, Any], message: str) -> None:
     with pytest.raises(DeployCheckError, match=re.escape(message)):
         deploy.render(REGION_FILES[0], None, overrides)
+
+
+# ------------------------------------------------------------------------------ telemetry
+
+
+def _tracing_values(values: dict[str, Any]) -> dict[str, Any]:
+    return (values.get("telemetry") or {}).get("tracing") or {}
+
+
+def _collector_port(values: dict[str, Any]) -> int:
+    """The port the NetworkPolicy opens: `port`, else the endpoint's (host:port)."""
+    tracing = _tracing_values(values)
+    if tracing.get("port"):
+        return int(tracing["port"])
+    return int(tracing["endpoint"].split("://")[-1].split("/")[0].rsplit(":", 1)[1])
+
+
+def _sluice_containers(rendered: Render) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(component, container) of every Sluice workload (not Envoy)."""
+    for kind in ("Deployment", "StatefulSet"):
+        for workload in rendered.objects(kind):
+            component = workload["metadata"]["labels"]["app.kubernetes.io/component"]
+            if component != "envoy":
+                for container in workload["spec"]["template"]["spec"]["containers"]:
+                    yield component, container
+
+
+def _loaded_settings(rendered: Render, tmp_path: Path) -> dict[str, Any]:
+    """component -> the Settings its container's `sluice --config ...` loads: the ConfigMap's
+    sluice.yaml and tenants, and the container's SLUICE_* environment (secrets as placeholders),
+    as `make check-deploy` loads them."""
+    from sluice.config import load
+
+    data = next(c["data"] for c in rendered.objects("ConfigMap") if "sluice.yaml" in (c.get("data") or {}))
+    settings = yaml.safe_load(data["sluice.yaml"])
+    (tmp_path / "tenants.yaml").write_text(data["tenants.yaml"])
+    settings["auth"]["tenants_file"] = str(tmp_path / "tenants.yaml")
+    (tmp_path / "sluice.yaml").write_text(yaml.safe_dump(settings))
+    loaded = {}
+    for component, container in _sluice_containers(rendered):
+        assert container["args"][:2] == ["--config", "/etc/sluice/sluice.yaml"], container["args"]
+        env = {k: v for k, v in deploy._container_env(container).items() if k.startswith("SLUICE_")}
+        with deploy.sluice_environment(env):
+            loaded[component] = load(tmp_path / "sluice.yaml")
+    return loaded
+
+
+_WORKLOADS = {"mesh": {"gateway", "auth", "safety", "cache", "routing", "inference", "sinks"},
+              "all": {"all", "sinks"}}
+
+
+@pytest.mark.parametrize("mode", deploy.MODES)
+@pytest.mark.parametrize("values_file", REGION_FILES, ids=lambda f: f.stem)
+def test_every_sluice_process_traces_to_its_regions_collector(renders: dict, values_file: Path, mode: str,
+                                                               tmp_path: Path) -> None:
+    values = _values(values_file)
+    region, tracing, telemetry = values["region"], _tracing_values(values), values["telemetry"]
+    assert tracing["enabled"] and tracing["exporter"] == "otlp_grpc"
+    assert deploy.regions_named(deploy.host_of(tracing["endpoint"])) == {region}
+    assert 0 < tracing["samplingRatio"] <= 0.05
+    loaded = _loaded_settings(renders[(values_file.stem, mode)], tmp_path)
+    assert set(loaded) == _WORKLOADS[mode]
+    for component, settings in loaded.items():
+        got = settings.telemetry
+        assert got.tracing.enabled, component
+        assert got.tracing.exporter == "otlp_grpc", component
+        assert got.tracing.endpoint == tracing["endpoint"], component
+        assert got.tracing.sampling_ratio == tracing["samplingRatio"], component
+        assert got.tracing.propagate_upstream is False, component
+        assert got.tracing.headers == {}, component
+        assert got.daily_budget_usd == telemetry["dailyBudgetUsd"] > 0, component
+        assert got.cost_per_request_target_usd == telemetry["costPerRequestTargetUsd"] == 0.012, component
+
+
+def test_regions_have_their_own_budgets() -> None:
+    budgets = {deploy.region_of(f): _values(f)["telemetry"]["dailyBudgetUsd"] for f in REGION_FILES}
+    assert budgets["us-east-1"] == 2500 and budgets["eu-west-1"] == 1000
+
+
+def _collector_rules(policy: dict[str, Any], peers: list[Any], port: int) -> list[dict[str, Any]]:
+    return [rule for rule in policy["spec"].get("egress", [])
+            if rule.get("to") == peers and rule["ports"] == [{"protocol": "TCP", "port": port}]]
+
+
+@pytest.mark.parametrize("mode", deploy.MODES)
+@pytest.mark.parametrize("values_file", REGION_FILES, ids=lambda f: f.stem)
+def test_every_sluice_workload_may_reach_the_collector(renders: dict, values_file: Path, mode: str) -> None:
+    rendered = renders[(values_file.stem, mode)]
+    values = _values(values_file)
+    peers, port = _tracing_values(values)["networkPolicyPeers"], _collector_port(values)
+    assert peers and port == 4317
+    policies = {p["spec"]["podSelector"]["matchLabels"].get("app.kubernetes.io/component"): p
+                for p in rendered.objects("NetworkPolicy")}
+    for component, _ in _sluice_containers(rendered):
+        policy = policies[component]
+        assert "Egress" in policy["spec"]["policyTypes"]
+        assert len(_collector_rules(policy, peers, port)) == 1, f"{component} cannot reach the collector"
+        workload = next(w for w in rendered.docs if w["kind"] in ("Deployment", "StatefulSet")
+                        and w["metadata"]["labels"]["app.kubernetes.io/component"] == component)
+        pod_labels = workload["spec"]["template"]["metadata"]["labels"]
+        assert policy["spec"]["podSelector"]["matchLabels"].items() <= pod_labels.items()
+    # Envoy does not export Sluice's traces: it keeps only its own peers.
+    assert _collector_rules(policies["envoy"], peers, port) == []
+
+
+@pytest.mark.parametrize("values_file", EU_FILES, ids=lambda f: f.stem)
+def test_eu_traces_stay_in_the_eu(renders: dict, values_file: Path) -> None:
+    for mode in deploy.MODES:
+        rendered = renders[(values_file.stem, mode)]
+        data = next(c["data"] for c in rendered.objects("ConfigMap") if "sluice.yaml" in (c.get("data") or {}))
+        endpoint = yaml.safe_load(data["sluice.yaml"])["telemetry"]["tracing"]["endpoint"]
+        named = deploy.regions_named(deploy.host_of(endpoint))
+        assert named and all(r.startswith("eu-") for r in named), endpoint
+    for peer in _tracing_values(_values(values_file))["networkPolicyPeers"]:
+        assert all(r.startswith("eu-") for r in deploy.regions_named(str(peer))), peer
+
+
+@pytest.mark.parametrize("values_file", REGION_FILES, ids=lambda f: f.stem)
+def test_the_chart_refuses_tracing_without_an_endpoint(tools: None, values_file: Path) -> None:
+    with pytest.raises(DeployCheckError, match=re.escape(
+            "telemetry.tracing.endpoint is required with telemetry.tracing.enabled")):
+        deploy.render(values_file, None, {"telemetry": {"tracing": {"enabled": True, "endpoint": ""}}})
+
+
+def test_the_chart_refuses_tracing_without_collector_peers(tools: None) -> None:
+    """An egress rule without peers would allow every destination on the port."""
+    with pytest.raises(DeployCheckError, match=re.escape("telemetry.tracing.networkPolicyPeers is required")):
+        deploy.render(REGION_FILES[0], None, {"telemetry": {"tracing": {"networkPolicyPeers": []}}})
+
+
+def test_tracing_off_writes_it_off_and_opens_no_egress(tools: None, tmp_path: Path) -> None:
+    values_file = REGION_FILES[0]
+    rendered = deploy.render(values_file, "mesh", {"telemetry": {"tracing": {"enabled": False}}})
+    assert deploy.check_render(rendered) == []
+    assert not any(s.telemetry.tracing.enabled for s in _loaded_settings(rendered, tmp_path).values())
+    peers = _tracing_values(_values(values_file))["networkPolicyPeers"]
+    assert not any(rule.get("to") == peers for p in rendered.objects("NetworkPolicy")
+                   for rule in p["spec"].get("egress", []))
+
+
+@pytest.mark.parametrize("values_file", EU_FILES, ids=lambda f: f.stem)
+def test_an_eu_region_may_use_an_otlp_http_collector_of_its_own(tools: None, values_file: Path,
+                                                                 tmp_path: Path) -> None:
+    region = deploy.region_of(values_file)
+    url = f"https://otel.{region}.example.internal/v1/traces"
+    rendered = deploy.render(values_file, "all",
+                             {"telemetry": {"tracing": {"exporter": "otlp_http", "endpoint": url}}})
+    assert deploy.check_render(rendered) == []
+    assert {s.telemetry.tracing.endpoint for s in _loaded_settings(rendered, tmp_path).values()} == {url}
+    peers = _tracing_values(_values(values_file))["networkPolicyPeers"]
+    sinks = next(p for p in rendered.objects("NetworkPolicy") if p["metadata"]["name"].endswith("-sinks"))
+    assert len(_collector_rules(sinks, peers, 443)) == 1, "https without a port: the policy allows 443"
+    # An explicit port is the pods' port (a Service may map 4317 to another targetPort).
+    rendered = deploy.render(values_file, "all", {"telemetry": {"tracing": {"port": 14317}}})
+    sinks = next(p for p in rendered.objects("NetworkPolicy") if p["metadata"]["name"].endswith("-sinks"))
+    assert len(_collector_rules(sinks, peers, 14317)) == 1
+
+
+@pytest.mark.parametrize("header", ["authorization", "x-honeycomb-team"])
+def test_the_collector_header_comes_from_a_secret(tools: None, tmp_path: Path, header: str) -> None:
+    values_file = REGION_FILES[0]
+    ref = {"name": "otel-collector-auth", "key": "token", "header": header}
+    for mode in deploy.MODES:
+        rendered = deploy.render(values_file, mode, {"telemetry": {"tracing": {"headersSecret": ref}}})
+        assert deploy.check_render(rendered) == []
+        variable = f"SLUICE_TELEMETRY__TRACING__HEADERS__{header.upper()}"
+        for component, container in _sluice_containers(rendered):
+            env = [e for e in container.get("env", []) if e["name"] == variable]
+            secret_ref = {"secretKeyRef": {"name": ref["name"], "key": ref["key"]}}
+            assert env == [{"name": variable, "valueFrom": secret_ref}], component
+        assert "otel-collector-auth" not in yaml.safe_dump(
+            [c["data"] for c in rendered.objects("ConfigMap")]), "the Secret leaked into a ConfigMap"
+        for component, settings in _loaded_settings(rendered, tmp_path).items():
+            # deploy._container_env stands a placeholder in for each secretKeyRef.
+            assert settings.telemetry.tracing.headers == {header: "check-deploy-secret"}, component
 
 
 # ---------------------------------------------------------------------------------- secrets

@@ -2,9 +2,8 @@
 
 Each is built from the Go module proxy at a pinned version, once per machine, into
 ~/.cache/sluice/go/<tool>-<version>/ (outside the checkout, so CI's fresh clones and later
-sessions reuse it; `SLUICE_TOOLS_CACHE` moves it). A build runs in a temporary sibling folder,
-renamed into place when complete, under an flock, so a half-built tool is never used and
-concurrent pytest workers build once.
+sessions reuse it; `SLUICE_TOOLS_CACHE` moves it), through tests/infra/build_once.py: a
+half-built tool is never used and concurrent pytest workers build once.
 
     python -m tests.infra.go_tools helm      # builds if needed, prints the binary's path
 
@@ -14,14 +13,14 @@ scratch module that requires it as a tool (INFRA-NOTES: about 5 minutes on 2 cor
 
 from __future__ import annotations
 
-import fcntl
 import os
 import shutil
 import subprocess
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+
+from tests.infra.build_once import built
 
 
 class GoToolError(RuntimeError):
@@ -65,38 +64,28 @@ def ensure(name: str) -> Path:
     if os.access(binary, os.X_OK):
         return binary
     go = _go()
-    final.parent.mkdir(parents=True, exist_ok=True)
-    with open(final.parent / f".{tool.name}-{tool.version}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if os.access(binary, os.X_OK):
-            return binary
-        for stale in final.parent.glob(f".{tool.name}-{tool.version}.tmp*"):
-            shutil.rmtree(stale, ignore_errors=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{tool.name}-{tool.version}.tmp", dir=final.parent))
-        env = {**os.environ, "GOBIN": str(tmp), "CGO_ENABLED": "0", "GOFLAGS": "-mod=mod"}
-        try:
-            if tool.scratch_module:
-                work = tmp / "module"
-                work.mkdir()
-                steps = [[go, "mod", "init", f"sluice.local/{tool.name}"],
-                         [go, "get", "-tool", f"{tool.package}@{tool.version}"],
-                         [go, "build", "-o", str(tmp / tool.name), tool.package]]
-            else:
-                work = tmp
-                steps = [[go, "install", f"{tool.package}@{tool.version}"]]
-            for step in steps:
-                done = subprocess.run(step, cwd=work, env=env, capture_output=True, text=True, timeout=1800)
-                if done.returncode != 0:
-                    raise GoToolError(f"building {tool.name} {tool.version}: {' '.join(step[1:])} exited "
-                                      f"{done.returncode}:\n{done.stderr[-3000:]}")
-            if tool.scratch_module:
-                shutil.rmtree(work, ignore_errors=True)
-            os.rename(tmp, final)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-    return binary
 
+    def build(tmp: Path) -> None:
+        env = {**os.environ, "GOBIN": str(tmp), "CGO_ENABLED": "0", "GOFLAGS": "-mod=mod"}
+        if tool.scratch_module:
+            work = tmp / "module"
+            work.mkdir()
+            steps = [[go, "mod", "init", f"sluice.local/{tool.name}"],
+                     [go, "get", "-tool", f"{tool.package}@{tool.version}"],
+                     [go, "build", "-o", str(tmp / tool.name), tool.package]]
+        else:
+            work = tmp
+            steps = [[go, "install", f"{tool.package}@{tool.version}"]]
+        for step in steps:
+            done = subprocess.run(step, cwd=work, env=env, capture_output=True, text=True, timeout=1800)
+            if done.returncode != 0:
+                raise GoToolError(f"building {tool.name} {tool.version}: {' '.join(step[1:])} exited "
+                                  f"{done.returncode}:\n{done.stderr[-3000:]}")
+        if tool.scratch_module:
+            shutil.rmtree(work, ignore_errors=True)
+
+    built(final, lambda folder: os.access(folder / tool.name, os.X_OK), build)
+    return binary
 
 if __name__ == "__main__":
     if len(sys.argv) != 2 or sys.argv[1] not in TOOLS:

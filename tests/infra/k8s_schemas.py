@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import base64
 import copy
-import fcntl
 import hashlib
 import json
 import os
@@ -48,6 +47,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from tests.infra.build_once import built
 
 # The Kubernetes version validated against: the oldest minor the chart supports in production
 # (its Chart.yaml kubeVersion allows older ones back to native gRPC probes, 1.27).
@@ -99,28 +100,12 @@ def schema_location() -> str:
 
 def ensure() -> Path:
     """The folder of schemas, building it first if this machine lacks it."""
-    final = schema_dir()
-    done = final / "DONE"
-    if done.exists():
-        return final
-    final.parent.mkdir(parents=True, exist_ok=True)
-    with open(final.parent / f".{final.name}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if done.exists():
-            return final
-        for stale in final.parent.glob(f".{final.name}.tmp*"):
-            shutil.rmtree(stale, ignore_errors=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp", dir=final.parent))
-        try:
-            _build(tmp)
-            (tmp / "DONE").write_text(f"k8s.io/kubernetes {K8S_VERSION}\n"
-                                      f"prometheus-operator {PROMETHEUS_OPERATOR_VERSION}\n")
-            shutil.rmtree(final, ignore_errors=True)
-            os.rename(tmp, final)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-    return final
+    def build(tmp: Path) -> None:
+        _build(tmp)
+        (tmp / "DONE").write_text(f"k8s.io/kubernetes {K8S_VERSION}\n"
+                                  f"prometheus-operator {PROMETHEUS_OPERATOR_VERSION}\n")
+
+    return built(schema_dir(), lambda final: (final / "DONE").exists(), build)
 
 
 def _proxy() -> str:

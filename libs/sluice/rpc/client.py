@@ -25,9 +25,12 @@ CHANNEL_OPTIONS = (
 )
 
 
-def _propagating(call: Any) -> Any:
+def _propagating(call: Any, local: bool) -> Any:
+    # A local callee runs in the caller's trace context: no traceparent to format.
+    trace = not local
+
     def invoke(request: Any, timeout: float | None = None, metadata: Any = None) -> Any:
-        extra, timeout = call_context.outgoing(timeout)
+        extra, timeout = call_context.outgoing(timeout, trace)
         if metadata:
             extra = tuple(metadata) + extra
         return call(request, timeout=timeout, metadata=extra)
@@ -42,7 +45,7 @@ class PropagatingStub:
     def __init__(self, stub: Any, method_names: list[str], local: bool = False) -> None:
         self.local = local
         for name in method_names:
-            setattr(self, name, _propagating(getattr(stub, name)))
+            setattr(self, name, _propagating(getattr(stub, name), local))
 
 
 def insecure_channel(address: str) -> grpc.aio.Channel:

@@ -52,15 +52,17 @@ def begin(request_id: str | None, timeout: float | None, started: float | None =
     return ctx
 
 
-def outgoing(timeout: float | None = None) -> tuple[tuple[tuple[str, str], ...], float | None]:
-    """Metadata (the request id, and the trace context when tracing is on)
-    and timeout for a downstream call made on behalf of the current request."""
+def outgoing(timeout: float | None = None, trace: bool = True) -> tuple[tuple[tuple[str, str], ...], float | None]:
+    """Metadata (the request id, and with `trace` the trace context when
+    tracing is on) and timeout for a downstream call made on behalf of the
+    current request."""
     ctx = _current.get()
+    carried = tracing.inject() if trace else ()
     if ctx is None:
-        return tracing.inject(), timeout
+        return carried, timeout
     remaining = ctx.remaining()
     if remaining is not None:
         # A non-positive timeout makes gRPC fail at once with DEADLINE_EXCEEDED.
         remaining = max(remaining, 0.0)
         timeout = remaining if timeout is None else min(timeout, remaining)
-    return ((headers.REQUEST_ID, ctx.request_id), *tracing.inject()), timeout
+    return ((headers.REQUEST_ID, ctx.request_id), *carried), timeout

@@ -49,12 +49,16 @@ def _enter(ctx: Any) -> bool:
     return True
 
 
-def _server_span(name: str, service: str, method: str, ctx: Any, remote: bool) -> Any:
-    """The RPC's SERVER span: its parent is the caller's traceparent over
-    the network, the caller's current span in process."""
+def _server_span(name: str, service: str, method: str, ctx: Any, remote: bool) -> tuple[Any, Any]:
+    """(the RPC's SERVER span or None, the context to make current or None).
+    The parent is the caller's traceparent over the network, the caller's
+    current span in process. A call of an unsampled trace gets no span; over
+    the network its caller's context is made current, so the trace id goes
+    on to the next hop."""
     parent = tracing.extract(ctx.invocation_metadata()) if remote else None
-    return tracing.start(name, tracing.SpanKind.SERVER, parent,
+    span = tracing.child(name, tracing.SpanKind.SERVER, parent,
                          {"rpc.system": "grpc", "rpc.service": service, "rpc.method": method})
+    return span, (tracing.in_context(span) if span is not None else parent)
 
 
 def _span_failed(span: Any, err: SluiceError) -> None:
@@ -104,8 +108,8 @@ def wrap_unary(service: str, method: str, fn: UnaryFn, full_name: str = "") -> U
         start = time.perf_counter()
         span = token = None
         if tracing.ENABLED:
-            span = _server_span(span_name, full_name or service, method, ctx, remote)
-            token = tracing.attach(span)
+            span, current = _server_span(span_name, full_name or service, method, ctx, remote)
+            token = tracing.attach_context(current) if current is not None else None
         try:
             response = await fn(request, ctx)
             count("OK")
@@ -120,8 +124,9 @@ def wrap_unary(service: str, method: str, fn: UnaryFn, full_name: str = "") -> U
             await _abort(ctx, err, service)
         finally:
             seconds.observe(time.perf_counter() - start)
-            if span is not None:
+            if token is not None:
                 tracing.detach(token)
+            if span is not None:
                 span.end()
 
     return handler
@@ -136,23 +141,11 @@ def wrap_stream(service: str, method: str, fn: StreamFn, full_name: str = "") ->
         remote = _enter(ctx)
         start = time.perf_counter()
         stream = fn(request, ctx)
-        span = _server_span(span_name, full_name or service, method, ctx, remote) if tracing.ENABLED else None
+        span, current = _server_span(span_name, full_name or service, method, ctx, remote) if tracing.ENABLED \
+            else (None, None)
         try:
-            if span is None:
-                async for item in stream:
-                    yield item
-            else:
-                # The span is current while the servicer runs, not while the
-                # consumer handles what it yielded (between steps a generator
-                # runs in its consumer's context).
-                while True:
-                    token = tracing.attach(span)
-                    try:
-                        item = await anext(stream)
-                    except StopAsyncIteration:
-                        break
-                    finally:
-                        tracing.detach(token)
+            async with aclosing(tracing.stepping(stream, current)) as steps:
+                async for item in steps:
                     yield item
             count("OK")
         except (grpc.aio.AbortError, asyncio.CancelledError, GeneratorExit):

@@ -29,8 +29,8 @@ conventions for generative AI spans" (gen_ai.*) and "RPC spans" (rpc.*).
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
-from typing import Any
+from collections.abc import AsyncIterator, Iterable, Mapping
+from typing import Any, TypeVar
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
@@ -38,6 +38,7 @@ from opentelemetry.trace import NonRecordingSpan, Span, SpanKind, Status, Status
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 TRACEPARENT = "traceparent"
 TRACESTATE = "tracestate"
@@ -163,32 +164,74 @@ def inject(span_context_of: Span | None = None) -> tuple[tuple[str, str], ...]:
 
 def start(name: str, kind: SpanKind = SpanKind.INTERNAL, parent: otel_context.Context | None = None,
           attributes: Mapping[str, Any] | None = None) -> Span:
-    """A started span (a non-recording one when off): the caller ends it."""
+    """A started span (a non-recording one when off or not sampled): the
+    caller ends it. Entry points use it: the sampler decides here."""
+    return _tracer.start_span(name, context=parent, kind=kind, attributes=attributes)
+
+
+def child(name: str, kind: SpanKind = SpanKind.INTERNAL, parent: otel_context.Context | None = None,
+          attributes: Mapping[str, Any] | None = None) -> Span | None:
+    """A span under `parent` (default: the current span), or None when that
+    trace is not sampled: nothing would be recorded, so nothing is made (a
+    span costs microseconds, and a request makes a dozen); the parent's
+    context still carries the trace id on."""
+    context = trace.get_current_span(parent).get_span_context()
+    if context.is_valid and not context.trace_flags.sampled:
+        return None
     return _tracer.start_span(name, context=parent, kind=kind, attributes=attributes)
 
 
 def attach(span: Span) -> object:
     """Makes `span` current; returns the token for `detach`. Streams attach
     around each step, never across a yield (a generator's context is its
-    consumer's between steps)."""
+    consumer's between steps): see `stepping`."""
     return otel_context.attach(trace.set_span_in_context(span))
+
+
+def attach_context(context: otel_context.Context) -> object:
+    """Makes `context` (a remote parent, or a span's) current; see `attach`."""
+    return otel_context.attach(context)
 
 
 def detach(token: object) -> None:
     otel_context.detach(token)  # type: ignore[arg-type]
 
 
+async def stepping(stream: AsyncIterator[T], context: otel_context.Context | None) -> AsyncIterator[T]:
+    """The items of `stream` with `context` (see `in_context`) current while
+    the stream produces each one, and not while the consumer handles it
+    (between steps a generator runs in its consumer's context, so a span
+    attached across a yield would leak into the consumer and could not be
+    detached). `stream` itself when `context` is None. The caller closes
+    `stream`."""
+    if context is None:
+        async for item in stream:
+            yield item
+        return
+    while True:
+        token = otel_context.attach(context)
+        try:
+            item = await anext(stream)
+        except StopAsyncIteration:
+            return
+        finally:
+            detach(token)
+        yield item
+
+
 def current() -> Span:
     return trace.get_current_span()
 
 
-def in_context(span: Span) -> otel_context.Context:
-    return trace.set_span_in_context(span)
+def in_context(span: Span | None) -> otel_context.Context | None:
+    """A context holding `span` (None for None)."""
+    return trace.set_span_in_context(span) if span is not None else None
 
 
-def trace_id(span: Span) -> str:
-    """The span's trace id as 32 hex digits, "" when it has none."""
-    ctx = span.get_span_context()
+def trace_id(span: Span | None = None) -> str:
+    """The trace id of `span` (default: the current span) as 32 hex
+    digits, "" when there is none."""
+    ctx = (span if span is not None else trace.get_current_span()).get_span_context()
     return format(ctx.trace_id, "032x") if ctx.is_valid else ""
 
 

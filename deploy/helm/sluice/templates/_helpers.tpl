@@ -157,7 +157,55 @@ expands from the Secret when the container starts. Call with (dict "store" ... "
 {{- if .Values.safety.policyPacks -}}
 {{- $_ := set $config "safety" (dict "policy_dir" "/etc/sluice-policies") -}}
 {{- end -}}
+{{- /* Every process's traces and alert inputs (the telemetry values; headers come from a Secret
+through the environment, see sluice.env). */ -}}
+{{- $t := .Values.telemetry -}}
+{{- $tracing := dict
+  "enabled" $t.tracing.enabled
+  "exporter" $t.tracing.exporter
+  "endpoint" $t.tracing.endpoint
+  "sampling_ratio" $t.tracing.samplingRatio
+  "propagate_upstream" $t.tracing.propagateUpstream
+  "max_queue_size" (int $t.tracing.maxQueueSize)
+-}}
+{{- $_ := set $config "telemetry" (dict
+  "tracing" $tracing
+  "tenant_label" $t.tenantLabel
+  "daily_budget_usd" $t.dailyBudgetUsd
+  "cost_per_request_target_usd" $t.costPerRequestTargetUsd) -}}
 {{- toYaml (mustMergeOverwrite (deepCopy .Values.config) $config) -}}
+{{- end -}}
+
+{{/* host:port of telemetry.tracing.endpoint (host:port, or a http:// or https:// URL), without
+the scheme and path. */}}
+{{- define "sluice.tracingHostPort" -}}
+{{- $endpoint := .Values.telemetry.tracing.endpoint -}}
+{{- if regexMatch "^[A-Za-z][A-Za-z0-9+.-]*://" $endpoint -}}
+{{- (urlParse $endpoint).host -}}
+{{- else -}}
+{{- $endpoint -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The collector's host (no port). */}}
+{{- define "sluice.tracingHost" -}}
+{{- regexReplaceAll ":[0-9]+$" (include "sluice.tracingHostPort" .) "" -}}
+{{- end -}}
+
+{{/* The collector pods' port the NetworkPolicy allows: telemetry.tracing.port, else the
+endpoint's port, else the scheme's (https 443, http 80). */}}
+{{- define "sluice.tracingPort" -}}
+{{- $tracing := .Values.telemetry.tracing -}}
+{{- $explicit := regexFind "[0-9]+$" (regexFind ":[0-9]+$" (include "sluice.tracingHostPort" .)) -}}
+{{- if $tracing.port -}}
+{{- int $tracing.port -}}
+{{- else if $explicit -}}
+{{- $explicit -}}
+{{- else if hasPrefix "https://" $tracing.endpoint -}}
+443
+{{- else if hasPrefix "http://" $tracing.endpoint -}}
+80
+{{- end -}}
 {{- end -}}
 
 {{/* The tenants file (Settings' TenantsFile). */}}

@@ -2,8 +2,10 @@
 Checks run before anything is rendered (templates/validate.yaml). Each problem stops the render
 with a message that names the value to fix: a release must not start half right.
 
-Residency: every Kafka and Redis host must carry its region as a DNS label and name no other
-region, and every NetworkPolicy peer of those stores may name only this region. A host's
+Residency: every Kafka and Redis host, and the trace collector's (a trace holds tenant ids and
+request ids: it is the region's data too), must carry its region as a DNS label and name no other
+region, and every NetworkPolicy peer of those stores and of the collector may name only this
+region. A host's
 regions are the substrings that look like a cloud region (eu-west-1, us-gov-west-1, ...).
 tests/deploy/test_chart.py checks the region values files and the rendered manifests with the
 same pattern.
@@ -14,16 +16,20 @@ same pattern.
 {{- end -}}
 
 {{/* Fails unless `host` names this release's region and no other. Call with
-(dict "root" $ "what" "events.kafka_bootstrap" "host" "kafka-0.kafka.eu-west-1.svc"). */}}
+(dict "root" $ "what" "events.kafka_bootstrap" "host" "kafka-0.kafka.eu-west-1.svc"), and
+optionally "example" (a host of this region, without the region) and "rule" (what the region's
+pods may only use). */}}
 {{- define "sluice.checkHostRegion" -}}
 {{- $region := .root.Values.region -}}
+{{- $example := printf (default "kafka-0.kafka.%s.svc.cluster.local" .example) $region -}}
+{{- $rule := default "a region's gateways and sinks may only use that region's Kafka and Redis" .rule -}}
 {{- $found := regexFindAll (include "sluice.regionPattern" .root) .host -1 -}}
 {{- if not $found -}}
-{{- fail (printf "residency: %s host %q names no region; a data store's host must carry its region as a DNS label (e.g. kafka-0.kafka.%s.svc.cluster.local)" .what .host $region) -}}
+{{- fail (printf "residency: %s host %q names no region; a host that receives the region's data must carry its region as a DNS label (e.g. %s)" .what .host $example) -}}
 {{- end -}}
 {{- range $found -}}
 {{- if ne . $region -}}
-{{- fail (printf "residency: %s host %q is in region %s, but this release serves region %s: a region's gateways and sinks may only use that region's Kafka and Redis" $.what $.host . $region) -}}
+{{- fail (printf "residency: %s host %q is in region %s, but this release serves region %s: %s" $.what $.host . $region $rule) -}}
 {{- end -}}
 {{- end -}}
 {{- end -}}
@@ -65,6 +71,7 @@ auth.create_demo_key: "not for a deployed region"
 cache.redis_url: "set redis.cache"
 events.kafka_bootstrap: "set kafka.bootstrapServers"
 events.spool_dir: "the gateway's volume"
+telemetry: "set `telemetry` (tracing, budgets; the collector's auth header from telemetry.tracing.headersSecret)"
 sinks.data_dir: "the sink's volume"
 inference.simulator_url: "real providers only; the simulator is for make run and the tests"
 server.drain_grace_seconds: "set drainGraceSeconds"
@@ -128,6 +135,31 @@ safety.policy_dir: "set safety.policyPacks"
 {{- if and $v.networkPolicy.enabled (not (index $v.redis $store).networkPolicyPeers) -}}
 {{- fail (printf "redis.%s.networkPolicyPeers is required with networkPolicy.enabled" $store) -}}
 {{- end -}}
+{{- end -}}
+
+{{- /* Traces: an endpoint when enabled, in this region, reachable through the NetworkPolicy. */ -}}
+{{- $tracing := $v.telemetry.tracing -}}
+{{- if and $tracing.enabled (not $tracing.endpoint) -}}
+{{- fail "telemetry.tracing.endpoint is required with telemetry.tracing.enabled: this region's OpenTelemetry collector (otlp_grpc: host:port, e.g. otel-collector.<region>.svc.cluster.local:4317; otlp_http: its traces URL); Sluice's own default (localhost) reaches nothing in a pod" -}}
+{{- end -}}
+{{- if $tracing.endpoint -}}
+{{- if eq $tracing.exporter "otlp_http" -}}
+{{- if not (regexMatch "^https?://[A-Za-z0-9_.-]+(:[0-9]{1,5})?(/.*)?$" $tracing.endpoint) -}}
+{{- fail (printf "telemetry.tracing.endpoint: %q is not an http:// or https:// URL (otlp_http takes the receiver's traces URL, e.g. http://otel-collector.%s.svc.cluster.local:4318/v1/traces)" $tracing.endpoint $v.region) -}}
+{{- end -}}
+{{- else if not (regexMatch "^(https?://)?[A-Za-z0-9_.-]+:[0-9]{1,5}/?$" $tracing.endpoint) -}}
+{{- fail (printf "telemetry.tracing.endpoint: %q is not host:port or https://host:port (otlp_grpc)" $tracing.endpoint) -}}
+{{- end -}}
+{{- include "sluice.checkHostRegion" (dict "root" $ "what" "telemetry.tracing.endpoint" "host" (include "sluice.tracingHost" .) "example" "otel-collector.%s.svc.cluster.local" "rule" "a region's traces (tenant ids, request ids) may only go to that region's collector") -}}
+{{- end -}}
+{{- include "sluice.checkPeersRegion" (dict "root" $ "what" "telemetry.tracing.networkPolicyPeers" "peers" $tracing.networkPolicyPeers) -}}
+{{- if and $tracing.enabled $v.networkPolicy.enabled -}}
+{{- if not $tracing.networkPolicyPeers -}}
+{{- fail "telemetry.tracing.networkPolicyPeers is required with telemetry.tracing.enabled and networkPolicy.enabled: this region's collector, the only place the Sluice pods may export traces to (an egress rule without peers would allow any destination)" -}}
+{{- end -}}
+{{- end -}}
+{{- if and $tracing.headersSecret.name (not $tracing.headersSecret.key) -}}
+{{- fail "telemetry.tracing.headersSecret.key is required with its name" -}}
 {{- end -}}
 
 {{- /* The final settings, in case .Values.config reached around the checks above. */ -}}

@@ -32,7 +32,7 @@ from sluice.routing.v1 import candidate_pb2, decision_pb2
 from sluice.rpc import context as call_context
 from sluice.rpc import headers
 from sluice.storage.prefix_ledger import forecast_for
-from sluice.telemetry import metrics, tracing
+from sluice.telemetry import metrics
 from sluice.wire import jsontext
 from sluice.safety.v1 import verdict_pb2
 from sluice.wire import events as wire_events
@@ -60,8 +60,10 @@ class RequestRecord:
         self.request_id = ctx.request_id if ctx else call_context.new_request_id()
         # From the request's arrival (authentication included).
         self.started = ctx.started if ctx and ctx.started else time.monotonic()
-        # The request's span (sluice.telemetry.tracing), when tracing is on.
+        # The request's span (sluice.telemetry.tracing), when its trace is
+        # sampled, and its trace id, whenever tracing is on.
         self.span: Any = None
+        self.trace_id = ""
         # Milliseconds waited on upstream models, as inference reported
         # them at the end of a served stream; None when it did not.
         self.upstream_ms: float | None = None
@@ -254,8 +256,7 @@ class EventRecorder:
         )
         summary.occurred_at.seconds, summary.occurred_at.nanos = divmod(time.time_ns(), 1_000_000_000)
         summary.deployments_version = record.deployments_version
-        if record.span is not None:
-            summary.trace_id = tracing.trace_id(record.span)
+        summary.trace_id = record.trace_id
         if record.upstream_ms is not None:
             summary.upstream_ms = record.upstream_ms
         if record.route is not None:

@@ -49,8 +49,9 @@ def status_of(outcome: int, error_reason: str) -> tuple[str, str]:
 
 def request_span(principal: principal_pb2.Principal, request: MessagesRequest, operation: str, mode: str) -> Any:
     """The request's span (`sluice.request`), a child of the current one
-    (the HTTP or gRPC server span), with what is known on arrival."""
-    return tracing.start("sluice.request", attributes={
+    (the HTTP or gRPC server span), with what is known on arrival; None in
+    a trace not sampled."""
+    return tracing.child("sluice.request", attributes={
         tracing.GEN_AI_OPERATION: "chat" if operation == "messages" else operation,
         tracing.GEN_AI_SYSTEM: "anthropic", tracing.GEN_AI_REQUEST_MODEL: request.model,
         tracing.GEN_AI_REQUEST_MAX_TOKENS: request.max_tokens, tracing.TENANT: principal.tenant_id,

@@ -21,6 +21,7 @@ import asyncio
 import hashlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Mapping
+from contextlib import aclosing
 from dataclasses import dataclass, field
 from email.utils import format_datetime
 from typing import Any, TypeVar
@@ -428,19 +429,9 @@ class Pipeline:
             info.headers[headers.TRACE_ID] = tracing.trace_id(span)
         inner = self._stream(principal, request, info, buffered, span)
         try:
-            if span is None:
-                async for event in inner:
+            async with aclosing(tracing.stepping(inner, tracing.in_context(span))) as steps:
+                async for event in steps:
                     yield event
-                return
-            while True:
-                token = tracing.attach(span)
-                try:
-                    event = await anext(inner)
-                except StopAsyncIteration:
-                    return
-                finally:
-                    tracing.detach(token)
-                yield event
         finally:
             await inner.aclose()  # its billing and audit now, not at garbage collection
 
@@ -452,7 +443,7 @@ class Pipeline:
             observe.refused(self.mode, MESSAGES, err, span)
             raise
         record = RequestRecord(principal, request)
-        record.span = span
+        record.span, record.trace_id = span, info.headers.get(headers.TRACE_ID, "")
         outcome, error_reason = events_pb2.OUTCOME_OK, ""
         entered = False
         delivered: list[wire_pb2.WireEvent] | None = None
@@ -849,7 +840,7 @@ class Pipeline:
         span = token = None
         if tracing.ENABLED:
             span = observe.request_span(principal, request, COUNT_TOKENS, self.mode)
-            token = tracing.attach(span)
+            token = tracing.attach(span) if span is not None else None
             if info is not None:
                 info.headers[headers.TRACE_ID] = tracing.trace_id(span)
         try:
@@ -866,7 +857,7 @@ class Pipeline:
             observe.refused(self.mode, COUNT_TOKENS, err, span)
             raise
         record = RequestRecord(principal, request, operation=COUNT_TOKENS)
-        record.span = span
+        record.span, record.trace_id = span, tracing.trace_id(span) if tracing.ENABLED else ""
         outcome, error_reason = events_pb2.OUTCOME_OK, ""
         try:
             route = await self._route(record, count_tokens=True)

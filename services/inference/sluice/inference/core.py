@@ -368,8 +368,8 @@ class _Attempt:
         # out): the task still reading to it.
         self.pending: asyncio.Task | None = None
         # The upstream call's CLIENT span (GenAI conventions), a child of the
-        # Generate call's span; ended in finish.
-        self.span = tracing.start(f"chat {candidate.model_id}", tracing.SpanKind.CLIENT, attributes={
+        # Generate call's span, when the trace is sampled; ended in finish.
+        self.span = tracing.child(f"chat {candidate.model_id}", tracing.SpanKind.CLIENT, attributes={
             tracing.GEN_AI_OPERATION: "chat", tracing.GEN_AI_SYSTEM: "anthropic",
             tracing.GEN_AI_PROVIDER: _GEN_AI_PROVIDERS.get(candidate.provider, candidate.provider),
             tracing.GEN_AI_REQUEST_MODEL: candidate.model_id, tracing.DEPLOYMENT: candidate.deployment,
