@@ -162,6 +162,10 @@ def _settings_hosts(settings: dict[str, Any], where: str) -> Iterator[tuple[str,
         url = (settings.get(section) or {}).get("redis_url")
         if url:
             yield f"{where} {section}.redis_url", host_of(url)
+    # A trace holds tenant and request ids: regional data, like the stores'.
+    endpoint = ((settings.get("telemetry") or {}).get("tracing") or {}).get("endpoint")
+    if endpoint:
+        yield f"{where} telemetry.tracing.endpoint", host_of(endpoint)
 
 
 def values_store_hosts(values: dict[str, Any]) -> list[tuple[str, str]]:
