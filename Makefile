@@ -17,6 +17,9 @@ $(STAMP): requirements.lock pyproject.toml
 	@test -d $(VENV) || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip==25.3
 	$(BIN)/pip install -q -r requirements.lock
+	@# xds-protos ships an older copy of opentelemetry/proto/*_pb2.py; whichever wheel pip writes
+	@# last wins. The OTLP exporters need opentelemetry-proto's own, so it goes in again, last.
+	$(BIN)/pip install -q --no-deps --force-reinstall $$(grep -i '^opentelemetry-proto==' requirements.lock)
 	$(BIN)/pip install -q --no-deps -e .
 	@rm -f $(VENV)/.installed-* && touch $@
 
