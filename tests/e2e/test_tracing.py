@@ -128,6 +128,7 @@ def test_a_request_is_one_trace_across_every_service(traced, jaeger):
     assert a["sluice.tenant"] == "acme" and a["sluice.cache.result"] == "miss"
     assert a["sluice.safety.action"] == "allow" and a["sluice.deployment"] == raw.headers["x-sluice-deployment"]
     assert a["sluice.request_id"] == raw.headers["request-id"]
+    assert a["sluice.route"] == raw.headers["x-sluice-route"]
     assert attempt.attributes["gen_ai.provider.name"] == "anthropic"
     assert attempt.attributes["gen_ai.usage.output_tokens"] == message.usage.output_tokens
 

@@ -35,7 +35,11 @@ def _banner(process) -> str:  # type: ignore[no-untyped-def]
     if process.grpc:
         lines.append(f"  gRPC            {process.grpc.address}")
     for site, _ in process._runners:  # noqa: SLF001 - reading our own process
-        lines.append(f"  HTTP {site.name:<10} http://{site.address}")
+        paths = " (/metrics, /healthz, /readyz)" if site.name == "admin" else ""
+        lines.append(f"  HTTP {site.name:<10} http://{site.address}{paths}")
+    tracing = process.settings.telemetry.tracing
+    lines.append(f"  Tracing         {tracing.exporter} to {tracing.endpoint or 'the OTLP default'}, sampling "
+                 f"{tracing.sampling_ratio:g} of new traces" if tracing.enabled else "  Tracing         off")
     if notes.get("events"):
         lines.append(f"  Events          {notes['events']}")
     if notes.get("sinks"):

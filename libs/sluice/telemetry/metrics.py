@@ -475,6 +475,13 @@ COST_PER_REQUEST_TARGET_USD = Gauge(
     "The configured blended cost per request the region aims at, USD (design review: 0.012).",
     registry=REGISTRY,
 )
+TRACE_CONTEXT_REJECTED = Counter(
+    "sluice_trace_context_rejected_total",
+    "W3C trace headers from callers that were not well formed and were ignored, by header "
+    "(traceparent, tracestate).",
+    ["header"],
+    registry=REGISTRY,
+)
 INFO = Gauge(
     "sluice_info",
     "1, labelled with the process's Sluice version, region, run mode and the services it hosts.",

@@ -29,6 +29,7 @@ conventions for generative AI spans" (gen_ai.*) and "RPC spans" (rpc.*).
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import AsyncIterator, Iterable, Mapping
 from typing import Any, TypeVar
 
@@ -36,6 +37,8 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import NonRecordingSpan, Span, SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+from sluice.telemetry import metrics
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -68,6 +71,15 @@ OUTCOME = "sluice.outcome"
 ATTEMPT_OUTCOME = "sluice.attempt.outcome"
 HEDGE = "sluice.attempt.hedge"
 MODE = "sluice.mode"
+
+# W3C Trace Context: version 00's four fields (a later version may add
+# more after a dash); tracestate: up to 32 comma-separated key=value members
+# (keys: lower-case letters, digits, _-*/ and one @; values: printable ASCII
+# but comma and equals, no trailing space).
+_TRACEPARENT = re.compile(r"[0-9a-f]{2}-(?!0{32})[0-9a-f]{32}-(?!0{16})[0-9a-f]{16}-[0-9a-f]{2}(?:-[ -~]{0,200})?\Z")
+_MEMBER = r"[a-z0-9][_0-9a-z\-*/]{0,240}(?:@[a-z][_0-9a-z\-*/]{0,13})?=(?:[ !-+\--<>-~]{0,255}[!-+\--<>-~])"
+_TRACESTATE = re.compile(rf"[ \t]*{_MEMBER}(?:[ \t]*,[ \t]*{_MEMBER}){{0,31}}[ \t]*\Z")
+_MAX_TRACESTATE = 512
 
 ENABLED = False
 PROPAGATE_UPSTREAM = False
@@ -139,16 +151,33 @@ def tracer() -> trace.Tracer:
 
 def extract(carrier: Mapping[str, str] | Iterable[tuple[str, Any]] | None) -> otel_context.Context | None:
     """The remote parent in a caller's `traceparent`/`tracestate` (HTTP
-    headers, or gRPC metadata as (key, value) pairs), or None."""
+    headers, or gRPC metadata as (key, value) pairs: the first of each, as
+    on HTTP), or None. Headers that are not well formed (W3C Trace Context,
+    sections 3.2 and 3.3) are ignored and counted, before the SDK, which
+    would log each one with the caller's text."""
     if not ENABLED or not carrier:
         return None
     if isinstance(carrier, Mapping):
-        values = {key: carrier.get(key) for key in (TRACEPARENT, TRACESTATE) if carrier.get(key)}
+        parent, state = carrier.get(TRACEPARENT), carrier.get(TRACESTATE)
     else:
-        values = {key: value for key, value in carrier if key in (TRACEPARENT, TRACESTATE)}
-    if TRACEPARENT not in values:
+        parent = state = None
+        for key, value in carrier:
+            if key == TRACEPARENT and parent is None:
+                parent = value
+            elif key == TRACESTATE and state is None:
+                state = value
+    if parent is None:
         return None
-    return _propagator.extract({k: str(v) for k, v in values.items()})
+    if not isinstance(parent, str) or not _TRACEPARENT.match(parent) or parent.startswith("ff"):
+        metrics.TRACE_CONTEXT_REJECTED.labels(TRACEPARENT).inc()
+        return None
+    values = {TRACEPARENT: parent}
+    if state is not None:
+        if isinstance(state, str) and len(state) <= _MAX_TRACESTATE and _TRACESTATE.match(state):
+            values[TRACESTATE] = state
+        else:
+            metrics.TRACE_CONTEXT_REJECTED.labels(TRACESTATE).inc()
+    return _propagator.extract(values)
 
 
 def inject(span_context_of: Span | None = None) -> tuple[tuple[str, str], ...]:

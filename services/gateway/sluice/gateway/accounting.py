@@ -83,6 +83,8 @@ class RequestRecord:
         self.deployments_version = ""
         # Why the model (routing's decision), once routed.
         self.route: decision_pb2.RouteDecision | None = None
+        # ... as the x-sluice-route header says it (for the request's span).
+        self.route_text = ""
         # Where the tenant's inference may run, and every upstream attempt.
         self.allowed_geos: tuple[str, ...] = ()
         self.attempts: list[inference_pb.Attempt] = []

@@ -127,8 +127,8 @@ def _end_span(span: Any, record: RequestRecord, summary: events_pb2.RequestSumma
             attributes[tracing.CACHE_RESULT] = record.cache_status
         if record.served_model:
             attributes[tracing.GEN_AI_RESPONSE_MODEL] = record.served_model
-        if record.route is not None:
-            attributes[tracing.ROUTE] = f"{record.route.policy or 'model'}:{record.route.tier}:{record.route.reason}"
+        if record.route_text:
+            attributes[tracing.ROUTE] = record.route_text  # as the x-sluice-route header says it
         if summary is not None:
             attributes.update({tracing.GEN_AI_INPUT_TOKENS: summary.input_tokens,
                                tracing.GEN_AI_OUTPUT_TOKENS: summary.output_tokens,

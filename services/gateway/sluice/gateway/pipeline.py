@@ -633,7 +633,7 @@ class Pipeline:
         principal, request = record.principal, record.request
         route, admitted = await self._route_and_admit(record)
         _check_residency(request, route.allowed_geos)
-        info.headers[headers.ROUTE] = route_header(route.decision, route.model.id)
+        info.headers[headers.ROUTE] = record.route_text = route_header(route.decision, route.model.id)
         info.headers.update(deprecation_headers(route.model))
         info.headers.update(admitted.rate_limit_headers)
         if route.HasField("prefix"):
@@ -861,8 +861,9 @@ class Pipeline:
         outcome, error_reason = events_pb2.OUTCOME_OK, ""
         try:
             route = await self._route(record, count_tokens=True)
+            record.route_text = route_header(route.decision, route.model.id)
             if info is not None:
-                info.headers[headers.ROUTE] = route_header(route.decision, route.model.id)
+                info.headers[headers.ROUTE] = record.route_text
                 info.headers.update(deprecation_headers(route.model))
             admitted = await self._admit(record, 0, route.model.id, requests_only=True)
             if info is not None:

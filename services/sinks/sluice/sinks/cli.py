@@ -86,8 +86,12 @@ def _spooled(args: argparse.Namespace, settings: Settings, out: TextIO, err: Tex
     if not folder.exists():
         err.write(f"sluice: no event spool at {folder}\n")
         return 2
+    waiting = 0
     for record in pending_records(folder):
         doc = json_format.MessageToDict(EVENT_TYPES[record.kind].FromString(record.value),
                                         preserving_proto_field_name=True)
         out.write(json.dumps({"kind": record.kind, **doc}) + "\n")
+        waiting += 1
+    if not waiting:  # on stderr: stdout stays one JSON line per event
+        err.write(f"sluice: no events waiting in {folder} (Kafka or a sink has taken them all)\n")
     return 0
