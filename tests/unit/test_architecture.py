@@ -35,3 +35,13 @@ def test_no_service_imports_another_services_code():
 def test_generated_code_lives_only_in_libs():
     stray = [p for p in (ROOT / "services").rglob("*_pb2*.py")]
     assert not stray, stray
+
+
+def test_the_call_context_sits_below_rpc_and_telemetry():
+    """rpc reads telemetry (metrics, spans) and both read the call context; nothing below
+    imports what is above it, so the three never import each other in a circle."""
+    libs = ROOT / "libs" / "sluice"
+    assert not [n for n in _imports(libs / "call_context.py") if n.startswith(("sluice.rpc", "sluice.telemetry"))]
+    upward = [f"{path.relative_to(ROOT)} imports {name}" for path in (libs / "telemetry").rglob("*.py")
+              for name in _imports(path) if name.startswith("sluice.rpc")]
+    assert not upward, upward

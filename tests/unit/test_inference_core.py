@@ -13,7 +13,7 @@ from sluice.config.settings import ResilienceSettings
 from sluice.inference.core import AttemptReport, Generator, UpstreamTiming, waited_ms
 from sluice.llm.v1 import wire_pb2
 from sluice.routing.v1.candidate_pb2 import Candidate
-from sluice.rpc import context as call_context
+from sluice import call_context
 from sluice.rpc.errors import Reason, SluiceError
 from sluice.wire import events as ev
 

@@ -1,8 +1,9 @@
 """Clients for downstream services, local or remote, with context propagation.
 
 `PropagatingStub` is Sluice's client interceptor. It wraps a generated stub
-(remote) or a `LocalStub` and gives every call the current request id and
-a timeout no later than the request's deadline. Wrapping the stub, not the
+(remote) or a `LocalStub` and gives every call the current request id, a
+timeout no later than the request's deadline and, over the network, the
+trace context (W3C traceparent). Wrapping the stub, not the
 channel, lets one piece of code serve both modes.
 """
 
@@ -12,7 +13,9 @@ from typing import Any
 
 import grpc
 
-from sluice.rpc import context as call_context
+from sluice import call_context
+from sluice.rpc import headers
+from sluice.telemetry import tracing
 
 # Keepalive so a dead peer is noticed between requests, not on the next one.
 CHANNEL_OPTIONS = (
@@ -30,7 +33,10 @@ def _propagating(call: Any, local: bool) -> Any:
     trace = not local
 
     def invoke(request: Any, timeout: float | None = None, metadata: Any = None) -> Any:
-        extra, timeout = call_context.outgoing(timeout, trace)
+        request_id, timeout = call_context.outgoing(timeout)
+        extra = ((headers.REQUEST_ID, request_id),) if request_id is not None else ()
+        if trace:
+            extra += tracing.inject()  # () unless tracing is on
         if metadata:
             extra = tuple(metadata) + extra
         return call(request, timeout=timeout, metadata=extra)

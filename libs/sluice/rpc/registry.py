@@ -23,7 +23,7 @@ from google.protobuf import descriptor as _descriptor
 from google.protobuf import message_factory
 from google.protobuf.message import DecodeError
 
-from sluice.rpc import context as call_context
+from sluice import call_context
 from sluice.rpc import headers
 from sluice.rpc.errors import Reason, SluiceError, from_rpc_error
 from sluice.telemetry import metrics, tracing

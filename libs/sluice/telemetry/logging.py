@@ -8,7 +8,7 @@ import time
 
 from aiohttp.http_exceptions import HttpProcessingError
 
-from sluice.rpc import context
+from sluice import call_context as context
 from sluice.telemetry import metrics
 
 

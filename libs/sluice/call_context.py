@@ -1,9 +1,11 @@
 """The per-request call context that travels with a request through every hop.
 
 The entry point (gateway servicer or HTTP facade, or the server wrapper for a
-call that arrived over gRPC) sets it; `outgoing()` turns it into the metadata
-and timeout of each downstream call, so the request id and the client's
-deadline reach every service and, from inference, the upstream model.
+call that arrived over gRPC) sets it; `outgoing()` gives each downstream call
+the request id and the time left, which `sluice.rpc.client` puts in the call's
+metadata and deadline, so the request id and the client's deadline reach
+every service and, from inference, the upstream model. It sits below `rpc`
+and `telemetry` (both read it; it imports neither).
 """
 
 from __future__ import annotations
@@ -13,8 +15,6 @@ import time
 from contextvars import ContextVar
 from dataclasses import dataclass
 
-from sluice.rpc import headers
-from sluice.telemetry import tracing
 
 _current: ContextVar[CallContext | None] = ContextVar("sluice_call_context", default=None)
 
@@ -52,17 +52,16 @@ def begin(request_id: str | None, timeout: float | None, started: float | None =
     return ctx
 
 
-def outgoing(timeout: float | None = None, trace: bool = True) -> tuple[tuple[tuple[str, str], ...], float | None]:
-    """Metadata (the request id, and with `trace` the trace context when
-    tracing is on) and timeout for a downstream call made on behalf of the
-    current request."""
+def outgoing(timeout: float | None = None) -> tuple[str | None, float | None]:
+    """(the current request's id, or None outside a request; the timeout for
+    a downstream call made on its behalf: `timeout` capped at the time left
+    before the request's deadline, never negative)."""
     ctx = _current.get()
-    carried = tracing.inject() if trace else ()
     if ctx is None:
-        return carried, timeout
+        return None, timeout
     remaining = ctx.remaining()
     if remaining is not None:
         # A non-positive timeout makes gRPC fail at once with DEADLINE_EXCEEDED.
         remaining = max(remaining, 0.0)
         timeout = remaining if timeout is None else min(timeout, remaining)
-    return ((headers.REQUEST_ID, ctx.request_id), *carried), timeout
+    return ctx.request_id, timeout
