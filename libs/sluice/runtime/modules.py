@@ -114,6 +114,13 @@ class Runtime:
         self.registry.add(servicer, service)
 
     def client(self, service_name: str, service: _descriptor.ServiceDescriptor, stub_cls: type) -> Any:
+        """A stub for `service` (its descriptor; `stub_cls` the generated
+        stub class): in process (a LocalStub, `local` True) when this process
+        hosts it, else over one shared gRPC channel per address, dialled at
+        `services.<service_name>.grpc`. Either way wrapped in a
+        PropagatingStub: calls carry the request id, the deadline and, over
+        the network, the trace context. Calls raise grpc.aio.AioRpcError as
+        over a channel."""
         methods = [m.name for m in service.methods]
         if self.registry.hosts(service.full_name):
             return PropagatingStub(self.registry.local_stub(service.full_name), methods, local=True)

@@ -38,6 +38,14 @@ class Authenticator:
         self._cache = cache if cache is not None else DecisionCache(ttl_s=0, max_entries=1)
 
     async def authenticate(self, api_key: str) -> principal_pb2.Principal:
+        """The principal (tenant, key id, tier, region, the tenant's
+        settings) of a presented key `sk-sluice-<id>-<secret>`, from the
+        decision cache or the key store (the secret compared as a peppered
+        hash, in constant time). Raises SluiceError: MISSING_API_KEY (401)
+        for "", MALFORMED_API_KEY or INVALID_API_KEY (401) for a key that is
+        not one or is unknown, revoked or expired (one message for all, so
+        a caller learns nothing), DEPENDENCY_UNAVAILABLE (503) when the store
+        cannot answer and no cached decision may stand in."""
         if not api_key:
             raise SluiceError(Reason.MISSING_API_KEY, "x-api-key header is required")
         parsed = keys.parse(api_key)

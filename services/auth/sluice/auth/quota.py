@@ -112,6 +112,18 @@ class QuotaKeeper:
         return entry.prices if entry else self._dearest
 
     async def admit(self, request: pb.AdmitRequest) -> pb.AdmitResponse:
+        """Admits one request against every limit of its tenant and key, or
+        refuses it. Reserves a request, a stream slot, tokens (the estimated
+        input plus max_output_tokens, as the API estimates output) and spend
+        (those tokens at the model's prices, integer micro-USD) under a lease
+        of `lease_s` seconds; `requests_only` (count_tokens) charges the
+        request rate alone and reserves nothing. Returns the reservation to
+        settle and the Anthropic rate-limit headers
+        (`anthropic-ratelimit-{requests,tokens}-{limit,remaining,reset}`).
+        Raises SluiceError RATE_LIMITED (429, retry-after in seconds, a
+        QuotaViolation per limit exceeded), or DEPENDENCY_UNAVAILABLE (503)
+        while the shared store is down and the tier fails closed (a tier that
+        fails open is decided by this replica's local limiter)."""
         now = self._clock()
         if request.requests_only:
             # count_tokens: a request against the request rate, nothing else.
@@ -182,6 +194,12 @@ class QuotaKeeper:
         return allowed, states
 
     async def settle(self, request: pb.SettleRequest) -> None:
+        """Corrects a reservation with what the request used (its usage
+        from the upstream, at the served model's prices): tokens and spend
+        move by the difference, up or down; the request and its stream slot
+        stay counted (the slot is released). A reservation made by the local
+        limiter (store down) settles there. Raises the store's errors; the
+        caller logs them and the lease expires on its own."""
         reserved = request.reservation
         used = pb.Reservation(tokens=usage_tokens(request.usage),
                               spend_micro_usd=spend_micro_usd(self._prices(request.model), request.usage),

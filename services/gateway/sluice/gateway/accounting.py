@@ -29,7 +29,7 @@ from sluice.events.v1 import events_pb2 as ev
 from sluice.inference.v1 import inference_service_pb2 as inference_pb
 from sluice.llm.v1 import messages_pb2 as m
 from sluice.routing.v1 import candidate_pb2, decision_pb2
-from sluice.rpc import context as call_context
+from sluice import call_context
 from sluice.rpc import headers
 from sluice.storage.prefix_ledger import forecast_for
 from sluice.telemetry import metrics

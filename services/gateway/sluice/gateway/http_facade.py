@@ -29,7 +29,7 @@ from aiohttp.web_protocol import RequestPayloadError
 from sluice.auth.v1 import principal_pb2
 from sluice.catalog.models_api import DEFAULT_LIMIT, MAX_LIMIT
 from sluice.gateway.pipeline import Pipeline, RequestInfo, models_page_json
-from sluice.rpc import context as call_context
+from sluice import call_context
 from sluice.rpc import headers
 from sluice.rpc.errors import Reason, SluiceError, anthropic_error_body, anthropic_error_type, http_error_headers
 from sluice.telemetry import metrics, tracing

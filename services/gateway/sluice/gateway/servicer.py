@@ -17,7 +17,7 @@ from typing import Any
 from sluice.gateway.pipeline import Pipeline, RequestInfo, models_page_json, with_pings
 from sluice.gateway.v1 import gateway_service_pb2 as pb
 from sluice.llm.v1 import wire_pb2
-from sluice.rpc import context as call_context
+from sluice import call_context
 from sluice.rpc import headers
 from sluice.wire.events import MESSAGE_DELTA, MESSAGE_START, merge_usage
 from sluice.wire.request import LATEST_VERSION

@@ -58,7 +58,7 @@ from sluice.resilience.budget import RetryBudget
 from sluice.resilience.latency import HedgePolicy, LatencyTracker
 from sluice.resilience.limiter import AIMDLimit, FixedLimit, PartitionedLimiter, Permit
 from sluice.routing.v1 import candidate_pb2
-from sluice.rpc import context as call_context
+from sluice import call_context
 from sluice.rpc.errors import Reason, SluiceError
 from sluice.storage.fleet import FleetStore
 from sluice.telemetry import metrics, tracing

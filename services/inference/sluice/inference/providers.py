@@ -142,7 +142,15 @@ class ProviderUpstream:
 
     async def stream(self, candidate: candidate_pb2.Candidate, request: wire_pb2.WireRequest,
                      timeout: float | None) -> AsyncIterator[ev.Event]:
-        """The candidate's answer as events."""
+        """The candidate's answer as Messages API events (message_start's
+        model set to the candidate's id), read from the provider's stream
+        (SSE, or Bedrock's event stream) as it arrives; the request goes out
+        in the provider's dialect (path, body, headers). `timeout`: seconds
+        for the call, None for none. Raises SluiceError: the upstream's
+        status mapped to an UPSTREAM_* reason (its error type and message
+        kept), UPSTREAM_UNAVAILABLE for a broken connection or credentials
+        that cannot be had, DEADLINE_EXCEEDED, UPSTREAM_ERROR for an error
+        event or a malformed one mid-stream."""
         d = self._dialect
         response = await self._post(d.messages_path(self, candidate), d.messages_body(candidate, request),
                                     d.headers(request), timeout)
