@@ -221,18 +221,24 @@ class InjectionModel:
             gains, masses = gain_all[:-1] + gain_new[1:], mass_all[:-1] + mass_new[1:]
         z = np.where(masses > 0, gains / np.sqrt(np.maximum(masses, 1e-12)), 0.0) + self._intercept
         k = int(np.argmax(z))
-        start, end = _in_norm(text, k * STRIDE_CHARS, min((k + 2) * STRIDE_CHARS, n))
+        start, end = _in_norm(text, k * STRIDE_CHARS, min((k + 2) * STRIDE_CHARS, n), whole=blocks <= 2)
         return _sigmoid(float(z[k])), [text.finding(NAME, start, end)]
 
 _WHITE = np.array([c for c in range(0x3001) if chr(c).isspace()], dtype=np.uint32)
 
 
-def _in_norm(text: Text, start: int, end: int) -> tuple[int, int]:
+def _in_norm(text: Text, start: int, end: int, whole: bool = False) -> tuple[int, int]:
     """A span of `prepared(text)` as a span of `text.norm` (the prepared
-    text folds runs of white space and adds a space at each end)."""
+    text folds runs of white space and adds a space at each end). `whole`:
+    the span is all of the prepared text (one window), which is the text
+    without the white space at its ends: no per-character work."""
     norm = text.norm
     if len(text.lower) != len(norm):  # a lower-casing that changed length: the whole text
         return 0, len(norm)
+    if whole:
+        lower = text.lower
+        kept = lower.rstrip()
+        return (len(lower) - len(lower.lstrip()), len(kept)) if kept else (0, len(norm))
     codes = np.frombuffer(text.lower.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
     white = np.isin(codes, _WHITE)
     kept = ~(white & np.concatenate(([True], white[:-1])))  # the first of each run, none at the start
