@@ -45,3 +45,12 @@ def test_the_call_context_sits_below_rpc_and_telemetry():
     upward = [f"{path.relative_to(ROOT)} imports {name}" for path in (libs / "telemetry").rglob("*.py")
               for name in _imports(path) if name.startswith("sluice.rpc")]
     assert not upward, upward
+
+
+def test_auths_cores_do_not_see_the_redis_client_library():
+    """Key checking and quota decisions hear of an outage as the ports' StoreUnavailable; redis-py
+    stays in the adapters (keystore.py, quota_store.py, tenants.py's TenantStore)."""
+    auth = ROOT / "services" / "auth" / "sluice" / "auth"
+    leaks = [f"{name} imports {imported}" for name in ("core.py", "quota.py")
+             for imported in _imports(auth / name) if imported.split(".")[0] == "redis"]
+    assert not leaks, leaks

@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import pytest
-import redis.exceptions
 
 from sluice.auth import keys
 from sluice.auth.core import Authenticator
@@ -11,6 +10,7 @@ from sluice.auth.keystore import RedisKeyStore, StoredKey
 from sluice.auth.v1 import principal_pb2
 from sluice.config.settings import Tenant
 from sluice.rpc.errors import Reason, SluiceError
+from sluice.storage.redis import StoreUnavailable
 from sluice.storage.redis import connect
 
 
@@ -141,7 +141,7 @@ class _DownStore:
 
     async def get(self, key_id: str) -> StoredKey | None:
         if self.down:
-            raise redis.exceptions.ConnectionError("connection refused")
+            raise StoreUnavailable("key store unavailable: ConnectionError")
         return await self.inner.get(key_id)
 
     async def put(self, key: StoredKey) -> None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-import redis.exceptions
 
 from sluice.auth.quota import QuotaKeeper, StoreHealth
 from sluice.auth.quota_store import LimitCheck, LimitState, LocalQuotaStore
@@ -17,6 +16,7 @@ from sluice.config.settings import Limits, ScopeLimits
 from sluice.gateway.http_facade import error_response
 from sluice.llm.v1 import messages_pb2 as m
 from sluice.rpc.errors import Reason, SluiceError
+from sluice.storage.redis import StoreUnavailable
 from sluice.telemetry import metrics
 
 CATALOG = load_catalog()
@@ -34,14 +34,14 @@ class _FlakyStore:
                     ) -> tuple[bool, list[LimitState]]:
         self.admits += 1
         if self.mode == "down":
-            raise redis.exceptions.ConnectionError("Connection refused")
+            raise StoreUnavailable("quota store unavailable: ConnectionError")
         if self.mode == "slow":
             await asyncio.sleep(10)
         return await self.inner.admit(checks, lease_id, lease_ms, charge)
 
     async def settle(self, checks: list[LimitCheck], lease_id: str, deltas: list[int]) -> None:
         if self.mode != "up":
-            raise redis.exceptions.ConnectionError("Connection refused")
+            raise StoreUnavailable("quota store unavailable: ConnectionError")
         await self.inner.settle(checks, lease_id, deltas)
 
 

@@ -7,7 +7,6 @@ import time
 from collections.abc import Callable
 from typing import Protocol
 
-import redis.exceptions
 
 from sluice.auth import keys
 from sluice.auth.decision_cache import DecisionCache
@@ -15,6 +14,7 @@ from sluice.auth.keystore import KeyStore
 from sluice.auth.v1 import principal_pb2
 from sluice.config.settings import Tenant
 from sluice.rpc.errors import Reason, SluiceError
+from sluice.storage.redis import StoreUnavailable
 from sluice.telemetry import metrics
 
 log = logging.getLogger(__name__)
@@ -68,8 +68,8 @@ class Authenticator:
     async def _lookup(self, parsed: keys.ParsedKey) -> principal_pb2.Principal:
         try:
             stored = await self._store.get(parsed.key_id)
-        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
-            raise SluiceError(Reason.DEPENDENCY_UNAVAILABLE, f"key store unavailable: {type(exc).__name__}") from None
+        except StoreUnavailable as exc:
+            raise SluiceError(Reason.DEPENDENCY_UNAVAILABLE, str(exc)) from None
         if (stored is None or not stored.usable_at(self._clock_ms())
                 or not keys.matches(self._pepper, stored.salt, parsed.secret, stored.digest)):
             raise SluiceError(Reason.INVALID_API_KEY, _INVALID)

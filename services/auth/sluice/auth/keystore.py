@@ -8,6 +8,8 @@ from typing import Protocol
 
 import redis.asyncio as aioredis
 
+from sluice.storage.redis import reaching
+
 
 @dataclass(frozen=True)
 class StoredKey:
@@ -32,6 +34,9 @@ class StoredKey:
 
 
 class KeyStore(Protocol):
+    """Where keys live. Every method raises sluice.storage.redis.StoreUnavailable
+    when the store cannot answer."""
+
     async def get(self, key_id: str) -> StoredKey | None: ...
     async def put(self, key: StoredKey) -> None: ...
     async def list(self, tenant_id: str) -> list[StoredKey]: ...
@@ -67,10 +72,15 @@ class RedisKeyStore:
         )
 
     async def get(self, key_id: str) -> StoredKey | None:
-        fields = await self._redis.hgetall(self._name(key_id))
+        with reaching("key store"):
+            fields = await self._redis.hgetall(self._name(key_id))
         return self._decode(key_id, fields) if fields else None
 
     async def put(self, key: StoredKey) -> None:
+        with reaching("key store"):
+            await self._put(key)
+
+    async def _put(self, key: StoredKey) -> None:
         async with self._redis.pipeline(transaction=True) as tx:
             tx.hset(self._name(key.key_id), mapping={
                 "tenant": key.tenant_id, "salt": key.salt, "digest": key.digest,
@@ -81,6 +91,10 @@ class RedisKeyStore:
             await tx.execute()
 
     async def list(self, tenant_id: str) -> list[StoredKey]:
+        with reaching("key store"):
+            return await self._list(tenant_id)
+
+    async def _list(self, tenant_id: str) -> list[StoredKey]:
         key_ids = sorted(k.decode() for k in await self._redis.smembers(self._index(tenant_id)))
         async with self._redis.pipeline(transaction=False) as pipe:
             for key_id in key_ids:

@@ -18,8 +18,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-import redis.exceptions
-
 from sluice.auth.quota_store import LimitCheck, LimitState, LocalQuotaStore, QuotaStore
 from sluice.auth.v1 import auth_service_pb2 as pb
 from sluice.auth.v1 import principal_pb2
@@ -29,15 +27,16 @@ from sluice.config.settings import Limits, ScopeLimits
 from sluice.llm.v1 import messages_pb2
 from sluice.rpc import headers
 from sluice.rpc.errors import QuotaViolation, Reason, SluiceError
+from sluice.storage.redis import StoreUnavailable
 from sluice.telemetry import metrics
 
 log = logging.getLogger(__name__)
 
 MINUTE_MS = 60_000
 HEADER = headers.RATE_LIMIT_PREFIX
-# What "the store is down" looks like: refused or dropped connections, and
-# answers slower than the quota timeout.
-STORE_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, TimeoutError)
+# What "the store is down" looks like: what its adapter says (refused or
+# dropped connections), and answers slower than the quota timeout.
+STORE_ERRORS = (StoreUnavailable, TimeoutError)
 
 
 @dataclass(frozen=True)

@@ -42,6 +42,8 @@ from typing import Literal, Protocol
 
 import redis.asyncio as aioredis
 
+from sluice.storage.redis import reaching
+
 Kind = Literal["rate", "streams", "budget"]
 
 _NOW = """
@@ -176,6 +178,9 @@ class LimitState:
 
 
 class QuotaStore(Protocol):
+    """Where limits are counted (ADMIT and SETTLE above). Both methods raise
+    sluice.storage.redis.StoreUnavailable when the store cannot answer."""
+
     async def admit(self, checks: list[LimitCheck], lease_id: str, lease_ms: int, charge: bool = True
                     ) -> tuple[bool, list[LimitState]]: ...
     async def settle(self, checks: list[LimitCheck], lease_id: str, deltas: list[int]) -> None: ...
@@ -189,13 +194,15 @@ class RedisQuotaStore:
     async def admit(self, checks: list[LimitCheck], lease_id: str, lease_ms: int, charge: bool = True
                     ) -> tuple[bool, list[LimitState]]:
         args = [lease_id, lease_ms, 1 if charge else 0, *(f"{c.kind} {c.limit} {c.period_ms} {c.cost}" for c in checks)]
-        reply = await self._admit(keys=[c.key for c in checks], args=args)
+        with reaching("quota store"):
+            reply = await self._admit(keys=[c.key for c in checks], args=args)
         states = [LimitState(int(reply[i]), int(reply[i + 1]), int(reply[i + 2])) for i in range(1, len(reply), 3)]
         return reply[0] == 1, states
 
     async def settle(self, checks: list[LimitCheck], lease_id: str, deltas: list[int]) -> None:
         args = [lease_id, *(f"{c.kind} {c.limit} {c.period_ms} {d}" for c, d in zip(checks, deltas, strict=True))]
-        await self._settle(keys=[c.key for c in checks], args=args)
+        with reaching("quota store"):
+            await self._settle(keys=[c.key for c in checks], args=args)
 
 
 _DAY_MS = 86_400_000

@@ -22,6 +22,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from sluice.config.settings import ScopeLimits, Tenant, TenantId, error_fields
 from sluice.rpc.errors import FieldViolation, Reason, SluiceError
+from sluice.storage.redis import StoreUnavailable, reaching
 
 log = logging.getLogger(__name__)
 
@@ -69,10 +70,12 @@ class TenantStore:
         return json.dumps({"tenant": tenant.model_dump(mode="json", exclude_unset=True), "revision": revision})
 
     async def change_counter(self) -> int:
-        return int(await self._redis.get(_REVISION) or 0)
+        with reaching("tenant store"):
+            return int(await self._redis.get(_REVISION) or 0)
 
     async def all(self) -> dict[str, StoredTenant]:
-        raw = await self._redis.hgetall(_TENANTS)
+        with reaching("tenant store"):
+            raw = await self._redis.hgetall(_TENANTS)
         out = {}
         for tenant_id, doc in raw.items():
             try:
@@ -83,7 +86,8 @@ class TenantStore:
         return out
 
     async def get(self, tenant_id: str) -> StoredTenant | None:
-        raw = await self._redis.hget(_TENANTS, tenant_id)
+        with reaching("tenant store"):
+            raw = await self._redis.hget(_TENANTS, tenant_id)
         return self._decode(tenant_id, raw) if raw else None
 
     async def put(self, tenant_id: str, tenant: Tenant, expected_revision: int | None = None,
@@ -169,7 +173,7 @@ class TenantDirectory:
                 if await self.refresh():
                     log.info("tenants reloaded (%d)", len(self._tenants))
                 failing = False
-            except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+            except StoreUnavailable as exc:
                 if not failing:
                     log.warning("cannot refresh tenants (%s); serving the last known set", type(exc).__name__)
                 failing = True
