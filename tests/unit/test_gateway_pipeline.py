@@ -134,8 +134,11 @@ class Inference:
         self.calls.order.append("Generate")
         responses = [inference_pb.GenerateResponse(attempt=inference_pb.Attempt(
             candidate=0, deployment="anthropic-us", model_id=MODEL, outcome="served", time_to_first_event_ms=5))]
-        responses += [inference_pb.GenerateResponse(event=wire_pb2.WireEvent(type=e.type, data=e.data))
-                      for e in answer()]
+        wire = [wire_pb2.WireEvent(type=e.type, data=e.data) for e in answer()]
+        if request.buffered:  # as inference sends a buffered answer: one batch
+            responses.append(inference_pb.GenerateResponse(events=wire_pb2.WireEvents(events=wire)))
+        else:
+            responses += [inference_pb.GenerateResponse(event=event) for event in wire]
         responses.append(inference_pb.GenerateResponse(timing=inference_pb.Timing(upstream_ms=12.5)))
         self.streams.append(Stream(responses))
         return self.streams[-1]
@@ -232,3 +235,13 @@ async def test_a_tenant_of_another_region_is_refused_and_nothing_is_kept_here():
         async for _ in p.stream(elsewhere, MessagesRequest(BODY, "2023-06-01")):
             pass
     assert refused.value.reason is Reason.WRONG_REGION and emitter.emitted == []
+
+
+async def test_a_buffered_answer_arrives_as_one_batch_and_is_assembled_whole():
+    calls, emitter = Calls(), Emitter()
+    p = pipeline(calls, emitter, in_process=True)
+    principal = await p.authenticate("sk-sluice-x", "messages")
+    assembled = await p.create(principal, MessagesRequest(BODY, "2023-06-01"), RequestInfo())
+    assert b"Hello there" in assembled.json() and b'"stop_reason":"end_turn"' in assembled.json().replace(b" ", b"")
+    (billing,) = emitter.of("billing")
+    assert billing.request.output_tokens == 2 and billing.request.upstream_ms == 12.5

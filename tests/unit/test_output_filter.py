@@ -308,3 +308,34 @@ def test_a_tool_calls_arguments_are_redacted_value_by_value_and_stay_json(block_
     delivered = json.loads("".join(_deltas(out, "input_json_delta", "partial_json")))
     assert delivered == {"a": "x\n[EMAIL_1]\n", "b": "[PAYMENT_CARD_1]", "c": [1, "ok"]}
     assert sorted(out_filter.verdict().rule_ids) == ["pii.email", "pii.payment-card"]
+
+
+async def test_a_buffered_answer_filtered_as_one_batch_releases_what_event_by_event_does():
+    """FilterOutput's batches (a buffered request's answer in one message) redact and release
+    exactly as its event-by-event stream does, and come back as one batch."""
+    from sluice.auth.v1 import principal_pb2
+    from sluice.llm.v1 import wire_pb2
+    from sluice.safety.core import PolicyStore, SafetyPolicy
+    from sluice.safety.v1 import safety_service_pb2 as pb
+
+    service = SafetyPolicy(PolicyStore(SHIPPED_POLICY_DIR))
+    principal = pb.FilterOutputRequest(principal=principal_pb2.Principal(tenant_id="acme"))
+    answer = _answer("Mail a@example.com, then b@example.com, then a@example.com again. " + "filler " * 30, 4)
+    wire = [wire_pb2.WireEvent(type=e.type, data=e.data) for e in answer]
+
+    one_by_one = [r async for r in service.filter_output(
+        _requests(principal, *(pb.FilterOutputRequest(event=w) for w in wire)))]
+    batched = [r async for r in service.filter_output(
+        _requests(principal, pb.FilterOutputRequest(events=wire_pb2.WireEvents(events=wire))))]
+
+    def events(responses):
+        out = []
+        for r in responses:
+            out += [r.event] if r.WhichOneof("part") == "event" else list(r.events.events) \
+                if r.WhichOneof("part") == "events" else []
+        return [(e.type, e.data) for e in out]
+
+    assert events(batched) == events(one_by_one) and b"[EMAIL_1]" in b"".join(d for _, d in events(batched))
+    assert [r.WhichOneof("part") for r in batched][-1] == "verdict"
+    assert all(r.WhichOneof("part") in ("events", "verdict") for r in batched)
+    assert batched[-1].verdict == one_by_one[-1].verdict

@@ -26,7 +26,7 @@ from sluice.llm.v1 import wire_pb2 as sluice_dot_llm_dot_v1_dot_wire__pb2
 from sluice.routing.v1 import candidate_pb2 as sluice_dot_routing_dot_v1_dot_candidate__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n+sluice/inference/v1/inference_service.proto\x12\x13sluice.inference.v1\x1a\x18sluice/llm/v1/wire.proto\x1a!sluice/routing/v1/candidate.proto\"\xd4\x01\n\x0fGenerateRequest\x12\x30\n\ncandidates\x18\x02 \x03(\x0b\x32\x1c.sluice.routing.v1.Candidate\x12+\n\x07request\x18\x03 \x01(\x0b\x32\x1a.sluice.llm.v1.WireRequest\x12\x14\n\x0c\x61llowed_geos\x18\x04 \x03(\t\x12\x10\n\x08priority\x18\x05 \x01(\x05\x12\x1a\n\x12\x63ontinue_midstream\x18\x06 \x01(\x08\x12\x10\n\x08\x62uffered\x18\x07 \x01(\x08J\x04\x08\x01\x10\x02R\x06params\"\xab\x01\n\x10GenerateResponse\x12)\n\x05\x65vent\x18\x02 \x01(\x0b\x32\x18.sluice.llm.v1.WireEventH\x00\x12/\n\x07\x61ttempt\x18\x03 \x01(\x0b\x32\x1c.sluice.inference.v1.AttemptH\x00\x12-\n\x06timing\x18\x04 \x01(\x0b\x32\x1b.sluice.inference.v1.TimingH\x00\x42\x06\n\x04partJ\x04\x08\x01\x10\x02\"\x1d\n\x06Timing\x12\x13\n\x0bupstream_ms\x18\x01 \x01(\x01\"\xa1\x01\n\x07\x41ttempt\x12\x11\n\tcandidate\x18\x01 \x01(\x05\x12\x12\n\ndeployment\x18\x02 \x01(\t\x12\x10\n\x08model_id\x18\x03 \x01(\t\x12\x0f\n\x07outcome\x18\x04 \x01(\t\x12\x0e\n\x06reason\x18\x05 \x01(\t\x12\r\n\x05hedge\x18\x06 \x01(\x08\x12\r\n\x05usage\x18\x07 \x01(\x0c\x12\x1e\n\x16time_to_first_event_ms\x18\x08 \x01(\x01\"\x89\x01\n\x12\x43ountTokensRequest\x12\x30\n\ncandidates\x18\x01 \x03(\x0b\x32\x1c.sluice.routing.v1.Candidate\x12+\n\x07request\x18\x02 \x01(\x0b\x32\x1a.sluice.llm.v1.WireRequest\x12\x14\n\x0c\x61llowed_geos\x18\x03 \x03(\t\"K\n\x13\x43ountTokensResponse\x12\x14\n\x0cinput_tokens\x18\x01 \x01(\x03\x12\x0c\n\x04\x62ody\x18\x02 \x01(\x0c\x12\x10\n\x08model_id\x18\x03 \x01(\t\"\x19\n\x17\x44\x65ploymentHealthRequest\"U\n\x18\x44\x65ploymentHealthResponse\x12\x39\n\x0b\x64\x65ployments\x18\x01 \x03(\x0b\x32$.sluice.inference.v1.DeploymentState\"\x80\x01\n\x0f\x44\x65ploymentState\x12\x12\n\ndeployment\x18\x01 \x01(\t\x12\x0f\n\x07\x62reaker\x18\x02 \x01(\t\x12\x12\n\nretry_in_s\x18\x03 \x01(\x01\x12\r\n\x05limit\x18\x04 \x01(\x05\x12\x11\n\tin_flight\x18\x05 \x01(\x05\x12\x12\n\nttft_p95_s\x18\x06 \x01(\x01\x32\xc0\x02\n\x10InferenceService\x12Y\n\x08Generate\x12$.sluice.inference.v1.GenerateRequest\x1a%.sluice.inference.v1.GenerateResponse0\x01\x12`\n\x0b\x43ountTokens\x12\'.sluice.inference.v1.CountTokensRequest\x1a(.sluice.inference.v1.CountTokensResponse\x12o\n\x10\x44\x65ploymentHealth\x12,.sluice.inference.v1.DeploymentHealthRequest\x1a-.sluice.inference.v1.DeploymentHealthResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n+sluice/inference/v1/inference_service.proto\x12\x13sluice.inference.v1\x1a\x18sluice/llm/v1/wire.proto\x1a!sluice/routing/v1/candidate.proto\"\xd4\x01\n\x0fGenerateRequest\x12\x30\n\ncandidates\x18\x02 \x03(\x0b\x32\x1c.sluice.routing.v1.Candidate\x12+\n\x07request\x18\x03 \x01(\x0b\x32\x1a.sluice.llm.v1.WireRequest\x12\x14\n\x0c\x61llowed_geos\x18\x04 \x03(\t\x12\x10\n\x08priority\x18\x05 \x01(\x05\x12\x1a\n\x12\x63ontinue_midstream\x18\x06 \x01(\x08\x12\x10\n\x08\x62uffered\x18\x07 \x01(\x08J\x04\x08\x01\x10\x02R\x06params\"\xd8\x01\n\x10GenerateResponse\x12)\n\x05\x65vent\x18\x02 \x01(\x0b\x32\x18.sluice.llm.v1.WireEventH\x00\x12/\n\x07\x61ttempt\x18\x03 \x01(\x0b\x32\x1c.sluice.inference.v1.AttemptH\x00\x12-\n\x06timing\x18\x04 \x01(\x0b\x32\x1b.sluice.inference.v1.TimingH\x00\x12+\n\x06\x65vents\x18\x05 \x01(\x0b\x32\x19.sluice.llm.v1.WireEventsH\x00\x42\x06\n\x04partJ\x04\x08\x01\x10\x02\"\x1d\n\x06Timing\x12\x13\n\x0bupstream_ms\x18\x01 \x01(\x01\"\xa1\x01\n\x07\x41ttempt\x12\x11\n\tcandidate\x18\x01 \x01(\x05\x12\x12\n\ndeployment\x18\x02 \x01(\t\x12\x10\n\x08model_id\x18\x03 \x01(\t\x12\x0f\n\x07outcome\x18\x04 \x01(\t\x12\x0e\n\x06reason\x18\x05 \x01(\t\x12\r\n\x05hedge\x18\x06 \x01(\x08\x12\r\n\x05usage\x18\x07 \x01(\x0c\x12\x1e\n\x16time_to_first_event_ms\x18\x08 \x01(\x01\"\x89\x01\n\x12\x43ountTokensRequest\x12\x30\n\ncandidates\x18\x01 \x03(\x0b\x32\x1c.sluice.routing.v1.Candidate\x12+\n\x07request\x18\x02 \x01(\x0b\x32\x1a.sluice.llm.v1.WireRequest\x12\x14\n\x0c\x61llowed_geos\x18\x03 \x03(\t\"K\n\x13\x43ountTokensResponse\x12\x14\n\x0cinput_tokens\x18\x01 \x01(\x03\x12\x0c\n\x04\x62ody\x18\x02 \x01(\x0c\x12\x10\n\x08model_id\x18\x03 \x01(\t\"\x19\n\x17\x44\x65ploymentHealthRequest\"U\n\x18\x44\x65ploymentHealthResponse\x12\x39\n\x0b\x64\x65ployments\x18\x01 \x03(\x0b\x32$.sluice.inference.v1.DeploymentState\"\x80\x01\n\x0f\x44\x65ploymentState\x12\x12\n\ndeployment\x18\x01 \x01(\t\x12\x0f\n\x07\x62reaker\x18\x02 \x01(\t\x12\x12\n\nretry_in_s\x18\x03 \x01(\x01\x12\r\n\x05limit\x18\x04 \x01(\x05\x12\x11\n\tin_flight\x18\x05 \x01(\x05\x12\x12\n\nttft_p95_s\x18\x06 \x01(\x01\x32\xc0\x02\n\x10InferenceService\x12Y\n\x08Generate\x12$.sluice.inference.v1.GenerateRequest\x1a%.sluice.inference.v1.GenerateResponse0\x01\x12`\n\x0b\x43ountTokens\x12\'.sluice.inference.v1.CountTokensRequest\x1a(.sluice.inference.v1.CountTokensResponse\x12o\n\x10\x44\x65ploymentHealth\x12,.sluice.inference.v1.DeploymentHealthRequest\x1a-.sluice.inference.v1.DeploymentHealthResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,21 +36,21 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GENERATEREQUEST']._serialized_start=130
   _globals['_GENERATEREQUEST']._serialized_end=342
   _globals['_GENERATERESPONSE']._serialized_start=345
-  _globals['_GENERATERESPONSE']._serialized_end=516
-  _globals['_TIMING']._serialized_start=518
-  _globals['_TIMING']._serialized_end=547
-  _globals['_ATTEMPT']._serialized_start=550
-  _globals['_ATTEMPT']._serialized_end=711
-  _globals['_COUNTTOKENSREQUEST']._serialized_start=714
-  _globals['_COUNTTOKENSREQUEST']._serialized_end=851
-  _globals['_COUNTTOKENSRESPONSE']._serialized_start=853
-  _globals['_COUNTTOKENSRESPONSE']._serialized_end=928
-  _globals['_DEPLOYMENTHEALTHREQUEST']._serialized_start=930
-  _globals['_DEPLOYMENTHEALTHREQUEST']._serialized_end=955
-  _globals['_DEPLOYMENTHEALTHRESPONSE']._serialized_start=957
-  _globals['_DEPLOYMENTHEALTHRESPONSE']._serialized_end=1042
-  _globals['_DEPLOYMENTSTATE']._serialized_start=1045
-  _globals['_DEPLOYMENTSTATE']._serialized_end=1173
-  _globals['_INFERENCESERVICE']._serialized_start=1176
-  _globals['_INFERENCESERVICE']._serialized_end=1496
+  _globals['_GENERATERESPONSE']._serialized_end=561
+  _globals['_TIMING']._serialized_start=563
+  _globals['_TIMING']._serialized_end=592
+  _globals['_ATTEMPT']._serialized_start=595
+  _globals['_ATTEMPT']._serialized_end=756
+  _globals['_COUNTTOKENSREQUEST']._serialized_start=759
+  _globals['_COUNTTOKENSREQUEST']._serialized_end=896
+  _globals['_COUNTTOKENSRESPONSE']._serialized_start=898
+  _globals['_COUNTTOKENSRESPONSE']._serialized_end=973
+  _globals['_DEPLOYMENTHEALTHREQUEST']._serialized_start=975
+  _globals['_DEPLOYMENTHEALTHREQUEST']._serialized_end=1000
+  _globals['_DEPLOYMENTHEALTHRESPONSE']._serialized_start=1002
+  _globals['_DEPLOYMENTHEALTHRESPONSE']._serialized_end=1087
+  _globals['_DEPLOYMENTSTATE']._serialized_start=1090
+  _globals['_DEPLOYMENTSTATE']._serialized_end=1218
+  _globals['_INFERENCESERVICE']._serialized_start=1221
+  _globals['_INFERENCESERVICE']._serialized_end=1541
 # @@protoc_insertion_point(module_scope)

@@ -25,14 +25,16 @@ class GenerateRequest(_message.Message):
     def __init__(self, candidates: _Optional[_Iterable[_Union[_candidate_pb2.Candidate, _Mapping]]] = ..., request: _Optional[_Union[_wire_pb2.WireRequest, _Mapping]] = ..., allowed_geos: _Optional[_Iterable[str]] = ..., priority: _Optional[int] = ..., continue_midstream: _Optional[bool] = ..., buffered: _Optional[bool] = ...) -> None: ...
 
 class GenerateResponse(_message.Message):
-    __slots__ = ("event", "attempt", "timing")
+    __slots__ = ("event", "attempt", "timing", "events")
     EVENT_FIELD_NUMBER: _ClassVar[int]
     ATTEMPT_FIELD_NUMBER: _ClassVar[int]
     TIMING_FIELD_NUMBER: _ClassVar[int]
+    EVENTS_FIELD_NUMBER: _ClassVar[int]
     event: _wire_pb2.WireEvent
     attempt: Attempt
     timing: Timing
-    def __init__(self, event: _Optional[_Union[_wire_pb2.WireEvent, _Mapping]] = ..., attempt: _Optional[_Union[Attempt, _Mapping]] = ..., timing: _Optional[_Union[Timing, _Mapping]] = ...) -> None: ...
+    events: _wire_pb2.WireEvents
+    def __init__(self, event: _Optional[_Union[_wire_pb2.WireEvent, _Mapping]] = ..., attempt: _Optional[_Union[Attempt, _Mapping]] = ..., timing: _Optional[_Union[Timing, _Mapping]] = ..., events: _Optional[_Union[_wire_pb2.WireEvents, _Mapping]] = ...) -> None: ...
 
 class Timing(_message.Message):
     __slots__ = ("upstream_ms",)

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18sluice/llm/v1/wire.proto\x12\rsluice.llm.v1\"N\n\x0bWireRequest\x12\x0c\n\x04\x62ody\x18\x01 \x01(\x0c\x12\x19\n\x11\x61nthropic_version\x18\x02 \x01(\t\x12\x16\n\x0e\x61nthropic_beta\x18\x03 \x03(\t\"\'\n\tWireEvent\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\")\n\x08TextEdit\x12\x0f\n\x07pointer\x18\x01 \x01(\t\x12\x0c\n\x04text\x18\x02 \x01(\tb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18sluice/llm/v1/wire.proto\x12\rsluice.llm.v1\"N\n\x0bWireRequest\x12\x0c\n\x04\x62ody\x18\x01 \x01(\x0c\x12\x19\n\x11\x61nthropic_version\x18\x02 \x01(\t\x12\x16\n\x0e\x61nthropic_beta\x18\x03 \x03(\t\"\'\n\tWireEvent\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\"6\n\nWireEvents\x12(\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x18.sluice.llm.v1.WireEvent\")\n\x08TextEdit\x12\x0f\n\x07pointer\x18\x01 \x01(\t\x12\x0c\n\x04text\x18\x02 \x01(\tb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,6 +35,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_WIREREQUEST']._serialized_end=121
   _globals['_WIREEVENT']._serialized_start=123
   _globals['_WIREEVENT']._serialized_end=162
-  _globals['_TEXTEDIT']._serialized_start=164
-  _globals['_TEXTEDIT']._serialized_end=205
+  _globals['_WIREEVENTS']._serialized_start=164
+  _globals['_WIREEVENTS']._serialized_end=218
+  _globals['_TEXTEDIT']._serialized_start=220
+  _globals['_TEXTEDIT']._serialized_end=261
 # @@protoc_insertion_point(module_scope)

@@ -1,8 +1,8 @@
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
-from collections.abc import Iterable as _Iterable
-from typing import ClassVar as _ClassVar, Optional as _Optional
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
@@ -23,6 +23,12 @@ class WireEvent(_message.Message):
     type: str
     data: bytes
     def __init__(self, type: _Optional[str] = ..., data: _Optional[bytes] = ...) -> None: ...
+
+class WireEvents(_message.Message):
+    __slots__ = ("events",)
+    EVENTS_FIELD_NUMBER: _ClassVar[int]
+    events: _containers.RepeatedCompositeFieldContainer[WireEvent]
+    def __init__(self, events: _Optional[_Iterable[_Union[WireEvent, _Mapping]]] = ...) -> None: ...
 
 class TextEdit(_message.Message):
     __slots__ = ("pointer", "text")

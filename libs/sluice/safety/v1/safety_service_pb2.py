@@ -27,7 +27,7 @@ from sluice.llm.v1 import wire_pb2 as sluice_dot_llm_dot_v1_dot_wire__pb2
 from sluice.safety.v1 import verdict_pb2 as sluice_dot_safety_dot_v1_dot_verdict__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n%sluice/safety/v1/safety_service.proto\x12\x10sluice.safety.v1\x1a\x1esluice/auth/v1/principal.proto\x1a\x18sluice/llm/v1/wire.proto\x1a\x1esluice/safety/v1/verdict.proto\"|\n\x11\x43heckInputRequest\x12,\n\tprincipal\x18\x01 \x01(\x0b\x32\x19.sluice.auth.v1.Principal\x12+\n\x07request\x18\x03 \x01(\x0b\x32\x1a.sluice.llm.v1.WireRequestJ\x04\x08\x02\x10\x03R\x06params\"\xb2\x01\n\x12\x43heckInputResponse\x12*\n\x07verdict\x18\x01 \x01(\x0b\x32\x19.sluice.safety.v1.Verdict\x12&\n\x05\x65\x64its\x18\x05 \x03(\x0b\x32\x17.sluice.llm.v1.TextEdit\x12\x15\n\rfilter_output\x18\x03 \x01(\x08\x12\x1a\n\x12output_batch_chars\x18\x04 \x01(\rJ\x04\x08\x02\x10\x03R\x0fredacted_params\"~\n\x13\x46ilterOutputRequest\x12.\n\tprincipal\x18\x01 \x01(\x0b\x32\x19.sluice.auth.v1.PrincipalH\x00\x12)\n\x05\x65vent\x18\x03 \x01(\x0b\x32\x18.sluice.llm.v1.WireEventH\x00\x42\x06\n\x04partJ\x04\x08\x02\x10\x03\"}\n\x14\x46ilterOutputResponse\x12)\n\x05\x65vent\x18\x03 \x01(\x0b\x32\x18.sluice.llm.v1.WireEventH\x00\x12,\n\x07verdict\x18\x02 \x01(\x0b\x32\x19.sluice.safety.v1.VerdictH\x00\x42\x06\n\x04partJ\x04\x08\x01\x10\x02\x32\xcb\x01\n\rSafetyService\x12W\n\nCheckInput\x12#.sluice.safety.v1.CheckInputRequest\x1a$.sluice.safety.v1.CheckInputResponse\x12\x61\n\x0c\x46ilterOutput\x12%.sluice.safety.v1.FilterOutputRequest\x1a&.sluice.safety.v1.FilterOutputResponse(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n%sluice/safety/v1/safety_service.proto\x12\x10sluice.safety.v1\x1a\x1esluice/auth/v1/principal.proto\x1a\x18sluice/llm/v1/wire.proto\x1a\x1esluice/safety/v1/verdict.proto\"|\n\x11\x43heckInputRequest\x12,\n\tprincipal\x18\x01 \x01(\x0b\x32\x19.sluice.auth.v1.Principal\x12+\n\x07request\x18\x03 \x01(\x0b\x32\x1a.sluice.llm.v1.WireRequestJ\x04\x08\x02\x10\x03R\x06params\"\xb2\x01\n\x12\x43heckInputResponse\x12*\n\x07verdict\x18\x01 \x01(\x0b\x32\x19.sluice.safety.v1.Verdict\x12&\n\x05\x65\x64its\x18\x05 \x03(\x0b\x32\x17.sluice.llm.v1.TextEdit\x12\x15\n\rfilter_output\x18\x03 \x01(\x08\x12\x1a\n\x12output_batch_chars\x18\x04 \x01(\rJ\x04\x08\x02\x10\x03R\x0fredacted_params\"\xab\x01\n\x13\x46ilterOutputRequest\x12.\n\tprincipal\x18\x01 \x01(\x0b\x32\x19.sluice.auth.v1.PrincipalH\x00\x12)\n\x05\x65vent\x18\x03 \x01(\x0b\x32\x18.sluice.llm.v1.WireEventH\x00\x12+\n\x06\x65vents\x18\x04 \x01(\x0b\x32\x19.sluice.llm.v1.WireEventsH\x00\x42\x06\n\x04partJ\x04\x08\x02\x10\x03\"\xaa\x01\n\x14\x46ilterOutputResponse\x12)\n\x05\x65vent\x18\x03 \x01(\x0b\x32\x18.sluice.llm.v1.WireEventH\x00\x12,\n\x07verdict\x18\x02 \x01(\x0b\x32\x19.sluice.safety.v1.VerdictH\x00\x12+\n\x06\x65vents\x18\x04 \x01(\x0b\x32\x19.sluice.llm.v1.WireEventsH\x00\x42\x06\n\x04partJ\x04\x08\x01\x10\x02\x32\xcb\x01\n\rSafetyService\x12W\n\nCheckInput\x12#.sluice.safety.v1.CheckInputRequest\x1a$.sluice.safety.v1.CheckInputResponse\x12\x61\n\x0c\x46ilterOutput\x12%.sluice.safety.v1.FilterOutputRequest\x1a&.sluice.safety.v1.FilterOutputResponse(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -38,10 +38,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CHECKINPUTREQUEST']._serialized_end=273
   _globals['_CHECKINPUTRESPONSE']._serialized_start=276
   _globals['_CHECKINPUTRESPONSE']._serialized_end=454
-  _globals['_FILTEROUTPUTREQUEST']._serialized_start=456
-  _globals['_FILTEROUTPUTREQUEST']._serialized_end=582
-  _globals['_FILTEROUTPUTRESPONSE']._serialized_start=584
-  _globals['_FILTEROUTPUTRESPONSE']._serialized_end=709
-  _globals['_SAFETYSERVICE']._serialized_start=712
-  _globals['_SAFETYSERVICE']._serialized_end=915
+  _globals['_FILTEROUTPUTREQUEST']._serialized_start=457
+  _globals['_FILTEROUTPUTREQUEST']._serialized_end=628
+  _globals['_FILTEROUTPUTRESPONSE']._serialized_start=631
+  _globals['_FILTEROUTPUTRESPONSE']._serialized_end=801
+  _globals['_SAFETYSERVICE']._serialized_start=804
+  _globals['_SAFETYSERVICE']._serialized_end=1007
 # @@protoc_insertion_point(module_scope)

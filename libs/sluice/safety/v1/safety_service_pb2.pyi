@@ -30,17 +30,21 @@ class CheckInputResponse(_message.Message):
     def __init__(self, verdict: _Optional[_Union[_verdict_pb2.Verdict, _Mapping]] = ..., edits: _Optional[_Iterable[_Union[_wire_pb2.TextEdit, _Mapping]]] = ..., filter_output: _Optional[bool] = ..., output_batch_chars: _Optional[int] = ...) -> None: ...
 
 class FilterOutputRequest(_message.Message):
-    __slots__ = ("principal", "event")
+    __slots__ = ("principal", "event", "events")
     PRINCIPAL_FIELD_NUMBER: _ClassVar[int]
     EVENT_FIELD_NUMBER: _ClassVar[int]
+    EVENTS_FIELD_NUMBER: _ClassVar[int]
     principal: _principal_pb2.Principal
     event: _wire_pb2.WireEvent
-    def __init__(self, principal: _Optional[_Union[_principal_pb2.Principal, _Mapping]] = ..., event: _Optional[_Union[_wire_pb2.WireEvent, _Mapping]] = ...) -> None: ...
+    events: _wire_pb2.WireEvents
+    def __init__(self, principal: _Optional[_Union[_principal_pb2.Principal, _Mapping]] = ..., event: _Optional[_Union[_wire_pb2.WireEvent, _Mapping]] = ..., events: _Optional[_Union[_wire_pb2.WireEvents, _Mapping]] = ...) -> None: ...
 
 class FilterOutputResponse(_message.Message):
-    __slots__ = ("event", "verdict")
+    __slots__ = ("event", "verdict", "events")
     EVENT_FIELD_NUMBER: _ClassVar[int]
     VERDICT_FIELD_NUMBER: _ClassVar[int]
+    EVENTS_FIELD_NUMBER: _ClassVar[int]
     event: _wire_pb2.WireEvent
     verdict: _verdict_pb2.Verdict
-    def __init__(self, event: _Optional[_Union[_wire_pb2.WireEvent, _Mapping]] = ..., verdict: _Optional[_Union[_verdict_pb2.Verdict, _Mapping]] = ...) -> None: ...
+    events: _wire_pb2.WireEvents
+    def __init__(self, event: _Optional[_Union[_wire_pb2.WireEvent, _Mapping]] = ..., verdict: _Optional[_Union[_verdict_pb2.Verdict, _Mapping]] = ..., events: _Optional[_Union[_wire_pb2.WireEvents, _Mapping]] = ...) -> None: ...

@@ -167,6 +167,9 @@ async def _events_of(call: Any, record: RequestRecord, info: RequestInfo) -> Asy
         part = response.WhichOneof("part")
         if part == "event":
             yield Event(response.event.type, response.event.data)
+        elif part == "events":  # a buffered request's answer, batched
+            for event in response.events.events:
+                yield Event(event.type, event.data)
         elif part == "attempt":
             record.attempt(response.attempt)
             if response.attempt.outcome == "served":
@@ -684,7 +687,7 @@ class Pipeline:
         if record.cache_origin:
             info.headers[headers.CACHE_ORIGIN] = record.cache_origin
         if safety.filter_output and refilter:
-            events = self._filter_output(record, _gather_text(events, safety.output_batch_chars))
+            events = self._filter_output(record, _gather_text(events, safety.output_batch_chars), buffered)
         return events, upstream
 
     async def _lookup(self, record: RequestRecord, route: routing_service_pb2.RouteResponse,
@@ -704,27 +707,40 @@ class Pipeline:
             log.warning("response cache lookup failed (bypassed): %s", err)
             return cache_service_pb2.LookupResponse(status="bypass", reason="store_unavailable")
 
-    async def _filter_output(self, record: RequestRecord, events: AsyncIterator[Event]) -> AsyncIterator[Event]:
-        """The answer through the safety service's output filter."""
+    async def _filter_output(self, record: RequestRecord, events: AsyncIterator[Event], buffered: bool = False
+                             ) -> AsyncIterator[Event]:
+        """The answer through the safety service's output filter; a buffered
+        request's answer goes (and comes back) as one batch, since its caller
+        waits for all of it anyway."""
         failure: list[BaseException] = []
 
         async def requests() -> AsyncIterator[safety_service_pb2.FilterOutputRequest]:
             yield safety_service_pb2.FilterOutputRequest(principal=record.principal)
+            batch: list[wire_pb2.WireEvent] = []
             try:
                 async for event in events:
-                    yield safety_service_pb2.FilterOutputRequest(
-                        event=wire_pb2.WireEvent(type=event.type, data=event.data))
+                    if buffered:
+                        batch.append(wire_pb2.WireEvent(type=event.type, data=event.data))
+                    else:
+                        yield safety_service_pb2.FilterOutputRequest(
+                            event=wire_pb2.WireEvent(type=event.type, data=event.data))
             except Exception as exc:  # noqa: BLE001 - the model's failure, raised below once the filter let go
                 # Ending the request stream lets the filter release what it holds.
                 failure.append(exc)
+            if batch:  # what came before a failure too: it is billed, so it is filtered and observed
+                yield safety_service_pb2.FilterOutputRequest(events=wire_pb2.WireEvents(events=batch))
 
         call = self._s.safety.FilterOutput(requests())
         try:
             async for response in call:
-                if response.WhichOneof("part") == "verdict":
-                    record.output_verdict = response.verdict
-                else:
+                part = response.WhichOneof("part")
+                if part == "event":
                     yield Event(response.event.type, response.event.data)
+                elif part == "events":
+                    for event in response.events.events:
+                        yield Event(event.type, event.data)
+                elif part == "verdict":
+                    record.output_verdict = response.verdict
         finally:
             call.cancel()
         if failure:

@@ -116,16 +116,36 @@ class SafetyPolicy:
         if first is None or first.WhichOneof("part") != "principal":
             raise SluiceError.bad_request("principal", "the first FilterOutput message must carry the principal")
         output = engine.OutputFilter(self.profile(first.principal))
+        batched = False
         async for request in requests:
-            if request.WhichOneof("part") != "event":
+            part = request.WhichOneof("part")
+            if part == "event":
+                for event in output.feed(Event(request.event.type, request.event.data)):
+                    yield pb.FilterOutputResponse(event=wire_pb2.WireEvent(type=event.type, data=event.data))
+            elif part == "events":  # a buffered answer's batch: what it releases goes back as one
+                batched = True
+                released = []
+                for sent in request.events.events:
+                    released += output.feed(Event(sent.type, sent.data))
+                    if output.stopped:
+                        break
+                if released:
+                    yield pb.FilterOutputResponse(events=_wire(released))
+            else:
                 raise SluiceError.bad_request("event", "after the principal, FilterOutput takes only events")
-            for event in output.feed(Event(request.event.type, request.event.data)):
-                yield pb.FilterOutputResponse(event=wire_pb2.WireEvent(type=event.type, data=event.data))
             if output.stopped:
                 break  # a block rule ended the answer; the caller stops the model
         else:
-            for event in output.close():
-                yield pb.FilterOutputResponse(event=wire_pb2.WireEvent(type=event.type, data=event.data))
+            held = output.close()
+            if batched and held:
+                yield pb.FilterOutputResponse(events=_wire(held))
+            else:
+                for event in held:
+                    yield pb.FilterOutputResponse(event=wire_pb2.WireEvent(type=event.type, data=event.data))
         verdict = output.verdict()
         _count(verdict)
         yield pb.FilterOutputResponse(verdict=verdict)
+
+
+def _wire(events: list[Event]) -> wire_pb2.WireEvents:
+    return wire_pb2.WireEvents(events=[wire_pb2.WireEvent(type=e.type, data=e.data) for e in events])
