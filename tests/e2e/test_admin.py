@@ -33,12 +33,13 @@ BODY = {"model": "claude-haiku-4-5", "max_tokens": 8, "messages": [{"role": "use
 
 @pytest.fixture(scope="module")
 def gateways(redis_url, tmp_path_factory):
-    """Two `all` processes (A, B) on the session Redis, with a tenant of their own."""
+    """Two gateways on the session Redis, with a tenant of their own: A an `all` process, B a
+    mesh (admin changes made through one reach the other, whatever its mode)."""
     tenant = "adm" + secrets.token_hex(3)
     clusters: list[SluiceCluster] = []
-    for name in ("a", "b"):
+    for name, mode in (("a", "all"), ("b", "mesh")):
         workdir = tmp_path_factory.mktemp(f"admin-{name}")
-        cluster = SluiceCluster("all", redis_url, workdir, simulator=clusters[0].simulator if clusters else None)
+        cluster = SluiceCluster(mode, redis_url, workdir, simulator=clusters[0].simulator if clusters else None)
         auth = cluster.config["auth"]
         auth["admin_tokens"] = [ADMIN_TOKEN]
         auth["decision_cache_ttl_seconds"] = CACHE_TTL_S
@@ -50,9 +51,14 @@ def gateways(redis_url, tmp_path_factory):
         cluster.stop()
 
 
+def admin_address(cluster: SluiceCluster) -> str:
+    """Where the admin API answers: the `all` process, or the auth process of a mesh."""
+    return cluster.config["services"]["auth"]["grpc"] if cluster.mode == "mesh" else cluster.grpc_address
+
+
 def cli(cluster: SluiceCluster, *args: str, token: str = ADMIN_TOKEN) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "sluice.runtime.cli", *args, "--target", cluster.grpc_address, "--admin-token", token],
+        [sys.executable, "-m", "sluice.runtime.cli", *args, "--target", admin_address(cluster), "--admin-token", token],
         capture_output=True, text=True, timeout=30)
 
 

@@ -20,11 +20,12 @@ pytestmark = pytest.mark.e2e
 LIMIT = 4  # requests per minute for the limited tenant's keys
 
 
-@pytest.fixture(scope="module")
-def edge(redis_url, tmp_path_factory):
-    """Sluice (`all`) with a tenant limited to LIMIT requests a minute, behind Envoy."""
-    workdir = tmp_path_factory.mktemp("envoy")
-    cluster = SluiceCluster("all", redis_url, workdir)
+@pytest.fixture(scope="module", params=["all", "mesh"])
+def edge(request, redis_url, tmp_path_factory):
+    """Sluice (both modes) with a tenant limited to LIMIT requests a minute, behind Envoy, whose
+    ext_authz and rate limit calls go to the auth service (its own process in a mesh)."""
+    workdir = tmp_path_factory.mktemp(f"envoy-{request.param}")
+    cluster = SluiceCluster(request.param, redis_url, workdir)
     tenant = "edge" + secrets.token_hex(3)
     limited_key = f"sk-sluice-lim{secrets.token_hex(3)}-{secrets.token_hex(24)}"
     auth = cluster.config["auth"]
@@ -32,7 +33,8 @@ def edge(redis_url, tmp_path_factory):
                                "limits": {"key": {"requests_per_minute": LIMIT}}}
     auth["seed_keys"].append({"key": limited_key, "tenant": tenant})
     cluster.start()
-    proxy = EnvoyProcess(workdir, auth_grpc=cluster.grpc_address, gateway_grpc=cluster.grpc_address,
+    auth_grpc = cluster.config["services"]["auth"]["grpc"] if request.param == "mesh" else cluster.grpc_address
+    proxy = EnvoyProcess(workdir, auth_grpc=auth_grpc, gateway_grpc=cluster.grpc_address,
                          gateway_http=f"127.0.0.1:{cluster.http_port}").start()
     yield cluster, proxy, limited_key
     proxy.stop()

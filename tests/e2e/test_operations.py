@@ -30,8 +30,10 @@ def test_every_service_reports_health_and_reflection(cluster):
             assert any(s.startswith(f"sluice.{name}.v1.") for s in listed), listed
 
 
-def test_sigterm_lets_an_in_flight_stream_finish(redis_url, tmp_path):
-    running = SluiceCluster("all", redis_url, tmp_path).start()
+@pytest.mark.parametrize("mode", ["all", "mesh"])
+def test_sigterm_lets_an_in_flight_stream_finish(mode, redis_url, tmp_path):
+    running = SluiceCluster(mode, redis_url, tmp_path).start()
+    gateway = running.procs["all" if mode == "all" else "gateway"]
     try:
         client = sdk(running.http_base, running.api_key)
         got_first = threading.Event()
@@ -43,11 +45,11 @@ def test_sigterm_lets_an_in_flight_stream_finish(redis_url, tmp_path):
                 chunks.append(text)
                 if not got_first.is_set():
                     got_first.set()
-                    running.procs["all"].send_signal(signal.SIGTERM)
+                    gateway.send_signal(signal.SIGTERM)
             final = stream.get_final_message()
         assert final.stop_reason == "end_turn"
         # All 30 words arrived, in more than one piece: the signal came mid-stream.
         assert len("".join(chunks).split()) == 30 and len(chunks) > 1
-        assert running.procs["all"].wait(10) == 0
+        assert gateway.wait(10) == 0
     finally:
         running.stop()

@@ -24,8 +24,10 @@ def two_gateways(redis_url, tmp_path_factory):
     tenant = "race" + secrets.token_hex(3)
     key = f"sk-sluice-race{secrets.token_hex(3)}-{secrets.token_hex(24)}"
     clusters: list[SluiceCluster] = []
-    for name in ("a", "b"):
-        cluster = SluiceCluster("all", redis_url, tmp_path_factory.mktemp(f"race-{name}"),
+    # One gateway of each mode on the same Redis: the limit holds across replicas whatever their
+    # mode (two meshes would be twelve processes under 200 clients on two cores).
+    for name, mode in (("a", "all"), ("b", "mesh")):
+        cluster = SluiceCluster(mode, redis_url, tmp_path_factory.mktemp(f"race-{name}"),
                                 simulator=clusters[0].simulator if clusters else None)
         auth = cluster.config["auth"]
         auth["tenants"][tenant] = {"tier": "standard", "region": "local",

@@ -18,9 +18,9 @@ TPM = 6_000  # refills 0.1 token per ms: slow enough to read reservations from
 MAX_TOKENS = 4_000
 
 
-@pytest.fixture(scope="module")
-def metered(redis_url, tmp_path_factory):
-    cluster = SluiceCluster("all", redis_url, tmp_path_factory.mktemp("settle"))
+@pytest.fixture(scope="module", params=["all", "mesh"])
+def metered(request, redis_url, tmp_path_factory):
+    cluster = SluiceCluster(request.param, redis_url, tmp_path_factory.mktemp(f"settle-{request.param}"))
     tenant = "tpm" + secrets.token_hex(3)
     keys = {case: f"sk-sluice-{case}{secrets.token_hex(3)}-{secrets.token_hex(24)}"
             for case in ("done", "failed", "cancel")}

@@ -44,9 +44,9 @@ profiles:
 """
 
 
-@pytest.fixture(scope="module")
-def gateway(tmp_path_factory, kafka_bootstrap):
-    work = tmp_path_factory.mktemp("safety")
+@pytest.fixture(scope="module", params=["all", "mesh"])
+def gateway(request, tmp_path_factory, kafka_bootstrap):
+    work = tmp_path_factory.mktemp(f"safety-{request.param}")
     policies = work / "policies"
     policies.mkdir()
     shutil.copy(SHIPPED_POLICY_DIR / "standard.yaml", policies / "standard.yaml")
@@ -58,8 +58,9 @@ def gateway(tmp_path_factory, kafka_bootstrap):
         "probe": {"region": REGION, "safety_profile": "probe"},
         "lost": {"region": REGION, "safety_profile": "no-such-profile"},
     }
-    cluster = SluiceCluster("all", "memory://", work, region=REGION, kafka_bootstrap=kafka_bootstrap,
-                            tenants={t: {"tier": "standard", **c} for t, c in tenants.items()}, name="safety")
+    cluster = SluiceCluster(request.param, "memory://", work, region=REGION, kafka_bootstrap=kafka_bootstrap,
+                            tenants={t: {"tier": "standard", **c} for t, c in tenants.items()},
+                            name=f"safety-{request.param}")
     cluster.config["safety"] = {"policy_dir": str(policies), "reload_interval_seconds": 0.2}
     cluster.policies = policies
     cluster.start()
@@ -191,11 +192,11 @@ def test_the_policy_folder_is_reloaded_while_serving_and_a_bad_edit_changes_noth
     assert _post(gateway, "probe", "about blue falcon").status_code == 403
 
     probe.write_text(PROBE_PACK.format(version="2", action="obliterate"))
-    wait_until(lambda: "policy reload rejected" in gateway.log_text("all"), 10, "the bad edit to be rejected")
+    wait_until(lambda: "policy reload rejected" in gateway.log_text("all" if gateway.mode == "all" else "safety"), 10, "the bad edit to be rejected")
     refused = _post(gateway, "probe", "about blue falcon")
     assert refused.status_code == 403 and "probe@1#" in refused.json()["error"]["message"]
 
     probe.write_text(PROBE_PACK.format(version="3", action="allow"))
     wait_until(lambda: _post(gateway, "probe", "about blue falcon").status_code == 200, 10,
                "the good edit to take over")
-    assert "probe@3#" in gateway.log_text("all")
+    assert "probe@3#" in gateway.log_text("all" if gateway.mode == "all" else "safety")

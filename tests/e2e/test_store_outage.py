@@ -9,6 +9,7 @@ import httpx
 import pytest
 
 from tests.e2e.helpers import wait_until
+from tests.infra.processes import free_port
 from tests.infra.redis_server import LocalRedis
 from tests.infra.sluice_cluster import SluiceCluster
 
@@ -30,13 +31,19 @@ def _post(base: str, key: str) -> httpx.Response:
 
 
 def _store_up(cluster: SluiceCluster) -> float:
-    text = httpx.get(f"http://127.0.0.1:{cluster.metrics_port}/metrics", timeout=5).text
+    """auth's gauge: the `all` process's metrics, or the auth process's in a mesh."""
+    where = cluster.config["services"]["auth"].get("metrics") or f"127.0.0.1:{cluster.metrics_port}"
+    text = httpx.get(f"http://{where}/metrics", timeout=5).text
     line = next(line for line in text.splitlines() if line.startswith("sluice_quota_store_up "))
     return float(line.split()[1])
 
 
-def test_fail_open_keeps_serving_fail_closed_refuses_and_both_recover(own_redis, tmp_path):
-    cluster = SluiceCluster("all", own_redis.url, tmp_path)
+@pytest.mark.parametrize("mode", ["all", "mesh"])
+def test_fail_open_keeps_serving_fail_closed_refuses_and_both_recover(mode, own_redis, tmp_path):
+    cluster = SluiceCluster(mode, own_redis.url, tmp_path)
+    if mode == "mesh":  # the quota store is auth's: read its own metrics
+        cluster.config["services"]["auth"]["metrics"] = f"127.0.0.1:{free_port()}"
+    process = "all" if mode == "all" else "auth"
     strict_key = f"sk-sluice-strict{secrets.token_hex(2)}-{secrets.token_hex(24)}"
     auth = cluster.config["auth"]
     auth["tiers"]["standard"]["when_store_down"] = "fail_open"
@@ -71,8 +78,8 @@ def test_fail_open_keeps_serving_fail_closed_refuses_and_both_recover(own_redis,
                    what="the fail_closed tenant to be served again after Redis came back")
         assert _store_up(cluster) == 1
         assert _post(cluster.http_base, cluster.api_key).status_code == 200
-        assert cluster.procs["all"].poll() is None
-        assert "quota store unreachable" in cluster.log_text("all")
-        assert "quota store reachable again" in cluster.log_text("all")
+        assert all(proc.poll() is None for proc in cluster.procs.values())
+        assert "quota store unreachable" in cluster.log_text(process)
+        assert "quota store reachable again" in cluster.log_text(process)
     finally:
         cluster.stop()
