@@ -26,7 +26,7 @@ from sluice.auth.v1 import principal_pb2
 from sluice.config.settings import SinksSettings
 from sluice.events.emitter import EventEmitter
 from sluice.events.kafka_forwarder import KafkaForwarder
-from sluice.events.records import dead_letter_topic, region_topics, topic
+from sluice.events.records import region_topics
 from sluice.events.spool import Spool
 from sluice.events.v1 import events_pb2 as ev
 from sluice.gateway.accounting import EventRecorder, RequestRecord

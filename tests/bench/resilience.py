@@ -101,7 +101,7 @@ def run(workdir: Path, redis_url: str, requests: int = 400, concurrency: int = 1
     plain = {"resilience": {"attempts_per_candidate": 1, "hedging": False, "circuit_breakers": False,
                             "adaptive_concurrency": False}}
     clusters = {
-        "no resilience": SluiceCluster("all", f"memory://bench-r0", _dir(workdir, "r0"), simulator=simulator,
+        "no resilience": SluiceCluster("all", "memory://bench-r0", _dir(workdir, "r0"), simulator=simulator,
                                        log_level="WARNING", overrides={"inference": plain,
                                                                        "routing": {"max_candidates": 1}}),
         "sluice": SluiceCluster("all", "memory://bench-r1", _dir(workdir, "r1"), simulator=simulator,

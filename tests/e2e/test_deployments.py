@@ -25,7 +25,7 @@ import pytest
 from sluice.events.v1 import events_pb2 as ev
 from sluice.inference.v1 import inference_service_pb2 as inference_pb
 from sluice.inference.v1 import inference_service_pb2_grpc as inference_grpc
-from tests.e2e.helpers import calls, record_of, records, route, sdk, user, wait_until
+from tests.e2e.helpers import calls, record_of, route, sdk, user, wait_until
 from tests.infra.google_credentials import write_service_account
 from tests.infra.node_sdk import run_ts
 from tests.infra.sluice_cluster import UNREACHABLE_LIMITS, SimulatorProcess, SluiceCluster

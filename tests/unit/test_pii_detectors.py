@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import time
 import unicodedata
-from collections import Counter
 from collections.abc import Callable
 
 import phonenumbers

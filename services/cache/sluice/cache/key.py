@@ -29,6 +29,8 @@ from typing import Any
 
 import orjson
 
+from sluice.auth.v1 import principal_pb2
+
 _IGNORED = frozenset({"model", "stream", "metadata", "service_tier", "inference_geo", "cache_control"})
 # Tool types the client runs (its own, and Anthropic-defined ones it
 # executes): anything else is run by the provider.
