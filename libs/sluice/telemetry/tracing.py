@@ -226,17 +226,17 @@ def detach(token: object) -> None:
     otel_context.detach(token)  # type: ignore[arg-type]
 
 
-async def stepping(stream: AsyncIterator[T], context: otel_context.Context | None) -> AsyncIterator[T]:
+def stepping(stream: AsyncIterator[T], context: otel_context.Context | None) -> AsyncIterator[T]:
     """The items of `stream` with `context` (see `in_context`) current while
     the stream produces each one, and not while the consumer handles it
     (between steps a generator runs in its consumer's context, so a span
     attached across a yield would leak into the consumer and could not be
-    detached). `stream` itself when `context` is None. The caller closes
-    `stream`."""
-    if context is None:
-        async for item in stream:
-            yield item
-        return
+    detached). `stream` itself when `context` is None (no layer per item
+    when tracing is off). The caller closes `stream`."""
+    return stream if context is None else _stepping(stream, context)
+
+
+async def _stepping(stream: AsyncIterator[T], context: otel_context.Context) -> AsyncIterator[T]:
     while True:
         token = otel_context.attach(context)
         try:
