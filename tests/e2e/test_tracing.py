@@ -17,14 +17,14 @@ import httpx
 import pytest
 
 from sluice.gateway.v1 import gateway_service_pb2 as pb
+from sluice.services import REQUEST_PATH
 from tests.e2e.helpers import gateway_stub, grpc_params, record_of, sdk, user
 from tests.infra.jaeger import JaegerProcess, Span, services_of, spans_of
 from tests.infra.sluice_cluster import SluiceCluster
 
 pytestmark = pytest.mark.e2e
 
-MESH_SERVICES = {"sluice-gateway", "sluice-auth", "sluice-safety", "sluice-cache", "sluice-routing",
-                 "sluice-inference"}
+MESH_SERVICES = {f"sluice-{name}" for name in REQUEST_PATH}  # service.name of each mesh process
 
 
 @pytest.fixture(scope="module")

@@ -15,9 +15,10 @@ import grpc
 import yaml
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from sluice.services import REQUEST_PATH
 from tests.infra.processes import free_port, stop_process, wait_for_port
 
-MESH_SERVICES = ("auth", "safety", "cache", "routing", "inference", "gateway")
+MESH_SERVICES = REQUEST_PATH  # a mesh: one process per request-path service
 # Fast by default so tests spend little time waiting on the fake model.
 TEST_SIMULATOR = {"time_to_first_token_ms": 5, "inter_token_ms": 1, "output_tokens": 24}
 

@@ -28,8 +28,9 @@ from pydantic import (
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from sluice.resilience.classes import class_fractions
+from sluice.services import SERVICES
 
-SERVICE_NAMES = ("gateway", "auth", "safety", "cache", "routing", "inference", "simulator", "sinks")
+SERVICE_NAMES = SERVICES  # an endpoint each, default ports in this order
 _ADDRESS = re.compile(r"^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9_.-]+):\d{1,5}$")
 
 

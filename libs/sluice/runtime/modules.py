@@ -24,25 +24,17 @@ from google.protobuf import descriptor as _descriptor
 from sluice.config import Settings
 from sluice.rpc.client import PropagatingStub, insecure_channel
 from sluice.rpc.registry import ServiceRegistry
+from sluice.services import REQUEST_PATH, SERVICES, module_path
 
 log = logging.getLogger(__name__)
 
-# Service name -> module path. `all` is every service on the request path:
-# not the simulator, which stands in for a provider, nor the sinks, which run
-# once per region beside that region's Kafka (or, with no Kafka configured, in
-# the gateway's process on its local event spool: `make run` serves
-# all,simulator,sinks).
-MODULE_PATHS = {
-    "auth": "sluice.auth.module",
-    "safety": "sluice.safety.module",
-    "cache": "sluice.cache.module",
-    "routing": "sluice.routing.module",
-    "inference": "sluice.inference.module",
-    "gateway": "sluice.gateway.module",
-    "simulator": "sluice.simulator.module",
-    "sinks": "sluice.sinks.module",
-}
-ALL = ("auth", "safety", "cache", "routing", "inference", "gateway")
+# Service name -> module path, from the one list (sluice.services). `all` is
+# the request path: not the simulator, which stands in for a provider, nor
+# the sinks, which run once per region beside that region's Kafka (or, with
+# no Kafka configured, in the gateway's process on its local event spool:
+# `make run` serves all,simulator,sinks).
+MODULE_PATHS = {name: module_path(name) for name in SERVICES}
+ALL = REQUEST_PATH
 
 
 @dataclass(frozen=True)
