@@ -85,6 +85,10 @@ chaos: $(STAMP) deps ## randomly failing and slowing deployments: no request los
 bench: $(STAMP) ## direct-to-simulator vs through Sluice (all, mesh), JSON and SSE
 	$(BIN)/python -m tests.bench
 
+.PHONY: bench-peers
+bench-peers: $(STAMP) ## Sluice `all` vs LiteLLM (pinned, own venv in .cache/peers) on one simulator: CPU per request
+	$(BIN)/python -m tests.bench.peers
+
 .PHONY: lock
 lock: ## re-resolve dependencies from pyproject.toml into requirements.lock
 	rm -rf /tmp/sluice-lock && $(PYTHON) -m venv /tmp/sluice-lock

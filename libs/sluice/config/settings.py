@@ -49,14 +49,29 @@ def _check_address(value: str) -> str:
 
 
 class Endpoint(_Section):
-    """Where one service listens (its own process) or is reached (from others)."""
+    """Where one service is reached (from others) and where it listens (its own process)."""
 
-    # gRPC address, host:port. Port 0 picks a free port (tests).
+    # gRPC address others dial, host:port (a Kubernetes Service name in a
+    # cluster). Port 0 picks a free port (tests).
     grpc: str
+    # Where the service's own process binds its gRPC server, host:port;
+    # empty: `grpc` (one address for both, as on one machine). In a pod:
+    # 0.0.0.0:50051 while others dial the Service's name.
+    listen: str = ""
     # Prometheus /metrics and /healthz for the process, host:port; empty = off.
     metrics: str = ""
 
     _v_grpc = field_validator("grpc")(_check_address)
+
+    @field_validator("listen")
+    @classmethod
+    def _v_listen(cls, value: str) -> str:
+        return _check_address(value) if value else value
+
+    @property
+    def bind(self) -> str:
+        """The address the service's own process listens on."""
+        return self.listen or self.grpc
 
     @field_validator("metrics")
     @classmethod

@@ -87,7 +87,7 @@ class SluiceProcess:
             await module.init(self.runtime)
         endpoint = self.settings.services[self.primary]
         if self.runtime.registry.service_names:
-            self.grpc = GrpcServer(self.runtime.registry, endpoint.grpc, self.settings.server.max_message_bytes)
+            self.grpc = GrpcServer(self.runtime.registry, endpoint.bind, self.settings.server.max_message_bytes)
             await self.grpc.start()
         sites = list(self.runtime.http_sites)
         if endpoint.metrics:
