@@ -191,3 +191,22 @@ def test_a_response_cache_hit_costs_nothing_and_records_the_saving(tmp_path):
     failed.candidates, failed.cache_status = [_candidate("claude-opus-4-7", 5)], "hit"
     _stream(failed, "claude-opus-4-7", ["4"], {"input_tokens": 1000, "output_tokens": 100})
     assert _recorded(tmp_path / "f", failed, ev.OUTCOME_ERROR, "UPSTREAM_ERROR")[0].request.cache.saved_usd == 0
+
+
+def test_one_pricing_rule_in_whole_micro_usd_rounded_up():
+    """Spend limits, billing and routing's estimates share cost_micro_usd: integer micro-USD,
+    rounded up, without float noise turning an exact price into one micro-USD more."""
+    from sluice.catalog.pricing import cost_micro_usd, usd
+    from sluice.llm.v1 import messages_pb2
+
+    class P:
+        input, output, cache_write_5m, cache_write_1h, cache_read = 0.1, 15.0, 3.75, 6.0, 0.3
+        server_tool_use = {"web_search_requests": 0.01}
+
+    assert cost_micro_usd(messages_pb2.Usage(input_tokens=3), P) == 1  # 0.3 micro-USD -> 1
+    assert cost_micro_usd(messages_pb2.Usage(input_tokens=30), P) == 3  # 3.0000000000000004 is 3
+    usage = messages_pb2.Usage(input_tokens=1000, output_tokens=200, cache_read_input_tokens=800)
+    usage.server_tool_use["web_search_requests"] = 2
+    micro = cost_micro_usd(usage, P)
+    assert isinstance(micro, int) and micro == 100 + 3000 + 240 + 20_000
+    assert usd(micro) == pytest.approx(0.02334)

@@ -11,6 +11,7 @@ priced per request from the catalog (usage.server_tool_use).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Protocol
 
@@ -28,8 +29,10 @@ class Prices(Protocol):
     server_tool_use: Mapping[str, float]
 
 
-def cost_micro_usd(usage: messages_pb2.Usage, prices: Prices) -> float:
-    """Micro-USD for this usage at these prices (a float; spend limits round up)."""
+def cost_micro_usd(usage: messages_pb2.Usage, prices: Prices) -> int:
+    """What `usage` costs at `prices`, in whole micro-USD, rounded up: the one
+    pricing rule, for spend limits (auth), billing records (the gateway) and
+    cost estimates (routing). Records carry USD as `usd(micro)`."""
     created = usage.cache_creation_input_tokens
     five = hour = 0
     if usage.HasField("cache_creation"):
@@ -42,12 +45,13 @@ def cost_micro_usd(usage: messages_pb2.Usage, prices: Prices) -> float:
              + usage.cache_read_input_tokens * prices.cache_read)
     for kind, count in usage.server_tool_use.items():
         micro += count * prices.server_tool_use.get(kind, 0.0) * 1_000_000
-    return micro
+    # Rounded up past float noise (3 x 0.1 is 0.30000000000000004, not a micro-USD more).
+    return math.ceil(round(micro, 6))
 
 
-def cost_usd(usage: messages_pb2.Usage, prices: Prices) -> float:
-    """USD for this usage at these prices."""
-    return cost_micro_usd(usage, prices) / 1_000_000
+def usd(micro: int) -> float:
+    """Micro-USD as USD (the unit billing records and metrics carry)."""
+    return micro / 1_000_000
 
 
 def split_cache_writes(written: int, breakpoints: list[tuple[int, str]]) -> tuple[int, int]:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import secrets
 import time
 from collections.abc import Callable
@@ -51,11 +50,6 @@ class _Named:
 def usage_tokens(usage: messages_pb2.Usage) -> int:
     return (usage.input_tokens + usage.cache_creation_input_tokens + usage.cache_read_input_tokens
             + usage.output_tokens)
-
-
-def spend_micro_usd(prices: Prices, usage: messages_pb2.Usage) -> int:
-    """Spend charged against budgets: the billing price, rounded up to a micro-USD."""
-    return math.ceil(cost_micro_usd(usage, prices))
 
 
 class StoreHealth:
@@ -134,7 +128,7 @@ class QuotaKeeper:
                                       output_tokens=request.max_output_tokens)
         reservation = pb.Reservation(
             lease_id=secrets.token_hex(8), tokens=usage_tokens(estimate),
-            spend_micro_usd=spend_micro_usd(self._prices(request.model), estimate),
+            spend_micro_usd=cost_micro_usd(estimate, self._prices(request.model)),
             day=now.strftime("%Y%m%d"), month=now.strftime("%Y%m"),
         )
         reported = await self._decide(request.principal, reservation, now, charge=True)
@@ -201,7 +195,7 @@ class QuotaKeeper:
         caller logs them and the lease expires on its own."""
         reserved = request.reservation
         used = pb.Reservation(tokens=usage_tokens(request.usage),
-                              spend_micro_usd=spend_micro_usd(self._prices(request.model), request.usage),
+                              spend_micro_usd=cost_micro_usd(request.usage, self._prices(request.model)),
                               day=reserved.day, month=reserved.month)
         now = self._clock()
         limits = self._limits_for(request.principal.tenant_id)

@@ -23,7 +23,7 @@ from typing import Any
 
 from sluice.auth.v1 import auth_service_pb2, principal_pb2
 from sluice.cache.v1 import prefix_pb2
-from sluice.catalog.pricing import cost_usd, split_cache_writes
+from sluice.catalog.pricing import cost_micro_usd, split_cache_writes, usd
 from sluice.events.emitter import EventEmitter
 from sluice.events.v1 import events_pb2 as ev
 from sluice.inference.v1 import inference_service_pb2 as inference_pb
@@ -284,7 +284,7 @@ class EventRecorder:
                     # Listed before the one that answered: tried and given up on.
                     summary.fallbacks.append(candidate.model_id)
         if served is not None:
-            summary.cost_usd = cost_usd(usage, served.prices)
+            summary.cost_usd = usd(cost_micro_usd(usage, served.prices))
         _cache_record(record, summary, served)
         estimate = record.request.estimated_input_tokens()
         continuing = False
@@ -310,7 +310,7 @@ def _cache_record(record: RequestRecord, summary: ev.RequestSummary,
     cache.stored = record.cache_stored
     prices = served.prices if served is not None else (record.candidates[0].prices if record.candidates else None)
     if record.from_cache and prices is not None and summary.outcome == ev.OUTCOME_OK:
-        cache.saved_usd = cost_usd(record.answer_usage(), prices)
+        cache.saved_usd = usd(cost_micro_usd(record.answer_usage(), prices))
         metrics.CACHE_SAVED_USD.labels("response").inc(cache.saved_usd)
     if record.prefix is not None:
         cache.warnings.extend(record.prefix.warnings)
@@ -356,11 +356,11 @@ def _attempt_record(record: RequestRecord, attempt: inference_pb.Attempt, estima
     if attempt.outcome == "cancelled":
         if not usage.input_tokens:
             usage.input_tokens = estimate
-        out.cost_usd = cost_usd(usage, prices)
+        out.cost_usd = usd(cost_micro_usd(usage, prices))
     elif attempt.outcome == "served" and continuing:
-        out.cost_usd = cost_usd(m.Usage(input_tokens=usage.input_tokens,
-                                        cache_creation_input_tokens=usage.cache_creation_input_tokens,
-                                        cache_read_input_tokens=usage.cache_read_input_tokens), prices)
+        out.cost_usd = usd(cost_micro_usd(m.Usage(input_tokens=usage.input_tokens,
+                                                  cache_creation_input_tokens=usage.cache_creation_input_tokens,
+                                                  cache_read_input_tokens=usage.cache_read_input_tokens), prices))
     return out
 
 

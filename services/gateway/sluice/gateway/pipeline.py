@@ -31,7 +31,7 @@ import grpc
 from sluice.auth.v1 import auth_service_pb2, principal_pb2
 from sluice.cache.v1 import cache_service_pb2
 from sluice.events.v1 import events_pb2
-from sluice.catalog.pricing import cost_usd
+from sluice.catalog.pricing import cost_micro_usd, usd
 from sluice.gateway.accounting import COUNT_TOKENS, MESSAGES, EventRecorder, RequestRecord
 from sluice.gateway import observe
 from sluice.gateway.flights import Flight, Flights
@@ -787,7 +787,7 @@ class Pipeline:
             usage = record.answer_usage()
             answer = cache_service_pb2.CachedAnswer(
                 events=delivered, origin_request_id=record.request_id, policy_version=policy, input_digest=digest,
-                model=record.served_model, usage=usage, cost_usd=cost_usd(usage, served.prices))
+                model=record.served_model, usage=usage, cost_usd=usd(cost_micro_usd(usage, served.prices)))
             answer.stored_at.GetCurrentTime()
             record.cache_stored = stored = True
             self._later(self._store(cache_service_pb2.StoreRequest(principal=record.principal, key=key,

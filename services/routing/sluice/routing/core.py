@@ -45,7 +45,7 @@ import orjson
 from sluice.auth.v1 import principal_pb2
 from sluice.catalog import Catalog, ModelEntry, models_api
 from sluice.catalog.deployments import Deployments, Serving
-from sluice.catalog.pricing import cost_usd
+from sluice.catalog.pricing import cost_micro_usd, usd
 from sluice.llm.v1 import messages_pb2, wire_pb2
 from sluice.routing import features as feats
 from sluice.routing import policy as pol
@@ -436,7 +436,7 @@ def estimate_cost(prices: candidate_pb2.Prices, input_tokens: int, output_tokens
     warm = min(warm_tokens, input_tokens)
     usage = messages_pb2.Usage(input_tokens=input_tokens - warm, cache_read_input_tokens=warm,
                                output_tokens=output_tokens)
-    return cost_usd(usage, prices)
+    return usd(cost_micro_usd(usage, prices))
 
 
 _CHILDREN: dict[tuple[object, ...], object] = {}
