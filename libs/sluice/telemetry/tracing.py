@@ -35,7 +35,7 @@ from typing import Any, TypeVar
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
-from opentelemetry.trace import NonRecordingSpan, Span, SpanKind, Status, StatusCode
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from sluice.telemetry import metrics
@@ -137,12 +137,6 @@ def shutdown() -> None:
     if provider is not None:
         provider.force_flush(5000)
         provider.shutdown()
-
-
-def force_flush(timeout_ms: int = 5000) -> None:
-    """Exports what is queued now (tests, and before a process exits)."""
-    if _provider is not None:
-        _provider.force_flush(timeout_ms)
 
 
 def tracer() -> trace.Tracer:
@@ -248,10 +242,6 @@ async def _stepping(stream: AsyncIterator[T], context: otel_context.Context) -> 
         yield item
 
 
-def current() -> Span:
-    return trace.get_current_span()
-
-
 def in_context(span: Span | None) -> otel_context.Context | None:
     """A context holding `span` (None for None)."""
     return trace.set_span_in_context(span) if span is not None else None
@@ -269,7 +259,3 @@ def fail(span: Span, error_type: str, message: str = "") -> None:
     if span.is_recording():
         span.set_attribute(ERROR_TYPE, error_type)
         span.set_status(Status(StatusCode.ERROR, message[:200]))
-
-
-def non_recording() -> Span:
-    return NonRecordingSpan(trace.INVALID_SPAN_CONTEXT)

@@ -67,7 +67,6 @@ class RequestRecord:
         # Milliseconds waited on upstream models, as inference reported
         # them at the end of a served stream; None when it did not.
         self.upstream_ms: float | None = None
-        self.span_ended = False
         # The answer's stop_reason, once its message_delta came.
         self.stop_reason = ""
         self.refusal_reason = ""

@@ -141,4 +141,3 @@ def _end_span(span: Any, record: RequestRecord, summary: events_pb2.RequestSumma
         if error_type:
             tracing.fail(span, error_reason or error_type)
     span.end()
-    record.span_ended = True
