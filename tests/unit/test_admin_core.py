@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from sluice.auth import tenant_codec
+from sluice.config import tenant_codec
 from sluice.auth.core import Authenticator
 from sluice.auth.key_admin import KeyAdmin
 from sluice.auth.keystore import RedisKeyStore

@@ -54,3 +54,11 @@ def test_auths_cores_do_not_see_the_redis_client_library():
     leaks = [f"{name} imports {imported}" for name in ("core.py", "quota.py")
              for imported in _imports(auth / name) if imported.split(".")[0] == "redis"]
     assert not leaks, leaks
+
+
+def test_libs_hold_no_code_in_a_services_namespace():
+    """libs/sluice/<service>/ holds only that service's generated contracts (v1/): shared code
+    lives in shared packages (config, wire, storage, ...), never under a service's name."""
+    stray = [str(p.relative_to(ROOT)) for service in SERVICES
+             for p in (ROOT / "libs" / "sluice" / service).rglob("*.py") if "v1" not in p.parts]
+    assert not stray, stray

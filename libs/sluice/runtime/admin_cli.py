@@ -75,7 +75,7 @@ def _connection_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, settings: Settings, out: TextIO, err: TextIO) -> int:
-    from sluice.auth import tenant_codec
+    from sluice.config import tenant_codec
     from sluice.auth.v1 import admin_service_pb2 as pb
     from sluice.auth.v1 import admin_service_pb2_grpc
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from sluice.auth import tenant_codec
+from sluice.config import tenant_codec
 from sluice.auth.key_admin import KeyAdmin
 from sluice.auth.keystore import StoredKey
 from sluice.auth.tenants import StoredTenant, TenantDirectory, TenantStore, validate_tenant
