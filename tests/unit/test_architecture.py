@@ -62,3 +62,31 @@ def test_libs_hold_no_code_in_a_services_namespace():
     stray = [str(p.relative_to(ROOT)) for service in SERVICES
              for p in (ROOT / "libs" / "sluice" / service).rglob("*.py") if "v1" not in p.parts]
     assert not stray, stray
+
+
+def test_libs_never_reach_into_a_service_by_import_or_by_name():
+    """libs/ is below the services: it imports no service's code (generated contracts aside) and
+    names none in an import string; the services' command modules register themselves (entry
+    points, group sluice.commands) and modules are found from sluice.services' one list."""
+    offenders = []
+    for path in (ROOT / "libs").rglob("*.py"):
+        if "v1" in path.parts:
+            continue
+        for name in _imports(path) + _string_imports(path):
+            parts = name.split(".")
+            if len(parts) >= 2 and parts[0] == "sluice" and parts[1] in SERVICES and "v1" not in parts:
+                offenders.append(f"{path.relative_to(ROOT)} imports {name}")
+    assert not offenders, offenders
+
+
+def _string_imports(path: Path) -> list[str]:
+    """Module names given as literal strings to import_module / __import__."""
+    names = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Constant) \
+                and isinstance(node.args[0].value, str):
+            func = node.func
+            called = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+            if called in ("import_module", "__import__"):
+                names.append(node.args[0].value)
+    return names

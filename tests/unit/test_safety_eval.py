@@ -88,11 +88,11 @@ def test_eval_prints_its_report_and_exits_by_the_floors():
         action, corpus, policy_dir, profile, json = "eval", str(mdl.CORPUS), str(SHIPPED_POLICY_DIR), "default", False
 
     out, err = io.StringIO(), io.StringIO()
-    assert cli.run(Args(), out, err) == 0
+    assert cli.run(Args(), None, out, err) == 0
     assert "overall: detection" in out.getvalue() and "attack/indirect" in out.getvalue()
     assert "PII and secrets" in out.getvalue() and "another corpus" not in err.getvalue()
     Args.profile = "no-such-profile"
-    assert cli.run(Args(), out, err) == 2 and "no-such-profile" in err.getvalue()
+    assert cli.run(Args(), None, out, err) == 2 and "no-such-profile" in err.getvalue()
 
 
 @pytest.mark.parametrize("line, problem", [("{}", "not a corpus case"), ('{"id": 1, "text": "x", "label": "maybe", '

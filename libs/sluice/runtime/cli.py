@@ -18,10 +18,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib
+import importlib.metadata
 import signal
 import sys
-from typing import TextIO
+from types import ModuleType
+from typing import Any, TextIO
 
 from sluice.config import ConfigError, Settings, load
 from sluice.runtime import admin_cli
@@ -135,17 +136,17 @@ async def _serve(settings: Settings, targets: list[str], out: TextIO, first_requ
         await process.stop()
 
 
-def _sinks_cli():  # type: ignore[no-untyped-def]
-    # The sinks service owns its storage format; the CLI borrows its reader.
-    return importlib.import_module("sluice.sinks.cli")
+COMMAND_GROUP = "sluice.commands"
 
 
-def _routing_cli():  # type: ignore[no-untyped-def]
-    return importlib.import_module("sluice.routing.cli")
-
-
-def _safety_cli():  # type: ignore[no-untyped-def]
-    return importlib.import_module("sluice.safety.cli")
+def command_modules() -> list[ModuleType]:
+    """The services' command modules, as they register themselves: entry points of the group
+    `sluice.commands` (pyproject.toml). Each has COMMANDS (the top-level commands it adds),
+    add_commands(subparsers) and run(args, settings, out, err, provided) -> exit status; it may
+    lend functions to the others as PROVIDES (name -> callable) and check settings as
+    check_config(settings) -> a description (raising ConfigError or ValueError)."""
+    return [entry.load() for entry in sorted(importlib.metadata.entry_points(group=COMMAND_GROUP),
+                                             key=lambda e: e.name)]
 
 
 def main(argv: list[str] | None = None, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
@@ -157,9 +158,13 @@ def main(argv: list[str] | None = None, out: TextIO = sys.stdout, err: TextIO = 
     serve.add_argument("--first-request", action="store_true",
                        help="once up, send one request through the gateway and print it")
     serve.add_argument("--region", help="the region served (overrides the `region` setting)")
-    _sinks_cli().add_commands(sub)
-    _routing_cli().add_commands(sub)
-    _safety_cli().add_commands(sub)
+    modules = command_modules()
+    owners: dict[str, ModuleType] = {}
+    provided: dict[str, Any] = {}
+    for module in modules:
+        module.add_commands(sub)
+        owners.update(dict.fromkeys(module.COMMANDS, module))
+        provided.update(getattr(module, "PROVIDES", {}))
     sub.add_parser("check-config", help="validate settings and exit")
     admin_cli.add_commands(sub)
     args = parser.parse_args(argv)
@@ -170,35 +175,22 @@ def main(argv: list[str] | None = None, out: TextIO = sys.stdout, err: TextIO = 
         err.write(f"sluice: {exc}\n")
         return 2
     if args.command == "check-config":
-        build_router = importlib.import_module("sluice.routing.module").build_router
-        try:
-            router = build_router(settings)
-        except (ConfigError, ValueError) as exc:
-            err.write(f"sluice: {exc}\n")
-            return 2
-        assert router.policies is not None and router.classifier is not None
-        check_tenants = importlib.import_module("sluice.routing.policy").check_tenants
-        problems = check_tenants(router.policies, router.catalog,
-                                 {t: tenant.routing for t, tenant in settings.auth.tenants.items()},
-                                 settings.auth.tiers)
-        if problems:
-            err.write("sluice: " + "\n  ".join(["routing settings:", *problems]) + "\n")
-            return 2
-        out.write(f"configuration ok (catalog {router.catalog.version}, deployments {router.deployments.version}, "
-                  f"routing policies {router.policies.version}, classifier {router.classifier.version})\n")
+        loaded = []
+        for module in modules:
+            check = getattr(module, "check_config", None)
+            if check is None:
+                continue
+            try:
+                loaded.append(check(settings))
+            except (ConfigError, ValueError) as exc:
+                err.write(f"sluice: {exc}\n")
+                return 2
+        out.write(f"configuration ok ({'; '.join(loaded)})\n" if loaded else "configuration ok\n")
         return 0
     if args.command in ("keys", "tenants", "cache"):
         return admin_cli.run(args, settings, out, err)
-    if args.command == "routing":
-        billing = None
-        if args.action == "report":
-            billing = _sinks_cli().billing_events(args.data_dir or settings.sinks.data_dir,
-                                                  args.region or settings.region, args.tenant)
-        return _routing_cli().run(args, settings, out, err, billing)
-    if args.command == "safety":
-        return _safety_cli().run(args, out, err)
-    if args.command in ("audit", "billing", "events"):
-        return _sinks_cli().run(args, settings, out, err)
+    if args.command in owners:
+        return owners[args.command].run(args, settings, out, err, provided)
     try:
         targets = resolve_targets(args.targets)
     except ValueError as exc:

@@ -55,6 +55,10 @@ def _positive(text: str) -> float:
     return value
 
 
+# The top-level commands this module adds (sluice.runtime.cli dispatches them here).
+COMMANDS = ("routing",)
+
+
 def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     group = sub.add_parser("routing", help="train and score the task classifier, replay and compare policies"
                            ).add_subparsers(dest="action", required=True)
@@ -82,9 +86,10 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
 
 
 def run(args: argparse.Namespace, settings: Settings, out: TextIO, err: TextIO,
-        billing: Iterator[dict[str, Any]] | None = None) -> int:
-    """Runs one `sluice routing` command; `billing` is the sink's billing
-    records for `report` (the sinks service owns their storage)."""
+        provided: dict[str, Any] | None = None) -> int:
+    """Runs one `sluice routing` command. `report` reads the sink's billing
+    records through `provided["billing_events"]` (the sinks service owns
+    their storage and lends its reader; see sluice.runtime.cli)."""
     try:
         if args.action in ("train", "eval"):
             try:
@@ -99,6 +104,9 @@ def run(args: argparse.Namespace, settings: Settings, out: TextIO, err: TextIO,
             return _eval(args, out)
         if args.action == "replay":
             return _replay(args, settings, out, err)
+        read = (provided or {}).get("billing_events")
+        billing = read(args.data_dir or settings.sinks.data_dir, args.region or settings.region, args.tenant) \
+            if read is not None else None
         return _report(args, billing, out, err)
     except (ValueError, OSError, ConfigError) as exc:
         err.write(f"sluice: {exc}\n")
@@ -490,3 +498,20 @@ def _report(args: argparse.Namespace, billing: Iterator[dict[str, Any]] | None, 
         return 0
     out.write(render_arms(lines))
     return 0
+
+
+def check_config(settings: Settings) -> str:
+    """`sluice check-config`'s routing part: builds the router the service would (catalog,
+    deployments, policies, classifier) and checks every tenant's routing settings against them.
+    Returns what was loaded; raises ConfigError or ValueError naming every problem."""
+    from sluice.routing.module import build_router
+    from sluice.routing.policy import check_tenants
+
+    router = build_router(settings)
+    assert router.policies is not None and router.classifier is not None
+    problems = check_tenants(router.policies, router.catalog,
+                             {t: tenant.routing for t, tenant in settings.auth.tenants.items()}, settings.auth.tiers)
+    if problems:
+        raise ConfigError("\n  ".join(["routing settings:", *problems]))
+    return (f"catalog {router.catalog.version}, deployments {router.deployments.version}, "
+            f"routing policies {router.policies.version}, classifier {router.classifier.version}")

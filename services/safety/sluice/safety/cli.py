@@ -43,6 +43,10 @@ PII_FLOOR = {"precision": 0.97, "recall": 0.95}
 PII_KINDS = ("email", "phone", "payment_card", "us_ssn", "iban", "ip_address", "date_of_birth", "secret")
 
 
+# The top-level commands this module adds (sluice.runtime.cli dispatches them here).
+COMMANDS = ("safety",)
+
+
 def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     group = sub.add_parser("safety", help="rebuild and score the prompt-injection model"
                            ).add_subparsers(dest="action", required=True)
@@ -57,7 +61,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
     cmd.add_argument("--json", action="store_true", help="print the scores as JSON")
 
 
-def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+def run(args: argparse.Namespace, settings: object, out: TextIO, err: TextIO,
+        provided: dict[str, object] | None = None) -> int:
+    """Runs one `sluice safety` command (train, eval); 2 on a usage error, 1 below the floors."""
     try:
         if args.action == "train":
             try:

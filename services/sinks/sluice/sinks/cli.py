@@ -3,17 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import json
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any, TextIO
 
-from google.protobuf import json_format
 
 from sluice.config import Settings
-from sluice.events.records import EVENT_TYPES
-from sluice.events.spool import pending_records
 from sluice.sinks import report
 from sluice.sinks.storage import RegionalStore
 
@@ -25,12 +20,12 @@ def _day(text: str) -> str:
         raise argparse.ArgumentTypeError(f"not a YYYY-MM-DD day: {text!r}") from None
 
 
+# The top-level commands this module adds (sluice.runtime.cli dispatches them here), and what it
+# lends other command modules (routing's report reads the billing records).
+COMMANDS = ("audit", "billing")
+
+
 def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    spooled = sub.add_parser("events", help="events in a gateway's spool").add_subparsers(dest="action", required=True)
-    cmd = spooled.add_parser("spooled", help="print the events not taken from the spool yet (by Kafka, or without "
-                                             "Kafka by a sink in the gateway's process)")
-    cmd.add_argument("--spool-dir", help="spool root (default: events.spool_dir)")
-    cmd.add_argument("--region", help="the region (default: the `region` setting)")
     for name, help_text in (("audit", "audit records in the sink's storage"),
                             ("billing", "billing records in the sink's storage")):
         group = sub.add_parser(name, help=help_text).add_subparsers(dest="action", required=True)
@@ -54,9 +49,8 @@ def billing_events(data_dir: str, region: str, tenant: str | None) -> Iterator[d
     return store.events("billing", tenant) if store.root.exists() else None
 
 
-def run(args: argparse.Namespace, settings: Settings, out: TextIO, err: TextIO) -> int:
-    if args.command == "events":
-        return _spooled(args, settings, out, err)
+def run(args: argparse.Namespace, settings: Settings, out: TextIO, err: TextIO,
+        provided: dict[str, Any] | None = None) -> int:
     store = RegionalStore(args.data_dir or settings.sinks.data_dir, settings.region)
     if not store.root.exists():
         err.write(f"sluice: no storage for region {settings.region} under {store.root.absolute()} "
@@ -81,17 +75,6 @@ def run(args: argparse.Namespace, settings: Settings, out: TextIO, err: TextIO) 
     return 0
 
 
-def _spooled(args: argparse.Namespace, settings: Settings, out: TextIO, err: TextIO) -> int:
-    folder = Path(args.spool_dir or settings.events.spool_dir) / settings.region
-    if not folder.exists():
-        err.write(f"sluice: no event spool at {folder}\n")
-        return 2
-    waiting = 0
-    for record in pending_records(folder):
-        doc = json_format.MessageToDict(EVENT_TYPES[record.kind].FromString(record.value),
-                                        preserving_proto_field_name=True)
-        out.write(json.dumps({"kind": record.kind, **doc}) + "\n")
-        waiting += 1
-    if not waiting:  # on stderr: stdout stays one JSON line per event
-        err.write(f"sluice: no events waiting in {folder} (Kafka or a sink has taken them all)\n")
-    return 0
+
+
+PROVIDES = {"billing_events": billing_events}
