@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from kafka import KafkaProducer
 from kafka.errors import KafkaError
 
-from sluice.events.records import EVENT_TYPES, SpoolRecord, kafka_headers, topic
+from sluice.events.records import EVENT_TYPES, SpoolRecord, bootstrap_servers, kafka_headers, topic
 
 log = logging.getLogger(__name__)
 
@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 class KafkaForwarder:
     def __init__(self, region: str, bootstrap: str, send_timeout_s: float) -> None:
         self.region = region
-        self._bootstrap = [b.strip() for b in bootstrap.split(",") if b.strip()]
+        self._bootstrap = bootstrap_servers(bootstrap)
         self._timeout_s = send_timeout_s
         self._topics = {kind: topic(kind, region) for kind in EVENT_TYPES}
         self._headers = {kind: kafka_headers(kind) for kind in EVENT_TYPES}

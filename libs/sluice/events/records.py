@@ -89,3 +89,8 @@ def decode(headers: list[tuple[str, bytes]] | None, value: bytes | None) -> tupl
     if not _TENANT_ID.fullmatch(request.tenant_id) or not _EVENT_ID.fullmatch(event.event_id):  # type: ignore[attr-defined]
         raise MalformedEvent(f"{kind} event has an invalid tenant id or event id")
     return kind, event
+
+
+def bootstrap_servers(bootstrap: str) -> list[str]:
+    """The host:port list of an events.kafka_bootstrap setting ("a:9092, b:9092")."""
+    return [server.strip() for server in bootstrap.split(",") if server.strip()]

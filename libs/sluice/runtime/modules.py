@@ -37,6 +37,12 @@ MODULE_PATHS = {name: module_path(name) for name in SERVICES}
 ALL = REQUEST_PATH
 
 
+def run_mode(targets: list[str]) -> str:
+    """`all` for a process hosting every request-path service, else `mesh`
+    (the `mode` label of metrics and spans)."""
+    return "all" if set(ALL) <= set(targets) else "mesh"
+
+
 @dataclass(frozen=True)
 class Module:
     name: str
@@ -95,6 +101,8 @@ class Runtime:
     """What a module may use while it starts."""
 
     settings: Settings
+    # `all` or `mesh` (run_mode of the process's targets).
+    mode: str = "all"
     registry: ServiceRegistry = field(default_factory=ServiceRegistry)
     http_sites: list[HttpSite] = field(default_factory=list)
     stop_hooks: list[Callable[[], Awaitable[None]]] = field(default_factory=list)

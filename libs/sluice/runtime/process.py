@@ -10,7 +10,7 @@ from aiohttp import web
 
 from sluice.config import Settings
 from sluice.rpc.server import GrpcServer
-from sluice.runtime.modules import ALL, HttpSite, Runtime, load_modules
+from sluice.runtime.modules import HttpSite, Runtime, load_modules, run_mode
 from sluice.telemetry import metrics, tracing
 
 log = logging.getLogger(__name__)
@@ -49,7 +49,7 @@ class SluiceProcess:
     def __init__(self, settings: Settings, targets: list[str]) -> None:
         self.settings = settings
         self.targets = targets
-        self.runtime = Runtime(settings)
+        self.runtime = Runtime(settings, run_mode(targets))
         self.grpc: GrpcServer | None = None
         self.ready = False
         self._runners: list[tuple[HttpSite, web.AppRunner]] = []
@@ -67,8 +67,7 @@ class SluiceProcess:
 
     @property
     def mode(self) -> str:
-        """`all` when this process hosts every request-path service, else `mesh`."""
-        return "all" if set(ALL) <= set(self.targets) else "mesh"
+        return self.runtime.mode
 
     def _telemetry(self) -> None:
         """Tracing, and the gauges alert rules read (sluice_info, budget, target)."""

@@ -54,7 +54,7 @@ async def init(rt: Runtime) -> None:
     rt.on_stop(stop_events)
     shedder = LoadShedder(cfg.max_in_flight, cfg.shed_thresholds, cfg.overload_lag_seconds)
     pipeline = Pipeline(stages, cfg.stage_timeout_seconds, EventRecorder(emitter), shedder,
-                        tenant_label=rt.settings.telemetry.tenant_label)
+                        tenant_label=rt.settings.telemetry.tenant_label, mode=rt.mode)
     rt.on_stop(pipeline.drain)
     lag = asyncio.get_running_loop().create_task(_watch_lag(shedder))
 

@@ -60,7 +60,7 @@ def request_span(principal: principal_pb2.Principal, request: MessagesRequest, o
 
 def refused(mode: str, route: str, err: SluiceError, span: Any = None) -> None:
     """Counts a request refused before it had a record; fails its span."""
-    metrics.GATEWAY_REQUESTS.labels(mode, route, str(err.mapping.http_status), err.mapping.anthropic_type).inc()
+    metrics.GATEWAY_REQUESTS.labels(mode, route, *status_of(events_pb2.OUTCOME_ERROR, err.reason.name)).inc()
     if span is not None:
         tracing.fail(span, err.reason.value, err.message)
         span.end()

@@ -158,6 +158,16 @@ def prompt_cache_header(plan: Any) -> str:
     return out
 
 
+def _carried(response: Any, part: str) -> list[Event]:
+    """The answer's events a Generate or FilterOutput response carries: one
+    (`event`) or a buffered answer's batch (`events`); none for another part."""
+    if part == "event":
+        return [Event(response.event.type, response.event.data)]
+    if part == "events":
+        return [Event(e.type, e.data) for e in response.events.events]
+    return []
+
+
 async def _events_of(call: Any, record: RequestRecord, info: RequestInfo) -> AsyncIterator[Event]:
     """The answer's events; inference's attempt reports and its timing go
     on the record, and the serving deployment into the x-sluice-deployment
@@ -165,11 +175,9 @@ async def _events_of(call: Any, record: RequestRecord, info: RequestInfo) -> Asy
     go out)."""
     async for response in call:
         part = response.WhichOneof("part")
-        if part == "event":
-            yield Event(response.event.type, response.event.data)
-        elif part == "events":  # a buffered request's answer, batched
-            for event in response.events.events:
-                yield Event(event.type, event.data)
+        if part in ("event", "events"):
+            for event in _carried(response, part):
+                yield event
         elif part == "attempt":
             record.attempt(response.attempt)
             if response.attempt.outcome == "served":
@@ -355,10 +363,9 @@ def deprecation_headers(model: model_pb2.ModelInfo) -> dict[str, str]:
 
 class Pipeline:
     def __init__(self, stages: Stages, stage_timeout_s: float, recorder: EventRecorder,
-                 shedder: LoadShedder | None = None, tenant_label: bool = False) -> None:
+                 shedder: LoadShedder | None = None, tenant_label: bool = False, mode: str = "all") -> None:
         self._s = stages
-        # The run mode, for metrics and spans: the checks answer in this process only in `all`.
-        self.mode = "all" if stages.checks_in_process else "mesh"
+        self.mode = mode  # the process's run mode (all, mesh), for metrics and spans
         self._tenant_label = tenant_label
         self._stage_timeout = stage_timeout_s
         self._recorder = recorder
@@ -734,13 +741,10 @@ class Pipeline:
         try:
             async for response in call:
                 part = response.WhichOneof("part")
-                if part == "event":
-                    yield Event(response.event.type, response.event.data)
-                elif part == "events":
-                    for event in response.events.events:
-                        yield Event(event.type, event.data)
-                elif part == "verdict":
+                if part == "verdict":
                     record.output_verdict = response.verdict
+                for event in _carried(response, part):
+                    yield event
         finally:
             call.cancel()
         if failure:

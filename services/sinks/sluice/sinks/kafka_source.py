@@ -15,7 +15,8 @@ from kafka import KafkaConsumer, KafkaProducer
 from kafka.errors import KafkaError
 
 from sluice.config.settings import SinksSettings
-from sluice.events.records import EVENT_TYPES, REASON_HEADER, SOURCE_HEADER, dead_letter_topic, topic
+from sluice.events.records import (EVENT_TYPES, REASON_HEADER, SOURCE_HEADER, bootstrap_servers, dead_letter_topic,
+                                  topic)
 
 log = logging.getLogger(__name__)
 
@@ -23,7 +24,7 @@ log = logging.getLogger(__name__)
 class KafkaSource:
     def __init__(self, region: str, bootstrap: str, settings: SinksSettings) -> None:
         self.region = region
-        self._bootstrap = [b.strip() for b in bootstrap.split(",") if b.strip()]
+        self._bootstrap = bootstrap_servers(bootstrap)
         self._settings = settings
         self._topics = [topic(kind, region) for kind in EVENT_TYPES]
         self._consumer: KafkaConsumer | None = None
