@@ -23,7 +23,7 @@ import orjson
 from sluice.auth.v1.principal_pb2 import CachePolicy, Principal
 from sluice.cache.core import ResponseCache
 from sluice.cache.v1 import cache_service_pb2 as pb
-from sluice.config.settings import CacheSettings
+from sluice.config.cache import CacheSettings
 from sluice.llm.v1 import messages_pb2, wire_pb2
 from sluice.simulator.generator import PromptCache, measure
 from sluice.storage.prefix_ledger import PrefixLedger, Warm, forecast, plan_of, settle

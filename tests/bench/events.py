@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sluice.auth.v1 import principal_pb2
-from sluice.config.settings import SinksSettings
+from sluice.config.sinks import SinksSettings
 from sluice.events.emitter import EventEmitter
 from sluice.events.kafka_forwarder import KafkaForwarder
 from sluice.events.records import region_topics

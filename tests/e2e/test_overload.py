@@ -46,7 +46,8 @@ def storm(request: pytest.FixtureRequest, simulator: SimulatorProcess, redis_url
     workdir = tmp_path_factory.mktemp(f"storm-{request.param}")
     (workdir / "deployments.yaml").write_text(ONE_DEPLOYMENT)
     cluster = _cluster(request.param, simulator, redis_url, workdir, f"storm-{request.param}", {
-        "inference": {"deployments_path": str(workdir / "deployments.yaml"), "resilience": {
+        "catalog": {"deployments_path": str(workdir / "deployments.yaml")},
+        "inference": {"resilience": {
             "initial_concurrency": 10, "attempts_per_candidate": 1, "hedging": False,
             # The storm must shrink the limit, not open the breaker.
             "breaker_consecutive_failures": 10_000, "breaker_min_requests": 10_000}}})
@@ -63,7 +64,8 @@ def crowded(request: pytest.FixtureRequest, simulator: SimulatorProcess, redis_u
     (workdir / "deployments.yaml").write_text(ONE_DEPLOYMENT.replace("sim-a", "sim-b"))
     cluster = _cluster(request.param, simulator, redis_url, workdir, f"crowded-{request.param}", {
         "gateway": {"max_in_flight": 4},
-        "inference": {"deployments_path": str(workdir / "deployments.yaml"), "resilience": {"hedging": False}}})
+        "catalog": {"deployments_path": str(workdir / "deployments.yaml")},
+        "inference": {"resilience": {"hedging": False}}})
     try:
         yield cluster
     finally:

@@ -13,7 +13,7 @@ from sluice.auth.quota_store import RedisQuotaStore
 from sluice.auth.v1 import auth_service_pb2 as pb
 from sluice.auth.v1 import principal_pb2
 from sluice.catalog import load_catalog
-from sluice.config.settings import Limits, ScopeLimits
+from sluice.config.tenants import Limits, ScopeLimits
 from sluice.llm.v1 import messages_pb2 as m
 from sluice.rpc.errors import Reason, SluiceError
 from sluice.storage.redis import connect

@@ -8,7 +8,7 @@ import redis.asyncio as aioredis
 from sluice.auth.core import Authenticator
 from sluice.auth.key_admin import KeyAdmin
 from sluice.auth.keystore import RedisKeyStore
-from sluice.config.settings import Tenant
+from sluice.config.tenants import Tenant
 from sluice.rpc.errors import Reason, SluiceError
 from sluice.storage.redis import connect
 

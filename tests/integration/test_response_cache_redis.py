@@ -15,7 +15,7 @@ import pytest
 from sluice.auth.v1 import principal_pb2
 from sluice.cache.core import ResponseCache
 from sluice.cache.v1 import cache_service_pb2 as pb
-from sluice.config.settings import CacheSettings
+from sluice.config.cache import CacheSettings
 from sluice.llm.v1 import messages_pb2, wire_pb2
 from sluice.storage.prefix_ledger import PrefixLedger, Settlement
 from sluice.storage.redis import connect

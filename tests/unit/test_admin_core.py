@@ -9,7 +9,8 @@ from sluice.auth.core import Authenticator
 from sluice.auth.key_admin import KeyAdmin
 from sluice.auth.keystore import RedisKeyStore
 from sluice.auth.tenants import TenantDirectory, TenantStore, validate_tenant
-from sluice.config.settings import AuthSettings, Limits, ScopeLimits, Tenant
+from sluice.config.auth import AuthSettings
+from sluice.config.tenants import Limits, ScopeLimits, Tenant
 from sluice.rpc.errors import Reason, SluiceError
 from sluice.storage.redis import connect
 

@@ -90,3 +90,32 @@ def _string_imports(path: Path) -> list[str]:
             if called in ("import_module", "__import__"):
                 names.append(node.args[0].value)
     return names
+
+
+# Sections every process reads, whatever it hosts.
+PROCESS_WIDE = {"region", "services", "server", "telemetry"}
+
+
+def test_each_module_declares_the_settings_sections_it_reads():
+    """A module's `sections` names its own section first and every section its package reads
+    (outside its command-line tools, which may read any); each is a section of Settings, and
+    every section belongs to some module or to every process."""
+    import importlib
+    import re
+
+    from sluice.config import Settings
+    from sluice.services import SERVICES as NAMES, module_path
+
+    fields = set(Settings.model_fields)
+    declared: set[str] = set()
+    for name in NAMES:
+        module = importlib.import_module(module_path(name)).MODULE
+        assert module.name == name
+        assert module.sections[:1] == (name,), f"{name} must declare its own section first"
+        assert set(module.sections) <= fields, f"{name} declares unknown sections"
+        read = {m for path in (ROOT / "services" / name).rglob("*.py") if path.name != "cli.py"
+                for m in re.findall(r"settings\.([a-z_]+)\b", path.read_text())}
+        read &= fields
+        assert read - PROCESS_WIDE <= set(module.sections), f"{name} reads undeclared {read - set(module.sections)}"
+        declared |= set(module.sections)
+    assert fields - PROCESS_WIDE <= declared, f"no module reads {fields - PROCESS_WIDE - declared}"

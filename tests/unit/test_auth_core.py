@@ -8,7 +8,7 @@ from sluice.auth.decision_cache import DecisionCache
 from sluice.auth.key_admin import KeyAdmin
 from sluice.auth.keystore import RedisKeyStore, StoredKey
 from sluice.auth.v1 import principal_pb2
-from sluice.config.settings import Tenant
+from sluice.config.tenants import Tenant
 from sluice.rpc.errors import Reason, SluiceError
 from sluice.storage.redis import StoreUnavailable
 from sluice.storage.redis import connect

@@ -12,7 +12,7 @@ from sluice.auth.v1 import principal_pb2
 from sluice.cache import key as keys
 from sluice.cache.core import ResponseCache
 from sluice.cache.v1 import cache_service_pb2 as pb
-from sluice.config.settings import CacheSettings
+from sluice.config.cache import CacheSettings
 from sluice.llm.v1 import wire_pb2
 from sluice.storage.redis import connect
 from sluice.storage.response_cache import ResponseStore, namespace_of, resolve_mode

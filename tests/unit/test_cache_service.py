@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from sluice.auth.v1 import principal_pb2
 from sluice.cache.core import ResponseCache
 from sluice.cache.v1 import cache_service_pb2 as pb
-from sluice.config.settings import CacheSettings
+from sluice.config.cache import CacheSettings
 from sluice.llm.v1 import wire_pb2
 from sluice.storage.redis import connect
 from sluice.storage.response_cache import ResponseStore

@@ -103,7 +103,8 @@ def test_check_config_loads_the_catalog_and_deployments_and_checks_them_against_
     ({"inference": {"resilience": {"hedge_percentile": 1.5}}}, "inference.resilience.hedge_percentile"),
 ])
 def test_resilience_and_shedding_settings_are_checked_before_start(overrides, problem):
-    from sluice.config.settings import ConfigError, load
+    from sluice.config.base import ConfigError
+    from sluice.config.settings import load
 
     with pytest.raises(ConfigError) as err:
         load(overrides=overrides)

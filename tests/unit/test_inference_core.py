@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from sluice.config.settings import ResilienceSettings
+from sluice.config.inference import ResilienceSettings
 from sluice.inference.core import AttemptReport, Generator, UpstreamTiming, waited_ms
 from sluice.llm.v1 import wire_pb2
 from sluice.routing.v1.candidate_pb2 import Candidate

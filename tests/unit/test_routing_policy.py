@@ -430,7 +430,7 @@ def test_policies_refuse_a_ceiling_below_a_floor_an_infinite_weight_and_two_expe
 
 
 def test_tenant_routing_is_checked_against_policies_and_catalog():
-    from sluice.config.settings import TenantRouting
+    from sluice.config.tenants import TenantRouting
     from sluice.routing.policy import check_tenants
 
     tenants = {"ok": TenantRouting(aliases={"support-bot": "frugal"}, model_map={"claude-opus-4-6": "support-bot"}),

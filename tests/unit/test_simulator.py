@@ -18,7 +18,7 @@ import anthropic
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from sluice.config.settings import SimulatorSettings
+from sluice.config.simulator import SimulatorSettings
 from sluice.simulator.app import Simulator
 from sluice.simulator.generator import PromptCache, completion_words, directives, measure
 from sluice.simulator.scripts import ScriptError, parse_script

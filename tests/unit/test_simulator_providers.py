@@ -24,7 +24,7 @@ from botocore.credentials import Credentials
 from botocore.eventstream import ChecksumMismatch, EventStreamBuffer
 from pydantic import ValidationError
 
-from sluice.config.settings import SimulatedDeployment, SimulatorSettings
+from sluice.config.simulator import SimulatedDeployment, SimulatorSettings
 from sluice.simulator import eventstream
 from sluice.simulator.app import Simulator
 from sluice.simulator.deployments import Deployments, Outcome

@@ -18,7 +18,8 @@ from collections.abc import Callable
 import pytest
 
 from sluice.config import Settings
-from sluice.config.settings import EventsSettings, SinksSettings
+from sluice.config.events import EventsSettings
+from sluice.config.sinks import SinksSettings
 from sluice.events.emitter import open_emitter
 from sluice.events.records import SpoolRecord, kafka_headers
 from sluice.events.spool import open_shared
@@ -120,7 +121,8 @@ def test_a_crash_between_store_and_ack_does_not_store_a_billing_record_twice(tmp
     # A sink process that stores a batch and dies (SIGKILL-like) before acknowledging it.
     crash = textwrap.dedent(f"""
         import os, threading
-        from sluice.config.settings import EventsSettings, SinksSettings
+        from sluice.config.events import EventsSettings
+        from sluice.config.sinks import SinksSettings
         from sluice.sinks.consumer import RegionalSink
         from sluice.sinks.spool_source import SpoolSource
         from sluice.sinks.storage import RegionalStore

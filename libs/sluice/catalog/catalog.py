@@ -22,7 +22,7 @@ from typing import Literal, TypeVar
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from sluice.config.settings import ConfigError
+from sluice.config.base import ConfigError
 
 
 M = TypeVar("M", bound=BaseModel)

@@ -195,8 +195,8 @@ def load_for(settings: Settings) -> tuple[Catalog, Deployments]:
     other and against the settings: the default model exists, the region
     served has a residency entry, and every endpoint override names a
     deployment. Raises CatalogError listing every problem."""
-    catalog = load_catalog(settings.routing.catalog_path or None)
-    deployments = load_deployments(catalog, settings.inference.deployments_path or None)
+    catalog = load_catalog(settings.catalog.path or None)
+    deployments = load_deployments(catalog, settings.catalog.deployments_path or None)
     problems = []
     if catalog.lookup(settings.routing.default_model) is None:
         problems.append(f"  routing.default_model: {settings.routing.default_model!r} is not in catalog "

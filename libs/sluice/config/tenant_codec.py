@@ -11,7 +11,7 @@ from typing import Any
 from google.protobuf import json_format
 
 from sluice.auth.v1 import admin_service_pb2 as pb
-from sluice.config.settings import Tenant
+from sluice.config.tenants import Tenant
 
 
 def to_message(tenant_id: str, tenant: Tenant, revision: int = 0) -> pb.Tenant:

@@ -20,7 +20,7 @@ from typing import Protocol
 
 from google.protobuf.message import Message
 
-from sluice.config.settings import EventsSettings
+from sluice.config.events import EventsSettings
 from sluice.events.records import EVENT_TYPES, SpoolRecord
 from sluice.events.spool import Spool, open_shared
 from sluice.telemetry import metrics

@@ -12,7 +12,7 @@ from typing import NamedTuple
 
 from google.protobuf.message import DecodeError, Message
 
-from sluice.config.settings import TENANT_ID_PATTERN
+from sluice.config.tenants import TENANT_ID_PATTERN
 from sluice.events.v1 import events_pb2
 
 # The tenant ids settings accept; event ids are what the gateway makes (hex), or similar.

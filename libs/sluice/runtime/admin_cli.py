@@ -19,7 +19,7 @@ import grpc
 from google.protobuf import json_format
 
 from sluice.config import Settings
-from sluice.config.settings import TenantsFile
+from sluice.config.tenants import TenantsFile
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:

@@ -45,10 +45,18 @@ def run_mode(targets: list[str]) -> str:
 
 @dataclass(frozen=True)
 class Module:
+    """One service as the runtime sees it (after Mimir's module registry): its name (a key of
+    `sluice.services.SERVICES`), the services it calls, the settings sections it reads, and
+    `init`, which builds its core and registers its servicer."""
+
     name: str
     # Services whose clients init() asks for; they start first when co-hosted.
     depends_on: tuple[str, ...]
     init: Callable[[Runtime], Awaitable[None]]
+    # Sections of Settings the module reads, its own first (besides the process-wide `region`,
+    # `services`, `server` and `telemetry`); tests/unit/test_architecture.py holds the
+    # declaration to the code.
+    sections: tuple[str, ...] = ()
 
 
 def resolve_targets(spec: str) -> list[str]:

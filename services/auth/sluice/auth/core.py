@@ -12,7 +12,7 @@ from sluice.auth import keys
 from sluice.auth.decision_cache import DecisionCache
 from sluice.auth.keystore import KeyStore
 from sluice.auth.v1 import principal_pb2
-from sluice.config.settings import Tenant
+from sluice.config.tenants import Tenant
 from sluice.rpc.errors import Reason, SluiceError
 from sluice.storage.redis import StoreUnavailable
 from sluice.telemetry import metrics

@@ -63,7 +63,7 @@ async def init(rt: Runtime) -> None:
     quota = QuotaKeeper(
         store,
         directory.limits,
-        load_catalog(rt.settings.routing.catalog_path or None),
+        load_catalog(rt.settings.catalog.path or None),
         cfg.stream_lease_seconds,
         fallback=fallback,
         timeout_s=cfg.quota_timeout_ms / 1000,
@@ -80,4 +80,4 @@ async def init(rt: Runtime) -> None:
     rt.serve(admin, admin_service_pb2.DESCRIPTOR.services_by_name["AdminService"])
 
 
-MODULE = Module(name="auth", depends_on=(), init=init)
+MODULE = Module(name="auth", depends_on=(), init=init, sections=("auth", "catalog"))

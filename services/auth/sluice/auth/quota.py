@@ -22,7 +22,7 @@ from sluice.auth.v1 import auth_service_pb2 as pb
 from sluice.auth.v1 import principal_pb2
 from sluice.catalog.catalog import Catalog, Prices
 from sluice.catalog.pricing import cost_micro_usd
-from sluice.config.settings import Limits, ScopeLimits
+from sluice.config.tenants import Limits, ScopeLimits
 from sluice.llm.v1 import messages_pb2
 from sluice.rpc import headers
 from sluice.rpc.errors import QuotaViolation, Reason, SluiceError

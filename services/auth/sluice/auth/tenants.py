@@ -20,7 +20,9 @@ import redis.asyncio as aioredis
 import redis.exceptions
 from pydantic import TypeAdapter, ValidationError
 
-from sluice.config.settings import ScopeLimits, Tenant, TenantId, error_fields
+from sluice.config.base import error_fields
+
+from sluice.config.tenants import ScopeLimits, Tenant, TenantId
 from sluice.rpc.errors import FieldViolation, Reason, SluiceError
 from sluice.storage.redis import StoreUnavailable, reaching
 

@@ -24,7 +24,7 @@ from google.protobuf.message import DecodeError
 
 from sluice.cache import key as keys
 from sluice.cache.v1 import cache_service_pb2 as pb
-from sluice.config.settings import CacheSettings
+from sluice.config.cache import CacheSettings
 from sluice.storage.prefix_ledger import PrefixLedger, forecast_for, observe_accuracy, settle
 from sluice.storage.response_cache import Address, ResponseStore, StoreUnavailable, namespace_of, resolve_mode
 from sluice.telemetry import metrics

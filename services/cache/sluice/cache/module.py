@@ -20,4 +20,4 @@ async def init(rt: Runtime) -> None:
              cache_service_pb2.DESCRIPTOR.services_by_name["CacheService"])
 
 
-MODULE = Module(name="cache", depends_on=(), init=init)
+MODULE = Module(name="cache", depends_on=(), init=init, sections=("cache", "auth"))

@@ -82,4 +82,5 @@ async def _watch_lag(shedder: LoadShedder, every_s: float = 0.1) -> None:
         metrics.GATEWAY_UTILISATION.set(shedder.utilisation)
 
 
-MODULE = Module(name="gateway", depends_on=("auth", "safety", "cache", "routing", "inference"), init=init)
+MODULE = Module(name="gateway", depends_on=("auth", "safety", "cache", "routing", "inference"), init=init,
+                sections=("gateway", "events"))

@@ -50,7 +50,7 @@ from contextlib import suppress
 from dataclasses import dataclass
 from typing import Protocol
 
-from sluice.config.settings import ResilienceSettings
+from sluice.config.inference import ResilienceSettings
 from sluice.llm.v1 import wire_pb2
 from sluice.resilience.breaker import CircuitBreaker
 from sluice.resilience.classes import CLASSES

@@ -31,4 +31,5 @@ async def init(rt: Runtime) -> None:
     rt.serve(InferenceServicer(generator), inference_service_pb2.DESCRIPTOR.services_by_name["InferenceService"])
 
 
-MODULE = Module(name="inference", depends_on=(), init=init)
+MODULE = Module(name="inference", depends_on=(), init=init,
+                sections=("inference", "catalog", "routing", "auth"))

@@ -79,4 +79,5 @@ async def init(rt: Runtime) -> None:
     rt.serve(RoutingServicer(router, affinity), routing_service_pb2.DESCRIPTOR.services_by_name["RoutingService"])
 
 
-MODULE = Module(name="routing", depends_on=(), init=init)
+MODULE = Module(name="routing", depends_on=(), init=init,
+                sections=("routing", "catalog", "inference", "auth"))

@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_vali
 
 from sluice.catalog import Catalog
 from sluice.catalog.catalog import CatalogError, parse_data_file
-from sluice.config.settings import TenantId, TenantRouting
+from sluice.config.tenants import TenantId, TenantRouting
 from sluice.routing.classifier import COMPLEXITIES, TASKS, TIERS, Prediction
 from sluice.routing.features import Features
 

@@ -29,4 +29,4 @@ async def init(rt: Runtime) -> None:
         rt.on_stop(stop_watching)
 
 
-MODULE = Module(name="safety", depends_on=(), init=init)
+MODULE = Module(name="safety", depends_on=(), init=init, sections=("safety",))

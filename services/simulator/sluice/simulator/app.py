@@ -49,7 +49,7 @@ from aiohttp import web
 
 from sluice.catalog import load_catalog
 from sluice.catalog.catalog import Catalog, ModelEntry
-from sluice.config.settings import SimulatedDeployment, SimulatorSettings
+from sluice.config.simulator import SimulatedDeployment, SimulatorSettings
 from sluice.simulator import models_api, vertex
 from sluice.simulator.deployments import DEFAULT, Deployments, Outcome, failure, parse_profile
 from sluice.simulator.generator import (

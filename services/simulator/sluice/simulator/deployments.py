@@ -23,7 +23,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from sluice.config.settings import SimulatedDeployment, SimulatorSettings
+from sluice.config.simulator import SimulatedDeployment, SimulatorSettings
 from sluice.simulator.rules import ERROR_TYPES, ApiError
 
 DEFAULT = "default"

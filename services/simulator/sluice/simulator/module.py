@@ -11,4 +11,4 @@ async def init(rt: Runtime) -> None:
     rt.add_http("simulator", simulator.app(), rt.settings.simulator.listen)
 
 
-MODULE = Module(name="simulator", depends_on=(), init=init)
+MODULE = Module(name="simulator", depends_on=(), init=init, sections=("simulator",))

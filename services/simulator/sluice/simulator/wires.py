@@ -23,7 +23,7 @@ from typing import Any
 from aiohttp import web
 
 from sluice.catalog.catalog import Catalog, ModelEntry
-from sluice.config.settings import SimulatedDeployment
+from sluice.config.simulator import SimulatedDeployment
 from sluice.simulator import bedrock, sigv4, vertex
 from sluice.simulator.eventstream import SseToEventStream
 from sluice.simulator.rules import ApiError, check_auth, check_version

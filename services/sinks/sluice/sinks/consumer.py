@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
-from sluice.config.settings import SinksSettings
+from sluice.config.sinks import SinksSettings
 from sluice.events.records import MalformedEvent, decode, topic
 from sluice.sinks.storage import RegionalStore
 from sluice.telemetry import metrics

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from kafka import KafkaConsumer, KafkaProducer
 from kafka.errors import KafkaError
 
-from sluice.config.settings import SinksSettings
+from sluice.config.sinks import SinksSettings
 from sluice.events.records import (EVENT_TYPES, REASON_HEADER, SOURCE_HEADER, bootstrap_servers, dead_letter_topic,
                                   topic)
 

@@ -46,4 +46,4 @@ async def init(rt: Runtime) -> None:
     rt.announcements["sinks"] = f"region {settings.region}: {source.description} -> {store.root}"
 
 
-MODULE = Module(name="sinks", depends_on=(), init=init)
+MODULE = Module(name="sinks", depends_on=(), init=init, sections=("sinks", "events"))

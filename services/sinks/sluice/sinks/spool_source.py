@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NamedTuple
 
-from sluice.config.settings import EventsSettings
+from sluice.config.events import EventsSettings
 from sluice.events.records import kafka_headers, topic
 from sluice.events.spool import Position, Spool, open_shared
 from sluice.sinks.storage import RegionalStore
