@@ -12,9 +12,16 @@ from tests.infra.sluice_cluster import SluiceCluster
 
 
 @pytest.fixture(scope="session")
-def redis_url() -> Iterator[str]:
+def redis_server_url() -> Iterator[str]:
+    """One real Redis server for the session."""
     with _redis_url() as url:
         yield url
+
+
+@pytest.fixture(scope="session")
+def redis_url(redis_server_url: str) -> str:
+    """The Redis the tests use: the one server (tests/integration widens it to a cluster too)."""
+    return redis_server_url
 
 
 @pytest.fixture(scope="session")

@@ -18,6 +18,7 @@ from sluice.config.tenants import Limits, ScopeLimits
 from sluice.llm.v1 import messages_pb2 as m
 from sluice.rpc.errors import Reason, SluiceError
 from sluice.storage.redis import connect
+from tests.integration.conftest import store_url
 
 pytestmark = pytest.mark.integration
 
@@ -32,7 +33,7 @@ class _Stores:
         self.store, self.count = store, count
 
 
-@pytest.fixture(params=["redis", "local"])
+@pytest.fixture(params=["redis", "cluster", "local"])
 async def stores(request):
     if request.param == "local":
         local = LocalQuotaStore()
@@ -42,7 +43,7 @@ async def stores(request):
 
         yield _Stores(local, count)
         return
-    client = connect(request.getfixturevalue("redis_url"))
+    client = connect(store_url(request, request.param))
     await client.flushdb()
     yield _Stores(RedisQuotaStore(client), client.dbsize)
     await client.aclose()

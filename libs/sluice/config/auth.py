@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
-from sluice.config.base import Section
+from sluice.config.base import Section, check_redis_url
 from sluice.config.tenants import ScopeLimits, Tenant, TenantId, TenantsFile, default_tiers
 
 
@@ -18,7 +17,10 @@ class SeedKey(Section):
 
 
 class AuthSettings(Section):
-    # Key store: redis://host:port/db, or memory:// for the in-process stand-in.
+    # The region's Redis for keys, tenants, quotas and routing's fleet state: redis://host:port/db
+    # (one server), redis+sentinel://h:p[,h:p]/<primary>[/db], redis+cluster://h:p[,h:p] (a
+    # Redis Cluster's seed nodes), or memory:// for the in-process stand-in (see
+    # sluice.storage.redis).
     redis_url: str = "memory://"
     # Server-side secret mixed into every key hash (a pepper). Set it in production.
     key_pepper: SecretStr = SecretStr("sluice-dev-pepper-change-me")
@@ -77,9 +79,4 @@ class AuthSettings(Section):
     def limits_for(self, tenant: Tenant) -> ScopeLimits:
         return self.tiers[tenant.tier].with_overrides(tenant.limits)
 
-    @field_validator("redis_url")
-    @classmethod
-    def _v_redis(cls, value: str) -> str:
-        if not re.match(r"^(memory|redis|rediss|unix)://", value):
-            raise ValueError("must start with memory://, redis://, rediss:// or unix://")
-        return value
+    _v_redis = field_validator("redis_url")(check_redis_url)

@@ -50,3 +50,16 @@ def read_yaml(path: str | os.PathLike[str], what: str, error: type[Exception]) -
 def error_fields(err: ValidationError) -> list[tuple[str, str]]:
     """(dotted field path, message) for each problem pydantic found."""
     return [(".".join(str(p) for p in e["loc"]) or "(root)", e["msg"]) for e in err.errors()]
+
+
+# Redis URL schemes (sluice.storage.redis.connect): one server, a Sentinel-watched primary, a
+# Redis Cluster, or the in-process stand-in.
+REDIS_URL_SCHEMES = ("memory", "redis", "rediss", "unix", "redis+sentinel", "rediss+sentinel",
+                     "redis+cluster", "rediss+cluster")
+
+
+def check_redis_url(value: str) -> str:
+    """`value` if it starts with one of REDIS_URL_SCHEMES and `://`; else ValueError."""
+    if value.split("://", 1)[0] not in REDIS_URL_SCHEMES or "://" not in value:
+        raise ValueError(f"must start with {', '.join(s + '://' for s in REDIS_URL_SCHEMES)}")
+    return value

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
-from sluice.config.base import Section
+from sluice.config.base import Section, check_redis_url
 
 
 class CacheSettings(Section):
@@ -12,7 +12,8 @@ class CacheSettings(Section):
     # LRU policy (allkeys-lru) so the memory bound evicts old answers; empty
     # = auth.redis_url (fine for make run's embedded store, not for a
     # Redis that also holds quotas, which must not be evicted).
-    redis_url: str = Field(default="", pattern=r"^$|^(memory|redis|rediss|unix)://")
+    redis_url: str = ""
+    # (any URL auth.redis_url takes)
     # Lifetime of an entry when its tenant sets none, and the longest any
     # entry gets, seconds.
     ttl_seconds: int = Field(default=3600, ge=1, le=30 * 86400)
@@ -28,3 +29,8 @@ class CacheSettings(Section):
     # Who shares the prompt-prefix ledger (where prefixes are warm), kept on
     # the region's Redis (auth.redis_url): empty = the region.
     prefix_scope: str = Field("", pattern=r"^[a-z0-9_-]{0,63}$")
+
+    @field_validator("redis_url")
+    @classmethod
+    def _v_redis(cls, value: str) -> str:
+        return check_redis_url(value) if value else value

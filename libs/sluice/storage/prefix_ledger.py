@@ -3,7 +3,7 @@
 A provider's prompt cache is per deployment (account and endpoint) and per
 model, so the ledger keeps, for each (deployment, model, prefix identity)
 written there, the prefix's tokens and lifetime, as a Redis string that
-expires when the provider's entry would: `sluice:prefix:{scope}:<deployment>|
+expires when the provider's entry would: `sluice:prefix:<scope>:<deployment>|
 <model>|<hash hex>` -> "<tokens>:<ttl seconds>" with PX = ttl. A read
 refreshes it (the API refreshes an entry on each read).
 
@@ -29,7 +29,7 @@ import redis.exceptions
 from sluice.cache.v1 import prefix_pb2
 from sluice.config import Settings
 from sluice.llm.v1 import messages_pb2
-from sluice.storage.redis import connect
+from sluice.storage.redis import connect, mget
 from sluice.telemetry import metrics
 from sluice.wire.prefix import PrefixChain
 
@@ -115,7 +115,7 @@ def settle(plan: prefix_pb2.PrefixPlan, deployment: str, usage: messages_pb2.Usa
     read = usage.cache_read_input_tokens
     refreshed = None
     if read and hit_block >= 0:
-        refreshed = (mine.hit_hash, read, mine.hit_ttl_seconds or 300)  # type: ignore[union-attr]
+        refreshed = (mine.hit_hash, read, mine.hit_ttl_seconds or 300)  # type: ignore[union-attr]  # hit_block >= 0: mine is set
     written: list[tuple[bytes, int, int]] = []
     total = read + usage.cache_creation_input_tokens
     later = [p for p in plan.breakpoints if p.block > hit_block]
@@ -146,7 +146,8 @@ class PrefixLedger:
 
     def __init__(self, redis: aioredis.Redis, scope: str, service: str) -> None:
         self._redis = redis
-        self._prefix = f"sluice:prefix:{{{scope}}}:"
+        # No hash tag: a Redis Cluster spreads the entries over its shards.
+        self._prefix = f"sluice:prefix:{scope}:"
         self._service = service
 
     def _key(self, deployment: str, model: str, digest: bytes) -> str:
@@ -159,7 +160,7 @@ class PrefixLedger:
         positions = chain.positions()
         keys = [self._key(d, m, chain.hashes[p]) for d, m in places for p in positions]
         try:
-            values = await self._redis.mget(keys) if keys else []
+            values = await mget(self._redis, keys) if keys else []
         except (redis.exceptions.RedisError, OSError) as exc:
             metrics.PREFIX_LEDGER_FAILURES.labels(self._service).inc()
             log.debug("prefix ledger read failed: %s", exc)

@@ -1,16 +1,17 @@
 """The exact response cache's store: compressed answers on Redis, and
 generation counters that invalidate them.
 
-Keys (the scope, normally the region, as a hash tag):
-- `sluice:rc:{scope}:e:<namespace>:<requested name>:<request digest hex>` -> zlib-compressed
+Keys (the scope is normally the region; no hash tag, so a Redis Cluster spreads a region's
+entries, even one hot tenant's, over every shard):
+- `sluice:rc:<scope>:e:<namespace>:<requested name>:<request digest hex>` -> zlib-compressed
   `sluice.cache.v1.StoredEntry`, with the entry's TTL (PX).
-- `sluice:rc:{scope}:g:<what>` -> integer generation of "all", a namespace
+- `sluice:rc:<scope>:g:<what>` -> integer generation of "all", a namespace
   ("ns:<namespace>"), an alias ("a:<alias>" for every tenant,
   "na:<namespace>:<alias>" for one) and a prompt version
   ("p:<namespace>:<tag>"). An entry records the generations it was stored
   under; invalidating bumps one (INCR) and every entry stored before under
   it stops matching, left to expire or be evicted. So a lookup is one MGET
-  (the entry and its five generations) and an invalidation one INCR,
+  (the entry and its five generations; on a cluster one per slot, sent together) and an invalidation one INCR,
   however many entries it covers.
 
 The memory bound is Redis's own: run the response cache on a Redis with
@@ -31,7 +32,7 @@ import redis.exceptions
 
 from sluice.auth.v1 import principal_pb2
 from sluice.config import Settings
-from sluice.storage.redis import connect
+from sluice.storage.redis import connect, mget
 
 
 def namespace_of(principal: principal_pb2.Principal) -> str:
@@ -91,7 +92,7 @@ class ResponseStore:
 
     def __init__(self, redis: aioredis.Redis, scope: str, timeout_s: float) -> None:
         self._redis = redis
-        self._prefix = f"sluice:rc:{{{scope}}}:"
+        self._prefix = f"sluice:rc:{scope}:"
         self._timeout = timeout_s
 
     def _entry(self, address: Address) -> str:
@@ -106,7 +107,7 @@ class ResponseStore:
             generation(), generation(ns), generation(alias=alias), generation(ns, alias),
             generation(ns, prompt_version=address.prompt_version))]
 
-    async def _run(self, call):  # type: ignore[no-untyped-def]
+    async def _run(self, call):
         try:
             async with asyncio.timeout(self._timeout):
                 return await call
@@ -116,7 +117,7 @@ class ResponseStore:
     async def get(self, address: Address) -> tuple[bytes | None, list[int]]:
         """(the stored blob or None, the current generations) in one MGET.
         Raises StoreUnavailable."""
-        values = await self._run(self._redis.mget([self._entry(address), *self._generations(address)]))
+        values = await self._run(mget(self._redis, [self._entry(address), *self._generations(address)]))
         return values[0], [_int(v) for v in values[1:]]
 
     async def put(self, address: Address, blob: bytes, ttl_seconds: int) -> None:

@@ -3,12 +3,13 @@ and a set of key ids per tenant (sluice:auth:tenant-keys:<tenant id>)."""
 
 from __future__ import annotations
 
+import builtins
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, cast
 
 import redis.asyncio as aioredis
 
-from sluice.storage.redis import reaching
+from sluice.storage.redis import is_cluster, reaching
 
 
 @dataclass(frozen=True)
@@ -74,14 +75,19 @@ class RedisKeyStore:
     async def get(self, key_id: str) -> StoredKey | None:
         with reaching("key store"):
             fields = await self._redis.hgetall(self._name(key_id))
-        return self._decode(key_id, fields) if fields else None
+        # The client is made without decode_responses: replies are bytes.
+        return self._decode(key_id, cast(dict[bytes, bytes], fields)) if fields else None
 
     async def put(self, key: StoredKey) -> None:
         with reaching("key store"):
             await self._put(key)
 
     async def _put(self, key: StoredKey) -> None:
-        async with self._redis.pipeline(transaction=True) as tx:
+        # The key's record and its tenant's index live in different slots on a Redis Cluster
+        # (a key is found by its id alone), so there the two writes are one pipeline but not one
+        # transaction: the record first, so an index entry never names a missing record for
+        # long; `list` skips one whose record is absent.
+        async with self._redis.pipeline(transaction=not is_cluster(self._redis)) as tx:
             tx.hset(self._name(key.key_id), mapping={
                 "tenant": key.tenant_id, "salt": key.salt, "digest": key.digest,
                 "description": key.description, "replaced_by": key.replaced_by,
@@ -94,8 +100,9 @@ class RedisKeyStore:
         with reaching("key store"):
             return await self._list(tenant_id)
 
-    async def _list(self, tenant_id: str) -> list[StoredKey]:
-        key_ids = sorted(k.decode() for k in await self._redis.smembers(self._index(tenant_id)))
+    async def _list(self, tenant_id: str) -> builtins.list[StoredKey]:  # `list` here is the method above
+        members = cast(set[bytes], await self._redis.smembers(self._index(tenant_id)))  # bytes: as above
+        key_ids = sorted(k.decode() for k in members)
         async with self._redis.pipeline(transaction=False) as pipe:
             for key_id in key_ids:
                 pipe.hgetall(self._name(key_id))

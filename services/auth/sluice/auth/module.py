@@ -15,7 +15,7 @@ from sluice.auth.envoy_servicer import EnvoyAuthorizationServicer, EnvoyRateLimi
 from sluice.auth.key_admin import KeyAdmin
 from sluice.auth.keystore import RedisKeyStore
 from sluice.auth.quota import QuotaKeeper, StoreHealth
-from sluice.auth.quota_store import LocalQuotaStore, RedisQuotaStore
+from sluice.auth.quota_store import LocalQuotaStore, QuotaStore, RedisQuotaStore
 from sluice.auth.servicer import AuthServicer
 from sluice.auth.tenants import TenantDirectory, TenantStore
 from sluice.auth.v1 import admin_service_pb2, auth_service_pb2
@@ -31,6 +31,7 @@ async def init(rt: Runtime) -> None:
     rt.on_stop(client.aclose)
 
     tenant_store = TenantStore(client)
+    await tenant_store.adopt_legacy()
     await tenant_store.seed(cfg.tenants, cfg.tenants_revision)
     directory = TenantDirectory(tenant_store, cfg.limits_for, cfg.tenant_refresh_seconds)
     await directory.refresh()
@@ -55,6 +56,7 @@ async def init(rt: Runtime) -> None:
     cache = DecisionCache(cfg.decision_cache_ttl_seconds, cfg.decision_cache_max_entries,
                           cfg.decision_cache_stale_if_error_seconds)
     core = Authenticator(key_store, pepper, directory, cache)
+    store: QuotaStore
     if cfg.redis_url.startswith("memory://"):
         # One process holds everything: the local limiter is the store itself.
         store, fallback = LocalQuotaStore(), None

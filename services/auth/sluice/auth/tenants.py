@@ -1,8 +1,9 @@
 """Tenants: stored in Redis, seen by every auth process within seconds.
 
-The store is one hash (sluice:auth:tenants, tenant id -> JSON with its
-revision) and a change counter (sluice:auth:tenants:revision) bumped with
-every write. Each auth process keeps a `TenantDirectory` in memory and polls
+The store is one hash (sluice:auth:{tenants}, tenant id -> JSON with its
+revision) and a change counter (sluice:auth:{tenants}:revision) bumped with
+every write in the same transaction; the hash tag keeps both in one slot of
+a Redis Cluster. Each auth process keeps a `TenantDirectory` in memory and polls
 the counter every `auth.tenant_refresh_seconds`; only when it moved does it
 read the tenants again. Polling a counter, not pub/sub, so a process that
 lost its connection for a while still catches up.
@@ -15,21 +16,23 @@ import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import cast
 
 import redis.asyncio as aioredis
 import redis.exceptions
 from pydantic import TypeAdapter, ValidationError
 
 from sluice.config.base import error_fields
-
 from sluice.config.tenants import ScopeLimits, Tenant, TenantId
 from sluice.rpc.errors import FieldViolation, Reason, SluiceError
-from sluice.storage.redis import StoreUnavailable, reaching
+from sluice.storage.redis import StoreUnavailable, is_cluster, reaching
 
 log = logging.getLogger(__name__)
 
-_TENANTS = "sluice:auth:tenants"
-_REVISION = "sluice:auth:tenants:revision"
+_TENANTS = "sluice:auth:{tenants}"
+_REVISION = "sluice:auth:{tenants}:revision"
+# Where tenants were stored before the hash tag (one server only); adopted once at start.
+_LEGACY_TENANTS = "sluice:auth:tenants"
 
 
 @dataclass(frozen=True)
@@ -63,7 +66,7 @@ class TenantStore:
         self._redis = client
 
     @staticmethod
-    def _decode(tenant_id: str, raw: bytes) -> StoredTenant:
+    def _decode(tenant_id: str, raw: bytes | str) -> StoredTenant:
         doc = json.loads(raw)
         return StoredTenant(tenant_id, Tenant.model_validate(doc["tenant"]), int(doc["revision"]))
 
@@ -79,7 +82,8 @@ class TenantStore:
         with reaching("tenant store"):
             raw = await self._redis.hgetall(_TENANTS)
         out = {}
-        for tenant_id, doc in raw.items():
+        # The client is made without decode_responses: field names are bytes.
+        for tenant_id, doc in cast(dict[bytes, bytes], raw).items():
             try:
                 out[tenant_id.decode()] = self._decode(tenant_id.decode(), doc)
             except (ValueError, KeyError, ValidationError) as exc:
@@ -114,6 +118,23 @@ class TenantStore:
                     return StoredTenant(tenant_id, tenant, new)
                 except redis.exceptions.WatchError:
                     continue  # someone wrote in between: read again
+
+    async def adopt_legacy(self) -> int:
+        """Tenants a Sluice before the hash tag stored (under sluice:auth:tenants, on one
+        server), copied to the current hash when it has none of them, so an upgrade keeps
+        what the admin API changed. Returns how many were copied."""
+        with reaching("tenant store"):
+            if is_cluster(self._redis) or not await self._redis.exists(_LEGACY_TENANTS):
+                return 0
+            old = await self._redis.hgetall(_LEGACY_TENANTS)
+            async with self._redis.pipeline(transaction=True) as tx:
+                for tenant_id, doc in old.items():
+                    tx.hsetnx(_TENANTS, tenant_id, doc)
+                tx.incr(_REVISION)
+                tx.delete(_LEGACY_TENANTS)
+                await tx.execute()
+        log.info("adopted %d tenants stored before the hash-tagged key", len(old))
+        return len(old)
 
     async def seed(self, tenants: dict[str, Tenant], revision: int) -> list[str]:
         """Applies configured tenants: each one absent from the store, or
@@ -179,7 +200,7 @@ class TenantDirectory:
                 if not failing:
                     log.warning("cannot refresh tenants (%s); serving the last known set", type(exc).__name__)
                 failing = True
-            except Exception:  # noqa: BLE001 - following must outlive any one bad read
+            except Exception:  # following must outlive any one bad read
                 log.exception("refreshing tenants failed; serving the last known set")
 
     def all(self) -> list[StoredTenant]:
