@@ -58,8 +58,10 @@ check-deploy: $(STAMP) ## render the Helm chart for every region and mode; helm 
 	$(BIN)/python -m tests.infra.check_deploy
 
 .PHONY: lint
-lint: $(STAMP) ## buf lint the protos
+lint: $(STAMP) ## buf lint the protos; ruff over the tree; mypy over libs/ and services/ (files: pyproject.toml)
 	$(BIN)/buf lint
+	$(BIN)/ruff check .
+	$(BIN)/mypy
 
 .PHONY: test
 test: $(STAMP) deps lint check-protos check-deploy ## everything CI runs: lint, fresh protos, deploy manifests, unit + integration + e2e tests

@@ -15,7 +15,6 @@ import time
 from contextvars import ContextVar
 from dataclasses import dataclass
 
-
 _current: ContextVar[CallContext | None] = ContextVar("sluice_call_context", default=None)
 
 

@@ -13,7 +13,6 @@ producer and one sink sustain against a real Kafka broker.
 from __future__ import annotations
 
 import json
-
 import statistics
 import tempfile
 import threading

@@ -72,7 +72,7 @@ def ensure_litellm() -> Path:
             [python, "-m", "pip", "install", "-q", f"litellm[proxy]=={LITELLM_VERSION}"],
         ]
         for step in steps:
-            done = subprocess.run(step, capture_output=True, text=True, timeout=3600)
+            done = subprocess.run(step, capture_output=True, text=True, timeout=3600, check=False)
             if done.returncode != 0:
                 raise RuntimeError(f"installing LiteLLM {LITELLM_VERSION}: {' '.join(step)} exited "
                                    f"{done.returncode}:\n{done.stdout[-2000:]}\n{done.stderr[-3000:]}")
@@ -286,7 +286,7 @@ def run(args: argparse.Namespace, files: dict[str, Path], workdir: Path, notes: 
                       flush=True)
                 if problem:
                     notes.append(f"{target.name} {kind} before the run: {problem}")
-        if any(n.startswith("sluice JSON") or n.startswith("litellm JSON") for n in notes):
+        if any(n.startswith(("sluice JSON", "litellm JSON")) for n in notes):
             raise RuntimeError("a JSON request did not come back as a message: " + "; ".join(notes)
                                + f"\nLiteLLM log:\n{litellm.log_tail()}")
         tree_before = litellm.pids

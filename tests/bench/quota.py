@@ -23,8 +23,8 @@ from sluice.auth.quota import QuotaKeeper
 from sluice.auth.quota_store import LocalQuotaStore, RedisQuotaStore
 from sluice.auth.v1 import auth_service_pb2 as pb
 from sluice.catalog import load_catalog
-from sluice.llm.v1 import messages_pb2 as m
 from sluice.config.tenants import Limits, ScopeLimits, Tenant
+from sluice.llm.v1 import messages_pb2 as m
 from sluice.storage.redis import connect
 from tests.infra.sluice_cluster import UNREACHABLE_LIMITS
 

@@ -164,7 +164,7 @@ def test_the_chart_refuses_a_us_endpoint_in_an_eu_region(tools: None, values_fil
 
 def test_the_chart_refuses_a_tenant_of_another_region(tools: None) -> None:
     eu = next(iter(EU_FILES))
-    with pytest.raises(DeployCheckError, match="tenants.hooli: region is \"us-east-1\""):
+    with pytest.raises(DeployCheckError, match=r'tenants\.hooli: region is "us-east-1"'):
         deploy.render(eu, None, {"tenants": {"hooli": {"tier": "standard", "region": "us-east-1"}}})
 
 

@@ -146,7 +146,7 @@ def metric(cluster: SluiceCluster, name: str, **labels: str) -> float:
     """The value of one Prometheus sample of the gateway (0 when absent)."""
     text = httpx.get(f"http://127.0.0.1:{cluster.metrics_port}/metrics", timeout=5).text
     for line in text.splitlines():
-        if (line.startswith(name + "{") or line.startswith(name + " ")) and \
+        if line.startswith((name + "{", name + " ")) and \
                 all(f'{k}="{v}"' in line for k, v in labels.items()):
             return float(line.rsplit(" ", 1)[1])
     return 0.0

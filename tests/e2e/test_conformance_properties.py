@@ -51,4 +51,4 @@ def test_any_invalid_or_hostile_body_is_a_4xx_naming_the_field(conf, raw):
     assert 400 <= response.status_code < 500 and error["type"] in (
         "invalid_request_error", "not_found_error", "request_too_large")
     field = error["message"].split(":", 1)[0]
-    assert field and " " not in field.strip("() ") or error["message"].startswith(("This model", "prompt is")), error
+    assert (field and " " not in field.strip("() ")) or error["message"].startswith(("This model", "prompt is")), error

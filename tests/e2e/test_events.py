@@ -19,7 +19,13 @@ import httpx
 import pytest
 from kafka import KafkaConsumer, KafkaProducer
 
-from sluice.events.records import REASON_HEADER, dead_letter_topic, kafka_headers, region_topics, topic
+from sluice.events.records import (
+    REASON_HEADER,
+    dead_letter_topic,
+    kafka_headers,
+    region_topics,
+    topic,
+)
 from sluice.events.v1 import events_pb2 as ev
 from sluice.sinks.storage import RegionalStore
 from tests.e2e.helpers import sdk, user, wait_until
@@ -151,11 +157,11 @@ def test_each_regions_sink_holds_exactly_its_tenants_records_and_bills_what_clie
     us = regions["us-east-1"]
     result = subprocess.run(
         [sys.executable, "-m", "sluice.runtime.cli", "billing", "report", "--tenant", "us-a", "--region", "us-east-1",
-         "--data-dir", str(us.sink.data_dir)], capture_output=True, text=True, timeout=30)
+         "--data-dir", str(us.sink.data_dir)], capture_output=True, text=True, timeout=30, check=False)
     assert result.returncode == 0, result.stderr
     billed_output = sum(int(r["request"].get("output_tokens", 0)) for r in us.records("billing")
                         if r["request"]["tenant_id"] == "us-a")
-    total_line = [line for line in result.stdout.splitlines() if line.startswith("total")][0]
+    total_line = next(line for line in result.stdout.splitlines() if line.startswith("total"))
     assert str(billed_output) in total_line.split()
 
 
@@ -164,7 +170,7 @@ def test_tampered_audit_record_fails_verification_naming_it(regions):
     wait_until(lambda: us.records("audit"), 30, "audit records")
     cli = [sys.executable, "-m", "sluice.runtime.cli", "audit", "verify", "--region", "us-east-1",
            "--data-dir", str(us.sink.data_dir)]
-    ok = subprocess.run(cli, capture_output=True, text=True, timeout=30)
+    ok = subprocess.run(cli, capture_output=True, text=True, timeout=30, check=False)
     assert ok.returncode == 0, ok.stdout + ok.stderr
 
     _, _, path = next(us.store.files("audit", "us-b"))
@@ -174,7 +180,7 @@ def test_tampered_audit_record_fails_verification_naming_it(regions):
     original, lines[1] = lines[1], json.dumps(doc) + "\n"
     path.write_text("".join(lines))
     try:
-        bad = subprocess.run(cli, capture_output=True, text=True, timeout=30)
+        bad = subprocess.run(cli, capture_output=True, text=True, timeout=30, check=False)
         assert bad.returncode == 1
         assert f"{path}:2" in bad.stdout and doc["event"]["event_id"] in bad.stdout and "edited" in bad.stdout
     finally:

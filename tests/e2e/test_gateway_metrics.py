@@ -3,6 +3,7 @@ it took, what Sluice added (the overhead), time to first token, tokens and cost.
 
 from __future__ import annotations
 
+import anthropic
 import pytest
 
 from tests.e2e.conformance import metric
@@ -55,10 +56,10 @@ def test_refusals_are_counted_by_the_status_the_api_answers(cluster):
     unknown = dict(mode=mode, route="messages", status="404", error_type="not_found_error")
     before = metric(cluster, "sluice_gateway_requests_total", **bad_key), \
         metric(cluster, "sluice_gateway_requests_total", **unknown)
-    with pytest.raises(Exception):
+    with pytest.raises(anthropic.AuthenticationError):
         sdk(cluster.http_base, "sk-sluice-wrong").messages.create(model="claude-sonnet-4-6", max_tokens=8,
                                                                   messages=user("hi"))
-    with pytest.raises(Exception):
+    with pytest.raises(anthropic.NotFoundError):
         sdk(cluster.http_base, cluster.api_key).messages.create(model="no-such-model", max_tokens=8,
                                                                 messages=user("hi"))
     assert metric(cluster, "sluice_gateway_requests_total", **bad_key) == before[0] + 1

@@ -9,7 +9,15 @@ import httpx
 import pytest
 
 from sluice.gateway.v1 import gateway_service_pb2 as gw
-from tests.e2e.helpers import error_details, gateway_stub, grpc_params, sdk, sim_stats, user, wait_until
+from tests.e2e.helpers import (
+    error_details,
+    gateway_stub,
+    grpc_params,
+    sdk,
+    sim_stats,
+    user,
+    wait_until,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -197,8 +205,9 @@ def test_error_after_stream_start_is_an_sse_error_event(cluster):
     with pytest.raises(anthropic.APIStatusError) as err:
         with client.messages.stream(model="claude-sonnet-4-6", max_tokens=50,
                                     messages=user("fail late [[sim:error_after=3]]")) as stream:
+            # Appended one by one: the texts before the error must be kept (hence noqa).
             for text in stream.text_stream:
-                received.append(text)
+                received.append(text)  # noqa: PERF402
     # The three words the model said before failing reach the client (the
     # output filter releases what it held when the model fails), then the error.
     assert len("".join(received).split()) == 3
@@ -242,7 +251,7 @@ def test_errors_are_counted_in_metrics(cluster):
     httpx.post(f"{cluster.http_base}/v1/messages", content=b"{", timeout=10,
                headers={"x-api-key": cluster.api_key, "anthropic-version": "2023-06-01"})
     text = httpx.get(f"http://127.0.0.1:{cluster.metrics_port}/metrics", timeout=5).text
-    line = next(l for l in text.splitlines()
-                if l.startswith("sluice_http_requests_total") and 'status="400"' in l)
+    line = next(row for row in text.splitlines()
+                if row.startswith("sluice_http_requests_total") and 'status="400"' in row)
     assert float(line.rsplit(" ", 1)[1]) >= 1
     assert 'sluice_errors_total{reason="INVALID_REQUEST",service="gateway_http"}' in text

@@ -17,12 +17,19 @@ from kafka import KafkaConsumer
 
 from sluice.events.records import region_topics, topic
 from sluice.events.v1 import events_pb2 as ev
+from sluice.gateway.v1 import gateway_service_pb2 as gw
 from sluice.safety.policy import SHIPPED_POLICY_DIR
-from tests.e2e.helpers import error_details, gateway_stub, grpc_params, sdk, sim_stats, user, wait_until
+from tests.e2e.helpers import (
+    error_details,
+    gateway_stub,
+    grpc_params,
+    sdk,
+    sim_stats,
+    user,
+    wait_until,
+)
 from tests.infra.kafka_broker import create_topics
 from tests.infra.sluice_cluster import SluiceCluster
-
-from sluice.gateway.v1 import gateway_service_pb2 as gw
 
 pytestmark = pytest.mark.e2e
 

@@ -186,7 +186,7 @@ def test_sampling_keeps_the_ratio_of_new_traces_and_every_sampled_parent(jaeger,
                                                              messages=user("not kept"))
         dropped = unsampled.headers["x-sluice-trace-id"]
         assert len(dropped) == 32  # a trace id still, for the logs and the audit record
-        trace_id, span_id, traceparent = _client_context()
+        trace_id, _span_id, traceparent = _client_context()
         client.messages.create(model="claude-sonnet-4-6", max_tokens=8, messages=user("kept"),
                                extra_headers={"traceparent": traceparent})
         _complete(jaeger, trace_id, {"sluice-all"}, {"sluice.events.record", "chat "})

@@ -80,7 +80,7 @@ def ensure(name: str) -> Path:
             work = tmp
             steps = [[go, "install", f"{tool.package}@{tool.version}"]]
         for step in steps:
-            done = subprocess.run(step, cwd=work, env=env, capture_output=True, text=True, timeout=1800)
+            done = subprocess.run(step, cwd=work, env=env, capture_output=True, text=True, timeout=1800, check=False)
             if done.returncode != 0:
                 raise GoToolError(f"building {tool.name} {tool.version}: {' '.join(step[1:])} exited "
                                   f"{done.returncode}:\n{done.stderr[-3000:]}")

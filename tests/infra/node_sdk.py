@@ -79,7 +79,7 @@ def ensure_ts_sdk() -> Path:
             done = subprocess.run(
                 [npm, "install", "--prefix", str(tmp), "--no-audit", "--no-fund",
                  f"{_PACKAGE}@{TS_SDK_VERSION}"],
-                capture_output=True, text=True, timeout=600, cwd=tmp)
+                capture_output=True, text=True, timeout=600, cwd=tmp, check=False)
             if done.returncode != 0 or not _installed(tmp / "node_modules"):
                 raise NodeSdkError(f"npm install {_PACKAGE}@{TS_SDK_VERSION} failed "
                                    f"(exit {done.returncode}):\n{done.stdout}\n{done.stderr}")
@@ -113,7 +113,7 @@ def run_ts(base_url: str, api_key: str, command: dict[str, Any], timeout: float 
     stdin = json.dumps({**command, "base_url": base_url, "api_key": api_key})
     try:
         done = subprocess.run([_tool("node"), str(CLIENT_SCRIPT)], input=stdin, capture_output=True,
-                              text=True, timeout=timeout, env=env, cwd=CLIENT_SCRIPT.parent)
+                              text=True, timeout=timeout, env=env, cwd=CLIENT_SCRIPT.parent, check=False)
     except subprocess.TimeoutExpired as e:
         raise NodeSdkError(f"client.mjs {command.get('op')} ran over {timeout}s; stderr:\n"
                            f"{_text(e.stderr)}") from None

@@ -57,7 +57,7 @@ async def remember(cache: ResponseCache, who, text: str, said: str = "42") -> pb
     missed = await cache.lookup(lookup(who, text))
     assert (missed.status, missed.reason) == ("miss", "absent") and missed.key
     stored = await cache.store(pb.StoreRequest(principal=who, key=missed.key, answer=answer(said)))
-    assert stored.stored and 0 < stored.stored_bytes
+    assert stored.stored and stored.stored_bytes > 0
     return missed
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from typing import ClassVar
 
 import pytest
 
@@ -201,7 +202,7 @@ def test_one_pricing_rule_in_whole_micro_usd_rounded_up():
 
     class P:
         input, output, cache_write_5m, cache_write_1h, cache_read = 0.1, 15.0, 3.75, 6.0, 0.3
-        server_tool_use = {"web_search_requests": 0.01}
+        server_tool_use: ClassVar[dict[str, float]] = {"web_search_requests": 0.01}
 
     assert cost_micro_usd(messages_pb2.Usage(input_tokens=3), P) == 1  # 0.3 micro-USD -> 1
     assert cost_micro_usd(messages_pb2.Usage(input_tokens=30), P) == 3  # 3.0000000000000004 is 3

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from sluice.config import tenant_codec
 from sluice.auth.core import Authenticator
 from sluice.auth.key_admin import KeyAdmin
 from sluice.auth.keystore import RedisKeyStore
 from sluice.auth.tenants import TenantDirectory, TenantStore, validate_tenant
+from sluice.config import tenant_codec
 from sluice.config.auth import AuthSettings
 from sluice.config.tenants import Limits, ScopeLimits, Tenant
 from sluice.rpc.errors import Reason, SluiceError

@@ -26,14 +26,14 @@ def test_no_service_imports_another_services_code():
         for path in (ROOT / "services" / service).rglob("*.py"):
             for name in _imports(path):
                 parts = name.split(".")
-                if len(parts) >= 2 and parts[0] == "sluice" and parts[1] in SERVICES and parts[1] != service:
-                    if len(parts) < 3 or parts[2] != "v1":
-                        offenders.append(f"{path.relative_to(ROOT)} imports {name}")
+                if (len(parts) >= 2 and parts[0] == "sluice" and parts[1] in SERVICES and parts[1] != service
+                        and (len(parts) < 3 or parts[2] != "v1")):
+                    offenders.append(f"{path.relative_to(ROOT)} imports {name}")
     assert not offenders, offenders
 
 
 def test_generated_code_lives_only_in_libs():
-    stray = [p for p in (ROOT / "services").rglob("*_pb2*.py")]
+    stray = list((ROOT / "services").rglob("*_pb2*.py"))
     assert not stray, stray
 
 
@@ -104,7 +104,8 @@ def test_each_module_declares_the_settings_sections_it_reads():
     import re
 
     from sluice.config import Settings
-    from sluice.services import SERVICES as NAMES, module_path
+    from sluice.services import SERVICES as NAMES
+    from sluice.services import module_path
 
     fields = set(Settings.model_fields)
     declared: set[str] = set()

@@ -10,8 +10,7 @@ from sluice.auth.keystore import RedisKeyStore, StoredKey
 from sluice.auth.v1 import principal_pb2
 from sluice.config.tenants import Tenant
 from sluice.rpc.errors import Reason, SluiceError
-from sluice.storage.redis import StoreUnavailable
-from sluice.storage.redis import connect
+from sluice.storage.redis import StoreUnavailable, connect
 
 
 @pytest.mark.parametrize("raw", [
@@ -52,7 +51,7 @@ async def auth():
 
 
 async def test_valid_key_gives_the_tenants_principal(auth):
-    key = await create_key(auth._store, {"acme": Tenant()})  # noqa: SLF001
+    key = await create_key(auth._store, {"acme": Tenant()})
     principal = await auth.authenticate(key)
     assert (principal.tenant_id, principal.tier, principal.region) == ("acme", "free", "eu-west-1")
 
@@ -69,13 +68,13 @@ async def test_bad_keys_fail_with_their_reason(auth, key, reason):
 
 
 async def test_wrong_secret_and_revoked_key_are_invalid(auth):
-    key = await create_key(auth._store, {"acme": Tenant()})  # noqa: SLF001
+    key = await create_key(auth._store, {"acme": Tenant()})
     parsed = keys.parse(key)
     with pytest.raises(SluiceError) as err:
         await auth.authenticate(f"sk-sluice-{parsed.key_id}-{'c' * 48}")
     assert err.value.reason is Reason.INVALID_API_KEY and err.value.message == "invalid x-api-key"
 
-    await admin_for(auth._store, {"acme": Tenant()}).revoke(parsed.key_id)  # noqa: SLF001
+    await admin_for(auth._store, {"acme": Tenant()}).revoke(parsed.key_id)
     with pytest.raises(SluiceError) as err:
         await auth.authenticate(key)
     assert err.value.reason is Reason.INVALID_API_KEY
@@ -83,7 +82,7 @@ async def test_wrong_secret_and_revoked_key_are_invalid(auth):
 
 async def test_seed_key_for_unknown_tenant_is_refused(auth):
     with pytest.raises(SluiceError, match="no tenant 'nobody'"):
-        await admin_for(auth._store, {"acme": Tenant()}).ensure_key(keys.generate(), "nobody")  # noqa: SLF001
+        await admin_for(auth._store, {"acme": Tenant()}).ensure_key(keys.generate(), "nobody")
 
 
 class _Clock:
@@ -100,7 +99,7 @@ async def test_decision_cache_spares_the_store_and_revocation_lands_within_the_t
     clock = _Clock()
     store = RedisKeyStore(client)
     auth = Authenticator(store, b"pepper", {"acme": Tenant()}, DecisionCache(ttl_s=5, max_entries=10, clock=clock))
-    key = await create_key(auth._store, {"acme": Tenant()})  # noqa: SLF001
+    key = await create_key(auth._store, {"acme": Tenant()})
     parsed = keys.parse(key)
     await auth.authenticate(key)
     stored = await store.get(parsed.key_id)
@@ -123,7 +122,7 @@ def test_decision_cache_keeps_no_secret_and_stays_bounded():
     assert len(cache) == 3
     assert cache.get(api_keys[0]) is None and cache.get(api_keys[4]).key_id == "4"
     assert not any(key.encode() in slot or key.split("-")[-1].encode() in slot
-                   for key in api_keys for slot in cache._entries)  # noqa: SLF001
+                   for key in api_keys for slot in cache._entries)
 
 
 def test_decision_cache_with_zero_ttl_is_off():

@@ -3,7 +3,14 @@ from __future__ import annotations
 import grpc
 import pytest
 
-from sluice.rpc.errors import REASONS, FieldViolation, QuotaViolation, Reason, SluiceError, anthropic_error_body
+from sluice.rpc.errors import (
+    REASONS,
+    FieldViolation,
+    QuotaViolation,
+    Reason,
+    SluiceError,
+    anthropic_error_body,
+)
 
 
 def test_every_reason_has_one_mapping():

@@ -158,7 +158,7 @@ def test_a_second_process_cannot_open_the_same_spool(tmp_path):
 
     spool = Spool(tmp_path, 1 << 20, 1 << 20)
     other = subprocess.run([sys.executable, "-c", "import sys; from sluice.events.spool import Spool\n"
-                            f"Spool({str(tmp_path)!r}, 1 << 20, 1 << 20)"], capture_output=True, text=True)
+                            f"Spool({str(tmp_path)!r}, 1 << 20, 1 << 20)"], capture_output=True, text=True, check=False)
     assert other.returncode != 0 and "in use by another process" in other.stderr
     spool.close()
 

@@ -69,16 +69,16 @@ class Auth:
     def __init__(self, calls: Calls) -> None:
         self.calls, self.settled = calls, []
 
-    async def Authenticate(self, request, timeout=None):  # noqa: N802 - the RPC's name
+    async def Authenticate(self, request, timeout=None):
         await self.calls.enter("Authenticate")
         return auth_service_pb2.AuthenticateResponse(principal=PRINCIPAL)
 
-    async def Admit(self, request, timeout=None):  # noqa: N802
+    async def Admit(self, request, timeout=None):
         await self.calls.enter("Admit")
         return auth_service_pb2.AdmitResponse(reservation=auth_service_pb2.Reservation(lease_id="l1", tokens=73),
                                               rate_limit_headers={"anthropic-ratelimit-requests-limit": "50"})
 
-    async def Settle(self, request, timeout=None):  # noqa: N802
+    async def Settle(self, request, timeout=None):
         self.settled.append(request)
         return auth_service_pb2.SettleResponse()
 
@@ -87,7 +87,7 @@ class Routing:
     def __init__(self, calls: Calls) -> None:
         self.calls = calls
 
-    async def Route(self, request, timeout=None):  # noqa: N802
+    async def Route(self, request, timeout=None):
         await self.calls.enter("Route")
         return routing_service_pb2.RouteResponse(
             candidates=[candidate_pb2.Candidate(model_id=MODEL, deployment="anthropic-us", provider="anthropic",
@@ -99,7 +99,7 @@ class Safety:
     def __init__(self, calls: Calls, action: int = verdict_pb2.ACTION_ALLOW) -> None:
         self.calls, self.action = calls, action
 
-    async def CheckInput(self, request, timeout=None):  # noqa: N802
+    async def CheckInput(self, request, timeout=None):
         await self.calls.enter("CheckInput")
         hits = [verdict_pb2.RuleHit(rule_id="injection.model", action=self.action)] \
             if self.action != verdict_pb2.ACTION_ALLOW else []
@@ -130,7 +130,7 @@ class Inference:
     def __init__(self, calls: Calls) -> None:
         self.calls, self.streams = calls, []
 
-    def Generate(self, request, timeout=None):  # noqa: N802
+    def Generate(self, request, timeout=None):
         self.calls.order.append("Generate")
         responses = [inference_pb.GenerateResponse(attempt=inference_pb.Attempt(
             candidate=0, deployment="anthropic-us", model_id=MODEL, outcome="served", time_to_first_event_ms=5))]
@@ -172,7 +172,7 @@ async def test_a_served_request_answers_as_the_upstream_did_and_leaves_one_billi
     assert summary.deployment == "anthropic-us" and summary.upstream_ms == 12.5
     assert summary.total_ms >= 0 and audit.completion.chars == len("Hello there")
     await p.drain()
-    assert [s.usage.output_tokens for s in p._s.auth.settled] == [2]  # noqa: SLF001
+    assert [s.usage.output_tokens for s in p._s.auth.settled] == [2]
 
 
 async def test_in_process_the_checks_run_in_turn_and_a_route_refusal_comes_before_admission():
@@ -222,7 +222,7 @@ async def test_a_client_gone_mid_stream_cancels_the_upstream_and_is_recorded_as_
     first = await anext(stream)
     assert first.type == "message_start"
     await stream.aclose()
-    assert p._s.inference.streams[-1].cancelled  # noqa: SLF001
+    assert p._s.inference.streams[-1].cancelled
     (billing,) = emitter.of("billing")
     assert billing.request.outcome == events_pb2.OUTCOME_CANCELLED
 

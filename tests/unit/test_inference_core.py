@@ -9,11 +9,11 @@ import json
 
 import pytest
 
+from sluice import call_context
 from sluice.config.inference import ResilienceSettings
 from sluice.inference.core import AttemptReport, Generator, UpstreamTiming, waited_ms
 from sluice.llm.v1 import wire_pb2
 from sluice.routing.v1.candidate_pb2 import Candidate
-from sluice import call_context
 from sluice.rpc.errors import Reason, SluiceError
 from sluice.wire import events as ev
 
@@ -102,14 +102,14 @@ async def run(gen: Generator, candidates: list[Candidate], body: bytes = b'{"mes
 async def test_a_retry_on_the_same_deployment_then_success():
     d = FakeDeployment([overloaded()], answer("hi"))
     events, reports, err = await run(Generator({"eu1": d}, policy()), [candidate("a", "eu1")])
-    assert err is None and [e.type for e in events][0] == "message_start" and len(d.calls) == 2
+    assert err is None and events[0].type == "message_start" and len(d.calls) == 2
     assert [(r.deployment, r.outcome, r.reason) for r in reports] == [
         ("eu1", "failed", "UPSTREAM_OVERLOADED"), ("eu1", "served", "")]
 
 
 async def test_falls_back_down_the_list_after_the_attempts_run_out():
     d1, d2 = FakeDeployment([overloaded()], [overloaded()]), FakeDeployment(answer("ok"))
-    events, reports, err = await run(Generator({"eu1": d1, "eu2": d2}, policy()),
+    _events, reports, err = await run(Generator({"eu1": d1, "eu2": d2}, policy()),
                                      [candidate("a", "eu1"), candidate("b", "eu2")])
     assert err is None and len(d1.calls) == 2 and [m for m, _ in d2.calls] == ["b"]
     assert [r.outcome for r in reports] == ["failed", "failed", "served"] and reports[-1].candidate == 1
@@ -243,7 +243,7 @@ async def test_a_deployment_at_its_limit_refuses_background_work_before_enterpri
 async def test_count_tokens_skips_providers_that_cannot_count():
     bedrock, vertex = FakeDeployment(), FakeDeployment(12)
     bedrock.can_count_tokens = False
-    tokens, body, model = await Generator({"b": bedrock, "v": vertex}, policy()).count_tokens(
+    tokens, _body, model = await Generator({"b": bedrock, "v": vertex}, policy()).count_tokens(
         wire_pb2.WireRequest(), [candidate("a", "b"), candidate("c", "v")])
     assert (tokens, model) == (12, "c") and bedrock.calls == []
 

@@ -18,4 +18,4 @@ TEXT = st.text(alphabet=st.sampled_from(list("ab c  dé中İ\u3000\t\n\u00a0\u20
 def test_the_one_window_span_is_the_general_mapping_of_the_whole_text(raw):
     text = Text(raw)
     n = len(model.prepared(text))
-    assert model._in_norm(text, 0, n, whole=True) == model._in_norm(text, 0, n)  # noqa: SLF001
+    assert model._in_norm(text, 0, n, whole=True) == model._in_norm(text, 0, n)

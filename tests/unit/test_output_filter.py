@@ -174,11 +174,10 @@ async def _requests(*parts):
 
 async def test_filter_output_refuses_a_stream_that_does_not_start_with_the_principal():
     from sluice.auth.v1 import principal_pb2
+    from sluice.llm.v1 import wire_pb2
     from sluice.rpc.errors import Reason, SluiceError
     from sluice.safety.core import PolicyStore, SafetyPolicy
     from sluice.safety.v1 import safety_service_pb2 as pb
-
-    from sluice.llm.v1 import wire_pb2
 
     service = SafetyPolicy(PolicyStore(SHIPPED_POLICY_DIR))
     event = pb.FilterOutputRequest(event=wire_pb2.WireEvent(type="ping", data=b'{"type":"ping"}'))

@@ -14,7 +14,16 @@ import yaml
 
 from sluice.safety import detectors, locale
 from sluice.safety.cli import PII_CORPUS, PII_FLOOR, PII_KINDS, pii_scores
-from sluice.safety.detectors import REGISTRY, Detector, Placeholders, Text, detect, normalize, redact, register
+from sluice.safety.detectors import (
+    REGISTRY,
+    Detector,
+    Placeholders,
+    Text,
+    detect,
+    normalize,
+    redact,
+    register,
+)
 
 CORPUS = yaml.safe_load(PII_CORPUS.read_text())
 PII = PII_KINDS[:-1]  # the secret detector has its own tests (test_safety_secrets.py)
@@ -190,7 +199,7 @@ def test_every_detector_is_linear_on_its_own_anchors_repeated():
     for name, anchors in _ANCHORS.items():
         for anchor in anchors:
             text = _repeat(anchor)
-            took = _best_ms(lambda: REGISTRY[name].find(text))
+            took = _best_ms(lambda name=name, text=text: REGISTRY[name].find(text))
             rows.append(f"{name:<14} {anchor!r:<25} {took:7.2f} ms")
             if took > budget:
                 slow.append(rows[-1])

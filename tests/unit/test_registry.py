@@ -7,10 +7,10 @@ import asyncio
 import grpc
 import pytest
 
+from sluice import call_context
 from sluice.auth.v1 import auth_service_pb2 as auth_pb
 from sluice.inference.v1 import inference_service_pb2 as inf_pb
 from sluice.llm.v1 import wire_pb2
-from sluice import call_context
 from sluice.rpc.errors import Reason, SluiceError, from_rpc_error
 from sluice.rpc.registry import ServiceRegistry
 
@@ -87,7 +87,7 @@ class FakeInference:
 
     async def Generate(self, request, context):
         try:
-            for i in range(1000):
+            for _ in range(1000):
                 yield inf_pb.GenerateResponse(event=wire_pb2.WireEvent(type="ping", data=b'{"type":"ping"}'))
                 await asyncio.sleep(0.01)
         finally:
@@ -123,7 +123,7 @@ async def test_stream_deadline_is_deadline_exceeded_and_cleans_up():
 
 
 def test_outgoing_caps_timeout_at_the_request_deadline():
-    token = call_context._current.set(None)  # noqa: SLF001
+    token = call_context._current.set(None)
     try:
         call_context.begin("req_x", 2.0)
         request_id, timeout = call_context.outgoing(10.0)
@@ -131,7 +131,7 @@ def test_outgoing_caps_timeout_at_the_request_deadline():
         assert 1.5 < timeout <= 2.0
         assert call_context.outgoing(0.5)[1] == 0.5
     finally:
-        call_context._current.reset(token)  # noqa: SLF001
+        call_context._current.reset(token)
 
 
 async def test_a_message_that_does_not_decode_is_invalid_argument_with_details():

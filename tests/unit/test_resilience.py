@@ -542,7 +542,7 @@ def test_shedder_exit_without_enter_is_an_error():
 
 
 _thresholds = st.lists(st.floats(0.01, 1.0), min_size=3, max_size=3).map(
-    lambda xs: {0: 1.0, **{c: t for c, t in enumerate(sorted(xs, reverse=True), start=1)}})
+    lambda xs: {0: 1.0, **dict(enumerate(sorted(xs, reverse=True), start=1))})
 _ops = st.lists(st.one_of(
     st.tuples(st.just("enter"), st.integers(0, 3)),
     st.tuples(st.just("exit"), st.just(0)),

@@ -207,7 +207,7 @@ def test_auto_routes_by_task_and_names_the_decision():
 
 
 def test_named_models_route_as_before_and_say_so():
-    candidates, model, decision = router().route(principal(), "claude-sonnet-4-6", 256)
+    _candidates, model, decision = router().route(principal(), "claude-sonnet-4-6", 256)
     assert model.id == "claude-sonnet-4-6" and decision.reason == "requested" and not decision.policy
 
 

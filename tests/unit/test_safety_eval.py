@@ -12,8 +12,8 @@ import pytest
 
 from sluice.safety import model as mdl
 from sluice.safety.cli import DETECTION_FLOOR, FALSE_POSITIVE_CEILING, evaluate, render
-from sluice.safety.policy import SHIPPED_POLICY_DIR
 from sluice.safety.detectors import Text
+from sluice.safety.policy import SHIPPED_POLICY_DIR
 
 
 def test_the_default_profile_meets_its_floors_on_the_held_out_split():

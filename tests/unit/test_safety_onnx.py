@@ -127,7 +127,7 @@ def test_missing_files_are_named(files: tuple[Path, Path], tmp_path: Path):
     model, tokenizer = files
     with pytest.raises(ValueError, match=rf"{tmp_path / 'nope.onnx'}: file not found"):
         OnnxClassifier("m", tmp_path / "nope.onnx", tokenizer)
-    with pytest.raises(ValueError, match="tokenizer.json: file not found"):
+    with pytest.raises(ValueError, match=r"tokenizer\.json: file not found"):
         OnnxClassifier("m", model, tmp_path / "tokenizer.json")
 
 
@@ -172,12 +172,12 @@ def test_unknown_labels_are_refused(files: tuple[Path, Path], tmp_path: Path):
         OnnxClassifier("m", *files, positive_label=2)
     model, tokenizer = build_tiny_model(tmp_path)
     (tmp_path / "config.json").unlink()
-    with pytest.raises(ValueError, match="is a name, but there is no config.json"):
+    with pytest.raises(ValueError, match=r"is a name, but there is no config\.json"):
         OnnxClassifier("m", model, tokenizer, positive_label="INJECTION")
 
 
 def test_window_settings_that_cannot_work_are_refused(files: tuple[Path, Path]):
-    with pytest.raises(ValueError, match="stride must be 0..61"):
+    with pytest.raises(ValueError, match=r"stride must be 0\.\.61"):
         OnnxClassifier("m", *files, max_tokens=64, stride=62)
 
 

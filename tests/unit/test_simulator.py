@@ -686,9 +686,9 @@ async def test_script_times_then_ordinary_answers(client):
 async def test_scripts_are_bounded(client, sim):
     sim.scripts.limit = 3
     ids = [await add_script(client, {"content": [{"type": "text", "text": f"s{i}"}]}) for i in range(4)]
-    status, message, _ = await post(client, body(text=f"[[sim:script={ids[0]}]]"))
+    _, message, _ = await post(client, body(text=f"[[sim:script={ids[0]}]]"))
     assert message["content"][0]["text"] != "s0"  # dropped: an ordinary answer
-    status, message, _ = await post(client, body(text=f"[[sim:script={ids[3]}]]"))
+    _, message, _ = await post(client, body(text=f"[[sim:script={ids[3]}]]"))
     assert message["content"] == [{"type": "text", "text": "s3"}]
 
 

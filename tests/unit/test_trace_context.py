@@ -20,7 +20,7 @@ def enabled(monkeypatch):
 
 
 def rejected(header: str) -> float:
-    return metrics.TRACE_CONTEXT_REJECTED.labels(header)._value.get()  # noqa: SLF001
+    return metrics.TRACE_CONTEXT_REJECTED.labels(header)._value.get()
 
 
 def parent_of(carrier) -> trace.SpanContext | None:
@@ -65,7 +65,7 @@ def test_a_malformed_state_is_dropped_counted_and_not_logged_and_the_parent_kept
 
 
 def test_the_sdks_own_complaints_are_logged_once_a_minute():
-    keep = sluice_logging._LibraryNoiseFilter()  # noqa: SLF001
+    keep = sluice_logging._LibraryNoiseFilter()
     record = logging.LogRecord("opentelemetry.exporter.otlp.proto.grpc.exporter", logging.WARNING, __file__, 1,
                                "Transient error %s encountered while exporting traces", ("UNAVAILABLE",), None)
     assert [keep.filter(record) for _ in range(50)] == [True] + [False] * 49

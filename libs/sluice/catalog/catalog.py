@@ -24,7 +24,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from sluice.config.base import ConfigError
 
-
 M = TypeVar("M", bound=BaseModel)
 
 
@@ -220,7 +219,7 @@ def load_catalog(path: str | Path | None = None) -> Catalog:
         for e in exc.errors():
             loc = list(e["loc"])
             if len(loc) >= 2 and loc[0] == "models" and isinstance(loc[1], int):
-                models = (raw or {}).get("models") or []
+                models = (raw.get("models") if isinstance(raw, dict) else None) or []
                 ident = models[loc[1]].get("id", f"#{loc[1]}") if isinstance(models[loc[1]], dict) else f"#{loc[1]}"
                 where = f"model {ident!r} field {'.'.join(map(str, loc[2:])) or '(entry)'}"
             else:

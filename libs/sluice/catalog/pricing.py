@@ -21,12 +21,19 @@ from sluice.llm.v1 import messages_pb2
 class Prices(Protocol):
     """USD per million tokens, and USD per server tool request by kind."""
 
-    input: float
-    output: float
-    cache_write_5m: float
-    cache_write_1h: float
-    cache_read: float
-    server_tool_use: Mapping[str, float]
+    # Read-only members: the catalog's frozen Prices model and plain classes both fit.
+    @property
+    def input(self) -> float: ...
+    @property
+    def output(self) -> float: ...
+    @property
+    def cache_write_5m(self) -> float: ...
+    @property
+    def cache_write_1h(self) -> float: ...
+    @property
+    def cache_read(self) -> float: ...
+    @property
+    def server_tool_use(self) -> Mapping[str, float]: ...
 
 
 def cost_micro_usd(usage: messages_pb2.Usage, prices: Prices) -> int:

@@ -112,7 +112,7 @@ class LoadShedder:
         """max(in_flight / max_in_flight, lag / lag_threshold_s); >= 1.0 means full."""
         busy = self._in_flight / self.max_in_flight
         lagging = self._lag / self.lag_threshold_s
-        return busy if busy >= lagging else lagging
+        return max(busy, lagging)
 
     def admits(self, cls: int) -> bool:
         """Would a class-`cls` request be admitted now? Counts nothing."""
@@ -170,7 +170,7 @@ class LoadShedder:
             frac = (u - self._shed_from) / span
         else:
             frac = 1.0 if u >= 1.0 else 0.0
-        frac = 0.0 if frac < 0.0 else 1.0 if frac > 1.0 else frac
+        frac = 0.0 if frac < 0.0 else min(frac, 1.0)
         return self.min_retry_s + (self.max_retry_s - self.min_retry_s) * frac
 
     def counters(self) -> dict[str, dict[int, int]]:
@@ -213,8 +213,7 @@ class LagMonitor:
         if actual_at is None:
             actual_at = self._clock()
         lag = actual_at - expected_at
-        if lag < 0.0:
-            lag = 0.0
+        lag = max(lag, 0.0)
         self._last = lag
         if self._sink is not None:
             self._sink(lag)

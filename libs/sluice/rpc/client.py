@@ -34,7 +34,7 @@ def _propagating(call: Any, local: bool) -> Any:
 
     def invoke(request: Any, timeout: float | None = None, metadata: Any = None) -> Any:
         request_id, timeout = call_context.outgoing(timeout)
-        extra = ((headers.REQUEST_ID, request_id),) if request_id is not None else ()
+        extra: tuple[tuple[str, str], ...] = ((headers.REQUEST_ID, request_id),) if request_id is not None else ()
         if trace:
             extra += tracing.inject()  # () unless tracing is on
         if metadata:

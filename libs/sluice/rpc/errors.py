@@ -254,10 +254,10 @@ def _pack(message) -> any_pb2.Any:
 
 def from_rpc_error(err: grpc.RpcError) -> SluiceError:
     """Rebuilds the SluiceError a downstream service raised from its status."""
-    code = err.code()  # type: ignore[attr-defined]
-    details = err.details() or ""  # type: ignore[attr-defined]
+    code = err.code()
+    details = err.details() or ""
     status: status_pb2.Status | None = None
-    for key, value in err.trailing_metadata() or ():  # type: ignore[attr-defined]
+    for key, value in err.trailing_metadata() or ():
         if key == _STATUS_DETAILS_KEY:
             status = status_pb2.Status.FromString(value)
             break

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any
@@ -21,7 +21,7 @@ from typing import Any
 import grpc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message_factory
-from google.protobuf.message import DecodeError
+from google.protobuf.message import DecodeError, Message
 
 from sluice import call_context
 from sluice.rpc import headers
@@ -31,7 +31,7 @@ from sluice.telemetry import metrics, tracing
 log = logging.getLogger(__name__)
 
 UnaryFn = Callable[[Any, Any], Awaitable[Any]]
-StreamFn = Callable[[Any, Any], AsyncIterator[Any]]
+StreamFn = Callable[[Any, Any], AsyncGenerator[Any, None]]
 
 
 def _enter(ctx: Any) -> bool:
@@ -72,7 +72,7 @@ def _as_sluice_error(exc: BaseException, service: str, method: str) -> SluiceErr
         return exc
     if isinstance(exc, grpc.RpcError):
         return from_rpc_error(exc)
-    log.exception("unhandled error in %s/%s", service, method, exc_info=exc)
+    log.error("unhandled error in %s/%s", service, method, exc_info=exc)
     return SluiceError(Reason.INTERNAL, "internal error")
 
 
@@ -137,7 +137,7 @@ def wrap_stream(service: str, method: str, fn: StreamFn, full_name: str = "") ->
     count, seconds = observed.count, observed.seconds
     span_name = f"{full_name or service}/{method}"
 
-    async def handler(request: Any, ctx: Any) -> AsyncIterator[Any]:
+    async def handler(request: Any, ctx: Any) -> AsyncGenerator[Any, None]:
         remote = _enter(ctx)
         start = time.perf_counter()
         stream = fn(request, ctx)
@@ -151,7 +151,7 @@ def wrap_stream(service: str, method: str, fn: StreamFn, full_name: str = "") ->
         except (grpc.aio.AbortError, asyncio.CancelledError, GeneratorExit):
             count("CANCELLED")
             raise
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:  # noqa: BLE001 - every failure becomes a status
             err = _as_sluice_error(exc, service, method)
             count(err.mapping.grpc_code.name)
             _span_failed(span, err)
@@ -165,7 +165,7 @@ def wrap_stream(service: str, method: str, fn: StreamFn, full_name: str = "") ->
     return handler
 
 
-def _decode(req_cls: type, data: bytes) -> Any:
+def _decode(req_cls: type[Message], data: bytes) -> Any:
     try:
         return req_cls.FromString(data)
     except DecodeError as exc:
@@ -180,11 +180,11 @@ def _decoding_unary(fn: UnaryFn, req_cls: type) -> UnaryFn:
 
 
 def _decoding_stream(fn: StreamFn, req_cls: type, client_streaming: bool) -> StreamFn:
-    async def requests(messages: AsyncIterator[bytes]) -> AsyncIterator[Any]:
+    async def requests(messages: AsyncIterator[bytes]) -> AsyncGenerator[Any, None]:
         async for data in messages:
             yield _decode(req_cls, data)
 
-    async def decoded(data: Any, ctx: Any) -> AsyncIterator[Any]:
+    async def decoded(data: Any, ctx: Any) -> AsyncGenerator[Any, None]:
         # Decoded on the first turn, inside the wrapper's error handling.
         async with aclosing(fn(requests(data) if client_streaming else _decode(req_cls, data), ctx)) as inner:
             async for item in inner:
@@ -222,6 +222,8 @@ class ServiceRegistry:
             # Over gRPC, requests arrive as bytes and are decoded inside the
             # wrapper, so a message that does not decode is INVALID_ARGUMENT
             # with details (grpc's own deserializer would answer UNKNOWN).
+            wrapped: UnaryFn | StreamFn
+            remote: UnaryFn | StreamFn
             if m.server_streaming:
                 # Bidirectional methods take the request iterator where
                 # server-streaming ones take the request: one wrapper serves both.
@@ -303,9 +305,9 @@ class _LocalStreamCall:
 
     __slots__ = ("_stream", "_deadline", "_timer", "_task", "_waiting", "_expired")
 
-    def __init__(self, stream: AsyncIterator[Any], ctx: LocalContext) -> None:
+    def __init__(self, stream: AsyncGenerator[Any, None], ctx: LocalContext) -> None:
         self._stream = stream
-        self._deadline = ctx._deadline  # noqa: SLF001 - same module
+        self._deadline = ctx._deadline  # same module
         self._timer: asyncio.TimerHandle | None = None
         self._task: asyncio.Task | None = None  # the consumer, found on the first read
         self._waiting = False

@@ -75,9 +75,9 @@ def _connection_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, settings: Settings, out: TextIO, err: TextIO) -> int:
-    from sluice.config import tenant_codec
     from sluice.auth.v1 import admin_service_pb2 as pb
     from sluice.auth.v1 import admin_service_pb2_grpc
+    from sluice.config import tenant_codec
 
     target = args.target or settings.services["gateway"].grpc
     token = args.admin_token or (settings.auth.admin_tokens[0].get_secret_value() if settings.auth.admin_tokens
@@ -116,6 +116,5 @@ def run(args: argparse.Namespace, settings: Settings, out: TextIO, err: TextIO) 
         except ValueError as exc:
             err.write(f"sluice: {exc}\n")
             return 2
-    for reply in replies:
-        out.write(json_format.MessageToJson(reply, preserving_proto_field_name=True, indent=None) + "\n")
+    out.writelines(json_format.MessageToJson(reply, preserving_proto_field_name=True, indent=None) + "\n" for reply in replies)
     return 0

@@ -116,7 +116,7 @@ class SluiceProcess:
         for hook in reversed(self.runtime.stop_hooks):
             try:
                 await hook()
-            except Exception:  # noqa: BLE001 - one failing hook must not skip the rest
+            except Exception:  # one failing hook must not skip the rest
                 log.exception("stop hook failed")
         await self.runtime.close_channels()
         # Last: the spans of the drained requests go out before the process does.

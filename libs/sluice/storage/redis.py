@@ -127,7 +127,7 @@ async def mget(client: aioredis.Redis, keys: list[str]) -> list[Any]:
     cluster, one MGET per slot, sent to the slots' nodes together (not atomic, which readers
     that need no snapshot, such as caches, do not mind)."""
     if is_cluster(client):
-        return await client.mget_nonatomic(keys)  # type: ignore[union-attr]  # RedisCluster only
+        return await client.mget_nonatomic(keys)  # type: ignore[attr-defined]  # RedisCluster only
     return await client.mget(keys)
 
 

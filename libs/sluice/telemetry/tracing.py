@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Mapping
 from typing import Any, TypeVar
 
 from opentelemetry import context as otel_context
@@ -119,10 +119,14 @@ def configure(settings: Any, service: str, region: str, mode: str, version: str 
 def _exporter(settings: Any) -> Any:
     headers = dict(settings.headers) or None
     if settings.exporter == "otlp_http":
-        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpExporter
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import (
+            OTLPSpanExporter as HttpExporter,
+        )
 
         return HttpExporter(endpoint=settings.endpoint or None, headers=headers)
-    from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcExporter
+    from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (
+        OTLPSpanExporter as GrpcExporter,
+    )
 
     endpoint = settings.endpoint or None
     insecure = not (endpoint or "").startswith("https://")
@@ -217,10 +221,10 @@ def attach_context(context: otel_context.Context) -> object:
 
 
 def detach(token: object) -> None:
-    otel_context.detach(token)  # type: ignore[arg-type]
+    otel_context.detach(token)  # type: ignore[arg-type]  # the token attach() returned, typed opaquely here
 
 
-def stepping(stream: AsyncIterator[T], context: otel_context.Context | None) -> AsyncIterator[T]:
+def stepping(stream: AsyncGenerator[T, None], context: otel_context.Context | None) -> AsyncGenerator[T, None]:
     """The items of `stream` with `context` (see `in_context`) current while
     the stream produces each one, and not while the consumer handles it
     (between steps a generator runs in its consumer's context, so a span
@@ -230,7 +234,7 @@ def stepping(stream: AsyncIterator[T], context: otel_context.Context | None) -> 
     return stream if context is None else _stepping(stream, context)
 
 
-async def _stepping(stream: AsyncIterator[T], context: otel_context.Context) -> AsyncIterator[T]:
+async def _stepping(stream: AsyncIterator[T], context: otel_context.Context) -> AsyncGenerator[T, None]:
     while True:
         token = otel_context.attach(context)
         try:

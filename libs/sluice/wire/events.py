@@ -33,7 +33,7 @@ class Event:
 
     __slots__ = ("type", "data", "_view")
 
-    def __init__(self, type: str, data: bytes, view: dict[str, Any] | None = None) -> None:  # noqa: A002
+    def __init__(self, type: str, data: bytes, view: dict[str, Any] | None = None) -> None:
         self.type = type
         self.data = data
         self._view = view
@@ -64,7 +64,7 @@ class Event:
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Event) and other.type == self.type and other.data == self.data
 
-    __hash__ = None  # type: ignore[assignment]
+    __hash__ = None  # type: ignore[assignment]  # unhashable, as a mutable value
 
 
 async def sse_events(chunks: AsyncIterator[bytes]) -> AsyncIterator[Event]:

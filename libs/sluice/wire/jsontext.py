@@ -18,7 +18,7 @@ import json
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from json.decoder import scanstring
+from json.decoder import scanstring  # type: ignore[attr-defined]  # at run time; typeshed omits it
 from typing import Any
 
 import orjson
@@ -57,7 +57,7 @@ def _unique_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     obj = dict(pairs)
     if len(obj) != len(pairs):
         seen: set[str] = set()
-        raise _DuplicateKey(next(k for k, _ in pairs if k in seen or seen.add(k)))  # type: ignore[func-returns-value]
+        raise _DuplicateKey(next(k for k, _ in pairs if k in seen or seen.add(k)))  # type: ignore[func-returns-value]  # set.add returns None: the `or` keeps looking
     return obj
 
 
@@ -141,7 +141,7 @@ def loads(text: str) -> Any:
     recursion limit). Raises JsonTextError naming the problem; a surrogate
     problem names its path."""
     try:
-        value, end = _raw_decode(text, _WS.match(text, 0).end())  # type: ignore[union-attr]
+        value, end = _raw_decode(text, _WS.match(text, 0).end())  # type: ignore[union-attr]  # _WS matches '': never None
     except JsonTextError:
         raise
     except json.JSONDecodeError as exc:
@@ -150,7 +150,7 @@ def loads(text: str) -> Any:
         raise JsonTextError((), "not valid JSON: nested too deeply") from None
     except ValueError as exc:  # the integer digit limit
         raise JsonTextError((), f"not valid JSON: {exc}") from None
-    if _WS.match(text, end).end() != len(text):  # type: ignore[union-attr]
+    if _WS.match(text, end).end() != len(text):  # type: ignore[union-attr]  # _WS matches '': never None
         raise JsonTextError((), "not valid JSON: extra data after the value")
     if _SURROGATE_ESCAPE.search(text):
         bad = _lone_surrogate(value, ())
@@ -205,10 +205,10 @@ def object_members(text: str, at: int = 0, unique: bool = False) -> tuple[list[M
     (_DuplicateKey). Raises JsonTextError if there is no well-formed object
     there."""
     decode = _raw_decode_unique if unique else _raw_decode
-    idx = _WS.match(text, at).end()  # type: ignore[union-attr]
+    idx = _WS.match(text, at).end()  # type: ignore[union-attr]  # _WS matches '': never None
     if text[idx:idx + 1] != "{":
         raise JsonTextError((), "expected a JSON object")
-    idx = _WS.match(text, idx + 1).end()  # type: ignore[union-attr]
+    idx = _WS.match(text, idx + 1).end()  # type: ignore[union-attr]  # _WS matches '': never None
     members: list[Member] = []
     if text[idx:idx + 1] == "}":
         return members, idx + 1
@@ -218,10 +218,10 @@ def object_members(text: str, at: int = 0, unique: bool = False) -> tuple[list[M
         start = idx
         try:
             key, idx = scanstring(text, idx + 1, True)
-            idx = _WS.match(text, idx).end()  # type: ignore[union-attr]
+            idx = _WS.match(text, idx).end()  # type: ignore[union-attr]  # _WS matches '': never None
             if text[idx:idx + 1] != ":":
                 raise JsonTextError((key,), "expected ':' after the member name")
-            value_start = _WS.match(text, idx + 1).end()  # type: ignore[union-attr]
+            value_start = _WS.match(text, idx + 1).end()  # type: ignore[union-attr]  # _WS matches '': never None
             value, idx = decode(text, value_start)
         except JsonTextError:
             raise
@@ -230,13 +230,13 @@ def object_members(text: str, at: int = 0, unique: bool = False) -> tuple[list[M
         except ValueError as exc:
             raise JsonTextError((), f"not valid JSON: {exc}") from None
         members.append(Member(key, value, start, value_start, idx))
-        idx = _WS.match(text, idx).end()  # type: ignore[union-attr]
+        idx = _WS.match(text, idx).end()  # type: ignore[union-attr]  # _WS matches '': never None
         sep = text[idx:idx + 1]
         if sep == "}":
             return members, idx + 1
         if sep != ",":
             raise JsonTextError((), "expected ',' or '}' in an object")
-        idx = _WS.match(text, idx + 1).end()  # type: ignore[union-attr]
+        idx = _WS.match(text, idx + 1).end()  # type: ignore[union-attr]  # _WS matches '': never None
 
 
 def object_document(text: str) -> tuple[list[Member], dict[str, Any]]:
@@ -244,23 +244,21 @@ def object_document(text: str) -> tuple[list[Member], dict[str, Any]]:
     parsed object (the last of duplicate keys wins, as in parsing), from a
     single pass. Raises JsonTextError as `loads` does, and when the text is
     not an object."""
-    start = _WS.match(text, 0).end()  # type: ignore[union-attr]
+    start = _WS.match(text, 0).end()  # type: ignore[union-attr]  # _WS matches '': never None
     if text[start:start + 1] != "{":
-        try:
-            value = loads(text)
-        except JsonTextError:
-            raise
+        value = loads(text)  # raises JsonTextError for text that is not JSON
         raise JsonTextError((), f"request body must be a JSON object, got {kind_name(value)}")
     try:
         members, end = object_members(text, start, unique=True)
     except _DuplicateKey as dup:
-        raise JsonTextError(_duplicate_path(text, start), f"duplicate key {dup.key!r}: a key may be written once")
+        raise JsonTextError(_duplicate_path(text, start),
+                            f"duplicate key {dup.key!r}: a key may be written once") from None
     except JsonTextError as exc:
         if exc.message in ("expected a member name", "expected ',' or '}' in an object") or \
                 exc.message.startswith("not valid JSON"):
             loads(text)  # name the problem as a whole-document parse would
         raise
-    if _WS.match(text, end).end() != len(text):  # type: ignore[union-attr]
+    if _WS.match(text, end).end() != len(text):  # type: ignore[union-attr]  # _WS matches '': never None
         raise JsonTextError((), "not valid JSON: extra data after the value")
     doc = {m.key: m.value for m in members}
     if len(doc) != len(members):
@@ -300,17 +298,17 @@ def kind_name(value: Any) -> str:
 
 def _array_items(text: str, at: int) -> list[tuple[int, int]]:
     """(start, end) of each item of the JSON array starting at `at`."""
-    idx = _WS.match(text, at + 1).end()  # type: ignore[union-attr]
+    idx = _WS.match(text, at + 1).end()  # type: ignore[union-attr]  # _WS matches '': never None
     spans: list[tuple[int, int]] = []
     if text[idx:idx + 1] == "]":
         return spans
     while True:
         _, end = _raw_decode(text, idx)
         spans.append((idx, end))
-        idx = _WS.match(text, end).end()  # type: ignore[union-attr]
+        idx = _WS.match(text, end).end()  # type: ignore[union-attr]  # _WS matches '': never None
         if text[idx:idx + 1] == "]":
             return spans
-        idx = _WS.match(text, idx + 1).end()  # type: ignore[union-attr]
+        idx = _WS.match(text, idx + 1).end()  # type: ignore[union-attr]  # _WS matches '': never None
 
 
 def value_span(text: str, path: Path, at: int = 0,
@@ -321,7 +319,7 @@ def value_span(text: str, path: Path, at: int = 0,
     into one document read each container once. Raises KeyError when the
     path leads nowhere."""
     parsed = {} if parsed is None else parsed
-    start = _WS.match(text, at).end()  # type: ignore[union-attr]
+    start = _WS.match(text, at).end()  # type: ignore[union-attr]  # _WS matches '': never None
     end = -1
     for token in path:
         # A token means a key or an index by the container it meets (RFC
@@ -353,7 +351,8 @@ def value_span(text: str, path: Path, at: int = 0,
 
 def splice(text: str, edits: Iterable[tuple[int, int, str]]) -> str:
     """`text` with each (start, end) span replaced; spans must not overlap."""
-    out, last = [], 0
+    out: list[str] = []
+    last = 0
     for start, end, replacement in sorted(edits):
         if start < last:
             raise ValueError("overlapping edits")

@@ -8,11 +8,11 @@ from typing import Any
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from sluice.config import tenant_codec
 from sluice.auth.key_admin import KeyAdmin
 from sluice.auth.keystore import StoredKey
 from sluice.auth.tenants import StoredTenant, TenantDirectory, TenantStore, validate_tenant
 from sluice.auth.v1 import admin_service_pb2 as pb
+from sluice.config import tenant_codec
 from sluice.rpc import headers
 from sluice.rpc.errors import Reason, SluiceError
 from sluice.storage.response_cache import ResponseStore, StoreUnavailable, generation, namespace_for

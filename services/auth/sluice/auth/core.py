@@ -7,7 +7,6 @@ import time
 from collections.abc import Callable
 from typing import Protocol
 
-
 from sluice.auth import keys
 from sluice.auth.decision_cache import DecisionCache
 from sluice.auth.keystore import KeyStore

@@ -325,7 +325,7 @@ class LocalQuotaStore:
                     self._spent[c.key] = (max(spent + delta, 0), self._spent[c.key][1])
 
     @staticmethod
-    def _live(table: dict, key: str, now: float):  # noqa: ANN205 - value type differs per table
+    def _live(table: dict, key: str, now: float):  # value type differs per table
         entry = table.get(key)
         if entry is None:
             return None

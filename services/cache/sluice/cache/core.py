@@ -26,7 +26,13 @@ from sluice.cache import key as keys
 from sluice.cache.v1 import cache_service_pb2 as pb
 from sluice.config.cache import CacheSettings
 from sluice.storage.prefix_ledger import PrefixLedger, forecast_for, observe_accuracy, settle
-from sluice.storage.response_cache import Address, ResponseStore, StoreUnavailable, namespace_of, resolve_mode
+from sluice.storage.response_cache import (
+    Address,
+    ResponseStore,
+    StoreUnavailable,
+    namespace_of,
+    resolve_mode,
+)
 from sluice.telemetry import metrics
 
 log = logging.getLogger(__name__)
@@ -69,7 +75,8 @@ class ResponseCache:
             doc = None
         if not isinstance(doc, dict):
             return _bypass("unkeyable")
-        requested = doc.get("model") if isinstance(doc.get("model"), str) else ""
+        model = doc.get("model")
+        requested = model if isinstance(model, str) else ""
         mode, reason = resolve_mode(principal.cache, request.mode, requested)
         if mode == "off":
             return _bypass(reason)

@@ -21,6 +21,7 @@ import os
 import time
 from typing import Any
 
+from sluice import call_context
 from sluice.auth.v1 import auth_service_pb2, principal_pb2
 from sluice.cache.v1 import prefix_pb2
 from sluice.catalog.pricing import cost_micro_usd, split_cache_writes, usd
@@ -29,13 +30,12 @@ from sluice.events.v1 import events_pb2 as ev
 from sluice.inference.v1 import inference_service_pb2 as inference_pb
 from sluice.llm.v1 import messages_pb2 as m
 from sluice.routing.v1 import candidate_pb2, decision_pb2
-from sluice import call_context
 from sluice.rpc import headers
+from sluice.safety.v1 import verdict_pb2
 from sluice.storage.prefix_ledger import forecast_for
 from sluice.telemetry import metrics
-from sluice.wire import jsontext
-from sluice.safety.v1 import verdict_pb2
 from sluice.wire import events as wire_events
+from sluice.wire import jsontext
 from sluice.wire.events import Event, merge_usage
 from sluice.wire.request import MessagesRequest, tokens_for_chars
 from sluice.wire.typed import usage_proto
@@ -118,7 +118,7 @@ class RequestRecord:
         kind = event.type
         if kind == wire_events.CONTENT_BLOCK_DELTA:
             delta = event.view.get("delta") or {}
-            text = delta.get(_DELIVERED.get(delta.get("type"), ""))
+            text = delta.get(_DELIVERED.get(delta.get("type", ""), ""))
             if isinstance(text, str) and text:
                 if self.first_token_at is None:
                     self.first_token_at = time.monotonic()
@@ -211,7 +211,7 @@ class EventRecorder:
     def accepting(self) -> bool:
         return self._emitter.accepting
 
-    def finish(self, record: RequestRecord, outcome: ev.Outcome.ValueType, error_reason: str = ""
+    def finish(self, record: RequestRecord, outcome: ev.Outcome, error_reason: str = ""
                ) -> ev.RequestSummary:
         """Emits the request's events; returns its summary (their shared part)."""
         summary = self._summary(record, outcome, error_reason)
@@ -236,7 +236,7 @@ class EventRecorder:
         return summary
 
     @staticmethod
-    def _summary(record: RequestRecord, outcome: ev.Outcome.ValueType, error_reason: str) -> ev.RequestSummary:
+    def _summary(record: RequestRecord, outcome: ev.Outcome, error_reason: str) -> ev.RequestSummary:
         principal, usage = record.principal, record.settled_usage()
         now = time.monotonic()
         summary = ev.RequestSummary(

@@ -20,7 +20,7 @@ replicas each make a call; the store keeps whichever answer it got last).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 
 from sluice.wire.events import Event
 
@@ -55,13 +55,13 @@ class Flight:
             async for event in source:
                 self.events.append(event)
                 self._wake()
-        except BaseException as exc:  # noqa: BLE001 - handed to every subscriber
+        except BaseException as exc:  # handed to every subscriber
             self.error = exc if not isinstance(exc, asyncio.CancelledError) else None
             if isinstance(exc, asyncio.CancelledError):
                 raise
         finally:
             self.done = True
-            if self.error is None and not asyncio.current_task().cancelling():  # type: ignore[union-attr]
+            if self.error is None and not asyncio.current_task().cancelling():  # type: ignore[union-attr]  # runs inside a task
                 asyncio.get_running_loop().call_later(GUARD_S, on_close)
             else:
                 on_close()
@@ -71,7 +71,7 @@ class Flight:
             if close is not None:
                 await close()
 
-    async def subscribe(self) -> AsyncIterator[Event]:
+    async def subscribe(self) -> AsyncGenerator[Event, None]:
         """Every event of the answer from its first; raises the upstream's
         failure. Leaving early (closing this iterator) unsubscribes."""
         self._subscribers += 1

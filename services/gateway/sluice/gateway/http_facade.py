@@ -20,18 +20,24 @@ import functools
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_protocol import RequestPayloadError
 
+from sluice import call_context
 from sluice.auth.v1 import principal_pb2
 from sluice.catalog.models_api import DEFAULT_LIMIT, MAX_LIMIT
 from sluice.gateway.pipeline import Pipeline, RequestInfo, models_page_json
-from sluice import call_context
 from sluice.rpc import headers
-from sluice.rpc.errors import Reason, SluiceError, anthropic_error_body, anthropic_error_type, http_error_headers
+from sluice.rpc.errors import (
+    Reason,
+    SluiceError,
+    anthropic_error_body,
+    anthropic_error_type,
+    http_error_headers,
+)
 from sluice.telemetry import metrics, tracing
 from sluice.wire import events as wire_events
 from sluice.wire.events import Event
@@ -186,7 +192,7 @@ class MessagesFacade:
         return await self._stream(request, request_id, info, first, events)
 
     async def _stream(self, request: web.Request, request_id: str, info: RequestInfo, first: Event,
-                      events: AsyncIterator[Event]) -> web.StreamResponse:
+                      events: AsyncGenerator[Event, None]) -> web.StreamResponse:
         response = web.StreamResponse(headers={
             "content-type": "text/event-stream; charset=utf-8", "cache-control": "no-cache",
             headers.ANTHROPIC_REQUEST_ID: request_id, **info.headers,
@@ -203,7 +209,7 @@ class MessagesFacade:
             await pinger.write(wire_events.error(anthropic_error_type(err), err.message).sse())
         except ConnectionResetError:
             log.info("client went away mid-stream")
-        except Exception:  # noqa: BLE001 - a bug after the 200: the stream still ends as the API ends one
+        except Exception:  # a bug after the 200: the stream still ends as the API ends one
             log.exception("unhandled error mid-stream")
             metrics.ERRORS.labels("gateway_http", Reason.INTERNAL.value).inc()
             await pinger.write(wire_events.error("api_error", "internal error").sse())
@@ -310,7 +316,7 @@ async def _anthropic_errors(request: web.Request, handler: Callable[[web.Request
         return error_response(err, call_context.new_request_id(), "(unknown)")
     except web.HTTPException:
         raise
-    except Exception:  # noqa: BLE001 - a bug: answered as the API would, counted, logged once
+    except Exception:  # a bug: answered as the API would, counted, logged once
         log.exception("unhandled error answering %s %s", request.method, request.path)
         ctx = call_context.current()  # the id the logs and records already carry, when there is one
         return error_response(SluiceError(Reason.INTERNAL, "internal error"),

@@ -13,14 +13,14 @@ from sluice.gateway.pipeline import Pipeline, Stages
 from sluice.gateway.servicer import GatewayServicer
 from sluice.gateway.v1 import gateway_service_pb2
 from sluice.inference.v1 import inference_service_pb2, inference_service_pb2_grpc
-from sluice.routing.v1 import routing_service_pb2, routing_service_pb2_grpc
 from sluice.resilience.shedding import LagMonitor, LoadShedder
+from sluice.routing.v1 import routing_service_pb2, routing_service_pb2_grpc
 from sluice.runtime.modules import Module, Runtime
 from sluice.safety.v1 import safety_service_pb2, safety_service_pb2_grpc
 from sluice.telemetry import metrics
 
 
-def _svc(module, name: str):  # type: ignore[no-untyped-def]
+def _svc(module, name: str):
     return module.DESCRIPTOR.services_by_name[name]
 
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Mapping
 from contextlib import aclosing
 from dataclasses import dataclass, field
 from email.utils import format_datetime
@@ -30,10 +30,10 @@ import grpc
 
 from sluice.auth.v1 import auth_service_pb2, principal_pb2
 from sluice.cache.v1 import cache_service_pb2
-from sluice.events.v1 import events_pb2
 from sluice.catalog.pricing import cost_micro_usd, usd
-from sluice.gateway.accounting import COUNT_TOKENS, MESSAGES, EventRecorder, RequestRecord
+from sluice.events.v1 import events_pb2
 from sluice.gateway import observe
+from sluice.gateway.accounting import COUNT_TOKENS, MESSAGES, EventRecorder, RequestRecord
 from sluice.gateway.flights import Flight, Flights
 from sluice.inference.v1 import inference_service_pb2
 from sluice.llm.v1 import wire_pb2
@@ -122,12 +122,12 @@ async def _all_or_nothing(*awaitables: Awaitable[Any], concurrently: bool = True
         raise
 
 
-async def _replay(events: list[wire_pb2.WireEvent]) -> AsyncIterator[Event]:
+async def _replay(events: list[wire_pb2.WireEvent]) -> AsyncGenerator[Event, None]:
     for event in events:
         yield Event(event.type, event.data)
 
 
-async def _cancelling(events: AsyncIterator[Event], call: Any) -> AsyncIterator[Event]:
+async def _cancelling(events: AsyncIterator[Event], call: Any) -> AsyncGenerator[Event, None]:
     """`events`, cancelling the model call `call` when closed early."""
     try:
         async for event in events:
@@ -168,7 +168,7 @@ def _carried(response: Any, part: str) -> list[Event]:
     return []
 
 
-async def _events_of(call: Any, record: RequestRecord, info: RequestInfo) -> AsyncIterator[Event]:
+async def _events_of(call: Any, record: RequestRecord, info: RequestInfo) -> AsyncGenerator[Event, None]:
     """The answer's events; inference's attempt reports and its timing go
     on the record, and the serving deployment into the x-sluice-deployment
     header (the report comes before the first event, so before the headers
@@ -197,7 +197,7 @@ def _plain_text_delta(event: Event) -> bool:
             and delta.get("type") == "text_delta" and isinstance(delta.get("text"), str))
 
 
-async def _gather_text(events: AsyncIterator[Event], batch_chars: int) -> AsyncIterator[Event]:
+async def _gather_text(events: AsyncIterator[Event], batch_chars: int) -> AsyncGenerator[Event, None]:
     """Joins consecutive plain text deltas of one block until batch_chars or
     any other event: the output filter releases text in such steps anyway,
     and each message to it costs (a network round of gRPC in the mesh). A
@@ -240,7 +240,7 @@ _DONE = object()
 _PREFIX_INLINE_TIMEOUT_S = 0.25
 
 
-async def with_pings(events: AsyncIterator[Event], interval_s: float) -> AsyncIterator[Event]:
+async def with_pings(events: AsyncIterator[Event], interval_s: float) -> AsyncGenerator[Event, None]:
     """`events`, with a `ping` whenever none came for `interval_s` seconds
     once the first has (0: none added), for a consumer that cannot write
     concurrently (a gRPC stream). Before the first event nothing is added: a
@@ -290,7 +290,7 @@ def _check_residency(request: MessagesRequest, allowed_geos: Any) -> None:
     if geo is not None and not isinstance(geo, str):
         raise SluiceError.bad_request("inference_geo", f"must be a string, not {jsontext.kind_name(geo)}")
     if isinstance(geo, str) and allowed_geos and geo not in allowed_geos:
-        raise SluiceError.bad_request("inference_geo", f"{ascii(geo[:40])} is outside where this tenant's "
+        raise SluiceError.bad_request("inference_geo", f"{geo[:40]!a} is outside where this tenant's "
                                       f"inference may run ({', '.join(allowed_geos)})")
 
 
@@ -309,7 +309,7 @@ def _choice(name: str, values: tuple[str, ...], allowed: tuple[str, ...]) -> str
     if value and value not in allowed:
         # ascii(): the value may hold any bytes; the message stays printable.
         raise SluiceError.bad_request(f"header {name}",
-                                      f"must be one of {', '.join(allowed)}; got {ascii(value[:40])}")
+                                      f"must be one of {', '.join(allowed)}; got {value[:40]!a}")
     return value
 
 
@@ -330,11 +330,11 @@ def parse_options(sent: Mapping[str, tuple[str, ...]], info: RequestInfo) -> Non
     version = _single(headers.PROMPT_VERSION, sent.get(headers.PROMPT_VERSION, ()))
     if version and not headers.PROMPT_VERSION_FORMAT.match(version):
         raise SluiceError.bad_request(f"header {headers.PROMPT_VERSION}", "must be 1 to 128 letters, digits and "
-                                      f"._:/+- starting with a letter or digit; got {ascii(version[:40])}")
+                                      f"._:/+- starting with a letter or digit; got {version[:40]!a}")
     info.prompt_version = version
 
 
-def _ending(exc: BaseException) -> tuple[events_pb2.Outcome.ValueType, str]:
+def _ending(exc: BaseException) -> tuple[events_pb2.Outcome, str]:
     """How a request that raised `exc` ended: (outcome, error reason)."""
     if isinstance(exc, SluiceError):
         return events_pb2.OUTCOME_ERROR, exc.reason.name
@@ -425,7 +425,7 @@ class Pipeline:
             raise
 
     async def stream(self, principal: principal_pb2.Principal, request: MessagesRequest,
-                     info: RequestInfo | None = None, buffered: bool = False) -> AsyncIterator[Event]:
+                     info: RequestInfo | None = None, buffered: bool = False) -> AsyncGenerator[Event, None]:
         """Events of the response, in Messages API order, as the upstream
         sent them (apart from declared edits). However it ends, the request
         leaves one billing and one audit event and settles its quota. With
@@ -446,7 +446,7 @@ class Pipeline:
             await inner.aclose()  # its billing and audit now, not at garbage collection
 
     async def _stream(self, principal: principal_pb2.Principal, request: MessagesRequest, info: RequestInfo,
-                      buffered: bool, span: Any) -> AsyncIterator[Event]:
+                      buffered: bool, span: Any) -> AsyncGenerator[Event, None]:
         try:
             self._check_serving(principal)
         except SluiceError as err:
@@ -484,7 +484,7 @@ class Pipeline:
             raise
         finally:
             if entered:
-                self.shedder.exit()  # type: ignore[union-attr]
+                self.shedder.exit()  # type: ignore[union-attr]  # entered only with a shedder
             flight = record.flight
             if flight is not None and not flight.done:
                 # The shared call is still going (the client left while others
@@ -494,7 +494,7 @@ class Pipeline:
             else:
                 self._finish(record, outcome, error_reason, delivered)
 
-    def _finish(self, record: RequestRecord, outcome: events_pb2.Outcome.ValueType, error_reason: str,
+    def _finish(self, record: RequestRecord, outcome: events_pb2.Outcome, error_reason: str,
                 delivered: list[wire_pb2.WireEvent] | None) -> None:
         """However a request ended: its quota settled, a served answer kept
         (response cache, prefix ledger), its billing and audit events. A
@@ -512,7 +512,7 @@ class Pipeline:
             self._flights.release(flight)
         self._record(record, outcome, error_reason)
 
-    async def _finish_after(self, flight: Flight, record: RequestRecord, outcome: events_pb2.Outcome.ValueType,
+    async def _finish_after(self, flight: Flight, record: RequestRecord, outcome: events_pb2.Outcome,
                             error_reason: str, delivered: list[wire_pb2.WireEvent] | None) -> None:
         await flight.ended.wait()
         self._finish(record, outcome, error_reason, delivered)
@@ -634,7 +634,7 @@ class Pipeline:
         return routed, admitted
 
     async def _prepare(self, record: RequestRecord, info: RequestInfo, buffered: bool = False
-                       ) -> tuple[AsyncIterator[Event], Any]:
+                       ) -> tuple[AsyncGenerator[Event, None], Any]:
         """Routing and admission, then safety and the cache lookup. Returns
         the answer's events (from the cache, an identical request's call in
         flight, or the model; through the output filter when the tenant's
@@ -662,7 +662,7 @@ class Pipeline:
         record.cache_status, record.cache_reason = cached.status, cached.reason
         upstream = None
         if cached.hit:
-            events: AsyncIterator[Event] = _replay(list(cached.events))
+            events: AsyncGenerator[Event, None] = _replay(list(cached.events))
             record.cache_origin = cached.answer.origin_request_id
             refilter = cached.answer.policy_version != policy
             if refilter and safety.filter_output:
@@ -715,7 +715,7 @@ class Pipeline:
             return cache_service_pb2.LookupResponse(status="bypass", reason="store_unavailable")
 
     async def _filter_output(self, record: RequestRecord, events: AsyncIterator[Event], buffered: bool = False
-                             ) -> AsyncIterator[Event]:
+                             ) -> AsyncGenerator[Event, None]:
         """The answer through the safety service's output filter; a buffered
         request's answer goes (and comes back) as one batch, since its caller
         waits for all of it anyway."""
@@ -750,7 +750,7 @@ class Pipeline:
         if failure:
             raise failure[0]
 
-    def _record(self, record: RequestRecord, outcome: events_pb2.Outcome.ValueType, error_reason: str) -> None:
+    def _record(self, record: RequestRecord, outcome: events_pb2.Outcome, error_reason: str) -> None:
         """The request's billing and audit events, then its metrics and the
         end of its span (`observe.finished`)."""
         if outcome == events_pb2.OUTCOME_ERROR and not record.admitted:
@@ -760,7 +760,7 @@ class Pipeline:
             if record.span is not None else None
         try:
             summary = self._recorder.finish(record, outcome, error_reason)
-        except Exception as exc:  # noqa: BLE001 - a failing disk must not turn a served answer into an error
+        except Exception as exc:  # a failing disk must not turn a served answer into an error
             metrics.EVENTS_RECORD_FAILURES.inc()
             log.exception("recording billing/audit events for request %s failed", record.request_id)
             if span is not None:

@@ -14,10 +14,10 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
+from sluice import call_context
 from sluice.gateway.pipeline import Pipeline, RequestInfo, models_page_json, with_pings
 from sluice.gateway.v1 import gateway_service_pb2 as pb
 from sluice.llm.v1 import wire_pb2
-from sluice import call_context
 from sluice.rpc import headers
 from sluice.wire.events import MESSAGE_DELTA, MESSAGE_START, merge_usage
 from sluice.wire.request import LATEST_VERSION
@@ -53,7 +53,7 @@ class GatewayServicer:
             call_context.begin(ctx.request_id, self._default_timeout, ctx.started)
         return api_key_from_metadata(context.invocation_metadata())
 
-    async def _request(self, request: Any, context: Any, count_tokens: bool = False,  # type: ignore[no-untyped-def]
+    async def _request(self, request: Any, context: Any, count_tokens: bool = False,
                        info: RequestInfo | None = None):
         principal = await self._pipeline.authenticate(self._begin(context),
                                                       "count_tokens" if count_tokens else "messages")

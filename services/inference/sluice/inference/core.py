@@ -50,15 +50,15 @@ from contextlib import suppress
 from dataclasses import dataclass
 from typing import Protocol
 
+from sluice import call_context
 from sluice.config.inference import ResilienceSettings
 from sluice.llm.v1 import wire_pb2
 from sluice.resilience.breaker import CircuitBreaker
-from sluice.resilience.classes import CLASSES
 from sluice.resilience.budget import RetryBudget
+from sluice.resilience.classes import CLASSES
 from sluice.resilience.latency import HedgePolicy, LatencyTracker
 from sluice.resilience.limiter import AIMDLimit, FixedLimit, PartitionedLimiter, Permit
 from sluice.routing.v1 import candidate_pb2
-from sluice import call_context
 from sluice.rpc.errors import Reason, SluiceError
 from sluice.storage.fleet import FleetStore
 from sluice.telemetry import metrics, tracing
@@ -201,7 +201,7 @@ class Generator:
 
     async def generate(self, request: wire_pb2.WireRequest, candidates: list[candidate_pb2.Candidate],
                        allowed_geos: Iterable[str] = (), priority: int = 1, continue_midstream: bool = False,
-                       buffered: bool = False) -> AsyncIterator[Event | AttemptReport]:
+                       buffered: bool = False) -> AsyncIterator[Event | AttemptReport | UpstreamTiming]:
         """The answer's events and the attempts' reports (module doc).
         Raises SluiceError: the last attempt's failure when every allowed
         attempt failed before its first token; NO_UPSTREAM when no candidate
@@ -280,6 +280,7 @@ class Generator:
                     yield report
                 if nxt is None:
                     raise
+                assert text is not None  # a continuation is only found for a text being followed
                 # The text the client received from this attempt: the
                 # continuation's message_delta counts it (see renumber).
                 current.usage = {**current.usage, "output_tokens": text.delivered_tokens}
@@ -421,9 +422,10 @@ class _Attempt:
             if event.type == ev.MESSAGE_DELTA:
                 self._note_output(event)
             if splice is not None:
-                event = splice.renumber(event)
-                if event is None:
+                renumbered = splice.renumber(event)
+                if renumbered is None:
                     continue
+                event = renumbered
             yield event
 
     def _note_output(self, event: Event) -> None:
@@ -468,6 +470,7 @@ class _Attempt:
 
     def _end_span(self, err: SluiceError | None, cancelled: bool) -> None:
         span = self.span
+        assert span is not None  # called only when the attempt has a span
         usage = self.usage
         outcome = "cancelled" if cancelled else ("failed" if err is not None else "served")
         span.set_attributes({tracing.ATTEMPT_OUTCOME: outcome, tracing.GEN_AI_RESPONSE_MODEL: self.candidate.model_id,
@@ -493,7 +496,7 @@ class _Attempt:
     async def close(self) -> None:
         """Closes the upstream stream (its connection), now rather than at GC."""
         with suppress(Exception):
-            await self.stream.aclose()  # type: ignore[attr-defined]
+            await self.stream.aclose()  # type: ignore[attr-defined]  # an async generator at run time
 
 
 class _Walk:
@@ -716,12 +719,12 @@ class _Walk:
                 now = clock()
                 wake = hold_at if now < hold_at else now + _HOLD_POLL_S
                 if not hedged:
-                    wake = min(wake, primary.sent + delay)  # type: ignore[operator]
+                    wake = min(wake, primary.sent + delay)  # type: ignore[operator]  # not hedged: delay is not None
                 done, _ = await asyncio.wait(racing, timeout=None if wake == _NEVER else max(0.0, wake - now),
                                              return_when=asyncio.FIRST_COMPLETED)
                 if not done:
                     now = clock()
-                    if not hedged and now >= primary.sent + delay:  # type: ignore[operator]
+                    if not hedged and now >= primary.sent + delay:  # type: ignore[operator]  # not hedged: delay is not None
                         hedged = True
                         hedge = await self._hedge(primary)
                         if hedge is not None:
@@ -816,7 +819,7 @@ class _Walk:
             call = await self._next_call()
             if call is None:
                 return None
-            index, candidate, health, permit = call
+            _index, candidate, health, permit = call
             if not candidate.accepts_prefill or candidate.model_id != failed.candidate.model_id:
                 permit.release("ignore")
                 health.breaker.release()

@@ -41,7 +41,7 @@ import os
 import re
 import urllib.parse
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, ClassVar
 
 import aiohttp
 import anthropic
@@ -257,7 +257,7 @@ class _Dialect:
 
 class _VertexDialect(_Dialect):
     # The body's anthropic_version per API version (Vertex's name for 2023-06-01).
-    VERSIONS = {VERSION_2023: "vertex-2023-10-16"}
+    VERSIONS: ClassVar[dict[str, str]] = {VERSION_2023: "vertex-2023-10-16"}
 
     def headers(self, request: wire_pb2.WireRequest) -> dict[str, str]:
         headers = {"content-type": "application/json"}
@@ -292,10 +292,10 @@ class _VertexDialect(_Dialect):
 
 
 class _BedrockDialect(_VertexDialect):
-    VERSIONS = {VERSION_2023: "bedrock-2023-05-31"}
+    VERSIONS: ClassVar[dict[str, str]] = {VERSION_2023: "bedrock-2023-05-31"}
     can_count_tokens = False
     # Bedrock's in-stream exceptions (its event-stream `:exception-type`).
-    EXCEPTIONS = {
+    EXCEPTIONS: ClassVar[dict[str, str]] = {
         "throttlingException": "rate_limit_error",
         "serviceUnavailableException": "overloaded_error",
         "modelStreamErrorException": "api_error",

@@ -49,7 +49,7 @@ class Affinity:
     """Plans a routed request's prompt cache (see the module doc). `slow`
     says which deployments routing currently judges slow."""
 
-    def __init__(self, ledger: PrefixLedger, catalog_lookup, slow) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, ledger: PrefixLedger, catalog_lookup, slow) -> None:
         self._ledger = ledger
         self._lookup = catalog_lookup
         self._slow = slow
@@ -108,7 +108,7 @@ class Affinity:
         metrics.PREFIX_AFFINITY.labels(best.deployment).inc()
         return [best, *(c for c in candidates if c is not best)]
 
-    def _warnings(self, chain: PrefixChain, min_tokens: int, warm: dict) -> list[str]:  # type: ignore[type-arg]
+    def _warnings(self, chain: PrefixChain, min_tokens: int, warm: dict) -> list[str]:
         """short_prefix and volatile_prefix (module doc), each at most once."""
         out = []
         learnt = {block: w.tokens for found in warm.values() for block, w in found.items()}

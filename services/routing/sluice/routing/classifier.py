@@ -24,7 +24,7 @@ from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -39,7 +39,7 @@ TASKS = ("classification", "sentiment", "extraction", "simple_qa", "translation"
          "code_review", "code_generation", "rag_answer", "agent_tool", "writing", "explanation", "creative",
          "chit_chat", "architecture_review", "complex_reasoning", "legal_analysis")
 COMPLEXITIES = ("low", "medium", "high")
-TIERS = ("fast", "balanced", "top")
+TIERS: tuple[Literal["fast", "balanced", "top"], ...] = ("fast", "balanced", "top")  # policy.Tier's values
 _N_TASKS = len(TASKS)
 # A token must occur in this many training prompts to get a weight.
 MIN_DOCUMENT_FREQUENCY = 2
@@ -148,7 +148,7 @@ def read_corpus(folder: Path = CORPUS) -> tuple[list[Example], str]:
     line of a line that is not a labelled prompt."""
     digest = hashlib.sha256()
     examples: list[Example] = []
-    seen: set[str] = set()
+    seen: set[object] = set()
     for path in sorted(folder.glob("*.jsonl")):
         raw = path.read_bytes()
         digest.update(path.name.encode() + b"\0" + raw)

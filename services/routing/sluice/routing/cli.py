@@ -59,7 +59,7 @@ def _positive(text: str) -> float:
 COMMANDS = ("routing",)
 
 
-def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_commands(sub: argparse._SubParsersAction) -> None:
     group = sub.add_parser("routing", help="train and score the task classifier, replay and compare policies"
                            ).add_subparsers(dest="action", required=True)
     cmd = group.add_parser("train", help="fit the task classifier on the labelled corpus and write its artifact")
@@ -256,10 +256,10 @@ def replay(router: Router, entries: Iterator[dict[str, Any]], alias: str = "auto
         principal.routing_aliases["replayed"] = policy
         requested = "replayed"
     result = ReplayResult()
-    entries = list(entries)
-    every = max(len(entries) // points, 1)
+    lines = list(entries)
+    every = max(len(lines) // points, 1)
     top = _top_model(router, policy or _alias_policy(router, alias))
-    for n, entry in enumerate(entries, 1):
+    for n, entry in enumerate(lines, 1):
         try:
             decision, candidate, usage, label = _replay_one(router, principal, requested, entry)
         except SluiceError as err:
@@ -292,7 +292,7 @@ def replay(router: Router, entries: Iterator[dict[str, Any]], alias: str = "auto
             ttft = observed[candidate.deployment].get("ttft_ms")
             if isinstance(ttft, (int, float)):
                 result.ttft_ms.append(float(ttft))
-        if n % every == 0 or n == len(entries):
+        if n % every == 0 or n == len(lines):
             result.trajectory.append((n, router.controller.shift((DEPLOYMENT,)),
                                       router.controller.average(DEPLOYMENT)))
     return result
@@ -301,7 +301,8 @@ def replay(router: Router, entries: Iterator[dict[str, Any]], alias: str = "auto
 def _replay_one(router: Router, principal: principal_pb2.Principal, requested: str, entry: dict[str, Any]
                 ) -> tuple[decision_pb2.RouteDecision, Any, messages_pb2.Usage | None, dict[str, Any]]:
     """(decision, first candidate, the usage the trace reports or None, labels) of one line."""
-    label = entry.get("label") if isinstance(entry.get("label"), dict) else {}
+    given = entry.get("label")
+    label: dict[str, Any] = given if isinstance(given, dict) else {}
     request = entry.get("request")
     if isinstance(request, dict) and "route" in request and "messages" not in request:
         return _replay_billing(router, principal, request) + ({},)
@@ -311,7 +312,8 @@ def _replay_one(router: Router, principal: principal_pb2.Principal, requested: s
     if not isinstance(request, dict):
         raise SluiceError.bad_request("request", "a trace line needs a request, a billing record or a text")
     body = json.dumps({**request, "model": requested}).encode("utf-8")
-    max_tokens = request.get("max_tokens") if isinstance(request.get("max_tokens"), int) else 1024
+    asked = request.get("max_tokens")
+    max_tokens = asked if isinstance(asked, int) else 1024
     candidates, _model, decision = router.route(principal, requested, max_tokens,
                                                 request=wire_pb2.WireRequest(body=body))
     usage = entry.get("usage")
@@ -476,8 +478,8 @@ def compare_arms(events: Iterator[dict[str, Any]], experiment: str | None = None
 
 
 def render_arms(lines: list[ArmLine]) -> str:
-    header = f"{'experiment':<20} {'arm':<14} {'requests':>8} {'USD/request':>12} {'p50 ms':>8} {'p50 TTFT':>9} " \
-             f"{'errors':>7} {'fallback':>8}"
+    header = (f"{'experiment':<20} {'arm':<14} {'requests':>8} {'USD/request':>12} {'p50 ms':>8} {'p50 TTFT':>9} "
+              f"{'errors':>7} {'fallback':>8}")
     out = [header]
     for line in lines:
         out.append(f"{line.experiment:<20} {line.arm:<14} {line.requests:>8} "

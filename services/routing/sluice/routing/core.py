@@ -37,8 +37,8 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Callable
-from typing import Any
 from datetime import UTC, date, datetime
+from typing import Any
 
 import orjson
 
@@ -121,7 +121,7 @@ class Router:
                     ttft.setdefault(model.id, []).append((serving.deployment_id, lat.ttft_s))
                 if lat is not None and lat.rate_samples >= _SLOW_MIN_SAMPLES and lat.output_tps > 0:
                     rate.setdefault(model.id, []).append((serving.deployment_id, lat.output_tps))
-        slow = set()
+        slow: set[str] = set()
         for seen in ttft.values():
             fastest = min(t for _d, t in seen)
             slow.update(d for d, t in seen if t > fastest * _SLOW_FACTOR and t > fastest + _SLOW_MARGIN_S)
@@ -195,7 +195,7 @@ class Router:
             if len(candidates) >= self._max_candidates:
                 break
             fallback = self.catalog.lookup(fallback_id)
-            if (not self._live_for(principal, fallback, now)
+            if (fallback is None or not self._live_for(principal, fallback, now)
                     or (not count_tokens and max_tokens > fallback.max_output_tokens)):
                 continue
             more, skipped = self._of(fallback, "fallback")
@@ -274,7 +274,8 @@ class Router:
             raise SluiceError(Reason.MODEL_NOT_FOUND, f"model: {decision.requested} (routing policy "
                               f"{policy_name!r} is not in policies {self.policies.version})",
                               metadata={"model": decision.requested})
-        scopes = (DEPLOYMENT, f"tenant:{principal.tenant_id}") if principal.cost_target_usd else (DEPLOYMENT,)
+        scopes: tuple[str, ...] = ((DEPLOYMENT, f"tenant:{principal.tenant_id}") if principal.cost_target_usd
+                                   else (DEPLOYMENT,))
         shift = self.controller.shift(scopes)
         choice = pol.choose_tier(policy, prediction, features, shift, principal.tier)
         model, tier, reason = self._model_for(principal, policy, choice, max_tokens, count_tokens)
@@ -309,14 +310,15 @@ class Router:
         model), MODEL_NOT_ALLOWED when no tier has one."""
         wanted = pol.rank(choice.tier)
         floor = pol.rank(choice.floor)
-        order = [wanted] + [t for t in range(wanted - 1, floor - 1, -1)] + [t for t in range(wanted + 1, 3)]
+        order = [wanted, *range(wanted - 1, floor - 1, -1), *range(wanted + 1, 3)]
         now = self._clock()
         largest = 0
         for rank in order:
             tier = TIERS[rank]
             for model_id in policy.tiers[tier]:
                 model = self.catalog.lookup(model_id)
-                if not self._live_for(principal, model, now) or not self.deployments.serving(model, self.region):
+                if (model is None or not self._live_for(principal, model, now)
+                        or not self.deployments.serving(model, self.region)):
                     continue
                 if count_tokens or max_tokens <= model.max_output_tokens:
                     return model, tier, choice.reason if rank == wanted else "available"

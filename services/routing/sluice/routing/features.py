@@ -27,6 +27,7 @@ for a 100K-token one.
 from __future__ import annotations
 
 import functools
+import itertools
 import json
 import re
 import string
@@ -148,7 +149,7 @@ def tokens(text: str, system: str, prompt_tokens: int, tools: bool, media: bool,
     ends = words[:CUE_HEAD_WORDS] + words[-CUE_TAIL_WORDS:] if len(words) > CUE_HEAD_WORDS + CUE_TAIL_WORDS \
         else words
     seen = dict.fromkeys(words)
-    seen.update(dict.fromkeys([a + " " + b for a, b in zip(ends, ends[1:])]))
+    seen.update(dict.fromkeys([a + " " + b for a, b in itertools.pairwise(ends)]))
     seen.update(dict.fromkeys(["s:" + word for word in _words(system)]))
     for word in ends:
         cue = _cue(word)
@@ -200,7 +201,7 @@ def _words(text: str) -> list[str]:
             if match.start() > last:
                 out.append(word[last:match.start()])
             run = match.group()
-            out += [a + b for a, b in zip(run, run[1:])] if len(run) > 1 else [run]
+            out += [a + b for a, b in itertools.pairwise(run)] if len(run) > 1 else [run]
             last = match.end()
         if last < len(word):
             out.append(word[last:])

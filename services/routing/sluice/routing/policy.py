@@ -31,7 +31,7 @@ from sluice.routing.classifier import COMPLEXITIES, TASKS, TIERS, Prediction
 from sluice.routing.features import Features
 
 Tier = Literal["fast", "balanced", "top"]
-_RANK = {t: i for i, t in enumerate(TIERS)}
+_RANK: dict[str, int] = {t: i for i, t in enumerate(TIERS)}
 
 
 class _Strict(BaseModel):
@@ -211,9 +211,9 @@ def check_tenants(policies: Policies, catalog: Catalog, tenants: Mapping[str, Te
                 problems.append(f"tenants.{tenant_id}.routing.model_map.{model}: {target!r} is neither a model "
                                 "nor a routing alias")
     tiers = set(customer_tiers)
-    for name, policy in policies.policies.items():
+    for name, spec in policies.policies.items():
         problems += [f"{policies.source}: policies.{name}.ceilings.{tier}: no customer tier {tier!r} in auth.tiers"
-                     for tier in policy.ceilings if tier not in tiers]
+                     for tier in spec.ceilings if tier not in tiers]
     return problems
 
 

@@ -47,7 +47,7 @@ PII_KINDS = ("email", "phone", "payment_card", "us_ssn", "iban", "ip_address", "
 COMMANDS = ("safety",)
 
 
-def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_commands(sub: argparse._SubParsersAction) -> None:
     group = sub.add_parser("safety", help="rebuild and score the prompt-injection model"
                            ).add_subparsers(dest="action", required=True)
     cmd = group.add_parser("train", help="fit the injection model on the corpus's training split")

@@ -174,7 +174,7 @@ class Text:
             # one for one, so RE2 and the model can take the text.
             self.norm, self._utf8 = _SURROGATE.sub("\ufffd", self.norm), None
         self._lower: str | None = None
-        self._language: str | None | bool = False  # False: not looked at yet
+        self._language: str | bool | None = False  # False: not looked at yet
         self._char_of_byte: np.ndarray | None = None
         self._seen: frozenset[str] | None = None
         # Classifier results by name: two rules, or two branches of one rule,
@@ -194,7 +194,7 @@ class Text:
         """ISO 639-1 guess from the first 2 KB (sluice.safety.locale), or None."""
         if self._language is False:
             self._language = locale.detect_language(self.norm)
-        return self._language  # type: ignore[return-value]
+        return self._language  # type: ignore[return-value]  # never False past the line above
 
     @property
     def utf8(self) -> bytes:
@@ -245,7 +245,7 @@ class Detector:
             text = Text(text)
         if self.prefilter is not None and not self.prefilter(text):
             return []
-        spans = self.find_spans(text if self.needs_text else text.norm)  # type: ignore[arg-type]
+        spans = self.find_spans(text if self.needs_text else text.norm)  # type: ignore[arg-type]  # needs_text says which the detector takes
         return [text.finding(self.name, start, end) for start, end in spans if end > start]
 
 
@@ -464,8 +464,8 @@ def _ssn_spans(text: Text) -> Iterator[Span]:
         before, after = _at(norm, start - 1), _at(norm, end)
         if _is_word(before) or _is_word(after) or "-" in (before, after) or norm[start + 3] != norm[start + 6]:
             continue  # glued to more, or two different separators
-        if norm[start + 3] == " " and (before in " ." and _at(norm, start - 2).isdigit()
-                                       or after in " ." and _at(norm, end + 1).isdigit()):
+        if norm[start + 3] == " " and ((before in " ." and _at(norm, start - 2).isdigit())
+                                       or (after in " ." and _at(norm, end + 1).isdigit())):
             continue  # spaced groups inside a longer run of numbers (dashed ones stand alone: a list)
         found.add((start, end))
     for *_, start, end in _matches(_SSN_NAMED, text):
@@ -534,10 +534,10 @@ def _iban_spans(text: Text) -> Iterator[Span]:
                     i == 0 and _is_word(_at(norm, s - 1))):
                 want = _IBAN_LENGTHS.get(country)
                 for size in (want,) if want else range(34, 14, -1):
-                    j = ends_at.get(before + size)
-                    if j is not None and iban_ok(norm[s:groups[j][1]]):
-                        yield s, groups[j][1]
-                        done = groups[j][1]
+                    last = ends_at.get(before + size)
+                    if last is not None and iban_ok(norm[s:groups[last][1]]):
+                        yield s, groups[last][1]
+                        done = groups[last][1]
                         break
             before += e - s
 
@@ -623,7 +623,7 @@ def _ip_spans(text: Text) -> Iterator[Span]:
     v4 = [c for c in _ipv4_candidates(text)
           if (i := bisect.bisect_right(v6_ends, c[0])) == len(v6) or v6[i][0] > c[0]]
     excluded = [False] * len(v4)
-    for i, (start, end, octets) in enumerate(v4):
+    for i, (start, _end, octets) in enumerate(v4):
         window = norm[max(0, start - _IP_WINDOW):start].lower()
         line = _CLAUSE_END.split(window)[-1]
         if _numbered_by_words(window[-24:]):
@@ -715,7 +715,7 @@ def _birth_date_ok(value: str) -> bool:
     numeric day and month may be in either order (12/03 or 03/12)."""
     numbers = [int(n) for n in _DATE_NUMBERS.findall(value)]
     words = [w.lower() for w in _DATE_MONTH.findall(value) if w.lower() in _MONTH_NAMES]
-    today = date.today()
+    today = date.today()  # noqa: DTZ011 - only the year is used, to bound a birth year
 
     def full(year: int) -> int:  # 03.11.72: the century that puts it in the past
         return year + (1900 if year + 2000 > today.year else 2000) if year < 100 else year
@@ -738,7 +738,7 @@ def _birth_date_ok(value: str) -> bool:
             born = date(year, month, day)
         except ValueError:
             continue
-        if 1900 <= year and born <= today:
+        if year >= 1900 and born <= today:
             return True
     return False
 
@@ -901,9 +901,9 @@ def _phone_ok(text: Text, raw: str, named: bool, check: _PhoneCheck) -> bool:
             return False
         if check.left <= 0:
             return True
-        regions = locale.candidate_regions(text.region, text.language)
-        return any(_national_ok(check, digits, region, groups, named) for region in regions
-                   if _region_shape(region) and _region_shape(region)[0] in ("0", None))  # type: ignore[index]
+        candidates = locale.candidate_regions(text.region, text.language)
+        return any(_national_ok(check, digits, region, groups, named) for region in candidates
+                   if _region_shape(region) and _region_shape(region)[0] in ("0", None))  # type: ignore[index]  # the shape is checked truthy first
     # No trunk prefix: the shapes everyone recognises, else what the hints say.
     nanp, br = _NANP_SHAPE.fullmatch(raw), _BR_SHAPE.fullmatch(raw)
     if check.left <= 0:
@@ -925,7 +925,7 @@ def _phone_ok(text: Text, raw: str, named: bool, check: _PhoneCheck) -> bool:
 
 
 def _national_ok(check: _PhoneCheck, digits: str, region: str, groups: tuple[int, ...], named: bool) -> bool:
-    prefix, lengths = _region_shape(region)  # type: ignore[misc]
+    prefix, lengths = _region_shape(region)  # type: ignore[misc]  # callers check the region has a shape
     national = digits[len(prefix):] if prefix and digits.startswith(prefix) else digits
     if lengths and len(national) not in lengths and len(digits) not in lengths:
         return False  # cannot be a number there: no need to ask
@@ -940,7 +940,7 @@ class Registry(dict[str, T]):
         self.kind = kind
 
     def register(self, item: T) -> T:
-        name = item.name  # type: ignore[attr-defined]
+        name = item.name  # type: ignore[attr-defined]  # every registered item has a name
         if name in self:
             raise ValueError(f"{self.kind} {name!r} is already registered")
         self[name] = item

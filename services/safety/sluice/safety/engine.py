@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import bisect
 from dataclasses import dataclass, field
-
 from typing import Any
 
 from sluice.safety.detectors import Finding, Placeholders, Text, merge, redact
@@ -25,8 +24,8 @@ from sluice.safety.policy import Profile, Rule
 from sluice.safety.v1 import verdict_pb2 as v
 from sluice.telemetry import metrics
 from sluice.wire import events as ev
-from sluice.wire.events import Event
 from sluice.wire import jsontext
+from sluice.wire.events import Event
 from sluice.wire.jsontext import Path
 from sluice.wire.request import MessagesRequest, json_leaves, tokens_for_chars
 
@@ -46,10 +45,10 @@ class Hits:
         self.rules[rule.id] = rule
         self.counts[rule.id] = self.counts.get(rule.id, 0) + n
 
-    def action(self) -> v.Action.ValueType:
+    def action(self) -> v.Action:
         return max((r.action for r in self.rules.values()), key=_STRENGTH.__getitem__, default=v.ACTION_ALLOW)
 
-    def verdict(self, profile: Profile, stage: v.Stage.ValueType) -> v.Verdict:
+    def verdict(self, profile: Profile, stage: v.Stage) -> v.Verdict:
         return v.Verdict(
             action=self.action(), rule_ids=list(self.rules), policy_version=profile.policy_version,
             profile=profile.name, stage=stage,
@@ -58,7 +57,7 @@ class Hits:
         )
 
 
-def scan(rules: tuple[Rule, ...], text: Text, hits: Hits) -> tuple[list[Finding], v.Action.ValueType]:
+def scan(rules: tuple[Rule, ...], text: Text, hits: Hits) -> tuple[list[Finding], v.Action]:
     """Runs the rules on one text, noting hits; returns the findings to
     redact and the strongest action of the rules that fired."""
     to_redact: list[Finding] = []
@@ -284,7 +283,7 @@ class OutputFilter:
             return self._delta(event)
         if kind == ev.CONTENT_BLOCK_START:
             view = event.view
-            block_type = (view.get("content_block") or {}).get("type")
+            block_type = (view.get("content_block") or {}).get("type", "")
             block_kind = _KIND_OF_BLOCK.get(block_type)
             index = view.get("index")
             if block_kind is not None and isinstance(index, int):
@@ -293,7 +292,7 @@ class OutputFilter:
                     block.held.append(event)
                     return []
         elif kind == ev.CONTENT_BLOCK_STOP:
-            block = self._blocks.pop(event.view.get("index"), None)  # type: ignore[arg-type]
+            block = self._blocks.pop(event.view.get("index"), None)  # type: ignore[arg-type]  # a missing index pops nothing
             if block is not None:
                 if block.kind == _WHOLE:
                     return self._release_whole(block, event)
@@ -318,7 +317,7 @@ class OutputFilter:
             if dtype != "text_delta" or not isinstance(index, int):
                 return [self._renumbered(event)]
             block = self._blocks[index] = _Block(index, _TEXT)  # a delta without its start: filtered all the same
-        field = _FIELD_OF_DELTA.get(dtype)  # type: ignore[arg-type]
+        field = _FIELD_OF_DELTA.get(dtype)  # type: ignore[arg-type]  # a missing type gets nothing
         piece = delta.get(field) if field else None
         if block.kind == _WHOLE:
             block.held.append(event)

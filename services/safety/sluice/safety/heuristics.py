@@ -43,6 +43,7 @@ import re2
 
 from sluice.safety.detectors import Finding, Registry, Text
 
+
 @dataclass(frozen=True)
 class Signal:
     """One phrase family: `pattern` (Python re, on the normalised text) with

@@ -95,7 +95,8 @@ def detect_language(text: str) -> str | None:
         langs = _STOPWORDS.get(word)
         if langs:
             for lang in langs:
-                scores[lang] += 1 / len(langs)
+                # A Counter of float weights: typeshed types a Counter's values as int.
+                scores[lang] += 1 / len(langs)  # type: ignore[assignment]
     if not scores:
         return None
     (best, score), *rest = scores.most_common(2) + [("", 0.0)]

@@ -241,8 +241,8 @@ def _in_norm(text: Text, start: int, end: int, whole: bool = False) -> tuple[int
         return (len(lower) - len(lower.lstrip()), len(kept)) if kept else (0, len(norm))
     codes = np.frombuffer(text.lower.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
     white = np.isin(codes, _WHITE)
-    kept = ~(white & np.concatenate(([True], white[:-1])))  # the first of each run, none at the start
-    where = np.flatnonzero(kept)
+    firsts = ~(white & np.concatenate(([True], white[:-1])))  # the first of each run, none at the start
+    where = np.flatnonzero(firsts)
     if len(where) and white[where[-1]]:
         where = where[:-1]  # the trailing run
     if not len(where):

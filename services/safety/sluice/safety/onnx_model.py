@@ -108,7 +108,7 @@ class OnnxClassifier:
 
         try:
             self._tokenizer = Tokenizer.from_file(str(self.tokenizer_path))
-        except Exception as err:  # tokenizers raises a bare Exception for a bad file
+        except Exception as err:  # noqa: BLE001 - tokenizers raises a bare Exception for a bad file
             raise ValueError(f"{self.tokenizer_path}: not a readable tokenizer.json: {err}") from None
         specials = self._tokenizer.num_special_tokens_to_add(False)
         if not 0 <= stride < max_tokens - specials:
@@ -123,7 +123,7 @@ class OnnxClassifier:
             self.sha256 = _sha256(self.model_path)
             self._session = onnxruntime.InferenceSession(str(self.model_path), options,
                                                          providers=["CPUExecutionProvider"])
-        except Exception as err:  # onnxruntime raises its own exception types for a bad file
+        except Exception as err:  # noqa: BLE001 - onnxruntime raises its own exception types for a bad file
             raise ValueError(f"{self.model_path}: not a loadable ONNX model: {err}") from None
 
         self._inputs = {i.name: i for i in self._session.get_inputs()}

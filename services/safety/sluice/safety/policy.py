@@ -26,7 +26,7 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -49,7 +49,7 @@ SEVERITIES = {"low": verdict_pb2.SEVERITY_LOW, "medium": verdict_pb2.SEVERITY_ME
 _REGEX_FLAGS = {"ignorecase": "i", "multiline": "m", "dotall": "s"}
 
 
-def _re2_pattern(regex: str, flags: list[str]) -> Any:
+def _re2_pattern(regex: str, flags: Sequence[str]) -> Any:
     """A pack's regex compiled with RE2: matching is linear in the text
     whatever the pattern, so a pack cannot bring a backtracking blow-up
     (`(a+)+$`) to user input. Raises re2.error for what RE2 cannot take."""
@@ -233,8 +233,8 @@ class Rule:
     description: str
     on_input: bool
     on_output: bool
-    action: verdict_pb2.Action.ValueType
-    severity: verdict_pb2.Severity.ValueType
+    action: verdict_pb2.Action
+    severity: verdict_pb2.Severity
     matcher_name: str  # "detector:email", "regex", "keywords", "classifier:jailbreak"
     match: Matcher
     reads: frozenset[str] = frozenset({"system", "user", "assistant", "tools"})
@@ -354,8 +354,9 @@ class Pack:
         tenant = spec.tenants.get(tenant_id, TenantSpec())
         for pattern in [*profile.rules, *tenant.add]:
             chosen += [r for r in _select(pattern, ids) if r not in chosen]
-        settings = {r.id: {"action": r.action, "severity": r.severity, "enabled": True, "thresholds": {}}
-                    for r in spec.rules}
+        settings: dict[str, dict[str, Any]] = {
+            r.id: {"action": r.action, "severity": r.severity, "enabled": True, "thresholds": {}}
+            for r in spec.rules}
         for overrides in (profile.overrides, tenant.overrides):
             for rule_id, change in overrides.items():
                 _apply(settings[rule_id], change)

@@ -30,11 +30,11 @@ import math
 import re
 import tomllib
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Mapping
+from typing import Any
 
 import re2
 
@@ -262,8 +262,8 @@ class RuleSet:
 
 def _provenance() -> tuple[str, str]:
     text = (_DIR / "SOURCE.md").read_text()
-    repo = re.search(r"^- Repository: (\S+)", text, re.M)
-    commit = re.search(r"^- Commit: ([0-9a-f]{40})", text, re.M)
+    repo = re.search(r"^- Repository: (\S+)", text, re.MULTILINE)
+    commit = re.search(r"^- Commit: ([0-9a-f]{40})", text, re.MULTILINE)
     if repo is None or commit is None:
         raise ValueError("data/secrets/SOURCE.md names no repository or commit")
     return repo.group(1), commit.group(1)

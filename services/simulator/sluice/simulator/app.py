@@ -82,7 +82,14 @@ from sluice.simulator.scripts import (
     parse_script,
 )
 from sluice.simulator.signing import Signer
-from sluice.simulator.wires import AnthropicWire, BedrockWire, VertexWire, api_error, api_headers, request_id
+from sluice.simulator.wires import (
+    AnthropicWire,
+    BedrockWire,
+    VertexWire,
+    api_error,
+    api_headers,
+    request_id,
+)
 from sluice.wire.events import Event
 
 log = logging.getLogger(__name__)
@@ -291,9 +298,9 @@ class Simulator:
         except web.HTTPRequestEntityTooLarge:
             exchange = _Exchange(self.recorder.record(request, b"", None, **where))
             self.stats.rejected_requests += 1
-            response = wire.error(ApiError(413, "Request exceeds the maximum allowed number of bytes."))
-            exchange.record["status"] = response.status
-            return response
+            refused = wire.error(ApiError(413, "Request exceeds the maximum allowed number of bytes."))
+            exchange.record["status"] = refused.status
+            return refused
         doc: Any = None
         problem: ApiError | None = None
         try:
@@ -553,7 +560,7 @@ class Simulator:
             self.stats.client_disconnects += 1
             raise
 
-    async def _deltas(self, words: list[str], first_at: float, itl: float):  # type: ignore[no-untyped-def]
+    async def _deltas(self, words: list[str], first_at: float, itl: float):
         """(index, text) of each content delta, `tokens_per_delta` words at a
         time. Delta n is due at `first_at + n * itl` on a fixed schedule,
         like a model that decodes at its own pace: time spent writing

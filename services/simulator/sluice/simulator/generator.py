@@ -164,7 +164,9 @@ def block_tokens(block: Any) -> int:
             extra += _IMAGE_TOKENS
         elif kind == "document":
             source = item.get("source")
-            source_type = source.get("type") if isinstance(source, dict) else None
+            if not isinstance(source, dict):
+                source = {}
+            source_type = source.get("type")
             if source_type == "text" and isinstance(source.get("data"), str):
                 chars += len(source["data"])
             elif source_type == "content" and isinstance(source.get("content"), (str, list)):

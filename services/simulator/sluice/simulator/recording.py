@@ -29,7 +29,6 @@ from typing import Any
 
 from aiohttp import web
 
-
 # Body text kept at most, over all records (oldest dropped first), so a
 # soak or bench run with large prompts does not grow without bound.
 MAX_RECORDED_CHARS = 256 * 1024 * 1024

@@ -241,7 +241,7 @@ def _user_citations(content: Any, path: tuple[Any, ...]) -> Iterator[tuple[Any, 
 
 
 def _is_empty(content: Any) -> bool:
-    return content == "" or content == []
+    return content in ("", [])
 
 
 def check_request(doc: Any, *, version: str, catalog: Catalog, now: datetime, signer: Signer,

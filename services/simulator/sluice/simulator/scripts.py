@@ -146,9 +146,9 @@ def parse_script(doc: Any) -> dict[str, Any]:
                     raise ScriptError(f"content.{j}.thinking: must be a string")
                 if block.get("signature") is not None and not isinstance(block["signature"], str):
                     raise ScriptError(f"content.{j}.signature: must be a string")
-            elif kind in ("tool_use", "server_tool_use"):
-                if "input_json" in block and not isinstance(block["input_json"], str):
-                    raise ScriptError(f"content.{j}.input_json: must be a string (raw JSON text)")
+            elif (kind in ("tool_use", "server_tool_use") and "input_json" in block
+                  and not isinstance(block["input_json"], str)):
+                raise ScriptError(f"content.{j}.input_json: must be a string (raw JSON text)")
     if doc.get("events") is not None:
         if not isinstance(doc["events"], list):
             raise ScriptError("events: must be a list")
