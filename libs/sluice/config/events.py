@@ -37,10 +37,30 @@ class EventsSettings(Section):
     # it is then retried from the spool after kafka_retry_seconds.
     send_timeout_seconds: float = Field(10.0, gt=0)
     kafka_retry_seconds: float = Field(1.0, gt=0)
+    # Partitions of each event topic (sluice.<kind>.<region>, dead letters):
+    # records are keyed by tenant, so one tenant stays on one partition (in
+    # order) and the region's sink scales to this many consumers. Sluice
+    # creates missing topics with this count (the forwarder at start, or
+    # `sluice events create-topics`); an existing topic with fewer partitions
+    # is reported (log + sluice_events_topic_partitions_short), never
+    # repartitioned: that would move tenants between partitions.
+    partitions: int = Field(12, ge=1, le=1024)
+    # Replicas of topics Sluice creates; -1: the brokers' default.replication.factor.
+    replication_factor: int = Field(-1, ge=-1, le=16)
+    # The window over which sluice_events_partition_skew compares the busiest
+    # partition's share of records with an even share.
+    skew_window_seconds: float = Field(60.0, ge=1, le=3600)
 
     @field_validator("kafka_bootstrap")
     @classmethod
     def _v_bootstrap(cls, value: str) -> str:
         for part in filter(None, value.split(",")):
             check_address(part.strip())
+        return value
+
+    @field_validator("replication_factor")
+    @classmethod
+    def _v_replication(cls, value: int) -> int:
+        if value == 0:
+            raise ValueError("replication_factor is -1 (the brokers' default) or at least 1")
         return value

@@ -19,3 +19,8 @@ class SinksSettings(Section):
     # Most records written (and fsync'd) per batch before offsets are committed.
     batch_max_records: int = Field(1000, ge=1)
     poll_timeout_ms: int = Field(500, ge=10)
+    # Consumers (threads, each a member of the group) this sink process runs
+    # on the region's Kafka topics; partitions are shared among all members of
+    # the group, so more than events.partitions in total leaves some idle.
+    # Without Kafka (the local spool has one reader) the sink runs one.
+    consumers: int = Field(1, ge=1, le=64)

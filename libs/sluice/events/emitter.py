@@ -111,6 +111,10 @@ class EventEmitter:
         self.spool.close()
 
     def _run(self) -> None:
+        # The Kafka forwarder creates the region's missing topics at start.
+        prepare = getattr(self._forwarder, "prepare", None)
+        if prepare is not None:
+            prepare()
         stop_deadline: float | None = None
         held: list[SpoolRecord] = []
         while True:
@@ -206,7 +210,10 @@ def open_emitter(region: str, settings: EventsSettings) -> EventEmitter:
 
     # Shared: without Kafka, a sink in this process acknowledges from the same spool.
     spool = open_shared(Path(settings.spool_dir) / region, settings.spool_max_bytes, settings.spool_segment_bytes)
-    forwarder = (KafkaForwarder(region, settings.kafka_bootstrap, settings.send_timeout_seconds)
+    forwarder = (KafkaForwarder(region, settings.kafka_bootstrap, settings.send_timeout_seconds,
+                                partitions=settings.partitions,
+                                replication_factor=settings.replication_factor,
+                                skew_window_s=settings.skew_window_seconds)
                  if settings.kafka_bootstrap else None)
     return EventEmitter(region, spool, forwarder, queue_max=settings.queue_max_events,
                         batch_max=settings.batch_max_events, retry_s=settings.kafka_retry_seconds,

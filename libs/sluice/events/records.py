@@ -67,7 +67,7 @@ def kafka_headers(kind: str) -> list[tuple[str, bytes]]:
 
 def decode(headers: list[tuple[str, bytes]] | None, value: bytes | None) -> tuple[str, Message]:
     """(kind, event) of a Kafka record, or MalformedEvent naming what is wrong."""
-    found = {name: raw for name, raw in headers or ()}
+    found = dict(headers or ())
     raw_kind, raw_version = found.get(TYPE_HEADER), found.get(VERSION_HEADER)
     if raw_kind is None:
         raise MalformedEvent(f"missing header {TYPE_HEADER}")
@@ -81,14 +81,29 @@ def decode(headers: list[tuple[str, bytes]] | None, value: bytes | None) -> tupl
         event = EVENT_TYPES[kind].FromString(value or b"")
     except DecodeError as exc:
         raise MalformedEvent(f"{kind} event does not decode: {exc}") from None
-    request = event.request  # type: ignore[attr-defined]
-    if not event.event_id or not request.tenant_id or not request.region:  # type: ignore[attr-defined]
+    request = event.request
+    if not event.event_id or not request.tenant_id or not request.region:
         raise MalformedEvent(f"{kind} event lacks event_id, request.tenant_id or request.region")
     # Both become parts of storage paths downstream: only the shapes Sluice issues.
     # fullmatch: Python's `$` would let a trailing newline through.
-    if not _TENANT_ID.fullmatch(request.tenant_id) or not _EVENT_ID.fullmatch(event.event_id):  # type: ignore[attr-defined]
+    if not _TENANT_ID.fullmatch(request.tenant_id) or not _EVENT_ID.fullmatch(event.event_id):
         raise MalformedEvent(f"{kind} event has an invalid tenant id or event id")
     return kind, event
+
+
+def partition_for(key: bytes, partitions: int) -> int:
+    """The partition (0..partitions-1) a record keyed `key` (a tenant id) goes to
+    on a topic of `partitions` partitions: Kafka's default partitioner for keyed
+    records (murmur2 of the key, sign bit cleared, modulo the count), which both
+    kafka-python and the Java client use. Stable for a given count, so one
+    tenant's records share one partition and stay in order; a change of the
+    count moves tenants (hence topics are never repartitioned silently).
+    Raises ValueError when `partitions` < 1."""
+    if partitions < 1:
+        raise ValueError(f"a topic has at least one partition, not {partitions}")
+    from kafka.partitioner.default import murmur2
+
+    return (murmur2(key) & 0x7FFFFFFF) % partitions
 
 
 def bootstrap_servers(bootstrap: str) -> list[str]:

@@ -67,7 +67,7 @@ class _Torn(Exception):
     """A frame that is cut short or fails its checksum."""
 
 
-def _read_frame(f) -> bytes | None:  # type: ignore[no-untyped-def]
+def _read_frame(f) -> bytes | None:
     head = f.read(_FRAME.size)
     if not head:
         return None
@@ -84,7 +84,7 @@ def _read_frame(f) -> bytes | None:  # type: ignore[no-untyped-def]
     return payload
 
 
-def _frames(f, end: int | None = None):  # type: ignore[no-untyped-def]
+def _frames(f, end: int | None = None):
     """(payload, offset after it) for each whole frame from the file's
     position up to `end` (or its end); raises _Torn at a damaged frame."""
     while end is None or f.tell() < end:
@@ -170,7 +170,7 @@ class Spool:
         self._file.close()
         self._active += 1
         self._sizes[self._active] = 0
-        self._file = open(self.folder / _name(self._active), "ab")  # noqa: SIM115
+        self._file = open(self.folder / _name(self._active), "ab")  # noqa: SIM115 - closed in close()
         fsync_dir(self.folder)
 
     # --- reading and acknowledging -------------------------------------------
@@ -273,7 +273,8 @@ class Spool:
         good = 0
         with open(path, "rb") as f:
             try:
-                for _, good in _frames(f):
+                # The loop only advances `good` to the end of the last whole record.
+                for _, good in _frames(f):  # noqa: B007
                     pass
             except _Torn:
                 pass
@@ -301,7 +302,7 @@ def open_shared(folder: str | os.PathLike[str], max_bytes: int, segment_bytes: i
     with _SHARED_LOCK:
         spool = _SHARED.get(key)
         if spool is not None:
-            spool._holders += 1  # noqa: SLF001 - the module's own bookkeeping
+            spool._holders += 1  # the module's own bookkeeping
             return spool
         spool = _SHARED[key] = Spool(folder, max_bytes, segment_bytes)
         return spool

@@ -150,6 +150,27 @@ EVENTS_KAFKA_UP = Gauge(
     "1 while the last send to this region's Kafka succeeded, else 0.",
     registry=REGISTRY,
 )
+EVENTS_PARTITION_RECORDS = Counter(
+    "sluice_events_partition_records_total",
+    "Events acknowledged by Kafka, by topic and partition (records are keyed by tenant: "
+    "a hot tenant shows as one busy partition).",
+    ["topic", "partition"],
+    registry=REGISTRY,
+)
+EVENTS_PARTITION_SKEW = Gauge(
+    "sluice_events_partition_skew",
+    "Busiest partition's share of a topic's records over the last events.skew_window_seconds, "
+    "divided by the even share (1/partitions): 1 is even, the partition count is all on one.",
+    ["topic"],
+    registry=REGISTRY,
+)
+EVENTS_TOPIC_PARTITIONS_SHORT = Gauge(
+    "sluice_events_topic_partitions_short",
+    "Partitions an existing event topic lacks compared with events.partitions (0: enough); "
+    "Sluice never repartitions a topic itself.",
+    ["topic"],
+    registry=REGISTRY,
+)
 SPOOL_BYTES = Gauge(
     "sluice_event_spool_bytes",
     "Bytes of events in the spool not yet acknowledged by Kafka.",
@@ -169,6 +190,25 @@ SINK_RECORDS = Counter(
     "sluice_sink_records_total",
     "Records read by a regional sink, by what became of them (stored, duplicate, dead_letter).",
     ["outcome"],
+    registry=REGISTRY,
+)
+SINK_PARTITION_RECORDS = Counter(
+    "sluice_sink_partition_records_total",
+    "Records a regional sink polled from Kafka, by topic and partition.",
+    ["topic", "partition"],
+    registry=REGISTRY,
+)
+SINK_PARTITION_LAG = Gauge(
+    "sluice_sink_partition_lag",
+    "Records on a partition not yet polled by its owning sink consumer (high watermark minus "
+    "position), as of that consumer's last poll; removed when the partition is revoked.",
+    ["topic", "partition"],
+    registry=REGISTRY,
+)
+SINK_PARTITIONS_ASSIGNED = Gauge(
+    "sluice_sink_partitions_assigned",
+    "Partitions the group assigned to each of this process's sink consumers (sinks.consumers).",
+    ["consumer"],
     registry=REGISTRY,
 )
 SINK_BATCH_SECONDS = Histogram(

@@ -1,10 +1,16 @@
 """The audit hash chain: how a stored audit line is sealed and checked.
 
-Each tenant's audit records of one day form a chain. A line is
+Each tenant's audit records of one day, from one Kafka partition, form a
+chain (records from the local spool, which has no partitions, form one chain
+per tenant per day). A tenant's records are keyed to one partition, and a
+partition has one owning consumer at a time, so each chain has one writer;
+the store also fences each append with a lock on the tenant's folder (see
+storage.py), for the moments a rebalance leaves two consumers believing they
+own it. A line is
 `{"seq": n, "prev": <hash of line n-1>, "hash": <this line's hash>, "event": {...}}`
 where hash = SHA-256 of "seq \\n prev \\n canonical JSON of the event". The
-first line's prev is a genesis hash naming region, tenant and day, so a file
-cannot be passed off as another's. A `.head` file beside it holds the count
+first line's prev is a genesis hash naming region, tenant, day and partition,
+so a file cannot be passed off as another's. A `.head` file beside it holds the count
 and last hash, so cutting records off the end is detected too.
 
 Pure functions, no I/O: the store writes with them and the verifier reads.
@@ -22,8 +28,12 @@ def canonical(doc: Any) -> str:
     return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
-def genesis(region: str, tenant: str, day: str) -> str:
-    return hashlib.sha256(f"sluice-audit:{region}:{tenant}:{day}".encode()).hexdigest()
+def genesis(region: str, tenant: str, day: str, partition: int | None = None) -> str:
+    """The hex SHA-256 a chain starts from: names region, tenant, UTC day
+    (YYYY-MM-DD) and the Kafka partition (None: a chain of the local spool,
+    and chains stored before partitions were named)."""
+    name = f"sluice-audit:{region}:{tenant}:{day}" + (f":p{partition}" if partition is not None else "")
+    return hashlib.sha256(name.encode()).hexdigest()
 
 
 def seal(seq: int, prev: str, event: dict[str, Any]) -> str:

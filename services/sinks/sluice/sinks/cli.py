@@ -5,17 +5,18 @@ from __future__ import annotations
 import argparse
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, TextIO
-
 
 from sluice.config import Settings
 from sluice.sinks import report
-from sluice.sinks.storage import RegionalStore
+from sluice.sinks.storage import RegionalStore, partition_of
 
 
 def _day(text: str) -> str:
     try:
-        return datetime.strptime(text, "%Y-%m-%d").strftime("%Y-%m-%d")
+        # DTZ007: the parse only checks a calendar day; no time zone is involved.
+        return datetime.strptime(text, "%Y-%m-%d").strftime("%Y-%m-%d")  # noqa: DTZ007
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a YYYY-MM-DD day: {text!r}") from None
 
@@ -25,7 +26,7 @@ def _day(text: str) -> str:
 COMMANDS = ("audit", "billing")
 
 
-def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_commands(sub: argparse._SubParsersAction) -> None:
     for name, help_text in (("audit", "audit records in the sink's storage"),
                             ("billing", "billing records in the sink's storage")):
         group = sub.add_parser(name, help=help_text).add_subparsers(dest="action", required=True)
@@ -58,23 +59,29 @@ def run(args: argparse.Namespace, settings: Settings, out: TextIO, err: TextIO,
         return 2
     if args.command == "audit":
         problems = store.verify_audit(args.tenant)
-        for problem in problems:
-            out.write(problem + "\n")
+        out.writelines(problem + "\n" for problem in problems)
         if problems:
             err.write(f"audit verification FAILED: {len(problems)} problem(s)\n")
             return 1
         files = list(store.files("audit", args.tenant))
-        counts = [(tenant, day, store.count(path)) for tenant, day, path in files]
+        # One chain per tenant per day per Kafka partition ("p3"; none from the local spool).
+        counts = [(tenant, _chain_name(day, path), store.count(path))
+                  for tenant, day, path in files]
         out.write(f"audit verification ok: {sum(n for *_, n in counts)} record(s) in {len(files)} file(s) "
                   f"in region {settings.region}\n")
-        for tenant, day, n in counts:
-            out.write(f"  {tenant}  {day}  {n} record(s)\n")
+        out.writelines(f"  {tenant}  {chain}  {n} record(s)\n" for tenant, chain, n in counts)
         return 0
     scope = (store, args.tenant, args.day_from, args.day_to)
     out.write(report.render(report.report(*scope), report.cache_report(*scope)))
     return 0
 
 
+
+
+def _chain_name(day: str, path: Path) -> str:
+    """A chain as `audit verify` lists it: its day, and its partition ("2026-11-18 p3")."""
+    partition = partition_of(path)
+    return f"{day} p{partition}" if partition is not None else day
 
 
 PROVIDES = {"billing_events": billing_events}

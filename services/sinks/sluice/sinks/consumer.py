@@ -65,31 +65,39 @@ class RecordSource(Protocol):
         """Releases the source (the sink stopped, or before reconnecting)."""
 
 
-def classify(region: str, records) -> tuple[list, list]:  # type: ignore[no-untyped-def]
-    """(kind, event) pairs to store, and (record, reason) pairs to dead-letter."""
+def classify(region: str, records, with_partition: bool = False) -> tuple[list, list]:
+    """(kind, event) pairs to store, and (record, reason) pairs to dead-letter.
+    With `with_partition`, (kind, event, partition) triples to store instead
+    (partition: the record's Kafka partition, None for a record without one:
+    the local spool), as RegionalStore.write takes them."""
     good, dead = [], []
     for record in records:
         try:
             kind, event = decode(record.headers, record.value)
             if record.topic != topic(kind, region):
                 raise MalformedEvent(f"{kind} event on topic {record.topic}")
-            if event.request.region != region:  # type: ignore[attr-defined]
-                raise MalformedEvent(f"event of region {event.request.region!r} "  # type: ignore[attr-defined]
+            if event.request.region != region:
+                raise MalformedEvent(f"event of region {event.request.region!r} "
                                      f"on region {region!r}'s topic; not stored here")
         except MalformedEvent as exc:
             dead.append((record, str(exc)))
             continue
-        good.append((kind, event))
+        partition = getattr(record, "partition", None)
+        good.append((kind, event, partition) if with_partition else (kind, event))
     return good, dead
 
 
 class RegionalSink:
-    """One region's sink: a thread that polls its source, stores, and acknowledges."""
+    """One region's sink consumer: a thread that polls its source, stores, and
+    acknowledges. A sink process may run several (sinks.consumers), each with
+    its own source (a member of the region's consumer group) and its own
+    store object; their stores fence each other (see storage.py)."""
 
     def __init__(self, region: str, source: RecordSource | str, settings: SinksSettings, store: RegionalStore,
-                 on_batch: Callable[[int, int, int], None] | None = None) -> None:
+                 on_batch: Callable[[int, int, int], None] | None = None, name: str | None = None) -> None:
         """`source` is a RecordSource, or (as before the port existed) the
-        region's Kafka bootstrap servers."""
+        region's Kafka bootstrap servers; `name` names the thread
+        (default sluice-sink-<region>)."""
         if isinstance(source, str):
             from sluice.sinks.kafka_source import KafkaSource
 
@@ -100,11 +108,15 @@ class RegionalSink:
         self._store = store
         self._stopping = threading.Event()
         self._on_batch = on_batch
-        self._thread = threading.Thread(target=self._run, name=f"sluice-sink-{region}", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=name or f"sluice-sink-{region}", daemon=True)
         self.ready = threading.Event()
 
     def start(self) -> None:
         self._thread.start()
+
+    def request_stop(self) -> None:
+        """Asks the thread to stop after its current batch; `stop` waits for it."""
+        self._stopping.set()
 
     def stop(self, timeout_s: float) -> None:
         self._stopping.set()
@@ -118,7 +130,7 @@ class RegionalSink:
                     self.ready.set()
                     while not self._stopping.is_set():
                         self.step()
-                except Exception:  # noqa: BLE001 - source or disk trouble: start over from the last ack
+                except Exception:  # source or disk trouble: start over from the last ack
                     log.exception("sink for region %s failed (%s); resuming after the last acknowledged record",
                                   self.region, self.source.description)
                     self.source.close()
@@ -133,7 +145,7 @@ class RegionalSink:
         if not records:
             return 0
         started = time.monotonic()
-        good, dead = classify(self.region, records)
+        good, dead = classify(self.region, records, with_partition=True)
         stored, duplicates = self._store.write(good)
         if dead:
             self.source.dead_letter(dead)

@@ -19,12 +19,15 @@ from sluice.sinks.spool_source import SpoolSource
 from sluice.sinks.storage import RegionalStore
 
 
-def open_source(settings: Settings, store: RegionalStore) -> RecordSource:
-    """The region's Kafka when one is configured, else the local event spool."""
+def open_source(settings: Settings, store: RegionalStore, member: int = 0) -> RecordSource:
+    """The region's Kafka when one is configured (as the group member
+    numbered `member` in this process), else the local event spool."""
     if settings.events.kafka_bootstrap:
-        return KafkaSource(settings.region, settings.events.kafka_bootstrap, settings.sinks)
+        return KafkaSource(settings.region, settings.events.kafka_bootstrap, settings.sinks, member)
     try:
-        return SpoolSource(settings.region, settings.events, store)
+        # A source's dead_letter takes back the records its own poll gave (SpoolDelivery); the
+        # non-generic RecordSource protocol cannot say so.
+        return SpoolSource(settings.region, settings.events, store)  # type: ignore[return-value]
     except SpoolInUse:
         raise ConfigError(
             f"the sinks service has no events.kafka_bootstrap, so it reads region {settings.region}'s local event "
@@ -34,16 +37,32 @@ def open_source(settings: Settings, store: RegionalStore) -> RecordSource:
 
 async def init(rt: Runtime) -> None:
     settings = rt.settings
-    store = RegionalStore(settings.sinks.data_dir, settings.region)
-    source = open_source(settings, store)
-    sink = RegionalSink(settings.region, source, settings.sinks, store)
-    sink.start()
+    # sinks.consumers members of the region's group, each with its own store
+    # object (their caches are per thread; appends are fenced in storage.py).
+    # The local spool has one reader.
+    count = settings.sinks.consumers if settings.events.kafka_bootstrap else 1
+    sinks = []
+    for member in range(count):
+        store = RegionalStore(settings.sinks.data_dir, settings.region)
+        source = open_source(settings, store, member)
+        name = f"sluice-sink-{settings.region}" + (f"-{member}" if count > 1 else "")
+        sinks.append(RegionalSink(settings.region, source, settings.sinks, store, name=name))
+    for sink in sinks:
+        sink.start()
 
     async def stop() -> None:
-        await asyncio.to_thread(sink.stop, settings.server.drain_grace_seconds)
+        def stop_all() -> None:
+            for sink in sinks:
+                sink.request_stop()  # all at once, then wait for each
+            for sink in sinks:
+                sink.stop(settings.server.drain_grace_seconds)
+
+        await asyncio.to_thread(stop_all)
 
     rt.on_stop(stop)
-    rt.announcements["sinks"] = f"region {settings.region}: {source.description} -> {store.root}"
+    consumers = f" ({count} consumers)" if count > 1 else ""
+    rt.announcements["sinks"] = (f"region {settings.region}: {source.description}{consumers} "
+                                 f"-> {store.root}")
 
 
 MODULE = Module(name="sinks", depends_on=(), init=init, sections=("sinks", "events"))

@@ -1,9 +1,11 @@
-"""A region's durable event storage: JSON-lines files, one per tenant per day.
+"""A region's durable event storage: JSON-lines files, one per tenant per day
+(and per Kafka partition: `<YYYY-MM-DD>.p<N>.jsonl`; from the local spool, or
+stored before partitions were named, `<YYYY-MM-DD>.jsonl`).
 
-    <data_dir>/<region>/billing/<tenant>/<YYYY-MM-DD>.jsonl   one event per line
-    <data_dir>/<region>/audit/<tenant>/<YYYY-MM-DD>.jsonl     hash-chained lines
-    <data_dir>/<region>/audit/<tenant>/<YYYY-MM-DD>.head      count and last hash
-    <data_dir>/<region>/review/<tenant>/<YYYY-MM-DD>.jsonl    cases flagged for a human
+    <data_dir>/<region>/billing/<tenant>/<YYYY-MM-DD>.p<N>.jsonl   one event per line
+    <data_dir>/<region>/audit/<tenant>/<YYYY-MM-DD>.p<N>.jsonl     hash-chained lines
+    <data_dir>/<region>/audit/<tenant>/<YYYY-MM-DD>.p<N>.head      count and last hash
+    <data_dir>/<region>/review/<tenant>/<YYYY-MM-DD>.p<N>.jsonl    cases flagged for a human
     <data_dir>/<region>/deadletter/<YYYY-MM-DD>.jsonl         records read from the local spool
                                                               that could not be stored (with Kafka
                                                               they go to the dead-letter topic)
@@ -13,16 +15,28 @@ fsync'd (files, then heads, then new folders) before `write` returns, and only
 then does the sink commit its Kafka offsets. An event id already in its file
 is skipped, so a batch redelivered after a crash is stored once. A line torn
 by a crash mid-write is cut off when the file is next opened.
+
+Several writers (sink consumers in one process, each with its own store, or
+sink replicas on one filesystem): a partition has one owner at a time, so a
+file has one writer at a time, but ownership moves on a rebalance, and a
+consumer the group dropped may still finish a batch. So every append to a
+file happens under an exclusive lock (flock) on its tenant's folder, and a
+store whose cached view of a file (size, ids, chain tail) no longer matches
+the file's size re-reads it first: the chain is continued from what is on
+disk, never from a stale tail, and ids another writer stored are skipped.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import os
+import re
 import time
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -36,10 +50,11 @@ from sluice.storage.files import fsync_dir, replace_durably
 
 log = logging.getLogger(__name__)
 
-
+# A stored file's name: its UTC day, and the Kafka partition its records came from.
+_FILE_NAME = re.compile(r"^(\d{4}-\d{2}-\d{2})(?:\.p(\d+))?\.jsonl\Z")
 
 def day_of(event: Message) -> str:
-    occurred = event.request.occurred_at  # type: ignore[attr-defined]
+    occurred = event.request.occurred_at
     seconds = occurred.seconds if occurred.seconds or occurred.nanos else 0
     return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%d")
 
@@ -56,6 +71,9 @@ class _File:
     ids: set[str] = field(default_factory=set)
     seq: int = 0
     last_hash: str = ""
+    # The file's size as this store last wrote or read it: another size means
+    # another writer appended since, and the state is read again.
+    size: int = 0
 
 
 class RegionalStore:
@@ -65,44 +83,68 @@ class RegionalStore:
         self._files: OrderedDict[Path, _File] = OrderedDict()
         self._open_files = open_files
 
-    def path(self, kind: str, tenant: str, day: str) -> Path:
-        return self.root / kind / tenant / f"{day}.jsonl"
+    def path(self, kind: str, tenant: str, day: str, partition: int | None = None) -> Path:
+        """The file of a tenant's `kind` records of `day` (YYYY-MM-DD, UTC) from
+        Kafka partition `partition` (None: from the local spool)."""
+        suffix = f".p{partition}" if partition is not None else ""
+        return self.root / kind / tenant / f"{day}{suffix}.jsonl"
 
     # --- writing -------------------------------------------------------------
 
-    def write(self, events: Iterable[tuple[str, Message]]) -> tuple[int, int]:
-        """Stores (kind, event) pairs durably; returns (stored, duplicates)."""
-        pending: dict[Path, list[str]] = {}
-        touched_heads: list[_File] = []
+    def write(self, events: Iterable[tuple[str, Message]]
+              | Iterable[tuple[str, Message, int | None]]) -> tuple[int, int]:
+        """Stores (kind, event) or (kind, event, partition) tuples durably, in
+        their order; partition is the Kafka partition the event was read from
+        (None or absent: the local spool). Returns (stored, duplicates).
+        Raises OSError when the disk refuses; what was not fsync'd then is
+        written again on redelivery."""
+        grouped: dict[Path, tuple[str, str, str, int | None, list[Message]]] = {}
+        for item in events:
+            kind, event = item[0], item[1]
+            partition = item[2] if len(item) > 2 else None
+            tenant = event.request.tenant_id
+            day = day_of(event)
+            path = self.path(kind, tenant, day, partition)
+            grouped.setdefault(path, (kind, tenant, day, partition, []))[4].append(event)
         stored = duplicates = 0
-        for kind, event in events:
-            tenant = event.request.tenant_id  # type: ignore[attr-defined]
-            state = self._open(kind, tenant, day_of(event))
-            event_id = event.event_id  # type: ignore[attr-defined]
-            if event_id in state.ids:
-                duplicates += 1
-                continue
-            state.ids.add(event_id)
-            doc = event_doc(event)
-            if kind == "audit":
-                state.seq += 1
-                text, state.last_hash = audit_chain.line(state.seq, state.last_hash, doc)
-                if state not in touched_heads:
-                    touched_heads.append(state)
-            else:
-                text = audit_chain.canonical(doc)
-            pending.setdefault(state.path, []).append(text + "\n")
-            stored += 1
         new_dirs: set[Path] = set()
-        for path, lines in pending.items():
-            if not path.exists():
+        for path, (kind, tenant, day, partition, group) in grouped.items():
+            if not path.parent.exists():
                 new_dirs.add(path.parent)
-            with open(path, "a", encoding="utf-8") as f:
-                f.write("".join(lines))
-                f.flush()
-                os.fsync(f.fileno())
-        for state in touched_heads:
-            _write_head(state)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with _fence(path.parent):
+                state = self._open(kind, tenant, day, partition)
+                lines = []
+                for event in group:
+                    event_id = event.event_id
+                    if event_id in state.ids:
+                        duplicates += 1
+                        continue
+                    state.ids.add(event_id)
+                    doc = event_doc(event)
+                    if kind == "audit":
+                        state.seq += 1
+                        text, state.last_hash = audit_chain.line(state.seq, state.last_hash, doc)
+                    else:
+                        text = audit_chain.canonical(doc)
+                    lines.append(text + "\n")
+                    stored += 1
+                if not lines:
+                    continue
+                if not path.exists():
+                    new_dirs.add(path.parent)
+                try:
+                    with open(path, "a", encoding="utf-8") as f:
+                        f.write("".join(lines))
+                        f.flush()
+                        os.fsync(f.fileno())
+                        state.size = os.fstat(f.fileno()).st_size
+                    if kind == "audit":
+                        _write_head(state)
+                except BaseException:
+                    # Unknown what reached the disk: read the file again next time.
+                    self._files.pop(path, None)
+                    raise
         for folder in new_dirs:
             fsync_dir(folder)
             fsync_dir(folder.parent)
@@ -123,16 +165,22 @@ class RegionalStore:
             fsync_dir(path.parent.parent)
         return path
 
-    def _open(self, kind: str, tenant: str, day: str) -> _File:
-        path = self.path(kind, tenant, day)
+    def _open(self, kind: str, tenant: str, day: str, partition: int | None = None) -> _File:
+        """The state of a file, read from disk unless the cached one matches
+        its size. Called with the file's fence held."""
+        path = self.path(kind, tenant, day, partition)
         state = self._files.get(path)
-        if state is not None:
+        size = path.stat().st_size if path.exists() else 0
+        if state is not None and state.size == size:
             self._files.move_to_end(path)
             return state
+        if state is not None:
+            log.info("%s changed since this sink last wrote it (another consumer owned its "
+                     "partition): reading it again", path)
         state = _File(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         if kind == "audit":
-            state.last_hash = audit_chain.genesis(self.region, tenant, day)
+            state.last_hash = audit_chain.genesis(self.region, tenant, day, partition)
         if path.exists():
             _cut_torn_line(path)
             for doc in _read_lines(path):
@@ -140,6 +188,7 @@ class RegionalStore:
                     state.seq, state.last_hash = doc["seq"], doc["hash"]
                     doc = doc["event"]
                 state.ids.add(doc["event_id"])
+            state.size = path.stat().st_size
             if kind == "audit":
                 _write_head(state)  # a crash between data and head left the head behind
         self._files[path] = state
@@ -150,12 +199,19 @@ class RegionalStore:
     # --- reading ----------------------------------------------------------------
 
     def files(self, kind: str, tenant: str | None = None) -> Iterator[tuple[str, str, Path]]:
-        """(tenant, day, path) of stored files, in tenant and day order."""
+        """(tenant, day, path) of stored files, in tenant, day and partition
+        order (a day may have a file per partition; see `partition_of`)."""
         base = self.root / kind
         tenants = [tenant] if tenant else sorted(p.name for p in base.iterdir() if p.is_dir()) if base.exists() else []
         for t in tenants:
-            for path in sorted((base / t).glob("*.jsonl")):
-                yield t, path.stem, path
+            named = []
+            for path in (base / t).glob("*.jsonl"):
+                match = _FILE_NAME.match(path.name)
+                if match:
+                    partition = int(match[2]) if match[2] is not None else -1
+                    named.append((match[1], partition, path))
+            for day, _, path in sorted(named):
+                yield t, day, path
 
     def events(self, kind: str, tenant: str | None = None) -> Iterator[dict[str, Any]]:
         """Stored events as JSON documents (audit: the event inside each chained line)."""
@@ -172,9 +228,30 @@ class RegionalStore:
         problems: list[str] = []
         for t, day, path in self.files("audit", tenant):
             lines, head = _read_chain(path)
-            found = audit_chain.verify_lines(lines, audit_chain.genesis(self.region, t, day), head)
+            first = audit_chain.genesis(self.region, t, day, partition_of(path))
+            found = audit_chain.verify_lines(lines, first, head)
             problems += [p.describe(str(path)) for p in found]
         return problems
+
+
+def partition_of(path: Path) -> int | None:
+    """The Kafka partition a stored file's records came from (from its name,
+    `<day>.p<N>.jsonl`); None for a file of the local spool (`<day>.jsonl`)."""
+    match = _FILE_NAME.match(path.name)
+    return int(match[2]) if match and match[2] is not None else None
+
+
+@contextmanager
+def _fence(folder: Path) -> Iterator[None]:
+    """Holds an exclusive flock on `folder` (a tenant's folder) while one
+    writer checks and appends to a file in it: no two stores, in this process
+    or another on the same filesystem, interleave appends to one file."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
 
 
 def _read_chain(path: Path, settle_s: float = 2.0) -> tuple[list[str], tuple[int, str] | None]:
