@@ -84,10 +84,13 @@ def cpu_seconds(pids: list[int]) -> float:
     return total / CLK_TCK
 
 
-def hey(url: str, body: Path, api_key: str, requests: int, concurrency: int) -> tuple[list[float], int, float]:
+def hey(url: str, body: Path, api_key: str, requests: int, concurrency: int,
+        headers: tuple[str, ...] = ()) -> tuple[list[float], int, float]:
+    extra = [arg for header in headers for arg in ("-H", header)]  # e.g. "x-sluice-cache: read-write"
     out = subprocess.run(
         [str(HEY), "-n", str(requests), "-c", str(concurrency), "-m", "POST", "-T", "application/json",
-         "-H", f"x-api-key: {api_key}", "-H", "anthropic-version: 2023-06-01", "-D", str(body), "-o", "csv", url],
+         "-H", f"x-api-key: {api_key}", "-H", "anthropic-version: 2023-06-01", *extra, "-D", str(body),
+         "-o", "csv", url],
         check=True, capture_output=True, text=True,
     ).stdout
     rows = list(csv.DictReader(io.StringIO(out)))
@@ -191,6 +194,8 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=20_000, help="events through one producer and one sink")
     parser.add_argument("--resilience-requests", type=int, default=400, help="requests per resilience row")
     parser.add_argument("--tracing-requests", type=int, default=3000, help="requests per tracing row")
+    parser.add_argument("--footprint-requests", type=int, default=1500, help="requests per footprint row")
+    parser.add_argument("--scaling-requests", type=int, default=1200, help="requests per gateway per scaling row")
     args = parser.parse_args()
     ensure_hey()
     workdir = Path(tempfile.mkdtemp(prefix="sluice-bench-"))
@@ -209,6 +214,10 @@ def main() -> None:
                 results += _profile(profile, args, files, workdir, real_redis)
             resilience_rows = resilience.run(workdir, real_redis, args.resilience_requests, args.concurrency)
             tracing_rows = _tracing(args, files, workdir)
+            # Issue 20 (imported here: these modules import this one for its helpers).
+            from tests.bench import footprint, scaling
+            footprint_rows = footprint.run(real_redis, workdir, args.footprint_requests, args.concurrency)
+            scaling_points = scaling.run(real_redis, workdir, args.scaling_requests, args.concurrency)
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
     print()
@@ -262,6 +271,15 @@ def main() -> None:
           "and the prefix bookkeeping per request.")
     print(cache.table(cache_result))
     print(cache.verdict(cache_result))
+    print()
+    print("Per-request footprint (issue 20), fast upstream, one real redis-server: the inputs of "
+          "`sluice capacity` (libs/sluice/capacity/measured.yaml).")
+    print(footprint.table(footprint_rows))
+    print(footprint.summary(footprint_rows))
+    print()
+    print(scaling.header(args.scaling_requests, args.concurrency))
+    print(scaling.table(scaling_points))
+    print(scaling.explanation(scaling_points, os.cpu_count() or 1))
 
 
 # The Sluice targets: name, run mode, and which store auth keeps keys and limits in.
@@ -304,7 +322,7 @@ def _tracing(args: argparse.Namespace, files: dict[str, Path], workdir: Path) ->
     """The fast upstream through three `all` processes: tracing off, at 1% and at 100%."""
     from tests.infra.jaeger import JaegerProcess
 
-    overrides, scale = PROFILES["fast"]
+    overrides, _scale = PROFILES["fast"]
     own = workdir / "tracing"
     own.mkdir()
     simulator = SimulatorProcess(own, {**overrides, "allow_directives": False}).start()

@@ -12,6 +12,7 @@
     sluice audit verify                 check the audit hash chains in sink storage
     sluice billing report [--tenant T]  usage and cost per model per day; what caching saved per tenant
     sluice events spooled               events a gateway's spool holds, not yet taken by Kafka (or a local sink)
+    sluice capacity [--peak-rps 180k]   size gateways, Redis and Kafka per region; price upstream tokens
 """
 
 from __future__ import annotations
@@ -25,17 +26,17 @@ from types import ModuleType
 from typing import Any, TextIO
 
 from sluice.config import ConfigError, Settings, load
-from sluice.runtime import admin_cli
+from sluice.runtime import admin_cli, capacity_cli
 from sluice.runtime.modules import resolve_targets
 from sluice.telemetry import logging as sluice_logging
 
 
-def _banner(process) -> str:  # type: ignore[no-untyped-def]
+def _banner(process) -> str:
     notes = process.runtime.announcements
     lines = ["", "Sluice is up: " + ", ".join(process.targets)]
     if process.grpc:
         lines.append(f"  gRPC            {process.grpc.address}")
-    for site, _ in process._runners:  # noqa: SLF001 - reading our own process
+    for site, _ in process._runners:  # reading our own process
         paths = " (/metrics, /healthz, /readyz)" if site.name == "admin" else ""
         lines.append(f"  HTTP {site.name:<10} http://{site.address}{paths}")
     tracing = process.settings.telemetry.tracing
@@ -74,7 +75,7 @@ def _banner(process) -> str:  # type: ignore[no-untyped-def]
     return "\n".join(lines) + "\n"
 
 
-async def _first_request(process, out: TextIO) -> None:  # type: ignore[no-untyped-def]
+async def _first_request(process, out: TextIO) -> None:
     """Sends one request through the running gateway with the official SDK and shows it."""
     import anthropic
 
@@ -95,13 +96,13 @@ async def _first_request(process, out: TextIO) -> None:  # type: ignore[no-untyp
         ask = {"model": "claude-sonnet-4-6", "max_tokens": 32,
                "messages": [{"role": "user", "content": "What does a gateway cache?"}],
                "extra_headers": {"x-sluice-cache": "read-write"}}
-        first = (await client.messages.with_raw_response.create(**ask)).headers  # type: ignore[call-overload]
-        again = (await client.messages.with_raw_response.create(**ask)).headers  # type: ignore[call-overload]
+        first = (await client.messages.with_raw_response.create(**ask)).headers  # type: ignore[call-overload]  # the SDK's overloads cannot take **kwargs
+        again = (await client.messages.with_raw_response.create(**ask)).headers  # type: ignore[call-overload]  # the SDK's overloads cannot take **kwargs
         out.write(
             "First request (anthropic SDK -> gateway -> auth -> safety/cache/routing -> inference -> upstream):\n"
             f"  model={message.model} stop_reason={message.stop_reason} "
             f"input_tokens={message.usage.input_tokens} output_tokens={message.usage.output_tokens}\n"
-            f"  text: {message.content[0].text!r}\n"
+            f"  text: {getattr(message.content[0], 'text', message.content[0].type)!r}\n"
             f"Routed by task (model=auto): model={auto.model}\n"
             f"  x-sluice-route: {routed.headers.get('x-sluice-route', '')}\n"
             f"Response cache (x-sluice-cache: read-write), asked twice: {first.get('x-sluice-cache')}, then "
@@ -167,7 +168,10 @@ def main(argv: list[str] | None = None, out: TextIO = sys.stdout, err: TextIO = 
         provided.update(getattr(module, "PROVIDES", {}))
     sub.add_parser("check-config", help="validate settings and exit")
     admin_cli.add_commands(sub)
+    capacity_cli.add_commands(sub)
     args = parser.parse_args(argv)
+    if args.command == "capacity":  # arithmetic only: needs no settings
+        return capacity_cli.run(args, out, err)
 
     try:
         settings = load(args.config, {"region": args.region} if getattr(args, "region", None) else None)
