@@ -57,6 +57,15 @@ class AuthSettings(Section):
     quota_retry_interval_seconds: float = Field(default=1.0, gt=0)
     # Limits by tier; a tenant's `limits` override single fields.
     tiers: dict[str, ScopeLimits] = Field(default_factory=default_tiers)
+    # Hot tenants (services/auth/sluice/auth/slices.py): a tenant sending at least this many
+    # requests/s to one auth process has its limits served from slices of its shared buckets,
+    # leased in one Redis call and spent in memory; 0 = never.
+    hot_tenant_rps: float = Field(default=50.0, ge=0)
+    # How long a slice lives before its unused units go back, seconds.
+    slice_seconds: float = Field(default=1.0, gt=0, le=60)
+    # The most of any one limit a slice holds (per process): bounds what a process can hold
+    # unused while another is refused near the limit.
+    slice_max_share: float = Field(default=0.05, gt=0, le=0.5)
     # How long a stream's concurrency slot outlives a gateway that died
     # without releasing it; also caps how long one slot is held.
     stream_lease_seconds: float = Field(default=900.0, gt=0)

@@ -239,6 +239,24 @@ QUOTA_STORE_DOWN_DECISIONS = Counter(
     ["policy", "outcome"],
     registry=REGISTRY,
 )
+QUOTA_HOT_TENANTS = Gauge(
+    "sluice_quota_hot_tenants",
+    "Tenants this process serves from slices of their shared buckets (auth.hot_tenant_rps reached).",
+    registry=REGISTRY,
+)
+QUOTA_SLICE_DECISIONS = Counter(
+    "sluice_quota_slice_decisions_total",
+    "Admissions of hot tenants, by path: local (from a slice held in memory), refill (a slice "
+    "leased from the shared store, then used), exact (near the limit: asked of the store per "
+    "request), refused (over the limit: refused until the store's last retry-after, without asking).",
+    ["path"],
+    registry=REGISTRY,
+)
+QUOTA_SLICES_RETURNED = Counter(
+    "sluice_quota_slices_returned_total",
+    "Slices whose unused units went back to the shared store (expired, tenant cooled, limit near).",
+    registry=REGISTRY,
+)
 AUTH_STALE_DECISIONS = Counter(
     "sluice_auth_stale_decisions_total",
     "Keys accepted from an expired decision-cache entry because the key store was unreachable.",

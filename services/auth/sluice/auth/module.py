@@ -17,6 +17,7 @@ from sluice.auth.keystore import RedisKeyStore
 from sluice.auth.quota import QuotaKeeper, StoreHealth
 from sluice.auth.quota_store import LocalQuotaStore, QuotaStore, RedisQuotaStore
 from sluice.auth.servicer import AuthServicer
+from sluice.auth.slices import SlicingQuotaStore
 from sluice.auth.tenants import TenantDirectory, TenantStore
 from sluice.auth.v1 import admin_service_pb2, auth_service_pb2
 from sluice.catalog import load_catalog
@@ -62,6 +63,10 @@ async def init(rt: Runtime) -> None:
         store, fallback = LocalQuotaStore(), None
     else:
         store, fallback = RedisQuotaStore(client), LocalQuotaStore()
+        if cfg.hot_tenant_rps > 0:
+            slicing = SlicingQuotaStore(store, cfg.hot_tenant_rps, cfg.slice_seconds, cfg.slice_max_share)
+            rt.in_background(slicing.run(), "quota-slices")
+            store = slicing
     quota = QuotaKeeper(
         store,
         directory.limits,

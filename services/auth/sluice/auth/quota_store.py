@@ -33,14 +33,17 @@ held to each other by one set of tests run against both.
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 import heapq
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 import redis.asyncio as aioredis
+import redis.exceptions
 
 from sluice.storage.redis import reaching
 
@@ -89,8 +92,8 @@ for i, key in ipairs(KEYS) do
   elseif kind == 'streams' then
     redis.call('ZREMRANGEBYSCORE', key, '-inf', now)
     local open = redis.call('ZCARD', key)
-    if open < limit then
-      remaining = limit - open - 1
+    if open + cost <= limit then
+      remaining = limit - open - cost
     else
       allowed, retry = false, 1000
     end
@@ -118,7 +121,12 @@ if allowed and charge then
     if kind == 'rate' then
       redis.call('SET', key, tostring(plan[i]), 'PX', math.ceil(plan[i] - now) + 1000)
     elseif kind == 'streams' then
-      redis.call('ZADD', key, now + lease_ms, lease)
+      if cost <= 1 then
+        redis.call('ZADD', key, now + lease_ms, lease)
+      else
+        -- a slice of slots (see slices.py): one member each, lease/1 .. lease/cost
+        for j = 1, cost do redis.call('ZADD', key, now + lease_ms, lease .. '/' .. j) end
+      end
       redis.call('PEXPIRE', key, lease_ms)
     else
       redis.call('INCRBY', key, cost)
@@ -165,8 +173,14 @@ class LimitCheck:
     limit: int
     # rate: the window; budget: ms until the period ends; streams: unused.
     period_ms: int
-    # Units this request takes: requests, tokens, a slot, or micro-USD.
+    # Units this request takes: requests, tokens, stream slots (1, or a slice's), or micro-USD.
     cost: int
+
+
+def stream_members(lease_id: str, slots: int) -> list[str]:
+    """The members a charge of `slots` stream slots under `lease_id` adds (as ADMIT does):
+    the lease id itself for one slot, `<lease id>/1` .. `<lease id>/<slots>` for a slice."""
+    return [lease_id] if slots <= 1 else [f"{lease_id}/{j}" for j in range(1, slots + 1)]
 
 
 @dataclass(frozen=True)
@@ -186,10 +200,42 @@ class QuotaStore(Protocol):
     async def settle(self, checks: list[LimitCheck], lease_id: str, deltas: list[int]) -> None: ...
 
 
+class _Script:
+    """One Lua script run by its SHA-1 (EVALSHA), loaded first (SCRIPT LOAD: on a cluster,
+    into every primary) by one caller while the others wait, and loaded again the same way
+    when a server answers NOSCRIPT (a restart, or a replica promoted in a failover). Not
+    redis-py's Script: there, concurrent callers meeting NOSCRIPT each load it, and on the
+    async cluster client that broke connections other calls were using (seen as "Connection
+    closed by server" and internal errors under 200 concurrent admissions)."""
+
+    def __init__(self, client: aioredis.Redis, source: str) -> None:
+        self._client = client
+        self._source = source
+        self._sha = hashlib.sha1(source.encode()).hexdigest()
+        self._loaded = False
+        self._loading = asyncio.Lock()
+
+    async def __call__(self, keys: Sequence[str], args: Sequence[str | int]) -> Any:
+        if not self._loaded:
+            await self._load()
+        try:
+            return await self._client.evalsha(self._sha, len(keys), *keys, *args)
+        except redis.exceptions.NoScriptError:
+            self._loaded = False
+            await self._load()
+            return await self._client.evalsha(self._sha, len(keys), *keys, *args)
+
+    async def _load(self) -> None:
+        async with self._loading:
+            if not self._loaded:
+                await self._client.script_load(self._source)
+                self._loaded = True
+
+
 class RedisQuotaStore:
     def __init__(self, client: aioredis.Redis) -> None:
-        self._admit = client.register_script(ADMIT)
-        self._settle = client.register_script(SETTLE)
+        self._admit = _Script(client, ADMIT)
+        self._settle = _Script(client, SETTLE)
 
     async def admit(self, checks: list[LimitCheck], lease_id: str, lease_ms: int, charge: bool = True
                     ) -> tuple[bool, list[LimitState]]:
@@ -275,8 +321,8 @@ class LocalQuotaStore:
             elif c.kind == "streams":
                 leases = self._live(self._leases, c.key, now)
                 open_ = leases.open_count(now) if leases is not None else 0
-                if open_ < c.limit:
-                    remaining = c.limit - open_ - 1
+                if open_ + c.cost <= c.limit:
+                    remaining = c.limit - open_ - c.cost
                 else:
                     allowed, retry = False, 1000
             else:
@@ -296,7 +342,8 @@ class LocalQuotaStore:
                     self._tat[c.key] = (plan[i], now + math.ceil(plan[i] - now) + 1000)
                 elif c.kind == "streams":
                     leases = self._live(self._leases, c.key, now) or _Leases()
-                    leases.add(lease_id, now + lease_ms)
+                    for member in stream_members(lease_id, c.cost):
+                        leases.add(member, now + lease_ms)
                     self._leases[c.key] = (leases, now + lease_ms)
                 else:
                     spent = self._live(self._spent, c.key, now) or 0
