@@ -9,7 +9,7 @@ import time
 import pytest
 
 from sluice.auth.quota import QuotaKeeper
-from sluice.auth.quota_store import RedisQuotaStore
+from sluice.auth.quota_store import LimitCheck, RedisQuotaStore
 from sluice.auth.slices import SlicingQuotaStore
 from sluice.auth.v1 import auth_service_pb2 as pb
 from sluice.auth.v1 import principal_pb2
@@ -121,3 +121,29 @@ async def test_a_hot_tenant_sliced_by_two_gateways_stays_within_its_limit(two_ga
     tolerance = math.ceil(n * elapsed_ms / 60_000)
     assert n <= admitted <= n + tolerance, (admitted, tolerance)
     assert metrics.QUOTA_SLICE_DECISIONS.labels("local")._value.get() > local_before
+
+
+async def test_a_sliced_stream_slot_settled_by_another_replica_is_freed_on_redis(two_gateways):
+    """Admit at one auth replica (from its slice), settle at another: the slot's member, carried
+    in the reservation, is freed on the shared store, so no slot leaks until its lease ends."""
+    limits = ScopeLimits(tenant=Limits(concurrent_streams=4))
+    slicing = [SlicingQuotaStore(RedisQuotaStore(c), hot_rps=1, slice_s=0.5, max_share=0.5) for c in two_gateways]
+    a, b = (QuotaKeeper(s, lambda _: limits, load_catalog(), 900, timeout_s=10) for s in slicing)
+    principal = principal_pb2.Principal(tenant_id="slots", key_id="k")
+    request = pb.AdmitRequest(principal=principal, model="claude-haiku-4-5", estimated_input_tokens=5,
+                              max_output_tokens=5)
+    admitted = [await a.admit(request) for _ in range(3)]
+    assert any(r.reservation.stream_slots for r in admitted)
+    for response in admitted:
+        await b.settle(pb.SettleRequest(principal=principal, reservation=response.reservation,
+                                        model="claude-haiku-4-5"))
+    store = RedisQuotaStore(two_gateways[0])
+    key = "sluice:q:{slots}:t:streams"
+    deadline = time.monotonic() + 10
+    while True:  # a's slices go back when they expire (its sweep runs here by hand)
+        await slicing[0].sweep()
+        allowed, _ = await store.admit([LimitCheck("streams", key, 4, 0, 4)], "probe", 1000, charge=False)
+        if allowed or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.1)
+    assert allowed  # all four slots free again

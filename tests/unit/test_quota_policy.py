@@ -39,10 +39,10 @@ class _FlakyStore:
             await asyncio.sleep(10)
         return await self.inner.admit(checks, lease_id, lease_ms, charge)
 
-    async def settle(self, checks: list[LimitCheck], lease_id: str, deltas: list[int]) -> None:
+    async def settle(self, checks: list[LimitCheck], lease_id: str, deltas: list[int], slots=None) -> None:
         if self.mode != "up":
             raise StoreUnavailable("quota store unavailable: ConnectionError")
-        await self.inner.settle(checks, lease_id, deltas)
+        await self.inner.settle(checks, lease_id, deltas, slots)
 
 
 class _Clock:

@@ -31,9 +31,9 @@ class Counting:
         self.admits += 1
         return await self.inner.admit(checks, lease_id, lease_ms, charge)
 
-    async def settle(self, checks, lease_id, deltas):
+    async def settle(self, checks, lease_id, deltas, slots=None):
         self.settles += 1
-        await self.inner.settle(checks, lease_id, deltas)
+        await self.inner.settle(checks, lease_id, deltas, slots)
 
 
 def rpm(limit: int, tenant: str = "hot", cost: int = 1) -> LimitCheck:
@@ -158,3 +158,25 @@ async def test_near_the_limit_a_refused_refill_gives_everything_back_and_decides
     allowed, states = await shared.inner.admit([rpm(20)], "probe", 900_000, charge=False)
     assert not allowed and states[0].remaining == 0
     assert 5 + admitted_after <= 20
+
+
+async def test_a_slot_from_one_replicas_slice_is_freed_by_whichever_replica_settles_it():
+    """In a mesh, admit and settle of one request may reach different auth replicas: the slot's
+    member travels in the reservation (stream_slots) and the other replica frees it."""
+    shared, clock = Counting(LocalQuotaStore(clock_ms=lambda: 0)), Clock()
+    a, b = gateway(shared, clock, hot_rps=1, share=0.5), gateway(shared, clock, hot_rps=1, share=0.5)
+    limit = 4
+    members = []
+    for i in range(4):
+        allowed, states = await a.admit([streams(limit)], f"s{i}", 900_000)
+        assert allowed
+        members.append(states[0].slot)
+    # Slots from a's slices (the last one exact: a refill of two no longer fits).
+    assert sum(m.startswith("slice:") for m in members) >= 2
+    for i, member in enumerate(members):  # all settled at b, which never saw them
+        await b.settle([streams(limit)], f"s{i}", [0], {streams(limit).key: member} if member else None)
+    clock.now += 5
+    await a.sweep()
+    allowed, _ = await shared.inner.admit([LimitCheck("streams", streams(limit).key, limit, 0, limit)], "all",
+                                          900_000)
+    assert allowed  # no slot leaked

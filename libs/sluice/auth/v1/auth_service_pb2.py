@@ -26,13 +26,15 @@ from sluice.auth.v1 import principal_pb2 as sluice_dot_auth_dot_v1_dot_principal
 from sluice.llm.v1 import messages_pb2 as sluice_dot_llm_dot_v1_dot_messages__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!sluice/auth/v1/auth_service.proto\x12\x0esluice.auth.v1\x1a\x1esluice/auth/v1/principal.proto\x1a\x1csluice/llm/v1/messages.proto\"&\n\x13\x41uthenticateRequest\x12\x0f\n\x07\x61pi_key\x18\x01 \x01(\t\"D\n\x14\x41uthenticateResponse\x12,\n\tprincipal\x18\x01 \x01(\x0b\x32\x19.sluice.auth.v1.Principal\"\x9d\x01\n\x0c\x41\x64mitRequest\x12,\n\tprincipal\x18\x01 \x01(\x0b\x32\x19.sluice.auth.v1.Principal\x12\r\n\x05model\x18\x02 \x01(\t\x12\x1e\n\x16\x65stimated_input_tokens\x18\x03 \x01(\x03\x12\x19\n\x11max_output_tokens\x18\x04 \x01(\x03\x12\x15\n\rrequests_only\x18\x05 \x01(\x08\"s\n\x0bReservation\x12\x10\n\x08lease_id\x18\x01 \x01(\t\x12\x0e\n\x06tokens\x18\x02 \x01(\x03\x12\x17\n\x0fspend_micro_usd\x18\x03 \x01(\x03\x12\x0b\n\x03\x64\x61y\x18\x04 \x01(\t\x12\r\n\x05month\x18\x05 \x01(\t\x12\r\n\x05local\x18\x06 \x01(\x08\"\xcb\x01\n\rAdmitResponse\x12\x30\n\x0breservation\x18\x01 \x01(\x0b\x32\x1b.sluice.auth.v1.Reservation\x12O\n\x12rate_limit_headers\x18\x02 \x03(\x0b\x32\x33.sluice.auth.v1.AdmitResponse.RateLimitHeadersEntry\x1a\x37\n\x15RateLimitHeadersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xa3\x01\n\rSettleRequest\x12,\n\tprincipal\x18\x01 \x01(\x0b\x32\x19.sluice.auth.v1.Principal\x12\x30\n\x0breservation\x18\x02 \x01(\x0b\x32\x1b.sluice.auth.v1.Reservation\x12#\n\x05usage\x18\x03 \x01(\x0b\x32\x14.sluice.llm.v1.Usage\x12\r\n\x05model\x18\x04 \x01(\t\"\x10\n\x0eSettleResponse2\xf7\x01\n\x0b\x41uthService\x12Y\n\x0c\x41uthenticate\x12#.sluice.auth.v1.AuthenticateRequest\x1a$.sluice.auth.v1.AuthenticateResponse\x12\x44\n\x05\x41\x64mit\x12\x1c.sluice.auth.v1.AdmitRequest\x1a\x1d.sluice.auth.v1.AdmitResponse\x12G\n\x06Settle\x12\x1d.sluice.auth.v1.SettleRequest\x1a\x1e.sluice.auth.v1.SettleResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!sluice/auth/v1/auth_service.proto\x12\x0esluice.auth.v1\x1a\x1esluice/auth/v1/principal.proto\x1a\x1csluice/llm/v1/messages.proto\"&\n\x13\x41uthenticateRequest\x12\x0f\n\x07\x61pi_key\x18\x01 \x01(\t\"D\n\x14\x41uthenticateResponse\x12,\n\tprincipal\x18\x01 \x01(\x0b\x32\x19.sluice.auth.v1.Principal\"\x9d\x01\n\x0c\x41\x64mitRequest\x12,\n\tprincipal\x18\x01 \x01(\x0b\x32\x19.sluice.auth.v1.Principal\x12\r\n\x05model\x18\x02 \x01(\t\x12\x1e\n\x16\x65stimated_input_tokens\x18\x03 \x01(\x03\x12\x19\n\x11max_output_tokens\x18\x04 \x01(\x03\x12\x15\n\rrequests_only\x18\x05 \x01(\x08\"\xeb\x01\n\x0bReservation\x12\x10\n\x08lease_id\x18\x01 \x01(\t\x12\x0e\n\x06tokens\x18\x02 \x01(\x03\x12\x17\n\x0fspend_micro_usd\x18\x03 \x01(\x03\x12\x0b\n\x03\x64\x61y\x18\x04 \x01(\t\x12\r\n\x05month\x18\x05 \x01(\t\x12\r\n\x05local\x18\x06 \x01(\x08\x12\x42\n\x0cstream_slots\x18\x07 \x03(\x0b\x32,.sluice.auth.v1.Reservation.StreamSlotsEntry\x1a\x32\n\x10StreamSlotsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xcb\x01\n\rAdmitResponse\x12\x30\n\x0breservation\x18\x01 \x01(\x0b\x32\x1b.sluice.auth.v1.Reservation\x12O\n\x12rate_limit_headers\x18\x02 \x03(\x0b\x32\x33.sluice.auth.v1.AdmitResponse.RateLimitHeadersEntry\x1a\x37\n\x15RateLimitHeadersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xa3\x01\n\rSettleRequest\x12,\n\tprincipal\x18\x01 \x01(\x0b\x32\x19.sluice.auth.v1.Principal\x12\x30\n\x0breservation\x18\x02 \x01(\x0b\x32\x1b.sluice.auth.v1.Reservation\x12#\n\x05usage\x18\x03 \x01(\x0b\x32\x14.sluice.llm.v1.Usage\x12\r\n\x05model\x18\x04 \x01(\t\"\x10\n\x0eSettleResponse2\xf7\x01\n\x0b\x41uthService\x12Y\n\x0c\x41uthenticate\x12#.sluice.auth.v1.AuthenticateRequest\x1a$.sluice.auth.v1.AuthenticateResponse\x12\x44\n\x05\x41\x64mit\x12\x1c.sluice.auth.v1.AdmitRequest\x1a\x1d.sluice.auth.v1.AdmitResponse\x12G\n\x06Settle\x12\x1d.sluice.auth.v1.SettleRequest\x1a\x1e.sluice.auth.v1.SettleResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'sluice.auth.v1.auth_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_RESERVATION_STREAMSLOTSENTRY']._loaded_options = None
+  _globals['_RESERVATION_STREAMSLOTSENTRY']._serialized_options = b'8\001'
   _globals['_ADMITRESPONSE_RATELIMITHEADERSENTRY']._loaded_options = None
   _globals['_ADMITRESPONSE_RATELIMITHEADERSENTRY']._serialized_options = b'8\001'
   _globals['_AUTHENTICATEREQUEST']._serialized_start=115
@@ -41,16 +43,18 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_AUTHENTICATERESPONSE']._serialized_end=223
   _globals['_ADMITREQUEST']._serialized_start=226
   _globals['_ADMITREQUEST']._serialized_end=383
-  _globals['_RESERVATION']._serialized_start=385
-  _globals['_RESERVATION']._serialized_end=500
-  _globals['_ADMITRESPONSE']._serialized_start=503
-  _globals['_ADMITRESPONSE']._serialized_end=706
-  _globals['_ADMITRESPONSE_RATELIMITHEADERSENTRY']._serialized_start=651
-  _globals['_ADMITRESPONSE_RATELIMITHEADERSENTRY']._serialized_end=706
-  _globals['_SETTLEREQUEST']._serialized_start=709
-  _globals['_SETTLEREQUEST']._serialized_end=872
-  _globals['_SETTLERESPONSE']._serialized_start=874
-  _globals['_SETTLERESPONSE']._serialized_end=890
-  _globals['_AUTHSERVICE']._serialized_start=893
-  _globals['_AUTHSERVICE']._serialized_end=1140
+  _globals['_RESERVATION']._serialized_start=386
+  _globals['_RESERVATION']._serialized_end=621
+  _globals['_RESERVATION_STREAMSLOTSENTRY']._serialized_start=571
+  _globals['_RESERVATION_STREAMSLOTSENTRY']._serialized_end=621
+  _globals['_ADMITRESPONSE']._serialized_start=624
+  _globals['_ADMITRESPONSE']._serialized_end=827
+  _globals['_ADMITRESPONSE_RATELIMITHEADERSENTRY']._serialized_start=772
+  _globals['_ADMITRESPONSE_RATELIMITHEADERSENTRY']._serialized_end=827
+  _globals['_SETTLEREQUEST']._serialized_start=830
+  _globals['_SETTLEREQUEST']._serialized_end=993
+  _globals['_SETTLERESPONSE']._serialized_start=995
+  _globals['_SETTLERESPONSE']._serialized_end=1011
+  _globals['_AUTHSERVICE']._serialized_start=1014
+  _globals['_AUTHSERVICE']._serialized_end=1261
 # @@protoc_insertion_point(module_scope)

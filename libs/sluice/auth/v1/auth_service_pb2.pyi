@@ -35,20 +35,29 @@ class AdmitRequest(_message.Message):
     def __init__(self, principal: _Optional[_Union[_principal_pb2.Principal, _Mapping]] = ..., model: _Optional[str] = ..., estimated_input_tokens: _Optional[int] = ..., max_output_tokens: _Optional[int] = ..., requests_only: _Optional[bool] = ...) -> None: ...
 
 class Reservation(_message.Message):
-    __slots__ = ("lease_id", "tokens", "spend_micro_usd", "day", "month", "local")
+    __slots__ = ("lease_id", "tokens", "spend_micro_usd", "day", "month", "local", "stream_slots")
+    class StreamSlotsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     LEASE_ID_FIELD_NUMBER: _ClassVar[int]
     TOKENS_FIELD_NUMBER: _ClassVar[int]
     SPEND_MICRO_USD_FIELD_NUMBER: _ClassVar[int]
     DAY_FIELD_NUMBER: _ClassVar[int]
     MONTH_FIELD_NUMBER: _ClassVar[int]
     LOCAL_FIELD_NUMBER: _ClassVar[int]
+    STREAM_SLOTS_FIELD_NUMBER: _ClassVar[int]
     lease_id: str
     tokens: int
     spend_micro_usd: int
     day: str
     month: str
     local: bool
-    def __init__(self, lease_id: _Optional[str] = ..., tokens: _Optional[int] = ..., spend_micro_usd: _Optional[int] = ..., day: _Optional[str] = ..., month: _Optional[str] = ..., local: _Optional[bool] = ...) -> None: ...
+    stream_slots: _containers.ScalarMap[str, str]
+    def __init__(self, lease_id: _Optional[str] = ..., tokens: _Optional[int] = ..., spend_micro_usd: _Optional[int] = ..., day: _Optional[str] = ..., month: _Optional[str] = ..., local: _Optional[bool] = ..., stream_slots: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class AdmitResponse(_message.Message):
     __slots__ = ("reservation", "rate_limit_headers")

@@ -159,6 +159,9 @@ class QuotaKeeper:
         allowed, states = outcome
         reported = rate_limit_headers(named, states, now)
         if allowed:
+            for check, state in zip(checks, states, strict=True):
+                if state.slot:
+                    reservation.stream_slots[check.key] = state.slot
             return reported
         raise _rejection(named, states, reported, count=charge)
 
@@ -210,7 +213,8 @@ class QuotaKeeper:
             await self._fallback.settle([c.check for c in charged], reserved.lease_id, deltas)
             return
         try:
-            await self._store.settle([c.check for c in charged], reserved.lease_id, deltas)
+            await self._store.settle([c.check for c in charged], reserved.lease_id, deltas,
+                                     dict(reserved.stream_slots))
         except STORE_ERRORS as exc:
             # The reservation stands until it expires: a rate refills, a
             # lease lapses, a spend estimate stays charged to its period.

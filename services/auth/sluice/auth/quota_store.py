@@ -38,7 +38,7 @@ import hashlib
 import heapq
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
@@ -189,6 +189,9 @@ class LimitState:
     reset_ms: int
     # 0 when within the limit; -1 when the cost alone exceeds it.
     retry_after_ms: int
+    # A stream slot served from a slice (slices.py): the sorted-set member holding it, which
+    # settling frees instead of the request's lease id.
+    slot: str = ""
 
 
 class QuotaStore(Protocol):
@@ -197,7 +200,8 @@ class QuotaStore(Protocol):
 
     async def admit(self, checks: list[LimitCheck], lease_id: str, lease_ms: int, charge: bool = True
                     ) -> tuple[bool, list[LimitState]]: ...
-    async def settle(self, checks: list[LimitCheck], lease_id: str, deltas: list[int]) -> None: ...
+    async def settle(self, checks: list[LimitCheck], lease_id: str, deltas: list[int],
+                     slots: Mapping[str, str] | None = None) -> None: ...
 
 
 class _Script:
@@ -245,10 +249,19 @@ class RedisQuotaStore:
         states = [LimitState(int(reply[i]), int(reply[i + 1]), int(reply[i + 2])) for i in range(1, len(reply), 3)]
         return reply[0] == 1, states
 
-    async def settle(self, checks: list[LimitCheck], lease_id: str, deltas: list[int]) -> None:
-        args = [lease_id, *(f"{c.kind} {c.limit} {c.period_ms} {d}" for c, d in zip(checks, deltas, strict=True))]
+    async def settle(self, checks: list[LimitCheck], lease_id: str, deltas: list[int],
+                     slots: Mapping[str, str] | None = None) -> None:
+        """SETTLE for `checks`; a stream slot named in `slots` (quota key -> member) is freed
+        by its own SETTLE under that member."""
+        calls = [(lease_id, list(zip(checks, deltas, strict=True)))]
+        for key, member in (slots or {}).items():
+            calls[0] = (lease_id, [(c, d) for c, d in calls[0][1] if c.key != key])
+            calls += [(member, [(c, 0) for c in checks if c.key == key])]
         with reaching("quota store"):
-            await self._settle(keys=[c.key for c in checks], args=args)
+            for lease, pairs in calls:
+                if pairs:
+                    await self._settle(keys=[c.key for c, _ in pairs],
+                                       args=[lease, *(f"{c.kind} {c.limit} {c.period_ms} {d}" for c, d in pairs)])
 
 
 _DAY_MS = 86_400_000
@@ -351,7 +364,8 @@ class LocalQuotaStore:
             self._wrote(now)
         return allowed, states
 
-    async def settle(self, checks: list[LimitCheck], lease_id: str, deltas: list[int]) -> None:
+    async def settle(self, checks: list[LimitCheck], lease_id: str, deltas: list[int],
+                     slots: Mapping[str, str] | None = None) -> None:
         now = self._clock_ms()
         for c, delta in zip(checks, deltas, strict=True):
             if c.kind == "rate":
@@ -365,7 +379,7 @@ class LocalQuotaStore:
             elif c.kind == "streams":
                 entry = self._leases.get(c.key)
                 if entry is not None:
-                    entry[0].remove(lease_id)
+                    entry[0].remove((slots or {}).get(c.key, lease_id))
             elif delta != 0:
                 spent = self._live(self._spent, c.key, now)
                 if spent is not None:

@@ -30,7 +30,7 @@ import logging
 import math
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 
 from sluice.auth.quota_store import LimitCheck, LimitState, QuotaStore, stream_members
@@ -175,17 +175,20 @@ class SlicingQuotaStore:
             else:
                 piece.available -= check.cost
             served[check.key] = (piece, member)
-            states.append(piece.state())
+            states.append(replace(piece.state(), slot=member))
         self._served[lease_id] = (now, served)
         metrics.QUOTA_SLICE_DECISIONS.labels("local").inc()
         return True, states
 
-    async def settle(self, checks: list[LimitCheck], lease_id: str, deltas: list[int]) -> None:
+    async def settle(self, checks: list[LimitCheck], lease_id: str, deltas: list[int],
+                     slots: Mapping[str, str] | None = None) -> None:
         """As QuotaStore.settle; what a slice served settles into the slice while it lives
-        (a stream's slot back to it, tokens and spend moved by the delta), else to `inner`."""
+        (a stream's slot back to it, tokens and spend moved by the delta), else to `inner`.
+        A request admitted by another replica's slice (a mesh whose calls are balanced
+        per request) settles on the shared store, freeing the slot it names in `slots`."""
         entry = self._served.pop(lease_id, None)
         if entry is None:
-            await self._inner.settle(checks, lease_id, deltas)
+            await self._inner.settle(checks, lease_id, deltas, slots)
             return
         served = entry[1]
         rest: list[tuple[LimitCheck, str, int]] = []
