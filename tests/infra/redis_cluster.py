@@ -189,3 +189,81 @@ def redis_cluster() -> Iterator[LocalRedisCluster]:
         yield cluster
     finally:
         cluster.stop()
+
+
+class LocalRedisSentinel:
+    """A primary, one replica and one Sentinel watching them (quorum 1) as `redis-server`
+    processes; `url` is the `redis+sentinel://` URL Sluice takes. The primary can be killed
+    and the promotion of its replica awaited."""
+
+    NAME = "sluice-primary"
+
+    def __init__(self) -> None:
+        self._server = shutil.which("redis-server")
+        self._cli = shutil.which("redis-cli")
+        if self._server is None or self._cli is None:
+            raise RuntimeError("redis-server/redis-cli not found: run `make deps` (apt-get install -y redis-server)")
+        self._root = tempfile.mkdtemp(prefix="sluice-redis-sentinel-")
+        self.procs: dict[int, subprocess.Popen] = {}
+        try:
+            self.primary = self._start(free_port())
+            self.replica = self._start(free_port(), "--replicaof", "127.0.0.1", str(self.primary))
+            self.sentinel = free_port()
+            conf = f"{self._root}/sentinel.conf"
+            with open(conf, "w") as out:  # Sentinel rewrites its file: it must be its own
+                out.write(f"port {self.sentinel}\nbind 127.0.0.1\ndir {self._root}\n"
+                          f"sentinel monitor {self.NAME} 127.0.0.1 {self.primary} 1\n"
+                          f"sentinel down-after-milliseconds {self.NAME} {NODE_TIMEOUT_MS}\n"
+                          f"sentinel failover-timeout {self.NAME} 5000\n")
+            self.procs[self.sentinel] = subprocess.Popen(
+                [self._server, conf, "--sentinel", "--logfile", f"{self._root}/sentinel.log"],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            wait_for_port(self.sentinel, 10)
+            self._wait(lambda: "master_link_status:up" in self._ask(self.replica, "info", "replication"), 20)
+        except BaseException:
+            self.stop()
+            raise
+
+    @property
+    def url(self) -> str:
+        return f"redis+sentinel://127.0.0.1:{self.sentinel}/{self.NAME}/0"
+
+    def _start(self, port: int, *extra: str) -> int:
+        self.procs[port] = subprocess.Popen(
+            [self._server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+             "--dir", self._root, "--dbfilename", f"{port}.rdb", "--loglevel", "warning",
+             "--logfile", f"{self._root}/{port}.log", *extra],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        proc = self.procs[port]
+        wait_for_port(port, 10, alive=lambda: proc.poll() is None)
+        return port
+
+    def _ask(self, port: int, *command: str) -> str:
+        return subprocess.run([self._cli, "-p", str(port), *command], capture_output=True, text=True,
+                              timeout=5, check=False).stdout
+
+    @staticmethod
+    def _wait(done, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while not done():
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"not done after {timeout} s")
+            time.sleep(0.1)
+
+    def primary_port(self) -> int:
+        """The port the Sentinel names as the primary now."""
+        return int(self._ask(self.sentinel, "sentinel", "get-master-addr-by-name", self.NAME).split()[1])
+
+    def kill_primary_and_wait_for_promotion(self, timeout: float = 30) -> int:
+        """SIGKILL the primary; returns the new primary's port once the Sentinel names it."""
+        old = self.primary_port()
+        self.procs[old].kill()
+        self.procs[old].wait()
+        self._wait(lambda: self.primary_port() != old, timeout)
+        return self.primary_port()
+
+    def stop(self) -> None:
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                stop_process(proc, 5)
+        shutil.rmtree(self._root, ignore_errors=True)
