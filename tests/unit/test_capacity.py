@@ -60,6 +60,62 @@ def test_small_input_by_hand() -> None:
     assert s.cost_per_day_without_caches_usd == pytest.approx(950.4)
 
 
+def test_hot_tenant_slicing_by_hand() -> None:
+    # SMALL: 20 pods, 1000 req/s, the hot tenant 5% = 50 req/s -> 2.5 req/s per pod.
+    # Not sliced at the default threshold (50): all 50 req/s reach its shard, and the output
+    # names the threshold that would slice it (2.5 rounded down).
+    s = model.size(SMALL, SMALL_TARGETS, small_measured(), PRICES)
+    assert s.value("hot tenant per pod") == pytest.approx(2.5)
+    assert s.value("hot tenant on its shard") == pytest.approx(50)
+    per_pod = next(line for line in s.lines if line.name == "hot tenant per pod")
+    assert "not sliced (set auth.hot_tenant_rps <= 2 to slice it)" in per_pod.formula
+    # Sliced (2 <= 2.5): each of the 20 pods makes one refill + one give-back per 1 s slice,
+    # one request-equivalent: min(50, 20 x 1 / 1 s) = 20. One shard: 950 + 20 = 970 of the
+    # 10,000 req/s it sustains.
+    sliced = dataclasses.replace(SMALL_TARGETS, hot_tenant_rps=2.0)
+    s = model.size(SMALL, sliced, small_measured(), PRICES)
+    assert s.value("hot tenant on its shard") == pytest.approx(20)
+    assert s.value("hot tenant's shard") == pytest.approx(0.097)
+    # 4 s slices: 20 pods x 1 / 4 s = 5.
+    longer = dataclasses.replace(sliced, slice_seconds=4.0)
+    assert model.size(SMALL, longer, small_measured(), PRICES).value(
+        "hot tenant on its shard") == pytest.approx(5)
+    # 0.01 s slices: 2,000 a second would exceed the 50 requests themselves: 50.
+    short = dataclasses.replace(sliced, slice_seconds=0.01)
+    assert model.size(SMALL, short, small_measured(), PRICES).value(
+        "hot tenant on its shard") == pytest.approx(50)
+    # 0 turns slicing off, whatever the rate.
+    for off in (dataclasses.replace(sliced, hot_tenant_rps=0.0),
+                dataclasses.replace(sliced, slice_seconds=0.0)):
+        s = model.size(SMALL, off, small_measured(), PRICES)
+        assert s.value("hot tenant on its shard") == pytest.approx(50)
+        assert "slicing off" in next(
+            line.formula for line in s.lines if line.name == "hot tenant per pod")
+
+
+def test_slicing_moves_the_hot_shard_off_the_bottleneck() -> None:
+    # Default traffic, sinks fast enough that the hot tenant's shard goes first: 3,000 req/s
+    # over 499 pods is 6.01 req/s per pod, below the default 50, so it is not sliced.
+    measured = dataclasses.replace(model.load_measured(), sink_events_per_second=20_000.0)
+    prices = model.catalog_prices(sorted(measured.tier_mix))
+    s = model.size(model.Traffic(), model.Targets(), measured, prices)
+    assert s.value("hot tenant per pod") == pytest.approx(3000 / 499)
+    assert s.value("hot tenant on its shard") == pytest.approx(3000)
+    assert s.bottleneck.resource == "Redis, the hot tenant's shard"
+    assert "auth.hot_tenant_rps <= 6" in model.render(s)
+    # At 6 req/s (or less) it is sliced: 499 pods x 1 per second on its shard, below an even
+    # shard's share, so what goes first is the shards as a whole, which more shards fix.
+    s = model.size(model.Traffic(), model.Targets(hot_tenant_rps=6), measured, prices)
+    assert s.value("hot tenant on its shard") == pytest.approx(499)
+    assert s.bottleneck.resource == "Redis shards" and s.bottleneck.scales
+    assert s.bottleneck.growth > 1  # 27 shards keep it at target: within capacity today
+    # With the measured sinks the hot tenant's partition stays first: slicing is for quota.
+    s = model.size(model.Traffic(), model.Targets(hot_tenant_rps=5), model.load_measured(),
+                   prices)
+    assert s.bottleneck.resource == "Kafka, the hot tenant's partition"
+    assert s.value("hot tenant's shard") < 0.70
+
+
 def test_caches_cut_the_upstream_bill() -> None:
     traffic = dataclasses.replace(SMALL, exact_cache_hit_ratio=0.5, prompt_cache_read_share=0.5)
     s = model.size(traffic, SMALL_TARGETS, small_measured(), PRICES)
@@ -127,6 +183,17 @@ def test_the_model_refuses_bad_inputs(changes: dict, words: str) -> None:
         model.size(dataclasses.replace(SMALL, **changes), SMALL_TARGETS, small_measured(), PRICES)
 
 
+@pytest.mark.parametrize(("changes", "words"), [
+    ({"hot_tenant_rps": -1.0}, "hot_tenant_rps must be"),
+    ({"hot_tenant_rps": float("nan")}, "hot_tenant_rps must be"),
+    ({"slice_seconds": -1.0}, "slice_seconds must be between 0"),
+    ({"slice_seconds": 61.0}, "slice_seconds must be between 0"),
+])
+def test_the_model_refuses_bad_slicing(changes: dict, words: str) -> None:
+    with pytest.raises(model.CapacityError, match=words):
+        model.size(SMALL, dataclasses.replace(SMALL_TARGETS, **changes), small_measured(), PRICES)
+
+
 def _run(*argv: str) -> tuple[int, str, str]:
     out, err = io.StringIO(), io.StringIO()
     code = cli.main(["capacity", *argv], out, err)
@@ -138,6 +205,18 @@ def test_command_prints_the_arithmetic_and_the_bottleneck() -> None:
     assert code == 0
     assert "input tokens/request" in out and "= 45T tokens/day / 7.78B requests/day" in out
     assert "saturates first: Kafka, the hot tenant's partition" in out
+    assert "not sliced (set auth.hot_tenant_rps <= 6 to slice it)" in out
+
+
+def test_command_slicing_flags() -> None:
+    code, out, _ = _run("--json", "--hot-tenant-rps", "5", "--slice-seconds", "2")
+    assert code == 0
+    data = json.loads(out)
+    assert data["targets"]["hot_tenant_rps"] == 5 and data["targets"]["slice_seconds"] == 2
+    on_shard = next(line for line in data["lines"] if line["name"] == "hot tenant on its shard")
+    assert on_shard["value"] == pytest.approx(499 / 2)  # 499 pods, a refill each 2 s
+    code, out, _ = _run("--hot-tenant-rps", "0")
+    assert code == 0 and "slicing off" in out
 
 
 def test_command_json() -> None:
@@ -155,6 +234,10 @@ def test_command_json() -> None:
     (["--regions", "two"], "--regions: not a whole number"),
     (["--input-tokens-per-day", "lots"], "--input-tokens-per-day: not a number"),
     (["--tier-mix", "claude-haiku-4-5"], "--tier-mix: expected model=share"),
+    (["--hot-tenant-rps", "-1"], "--hot-tenant-rps: must be 0 or more"),
+    (["--hot-tenant-rps", "many"], "--hot-tenant-rps: not a number"),
+    (["--slice-seconds", "-0.5"], "--slice-seconds: must be between 0 (no slicing) and 60"),
+    (["--slice-seconds", "90"], "--slice-seconds: must be between 0 (no slicing) and 60"),
 ])
 def test_command_refuses_bad_flags(argv: list[str], words: str,
                                    capsys: pytest.CaptureFixture[str]) -> None:

@@ -100,6 +100,12 @@ class Targets:
     kafka_mb_per_partition: float = 5.0  # MB/s one partition takes, produced, sustained
     kafka_replication: int = 3  # copies a broker set writes of each byte
     sink_utilisation: float = 0.60  # target utilisation of one sink consumer
+    # Hot-tenant slicing (services/auth/sluice/auth/slices.py; the auth settings of the same
+    # names, their defaults): a tenant sending at least hot_tenant_rps req/s to one auth
+    # process (one per gateway pod assumed) is served from slices of slice_seconds of that
+    # process's traffic, leased and given back in one script call each. 0 turns slicing off.
+    hot_tenant_rps: float = 50.0
+    slice_seconds: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -160,6 +166,7 @@ class Headroom:
     growth: float
     scales: bool
     note: str
+    remedy: str = ""  # what to do when it saturates first and more units do not help
 
 
 @dataclass(frozen=True)
@@ -315,6 +322,12 @@ def validate(traffic: Traffic, targets: Targets, mix: Mapping[str, float]) -> No
         _positive(name, getattr(targets, name))
     if targets.kafka_replication < 1:
         raise CapacityError("kafka_replication must be at least 1")
+    if not 0.0 <= targets.hot_tenant_rps < math.inf:
+        raise CapacityError(f"hot_tenant_rps must be a number of requests/s, 0 or more (0: no "
+                            f"slicing), not {targets.hot_tenant_rps:g}")
+    if not 0.0 <= targets.slice_seconds <= 60.0:
+        raise CapacityError(f"slice_seconds must be between 0 (no slicing) and 60 "
+                            f"(auth.slice_seconds' bound), not {targets.slice_seconds:g}")
     if not mix:
         raise CapacityError("the tier mix names no model")
     for model, share in mix.items():
@@ -343,6 +356,13 @@ def usd(x: float) -> str:
     if abs(x) < 1:
         return f"${x:.4f}"
     return f"${x:,.2f}" if abs(x) < 1000 else f"${x:,.0f}"
+
+
+def _rounded_down(x: float) -> str:
+    """`x` rounded down to a whole number, or below 1 to two significant figures: a setting
+    at or below `x` (e.g. a threshold that `x` reaches)."""
+    digits = 0 if x >= 1 or x <= 0 else 1 - math.floor(math.log10(x))
+    return f"{math.floor(x * 10 ** digits) / 10 ** digits:.{digits}f}"
 
 
 def _shown(value: float, unit: str) -> str:
@@ -468,10 +488,40 @@ def size(traffic: Traffic, targets: Targets, measured: Measured,
         by_ops = math.ceil(ops_s / (g.redis_ops_per_shard * g.redis_utilisation) - 1e-9)
         by_cpu = math.ceil(redis_cores / g.redis_utilisation - 1e-9)
         hot_rps = rps * t.hot_tenant_share
-        # The hot tenant's shard: its share of the rest, plus all of the hot tenant. Enough
-        # shards that it stays at the target: (R - h) / n + h <= C u  ->  n >= (R - h)/(C u - h).
+        # Hot-tenant slicing decides per auth process (one per gateway pod: `all` mode runs
+        # one in each; mesh is assumed to run as many): at hot_tenant_rps or more to one
+        # process, the tenant is served from slices. A pod then makes one refill (ADMIT) and
+        # one give-back (SETTLE) per slice: 2 script calls, about one request's ADMIT + SETTLE,
+        # so its shard sees one request-equivalent per slice per pod instead of each request.
+        # Assumed: the slice cap (auth.slice_max_share of each limit) does not bind; if it did,
+        # refills would come more often.
+        slicing = g.hot_tenant_rps > 0 and g.slice_seconds > 0
+        hot_per_pod = hot_rps / pods
+        sliced = slicing and hot_per_pod >= g.hot_tenant_rps
+        per_pod_why = (f"{fmt(hot_rps)} req/s of one tenant ({fmt(rps)} x "
+                       f"{t.hot_tenant_share:g}) / {pods} pods, one auth process each"
+                       + ("" if g.mode == "all" else " (assumed in mesh mode)") + "; ")
+        if not slicing:
+            per_pod_why += "slicing off (hot_tenant_rps or slice_seconds 0)"
+        elif sliced:
+            per_pod_why += f">= auth.hot_tenant_rps {fmt(g.hot_tenant_rps)}: sliced"
+        else:
+            per_pod_why += (f"below auth.hot_tenant_rps {fmt(g.hot_tenant_rps)}: not sliced "
+                            f"(set auth.hot_tenant_rps <= {_rounded_down(hot_per_pod)} to "
+                            "slice it)")
+        rline(sec, "hot tenant per pod", hot_per_pod, "req/s", per_pod_why)
+        hot_eq = min(hot_rps, pods / g.slice_seconds) if sliced else hot_rps
+        rline(sec, "hot tenant on its shard", hot_eq, "req-eq/s",
+              f"min({fmt(hot_rps)} req/s, {pods} pods x 1 per {fmt(g.slice_seconds)} s slice): "
+              "sliced, a pod's refill + give-back (2 script calls) ~ one request's ADMIT + "
+              "SETTLE per slice (assumed: the slice cap, auth.slice_max_share of each limit, "
+              "does not bind)" if sliced else
+              f"all of its {fmt(hot_rps)} req/s: not sliced, ADMIT + SETTLE per request")
+        # The hot tenant's shard: its share of the rest, plus the hot tenant's load (hot_eq).
+        # Enough shards that it stays at the target:
+        # (R - h) / n + e <= C u  ->  n >= (R - h) / (C u - e).
         per_shard_rps = min(g.redis_ops_per_shard / ops, 1e6 / redis_us)  # at 100%
-        room = per_shard_rps * g.redis_utilisation - hot_rps
+        room = per_shard_rps * g.redis_utilisation - hot_eq
         by_hot = math.ceil((rps - hot_rps) / room - 1e-9) if room > 0 else 0
         shards = max(by_ops, by_cpu, by_hot, 1)
         rline(sec, "Redis shards", shards, "shards",
@@ -479,10 +529,11 @@ def size(traffic: Traffic, targets: Targets, measured: Measured,
               f"{fmt(g.redis_utilisation, 2)})) = {by_ops} by ops, ceil({fmt(redis_cores, 2)} / "
               f"{fmt(g.redis_utilisation, 2)}) = {by_cpu} by CPU, "
               + (f"{by_hot} to keep the hot tenant's shard at target)" if by_hot else
-                 f"the hot tenant's {fmt(hot_rps)} req/s alone exceed a shard's target)"))
-        hot_load = (rps - hot_rps) / shards + hot_rps
+                 f"the hot tenant's {fmt(hot_eq)} req/s alone exceed a shard's target)"))
+        hot_load = (rps - hot_rps) / shards + hot_eq
         rline(sec, "hot tenant's shard", hot_load / per_shard_rps, "utilisation",
-              f"(({fmt(rps)} - {fmt(hot_rps)} hot) / {shards} + {fmt(hot_rps)}) req/s / "
+              f"(({fmt(rps)} - {fmt(hot_rps)} hot) / {shards} + {fmt(hot_eq)}"
+              f"{' sliced' if sliced else ''}) req/s / "
               f"{fmt(per_shard_rps)} req/s a shard sustains = min({fmt(g.redis_ops_per_shard)} / "
               f"{ops:.2f}, 10^6 / {redis_us:.0f})")
         mb = rline(sec, "Kafka MB/s", rps * event_bytes / 1e6, "MB/s",
@@ -531,10 +582,17 @@ def size(traffic: Traffic, targets: Targets, measured: Measured,
             headroom += [
                 Headroom("gateway cores", pods * g.cores_per_pod / busy, True,
                          f"{pods} pods x {fmt(g.cores_per_pod)} cores / {fmt(busy, 1)} busy"),
-                Headroom("Redis, the hot tenant's shard" if hot_rps > even_shard else
-                         "Redis shards", per_shard_rps / hot_load, hot_rps <= even_shard,
+                Headroom("Redis, the hot tenant's shard" if hot_eq > even_shard else
+                         "Redis shards", per_shard_rps / hot_load, hot_eq <= even_shard,
                          f"{fmt(per_shard_rps)} req/s a shard sustains / {fmt(hot_load)} on the "
-                         f"busiest, {fmt(hot_rps)} of them one tenant's (one hash tag)"),
+                         f"busiest, {fmt(hot_eq)} of them one tenant's (one hash tag"
+                         + (", sliced)" if sliced else ", not sliced)"),
+                         "adding shards does not move it: " + (
+                             f"longer slices (auth.slice_seconds, now {fmt(g.slice_seconds)} s) "
+                             "mean fewer refills, or cap the tenant's share" if sliced else
+                             f"set auth.hot_tenant_rps <= {_rounded_down(hot_per_pod)} so the "
+                             f"tenant's {fmt(hot_per_pod)} req/s per pod are sliced"
+                             if slicing else "turn hot-tenant slicing on (auth.hot_tenant_rps)")),
                 Headroom("Kafka, the hot tenant's partition" if hot_events > even_partition else
                          "Kafka partitions and sinks",
                          min(measured.sink_events_per_second / hot_partition,
@@ -542,7 +600,9 @@ def size(traffic: Traffic, targets: Targets, measured: Measured,
                          hot_events <= even_partition,
                          f"{fmt(measured.sink_events_per_second)} events/s one sink stores / "
                          f"{fmt(hot_partition)} on the busiest partition, {fmt(hot_events)} of "
-                         "them one tenant's (keyed by tenant)"),
+                         "them one tenant's (keyed by tenant)",
+                         "adding partitions does not move it: split the tenant's events over "
+                         "more keys, or cap its share"),
             ]
     sec = "all regions"
     line(sec, "gateway pods, all regions", sum(r.gateway_pods for r in regions), "pods",
@@ -604,8 +664,8 @@ def render(sizing: Sizing, header: str = "") -> str:
         out.append(f"  {h.resource:<38} {h.growth:>15.2f}x  = {h.note}{fixed}")
     b = sizing.bottleneck
     remedy = ("add units (pods, shards, partitions) as traffic grows" if b.scales else
-              "adding shards or partitions does not move it: split the tenant's counters or "
-              "events over more keys, or cap its share")
+              b.remedy or "adding shards or partitions does not move it: split the tenant's "
+              "counters or events over more keys, or cap its share")
     when = (f"already over capacity at today's peak (it sustains {b.growth:.2f}x of it)"
             if b.growth < 1 else f"at {b.growth:.2f}x today's peak")
     out.append(f"saturates first: {b.resource}, {when}; {remedy}")

@@ -41,6 +41,21 @@ def _positive(text: str) -> float:
     return value
 
 
+def _non_negative(text: str) -> float:
+    value = _number(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, not {text!r}")
+    return value
+
+
+def _slice_seconds(text: str) -> float:
+    value = _number(text)
+    if not 0 <= value <= 60:
+        raise argparse.ArgumentTypeError(f"must be between 0 (no slicing) and 60 seconds "
+                                         f"(auth.slice_seconds' bound), not {text!r}")
+    return value
+
+
 def _share(text: str) -> float:
     value = _number(text)
     if not 0 <= value <= 1:
@@ -135,6 +150,13 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                          help="replication factor (default 3)")
     targets.add_argument("--sink-utilisation", type=_share, default=g.sink_utilisation,
                          help="target utilisation of a sink consumer (default 0.6)")
+    targets.add_argument("--hot-tenant-rps", type=_non_negative, default=g.hot_tenant_rps,
+                         help="auth.hot_tenant_rps: req/s of one tenant to one auth process (one "
+                              "per gateway pod) from which it is served from slices (default "
+                              "50, the setting's; 0: no slicing)")
+    targets.add_argument("--slice-seconds", type=_slice_seconds, default=g.slice_seconds,
+                         help="auth.slice_seconds: how long a slice lives, 0..60 (default 1; "
+                              "0: no slicing)")
     measured = cap.add_argument_group("measured per-request costs (default: measured.yaml)")
     measured.add_argument("--measured", help="another measured-costs YAML file")
     measured.add_argument("--cpu-ms-json", type=_positive, help="gateway CPU ms, JSON request")
@@ -198,7 +220,8 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             cores_per_pod=args.cores_per_pod, redis_ops_per_shard=args.redis_ops_per_shard,
             redis_utilisation=args.redis_utilisation,
             kafka_mb_per_partition=args.kafka_mb_per_partition,
-            kafka_replication=args.kafka_replication, sink_utilisation=args.sink_utilisation)
+            kafka_replication=args.kafka_replication, sink_utilisation=args.sink_utilisation,
+            hot_tenant_rps=args.hot_tenant_rps, slice_seconds=args.slice_seconds)
         mix = args.tier_mix or measured.tier_mix
         prices = model.catalog_prices(sorted(mix), args.catalog)
         sizing = model.size(traffic, targets, measured, prices, mix)
