@@ -31,6 +31,7 @@ from sluice.auth.v1 import principal_pb2
 from sluice.catalog.models_api import DEFAULT_LIMIT, MAX_LIMIT
 from sluice.gateway.pipeline import Pipeline, RequestInfo, models_page_json
 from sluice.rpc import headers
+from sluice.rpc.batching import ready_batches
 from sluice.rpc.errors import (
     Reason,
     SluiceError,
@@ -202,8 +203,9 @@ class MessagesFacade:
         pinger = _Pinger(response, self._ping_interval)
         try:
             await pinger.write(first.sse())
-            async for event in events:
-                await pinger.write(event.sse())
+            # Events that are ready together go out in one write (one syscall, not one each).
+            async for batch in ready_batches(events):
+                await pinger.write(b"".join([event.sse() for event in batch]))
         except SluiceError as err:
             metrics.ERRORS.labels("gateway_http", err.reason.value).inc()
             await pinger.write(wire_events.error(anthropic_error_type(err), err.message).sse())

@@ -40,6 +40,7 @@ from sluice.llm.v1 import wire_pb2
 from sluice.resilience.shedding import LoadShedder, shed_class
 from sluice.routing.v1 import model_pb2, routing_service_pb2
 from sluice.rpc import headers
+from sluice.rpc.batching import ready_batches
 from sluice.rpc.errors import Reason, SluiceError, from_rpc_error
 from sluice.safety.v1 import safety_service_pb2, verdict_pb2
 from sluice.storage.response_cache import resolve_mode
@@ -725,12 +726,18 @@ class Pipeline:
             yield safety_service_pb2.FilterOutputRequest(principal=record.principal)
             batch: list[wire_pb2.WireEvent] = []
             try:
-                async for event in events:
-                    if buffered:
+                if buffered:
+                    async for event in events:
                         batch.append(wire_pb2.WireEvent(type=event.type, data=event.data))
-                    else:
+                elif self._s.safety.local:  # in process a message costs little: no batching task
+                    async for event in events:
                         yield safety_service_pb2.FilterOutputRequest(
                             event=wire_pb2.WireEvent(type=event.type, data=event.data))
+                else:  # over the network, a stream's events that are ready together go as one message
+                    async for ready in ready_batches(events):
+                        wired = [wire_pb2.WireEvent(type=e.type, data=e.data) for e in ready]
+                        yield safety_service_pb2.FilterOutputRequest(event=wired[0]) if len(wired) == 1 \
+                            else safety_service_pb2.FilterOutputRequest(events=wire_pb2.WireEvents(events=wired))
             except Exception as exc:  # noqa: BLE001 - the model's failure, raised below once the filter let go
                 # Ending the request stream lets the filter release what it holds.
                 failure.append(exc)

@@ -7,6 +7,12 @@ from collections.abc import AsyncIterator
 from sluice.inference.core import AttemptReport, Generator, UpstreamTiming
 from sluice.inference.v1 import inference_service_pb2 as pb
 from sluice.llm.v1 import wire_pb2
+from sluice.rpc.batching import ready_batches
+from sluice.rpc.registry import LocalContext
+from sluice.wire.events import Event
+
+# What the generator yields.
+_Item = Event | AttemptReport | UpstreamTiming
 
 
 class InferenceServicer:
@@ -17,28 +23,29 @@ class InferenceServicer:
         """The answer's events and the attempts' reports (core.Generator.generate).
         A buffered request's events go out in batches (WireEvents: every
         event up to the next report or the end), since its caller waits for
-        the whole answer anyway: one message per hop instead of one per event."""
-        held: list[wire_pb2.WireEvent] | None = [] if request.buffered else None
-        try:
-            async for item in self._generator.generate(request.request, list(request.candidates),
-                                                       request.allowed_geos, request.priority,
-                                                       request.continue_midstream, request.buffered):
+        the whole answer anyway: one message per hop instead of one per event;
+        a stream's, as many as are ready together."""
+        items = self._generator.generate(request.request, list(request.candidates), request.allowed_geos,
+                                         request.priority, request.continue_midstream, request.buffered)
+        if request.buffered:
+            async for response in _buffered(items):
+                yield response
+            return
+        # Over the network, a stream's events that are ready together cross as one message
+        # (ready_batches); in process (the caller's LocalStub) a message costs little.
+        batches = ready_batches(items) if not isinstance(context, LocalContext) else _one_by_one(items)
+        async for batch in batches:
+            held: list[wire_pb2.WireEvent] = []
+            for item in batch:
                 if isinstance(item, (AttemptReport, UpstreamTiming)):
                     if held:
-                        yield pb.GenerateResponse(events=wire_pb2.WireEvents(events=held))
+                        yield _events(held)
                         held = []
                     yield _report(item)
-                elif held is not None:
-                    held.append(wire_pb2.WireEvent(type=item.type, data=item.data))
                 else:
-                    yield pb.GenerateResponse(event=wire_pb2.WireEvent(type=item.type, data=item.data))
+                    held.append(wire_pb2.WireEvent(type=item.type, data=item.data))
             if held:
-                yield pb.GenerateResponse(events=wire_pb2.WireEvents(events=held))
-        except Exception:
-            if held:
-                # What came before a failure still counts (its usage is billed).
-                yield pb.GenerateResponse(events=wire_pb2.WireEvents(events=held))
-            raise
+                yield _events(held)
 
     async def CountTokens(self, request: pb.CountTokensRequest, context: object) -> pb.CountTokensResponse:
         tokens, body, model_id = await self._generator.count_tokens(request.request, list(request.candidates),
@@ -51,6 +58,39 @@ class InferenceServicer:
             pb.DeploymentState(deployment=dep, breaker=state, retry_in_s=retry_in, limit=limit, in_flight=in_flight,
                                ttft_p95_s=p95)
             for dep, state, retry_in, limit, in_flight, p95 in self._generator.states()])
+
+
+async def _buffered(items: AsyncIterator[_Item]) -> AsyncIterator[pb.GenerateResponse]:
+    """A buffered answer: every event up to the next report, or the end, as one message."""
+    held: list[wire_pb2.WireEvent] = []
+    try:
+        async for item in items:
+            if isinstance(item, (AttemptReport, UpstreamTiming)):
+                if held:
+                    yield _events(held)
+                    held = []
+                yield _report(item)
+            else:
+                held.append(wire_pb2.WireEvent(type=item.type, data=item.data))
+        if held:
+            yield _events(held)
+    except Exception:
+        if held:
+            # What came before a failure still counts (its usage is billed).
+            yield _events(held)
+        raise
+
+
+async def _one_by_one(items: AsyncIterator[_Item]) -> AsyncIterator[list[_Item]]:
+    async for item in items:
+        yield [item]
+
+
+def _events(held: list[wire_pb2.WireEvent]) -> pb.GenerateResponse:
+    """One event as `event`, more as a batch (`events`)."""
+    if len(held) == 1:
+        return pb.GenerateResponse(event=held[0])
+    return pb.GenerateResponse(events=wire_pb2.WireEvents(events=held))
 
 
 def _report(item: AttemptReport | UpstreamTiming) -> pb.GenerateResponse:
