@@ -38,9 +38,14 @@ FIRST, SECOND = "vertex-europe-west1", "vertex-eu"  # the EU candidates' order f
 MODEL = "claude-sonnet-4-6"
 ADMIN_TOKEN = "cache-admin-" + uuid.uuid4().hex
 ALL_TIERS = {t: {"tenant": UNREACHABLE_LIMITS, "key": UNREACHABLE_LIMITS} for t in ("free", "standard", "enterprise")}
+# The shipped default profile blocks at injection model >= 0.7, and a short prompt carrying a
+# `[[sim:...]]` directive and a random hex nonce scores that now and then (about 0.5% of nonces:
+# the model reads the brackets as a template marker); these tests are about the cache, so their
+# tenants use the creative profile (blocks at 0.999) and a nonce can never turn a miss into a 403.
 TENANTS = {
-    "c-rw": {"tier": "enterprise", "region": REGION, "cache": {"mode": "read-write"}},
-    "c-other": {"tier": "enterprise", "region": REGION, "cache": {"mode": "read-write"}},
+    "c-rw": {"tier": "enterprise", "region": REGION, "cache": {"mode": "read-write"}, "safety_profile": "creative"},
+    "c-other": {"tier": "enterprise", "region": REGION, "cache": {"mode": "read-write"},
+                "safety_profile": "creative"},
     "c-off": {"tier": "enterprise", "region": REGION, "cache": {"enabled": False}},
     "c-pol": {"tier": "enterprise", "region": REGION, "safety_profile": "probe", "cache": {"mode": "read-write"}},
     "c-chat": {"tier": "enterprise", "region": REGION},
@@ -166,7 +171,7 @@ def test_every_client_and_api_version_gets_a_hit_it_can_read(cached):
     client = sdk(cached.http_base, cached.keys["c-rw"])
     first = client.messages.with_raw_response.create(model=MODEL, max_tokens=32, messages=user(text))
     again = client.messages.with_raw_response.create(model=MODEL, max_tokens=32, messages=user(text))
-    assert (first.headers["x-sluice-cache"], again.headers["x-sluice-cache"]) == ("miss", "hit")
+    assert (first.headers.get("x-sluice-cache"), again.headers.get("x-sluice-cache")) == ("miss", "hit"), (first.text, again.text)
     assert again.parse().content[0].text == first.parse().content[0].text
     ts = run_ts(cached.http_base, cached.keys["c-rw"], {"op": "create", "params": {
         "model": MODEL, "max_tokens": 32, "messages": user(text)}})
@@ -292,7 +297,7 @@ def test_a_replayed_sse_answer_is_event_for_event_the_original(cached):
     text = f"[[sim:tokens=12]] Describe a river. {uuid.uuid4().hex}"
     first = post(cached, text, stream=True)
     again = post(cached, text, stream=True)
-    assert (first.headers["x-sluice-cache"], again.headers["x-sluice-cache"]) == ("miss", "hit")
+    assert (first.headers.get("x-sluice-cache"), again.headers.get("x-sluice-cache")) == ("miss", "hit"), (first.text, again.text)
     original = sse_events(first.text)
     assert [e for e, _ in original][:2] == ["message_start", "content_block_start"] and original[-1][0] == "message_stop"
     assert sse_events(again.text) == original
