@@ -33,6 +33,21 @@ async def two_gateways(redis_url):
         await client.aclose()
 
 
+async def _burst(keepers: list[QuotaKeeper], request: pb.AdmitRequest, clients: int) -> tuple[list[bool], float]:
+    """`clients` admissions at once, spread over `keepers`: (admitted or refused, each; ms taken)."""
+    async def one(i: int) -> bool:
+        try:
+            await keepers[i % len(keepers)].admit(request)
+            return True
+        except SluiceError as err:
+            assert err.reason is Reason.RATE_LIMITED
+            return False
+
+    started = time.monotonic()
+    outcomes = await asyncio.gather(*(one(i) for i in range(clients)))
+    return outcomes, (time.monotonic() - started) * 1000
+
+
 def keeper(client, limits: ScopeLimits) -> QuotaKeeper:
     # These tests are about what the store decides, not its timeout: 200 admissions at once on two
     # busy cores can wait past the default 0.5 s for one of the pool's connections, and would then
@@ -48,17 +63,7 @@ async def test_200_concurrent_clients_on_one_key_admit_exactly_the_limit(two_gat
     request = pb.AdmitRequest(principal=principal, model="claude-haiku-4-5", estimated_input_tokens=5,
                               max_output_tokens=5)
 
-    async def one(i: int) -> bool:
-        try:
-            await keepers[i % 2].admit(request)
-            return True
-        except SluiceError as err:
-            assert err.reason is Reason.RATE_LIMITED
-            return False
-
-    started = time.monotonic()
-    outcomes = await asyncio.gather(*(one(i) for i in range(clients)))
-    elapsed_ms = (time.monotonic() - started) * 1000
+    outcomes, elapsed_ms = await _burst(keepers, request, clients)
     admitted = sum(outcomes)
     # GCRA admits the full bucket plus what refills while the burst runs.
     tolerance = math.ceil(n * elapsed_ms / 60_000)
@@ -102,17 +107,7 @@ async def test_a_hot_tenant_sliced_by_two_gateways_stays_within_its_limit(two_ga
                               max_output_tokens=5)
     local_before = metrics.QUOTA_SLICE_DECISIONS.labels("local")._value.get()
 
-    async def one(i: int) -> bool:
-        try:
-            await keepers[i % 2].admit(request)
-            return True
-        except SluiceError as err:
-            assert err.reason is Reason.RATE_LIMITED
-            return False
-
-    started = time.monotonic()
-    outcomes = await asyncio.gather(*(one(i) for i in range(clients)))
-    elapsed_ms = (time.monotonic() - started) * 1000
+    outcomes, elapsed_ms = await _burst(keepers, request, clients)
     for store in stores:  # slices back, so what the shared bucket says is what was used
         for tenant in store._tenants.values():
             tenant.hot = False

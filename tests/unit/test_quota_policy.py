@@ -44,6 +44,11 @@ class _FlakyStore:
             raise StoreUnavailable("quota store unavailable: ConnectionError")
         await self.inner.settle(checks, lease_id, deltas, slots)
 
+    async def release(self, check: LimitCheck, members: list[str]) -> None:
+        if self.mode != "up":
+            raise StoreUnavailable("quota store unavailable: ConnectionError")
+        await self.inner.release(check, members)
+
 
 class _Clock:
     def __init__(self) -> None:

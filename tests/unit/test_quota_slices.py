@@ -35,6 +35,10 @@ class Counting:
         self.settles += 1
         await self.inner.settle(checks, lease_id, deltas, slots)
 
+    async def release(self, check, members):
+        self.settles += 1
+        await self.inner.release(check, members)
+
 
 def rpm(limit: int, tenant: str = "hot", cost: int = 1) -> LimitCheck:
     return LimitCheck("rate", f"sluice:q:{{{tenant}}}:t:rpm", limit, MINUTE_MS, cost)
@@ -180,3 +184,18 @@ async def test_a_slot_from_one_replicas_slice_is_freed_by_whichever_replica_sett
     allowed, _ = await shared.inner.admit([LimitCheck("streams", streams(limit).key, limit, 0, limit)], "all",
                                           900_000)
     assert allowed  # no slot leaked
+
+
+async def test_a_stream_slice_goes_back_in_one_call_and_sizes_to_the_streams_open():
+    shared, clock = Counting(LocalQuotaStore(clock_ms=lambda: 0)), Clock()
+    store = gateway(shared, clock, hot_rps=1, share=0.5)
+    limit = 1000
+    allowed, states = await store.admit([streams(limit)], "s0", 900_000)
+    assert allowed and states[0].slot  # from a slice: sized to what is open, not to the rate
+    probe = LimitCheck("streams", streams(limit).key, limit, 0, limit - 4)
+    assert (await shared.inner.admit([probe], "probe", 900_000, charge=False))[0]  # at most 4 leased
+    await store.settle([streams(limit)], "s0", [0], {streams(limit).key: states[0].slot})
+    calls = shared.settles
+    clock.now += 5
+    await store.sweep()
+    assert shared.settles == calls + 1  # the slice's free slots: one release

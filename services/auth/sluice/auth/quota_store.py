@@ -195,13 +195,15 @@ class LimitState:
 
 
 class QuotaStore(Protocol):
-    """Where limits are counted (ADMIT and SETTLE above). Both methods raise
-    sluice.storage.redis.StoreUnavailable when the store cannot answer."""
+    """Where limits are counted (ADMIT and SETTLE above; `release` frees stream slots by
+    member, for slices). The methods raise sluice.storage.redis.StoreUnavailable when the
+    store cannot answer."""
 
     async def admit(self, checks: list[LimitCheck], lease_id: str, lease_ms: int, charge: bool = True
                     ) -> tuple[bool, list[LimitState]]: ...
     async def settle(self, checks: list[LimitCheck], lease_id: str, deltas: list[int],
                      slots: Mapping[str, str] | None = None) -> None: ...
+    async def release(self, check: LimitCheck, members: list[str]) -> None: ...
 
 
 class _Script:
@@ -238,6 +240,7 @@ class _Script:
 
 class RedisQuotaStore:
     def __init__(self, client: aioredis.Redis) -> None:
+        self._client = client
         self._admit = _Script(client, ADMIT)
         self._settle = _Script(client, SETTLE)
 
@@ -262,6 +265,13 @@ class RedisQuotaStore:
                 if pairs:
                     await self._settle(keys=[c.key for c, _ in pairs],
                                        args=[lease, *(f"{c.kind} {c.limit} {c.period_ms} {d}" for c, d in pairs)])
+
+
+    async def release(self, check: LimitCheck, members: list[str]) -> None:
+        """Frees the stream slots `members` hold in `check`'s sorted set: one ZREM."""
+        if members:
+            with reaching("quota store"):
+                await self._client.zrem(check.key, *members)
 
 
 _DAY_MS = 86_400_000
@@ -384,6 +394,12 @@ class LocalQuotaStore:
                 spent = self._live(self._spent, c.key, now)
                 if spent is not None:
                     self._spent[c.key] = (max(spent + delta, 0), self._spent[c.key][1])
+
+    async def release(self, check: LimitCheck, members: list[str]) -> None:
+        entry = self._leases.get(check.key)
+        if entry is not None:
+            for member in members:
+                entry[0].remove(member)
 
     @staticmethod
     def _live(table: dict, key: str, now: float):  # value type differs per table

@@ -109,6 +109,8 @@ class _Tenant:
     exact_until_s: float = 0.0
     slices: dict[str, _Slice] = field(default_factory=dict)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    # Stream slots of this tenant taken from slices here and not yet settled.
+    open_streams: int = 0
     # The store's last refusal: until when, and per key (the cost refused, its state).
     refusal: tuple[float, dict[str, tuple[int, LimitState]]] | None = None
 
@@ -167,11 +169,12 @@ class SlicingQuotaStore:
         for check in checks:
             piece = self._covering(tenant, check, now)
             if piece is None:  # a concurrent request took the last of it: ask exactly
-                self._give_back(served, checks)
+                self._give_back(tenant, served, checks)
                 return await self._exact(tenant, checks, lease_id, lease_ms, now)
             member = ""
             if check.kind == "streams":
                 member = piece.free.pop()
+                tenant.open_streams += 1
             else:
                 piece.available -= check.cost
             served[check.key] = (piece, member)
@@ -192,21 +195,26 @@ class SlicingQuotaStore:
             return
         served = entry[1]
         rest: list[tuple[LimitCheck, str, int]] = []
+        freed: list[tuple[LimitCheck, str]] = []
         now = self._clock()
         for check, delta in zip(checks, deltas, strict=True):
             piece, member = served.get(check.key, (None, ""))
             if piece is None:
                 rest.append((check, lease_id, delta))
-            elif not piece.returned and now < piece.expires_s:
-                if check.kind == "streams":
+            elif check.kind == "streams":
+                tenant = self._tenants.get(tenant_of(check.key))
+                if tenant is not None:
+                    tenant.open_streams = max(tenant.open_streams - 1, 0)
+                if not piece.returned and now < piece.expires_s:
                     piece.free.append(member)
                 else:
-                    piece.available -= delta
-            elif check.kind == "streams":
-                rest.append((check, member, 0))
+                    freed.append((check, member))
+            elif not piece.returned and now < piece.expires_s:
+                piece.available -= delta
             elif delta:
                 rest.append((check, piece.lease_id, delta))
-        await asyncio.gather(*(self._inner.settle([c], lease, [d]) for c, lease, d in rest))
+        await asyncio.gather(*(self._inner.settle([c], lease, [d]) for c, lease, d in rest),
+                             *(self._inner.release(c, [m]) for c, m in freed))
 
     async def run(self) -> None:
         """Returns expired slices' unused units, and cools tenants that went quiet, every
@@ -214,6 +222,10 @@ class SlicingQuotaStore:
         while True:
             await asyncio.sleep(self._slice_s / 2)
             await self.sweep()
+
+    async def release(self, check: LimitCheck, members: list[str]) -> None:
+        """As QuotaStore.release: on `inner`."""
+        await self._inner.release(check, members)
 
     async def sweep(self) -> None:
         """One pass of `run`: expired slices go back, quiet tenants cool, and requests
@@ -282,10 +294,15 @@ class SlicingQuotaStore:
         piece = tenant.slices.get(check.key)
         return piece if piece is not None and piece.covers(check, now) else None
 
-    def _size(self, check: LimitCheck, rate: float) -> int:
+    def _size(self, check: LimitCheck, rate: float, open_streams: int) -> int:
         """Units to lease for `check`: `slice_s` of this process's traffic at `rate`, at this
-        request's cost each, within `max_share` of the limit, never less than one request's."""
-        wanted = math.ceil(rate * self._slice_s) * check.cost
+        request's cost each (stream slots: half as many again as this process has open, at
+        least 4: concurrency is rate x duration, not rate x slice_s), within `max_share` of
+        the limit, never less than one request's."""
+        if check.kind == "streams":
+            wanted = max(4, math.ceil(open_streams * 1.5))
+        else:
+            wanted = math.ceil(rate * self._slice_s) * check.cost
         cap = math.floor(check.limit * self._max_share)
         return max(check.cost, min(wanted, cap))
 
@@ -294,7 +311,7 @@ class SlicingQuotaStore:
         """Leases a slice for each of `missing` in one call; False when the shared store
         refuses (the limit is near). Slices it replaces go back."""
         lease = f"slice:{self._replica}:{secrets.token_hex(4)}"
-        bulk = [replace(c, cost=self._size(c, rate)) for c in missing]
+        bulk = [replace(c, cost=self._size(c, rate, tenant.open_streams)) for c in missing]
         allowed, states = await self._inner.admit(bulk, lease, lease_ms, True)
         if not allowed:
             return False
@@ -326,7 +343,8 @@ class SlicingQuotaStore:
         for piece in pieces:
             piece.returned = True
             if piece.check.kind == "streams":
-                calls += [self._inner.settle([piece.check], member, [0]) for member in piece.free]
+                if piece.free:
+                    calls.append(self._inner.release(piece.check, piece.free))
                 piece.free = []
             elif piece.available:
                 calls.append(self._inner.settle([piece.check], piece.lease_id, [-piece.available]))
@@ -338,11 +356,13 @@ class SlicingQuotaStore:
             if isinstance(outcome, BaseException):
                 log.warning("returning a quota slice failed, its units lapse with the bucket: %s", outcome)
 
-    def _give_back(self, served: dict[str, tuple[_Slice, str]], checks: list[LimitCheck]) -> None:
+    def _give_back(self, tenant: _Tenant, served: dict[str, tuple[_Slice, str]], checks: list[LimitCheck]
+                   ) -> None:
         """Undoes a partial local take (another request emptied a slice meanwhile)."""
         by_key = {c.key: c for c in checks}
         for key, (piece, member) in served.items():
             if member:
                 piece.free.append(member)
+                tenant.open_streams -= 1
             else:
                 piece.available += by_key[key].cost

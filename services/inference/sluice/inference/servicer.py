@@ -35,17 +35,8 @@ class InferenceServicer:
         # (ready_batches); in process (the caller's LocalStub) a message costs little.
         batches = ready_batches(items) if not isinstance(context, LocalContext) else _one_by_one(items)
         async for batch in batches:
-            held: list[wire_pb2.WireEvent] = []
-            for item in batch:
-                if isinstance(item, (AttemptReport, UpstreamTiming)):
-                    if held:
-                        yield _events(held)
-                        held = []
-                    yield _report(item)
-                else:
-                    held.append(wire_pb2.WireEvent(type=item.type, data=item.data))
-            if held:
-                yield _events(held)
+            for response in _messages(batch):
+                yield response
 
     async def CountTokens(self, request: pb.CountTokensRequest, context: object) -> pb.CountTokensResponse:
         tokens, body, model_id = await self._generator.count_tokens(request.request, list(request.candidates),
@@ -62,23 +53,39 @@ class InferenceServicer:
 
 async def _buffered(items: AsyncIterator[_Item]) -> AsyncIterator[pb.GenerateResponse]:
     """A buffered answer: every event up to the next report, or the end, as one message."""
-    held: list[wire_pb2.WireEvent] = []
+    pending: list[_Item] = []
     try:
         async for item in items:
+            pending.append(item)
             if isinstance(item, (AttemptReport, UpstreamTiming)):
-                if held:
-                    yield _events(held)
-                    held = []
-                yield _report(item)
-            else:
-                held.append(wire_pb2.WireEvent(type=item.type, data=item.data))
-        if held:
-            yield _events(held)
+                for response in _messages(pending):
+                    yield response
+                pending = []
     except Exception:
-        if held:
-            # What came before a failure still counts (its usage is billed).
-            yield _events(held)
+        # What came before a failure still counts (its usage is billed).
+        for response in _messages(pending):
+            yield response
         raise
+    for response in _messages(pending):
+        yield response
+
+
+def _messages(items: list[_Item]) -> list[pb.GenerateResponse]:
+    """`items` as responses, in order: each run of events as one message (`event` for one,
+    `events` for more), each report as its own."""
+    out: list[pb.GenerateResponse] = []
+    held: list[wire_pb2.WireEvent] = []
+    for item in items:
+        if isinstance(item, (AttemptReport, UpstreamTiming)):
+            if held:
+                out.append(_events(held))
+                held = []
+            out.append(_report(item))
+        else:
+            held.append(wire_pb2.WireEvent(type=item.type, data=item.data))
+    if held:
+        out.append(_events(held))
+    return out
 
 
 async def _one_by_one(items: AsyncIterator[_Item]) -> AsyncIterator[list[_Item]]:
