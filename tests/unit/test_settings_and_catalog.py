@@ -116,3 +116,34 @@ def test_tenants_file_replaces_inline_tenants_and_its_errors_name_the_file_and_f
     assert f"tenants file {bad}" in text and "version" in text and "Acme!" in text
     with pytest.raises(ConfigError, match="cannot read tenants file"):
         load(overrides={"auth": {"tenants_file": str(tmp_path / "missing.yaml")}})
+
+
+@pytest.mark.parametrize(("url", "problem"), [
+    ("redis+cluster://", "names no host:port"),
+    ("redis+cluster://,,", "names no host:port"),
+    ("redis+cluster://h:notaport", "is not host:port"),
+    ("redis+cluster://h:99999", "is not host:port"),
+    ("redis+cluster://n1:6379/5", "takes no database"),
+    ("redis+sentinel://127.0.0.1:1", "must name the primary"),
+    ("redis+sentinel://127.0.0.1:1/mymaster/abc", "must be a number"),
+    ("redis://h:notaport", "is not host:port"),
+    ("redis://a:1,b:2/0", "is one server"),
+    ("http://x", "must start with"),
+])
+def test_a_redis_url_sluice_cannot_use_is_refused_at_load_naming_the_problem(url, problem):
+    with pytest.raises(ConfigError) as err:
+        load(overrides={"auth": {"redis_url": url}})
+    assert "auth.redis_url" in str(err.value) and problem in str(err.value)
+    with pytest.raises(ConfigError):
+        load(overrides={"cache": {"redis_url": url}})
+
+
+def test_redis_urls_of_every_deployment_are_read():
+    from sluice.config.base import parse_redis_url
+
+    sentinel = parse_redis_url("rediss+sentinel://u:p%40ss@s1:26379,[::1]:26380/mymaster/2")
+    assert (sentinel.nodes, sentinel.primary, sentinel.db, sentinel.password) == (
+        (("s1", 26379), ("::1", 26380)), "mymaster", 2, "p@ss")
+    assert parse_redis_url("redis+cluster://a:7000,b:7001").nodes == (("a", 7000), ("b", 7001))
+    assert parse_redis_url("redis://h:6379/3?socket_timeout=1").db == 3
+    assert "secret" not in str(pytest.raises(ValueError, parse_redis_url, "redis://:secret@h:x/0").value)

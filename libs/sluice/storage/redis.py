@@ -20,9 +20,7 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
-from urllib.parse import unquote, urlsplit
 
 import fakeredis
 import redis
@@ -30,6 +28,8 @@ import redis.asyncio as aioredis
 import redis.exceptions
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.sentinel import Sentinel
+
+from sluice.config.base import parse_redis_url
 
 _memory_servers: dict[str, fakeredis.FakeServer] = {}
 _CLUSTER_MAX_CONNECTIONS = 1024
@@ -89,8 +89,8 @@ def connect(url: str, max_connections: int = 32) -> aioredis.Redis:
         server = _memory_servers.setdefault(name, fakeredis.FakeServer())
         return fakeredis.FakeAsyncRedis(server=server)
     timeouts: dict[str, Any] = {"socket_connect_timeout": 2, "socket_timeout": 2}
+    parts = parse_redis_url(url)
     if scheme.endswith("+cluster"):
-        parts = _split(url)
         client: Any = RedisCluster(
             startup_nodes=[ClusterNode(host, port) for host, port in parts.nodes],
             ssl=scheme.startswith("rediss"), username=parts.username, password=parts.password,
@@ -100,14 +100,9 @@ def connect(url: str, max_connections: int = 32) -> aioredis.Redis:
         )
         return client
     if scheme.endswith("+sentinel"):
-        parts = _split(url)
-        path = [p for p in parts.path.split("/") if p]
-        if not path:
-            raise ValueError(f"{url}: name the primary the Sentinels watch: .../<primary name>[/db]")
-        sentinel = Sentinel(parts.nodes, sentinel_kwargs=timeouts, ssl=scheme.startswith("rediss"),
+        sentinel = Sentinel(list(parts.nodes), sentinel_kwargs=timeouts, ssl=scheme.startswith("rediss"),
                             username=parts.username, password=parts.password, **timeouts)
-        db = int(path[1]) if len(path) > 1 else 0
-        return sentinel.master_for(path[0], db=db, max_connections=max_connections)
+        return sentinel.master_for(parts.primary, db=parts.db, max_connections=max_connections)
     # A bounded pool that makes callers wait for a free connection: the
     # default pool opens one connection per concurrent command (a burst of
     # hundreds pays hundreds of handshakes) and errors past its cap.
@@ -129,30 +124,3 @@ async def mget(client: aioredis.Redis, keys: list[str]) -> list[Any]:
     if is_cluster(client):
         return await client.mget_nonatomic(keys)  # type: ignore[attr-defined]  # RedisCluster only
     return await client.mget(keys)
-
-
-@dataclass(frozen=True)
-class _Parts:
-    nodes: list[tuple[str, int]]
-    path: str
-    username: str | None
-    password: str | None
-
-
-def _split(url: str) -> _Parts:
-    """The seed nodes, path and credentials of a `+cluster` or `+sentinel` URL
-    (`scheme://[user:password@]host:port[,host:port...][/path]`). Raises ValueError."""
-    rest = url.split("://", 1)[1]
-    credentials, _, hosts = rest.rpartition("@")
-    hosts, slash, path = hosts.partition("/")
-    nodes = []
-    for part in filter(None, hosts.split(",")):
-        # urlsplit reads one host:port (and [v6]:port) the standard way.
-        one = urlsplit(f"//{part}")
-        if not one.hostname or one.port is None:
-            raise ValueError(f"{url}: {part!r} is not host:port")
-        nodes.append((one.hostname, one.port))
-    if not nodes:
-        raise ValueError(f"{url}: no host:port given")
-    user, _, password = credentials.partition(":") if credentials else ("", "", "")
-    return _Parts(nodes, slash + path, unquote(user) or None, unquote(password) or None)

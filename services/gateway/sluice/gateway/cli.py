@@ -12,6 +12,7 @@ from typing import Any, TextIO
 from google.protobuf import json_format
 
 from sluice.config import Settings
+from sluice.config.base import check_address
 from sluice.events.records import EVENT_TYPES
 from sluice.events.spool import pending_records
 
@@ -28,10 +29,21 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     create = spooled.add_parser(
         "create-topics", help="create the region's event topics that do not exist, with "
                               "events.partitions partitions; report those with fewer")
-    create.add_argument("--partitions", type=int,
-                        help="partitions per topic (default: events.partitions)")
+    create.add_argument("--partitions", type=_partitions,
+                        help="partitions per topic, 1-1024 (default: events.partitions)")
     create.add_argument("--bootstrap", help="the region's Kafka (default: events.kafka_bootstrap)")
     create.add_argument("--region", help="the region (default: the `region` setting)")
+
+
+def _partitions(text: str) -> int:
+    """--partitions: a whole number 1-1024 (events.partitions' bounds)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number, not {text!r}") from None
+    if not 1 <= value <= 1024:
+        raise argparse.ArgumentTypeError(f"must be 1-1024, not {value}")
+    return value
 
 
 def run(args: argparse.Namespace, settings: Settings, out: TextIO, err: TextIO,
@@ -54,9 +66,15 @@ def _create_topics(args: argparse.Namespace, settings: Settings, out: TextIO, er
     if not bootstrap:
         err.write("sluice: no Kafka cluster (events.kafka_bootstrap, or --bootstrap)\n")
         return 2
+    try:
+        for part in filter(None, bootstrap.split(",")):
+            check_address(part.strip())
+    except ValueError as exc:
+        err.write(f"sluice: --bootstrap: {exc}\n")
+        return 2
     partitions = args.partitions or settings.events.partitions
     try:
-        states = ensure_topics(bootstrap, settings.region, partitions,
+        states = ensure_topics(bootstrap, args.region or settings.region, partitions,
                                settings.events.replication_factor,
                                timeout_s=settings.events.send_timeout_seconds)
     except KafkaError as exc:

@@ -78,14 +78,38 @@ def _timeout(request: web.Request, default: float) -> float:
             value = float(raw) / 1000
         except ValueError:
             raise SluiceError.bad_request(f"header {headers.TIMEOUT_MS}", "must be a number of milliseconds") from None
-        if not 0 < value < float("inf"):
-            raise SluiceError.bad_request(f"header {headers.TIMEOUT_MS}", "must be positive and finite")
+        if not _MIN_DEADLINE_S <= value < float("inf"):
+            raise SluiceError.bad_request(f"header {headers.TIMEOUT_MS}",
+                                          f"must be at least {_MIN_DEADLINE_S * 1000:.0f} and finite")
         return min(value, default)
     try:
         stated = float(request.headers.get(_SDK_TIMEOUT, ""))
     except ValueError:
         return default
-    return min(stated, default) if 0 < stated < float("inf") else default
+    return min(stated, default) if _MIN_DEADLINE_S <= stated < float("inf") else default
+
+
+# Request body encodings aiohttp decodes (Brotli only with the optional package, not installed).
+_BODY_ENCODINGS = frozenset({"identity", "gzip", "deflate"})
+
+# The shortest deadline a client may set: below it no answer can arrive in time (a model's
+# first token alone takes longer), so it would only turn into a 504 the client caused. A
+# shorter x-sluice-timeout-ms is refused (400); a shorter SDK timeout is read as none stated.
+_MIN_DEADLINE_S = 1.0
+
+
+def _one_credential(request: web.Request) -> None:
+    """Refuses a request that presents more than one key (x-api-key repeated with different
+    values, or an x-api-key and a different Bearer token): which one counts would otherwise be
+    the order of the headers, as a body's repeated key is refused rather than guessed. Raises
+    SluiceError MALFORMED_API_KEY (401)."""
+    keys = {k.strip() for k in request.headers.getall(headers.API_KEY, ())}
+    for value in request.headers.getall(headers.AUTHORIZATION, ()):
+        if value.lower().startswith("bearer "):
+            keys.add(value[7:].strip())
+    if len(keys) > 1:
+        raise SluiceError(Reason.MALFORMED_API_KEY, "more than one API key presented (x-api-key, Authorization: "
+                                                    "Bearer): send exactly one")
 
 
 def api_headers(request: web.Request) -> tuple[str | None, tuple[str, ...]]:
@@ -144,6 +168,7 @@ class MessagesFacade:
     async def _begin(self, request: web.Request, request_id: str, route: str | None = None
                      ) -> principal_pb2.Principal:
         call_context.begin(request_id, _timeout(request, self._default_timeout))
+        _one_credential(request)
         return await self._pipeline.authenticate(headers.presented_api_key(request.headers.get), route)
 
     async def _parsed(self, request: web.Request, request_id: str, count_tokens: bool = False,
@@ -159,6 +184,12 @@ class MessagesFacade:
         return principal, self._pipeline.parse(principal, raw, version, betas, count_tokens, options, info)
 
     async def _body(self, request: web.Request) -> bytes:
+        encodings = [e.strip().lower() for e in request.headers.get("content-encoding", "").split(",") if e.strip()]
+        unknown = [e for e in encodings if e not in _BODY_ENCODINGS]
+        if unknown:
+            raise SluiceError.bad_request("header content-encoding",
+                                          f"{unknown[0]!r} is not an encoding Sluice reads "
+                                          f"({', '.join(sorted(_BODY_ENCODINGS))})")
         if request.content_length is not None and request.content_length > self._max_body:
             raise SluiceError(Reason.REQUEST_TOO_LARGE,
                               f"request body is {request.content_length} bytes; the limit is {self._max_body}")
