@@ -51,7 +51,6 @@ _DOWN = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, redis.
          redis.exceptions.TryAgainError, redis.exceptions.SlotNotCoveredError, redis.exceptions.ReadOnlyError)
 
 
-
 @contextlib.contextmanager
 def reaching(store: str) -> Iterator[None]:
     """Runs a store call; redis-py's connection and timeout errors leave as
@@ -75,7 +74,7 @@ def _raised_in_client(exc: BaseException) -> bool:
     last = None
     while tb is not None:
         last, tb = tb, tb.tb_next
-    return last is not None and _CLIENT_DIR in last.tb_frame.f_code.co_filename
+    return last is not None and last.tb_frame.f_code.co_filename.startswith(_CLIENT_DIR + os.sep)
 
 
 def connect(url: str, max_connections: int = 32) -> aioredis.Redis:
