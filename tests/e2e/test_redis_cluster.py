@@ -12,6 +12,7 @@ import pytest
 
 from tests.e2e.helpers import sdk, user
 from tests.infra.redis_cluster import LocalRedisCluster
+from tests.infra.redis_cluster import redis_cluster as _redis_cluster
 from tests.infra.sluice_cluster import UNREACHABLE_LIMITS, SimulatorProcess, SluiceCluster
 
 pytestmark = pytest.mark.e2e
@@ -26,11 +27,8 @@ TENANTS = {
 
 @pytest.fixture(scope="module")
 def redis_cluster() -> Iterator[LocalRedisCluster]:
-    cluster = LocalRedisCluster()
-    try:
+    with _redis_cluster() as cluster:
         yield cluster
-    finally:
-        cluster.stop()
 
 
 @pytest.fixture(scope="module", params=["all", "mesh"])

@@ -19,7 +19,7 @@ from sluice.catalog import load_catalog
 from sluice.config.tenants import Limits, ScopeLimits
 from sluice.rpc.errors import Reason, SluiceError
 from sluice.storage.redis import connect
-from tests.infra.redis_cluster import LocalRedisCluster
+from tests.infra.redis_cluster import LocalRedisCluster, redis_cluster
 
 pytestmark = pytest.mark.integration
 
@@ -34,11 +34,8 @@ LOST_WRITES_TOLERANCE = 10
 @pytest.fixture
 def doomed_cluster() -> Iterator[LocalRedisCluster]:
     """A cluster of its own: this test kills one of its primaries."""
-    cluster = LocalRedisCluster()
-    try:
+    with redis_cluster() as cluster:
         yield cluster
-    finally:
-        cluster.stop()
 
 
 async def test_a_primary_killed_mid_load_fails_over_within_the_limit(doomed_cluster: LocalRedisCluster):
