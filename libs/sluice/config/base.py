@@ -31,6 +31,13 @@ def check_address(value: str) -> str:
     return value
 
 
+def check_bootstrap(value: str) -> str:
+    """`value` if every entry of the comma list ("a:9092, b:9092") is host:port; else ValueError."""
+    for part in filter(None, (p.strip() for p in value.split(","))):
+        check_address(part)
+    return value
+
+
 def check_class_shares(value: dict[int, float]) -> dict[int, float]:
     """Shares or thresholds for every shedding class (see sluice.resilience.classes)."""
     return class_fractions(value, "per-class values", complete=True)

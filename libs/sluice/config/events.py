@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field, field_validator
 
-from sluice.config.base import Section, check_address
+from sluice.config.base import Section, check_bootstrap
 
 
 class EventsSettings(Section):
@@ -54,9 +54,7 @@ class EventsSettings(Section):
     @field_validator("kafka_bootstrap")
     @classmethod
     def _v_bootstrap(cls, value: str) -> str:
-        for part in filter(None, value.split(",")):
-            check_address(part.strip())
-        return value
+        return check_bootstrap(value)
 
     @field_validator("replication_factor")
     @classmethod

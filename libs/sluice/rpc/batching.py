@@ -12,10 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from typing import TypeVar
 
+from sluice.llm.v1 import wire_pb2
+
 T = TypeVar("T")
+M = TypeVar("M")
 
 _END = object()
 
@@ -70,3 +73,12 @@ async def ready_batches(source: AsyncIterator[T], max_items: int = 64) -> AsyncG
             reader.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await reader
+
+
+def carrying(message: Callable[..., M], wired: list[wire_pb2.WireEvent]) -> M:
+    """A message carrying an answer's events through the `event` / `events` oneof that
+    GenerateResponse and FilterOutputRequest share: `event` for one, a `WireEvents` batch for
+    more."""
+    if len(wired) == 1:
+        return message(event=wired[0])
+    return message(events=wire_pb2.WireEvents(events=wired))

@@ -1,7 +1,7 @@
 """Header and metadata names, kept in one place."""
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 REQUEST_ID = "x-request-id"
 API_KEY = "x-api-key"
@@ -60,10 +60,21 @@ def presented_api_key(get: Callable[[str], str | None]) -> str:
     token (as the Anthropic SDK's auth_token sends it); "" when neither."""
     key = get(API_KEY)
     if key is None:
-        auth = get(AUTHORIZATION) or ""
-        key = auth[7:].strip() if auth.lower().startswith("bearer ") else ""
+        key = bearer_token(get(AUTHORIZATION) or "") or ""
     # As valid text the key check refuses it like any other malformed key.
     return as_text(key)
+
+
+def presented_api_keys(getall: Callable[[str], Iterable[str]]) -> set[str]:
+    """Every distinct key a caller presented, in any x-api-key and any Bearer token: more
+    than one means the headers disagree on who is calling."""
+    keys = {key.strip() for key in getall(API_KEY)}
+    return keys | {token for value in getall(AUTHORIZATION) if (token := bearer_token(value)) is not None}
+
+
+def bearer_token(authorization: str) -> str | None:
+    """The token of an `authorization: Bearer <token>` value; None for any other scheme."""
+    return authorization[7:].strip() if authorization.lower().startswith("bearer ") else None
 
 
 def as_text(value: str) -> str:

@@ -254,17 +254,17 @@ class RedisQuotaStore:
 
     async def settle(self, checks: list[LimitCheck], lease_id: str, deltas: list[int],
                      slots: Mapping[str, str] | None = None) -> None:
-        """SETTLE for `checks`; a stream slot named in `slots` (quota key -> member) is freed
-        by its own SETTLE under that member."""
-        calls = [(lease_id, list(zip(checks, deltas, strict=True)))]
-        for key, member in (slots or {}).items():
-            calls[0] = (lease_id, [(c, d) for c, d in calls[0][1] if c.key != key])
-            calls += [(member, [(c, 0) for c in checks if c.key == key])]
-        with reaching("quota store"):
-            for lease, pairs in calls:
-                if pairs:
-                    await self._settle(keys=[c.key for c, _ in pairs],
-                                       args=[lease, *(f"{c.kind} {c.limit} {c.period_ms} {d}" for c, d in pairs)])
+        """SETTLE for `checks`; a stream slot named in `slots` (quota key -> member, taken from
+        a slice) is freed by `release` instead, its member not being the lease id."""
+        slots = slots or {}
+        pairs = [(c, d) for c, d in zip(checks, deltas, strict=True) if c.key not in slots]
+        if pairs:
+            with reaching("quota store"):
+                await self._settle(keys=[c.key for c, _ in pairs],
+                                   args=[lease_id, *(f"{c.kind} {c.limit} {c.period_ms} {d}" for c, d in pairs)])
+        for check in checks:
+            if check.key in slots:
+                await self.release(check, [slots[check.key]])
 
 
     async def release(self, check: LimitCheck, members: list[str]) -> None:

@@ -121,8 +121,9 @@ class TenantStore:
 
     async def adopt_legacy(self) -> int:
         """Tenants a Sluice before the hash tag stored (under sluice:auth:tenants, on one
-        server), copied to the current hash when it has none of them, so an upgrade keeps
-        what the admin API changed. Returns how many were copied."""
+        server), each copied to the current hash unless it already holds that tenant, and the
+        old hash deleted, so an upgrade keeps what the admin API changed. Returns how many
+        the old hash held."""
         with reaching("tenant store"):
             if is_cluster(self._redis) or not await self._redis.exists(_LEGACY_TENANTS):
                 return 0

@@ -12,7 +12,7 @@ from typing import Any, TextIO
 from google.protobuf import json_format
 
 from sluice.config import Settings
-from sluice.config.base import check_address
+from sluice.config.base import check_bootstrap
 from sluice.events.records import EVENT_TYPES
 from sluice.events.spool import pending_records
 
@@ -67,8 +67,7 @@ def _create_topics(args: argparse.Namespace, settings: Settings, out: TextIO, er
         err.write("sluice: no Kafka cluster (events.kafka_bootstrap, or --bootstrap)\n")
         return 2
     try:
-        for part in filter(None, bootstrap.split(",")):
-            check_address(part.strip())
+        check_bootstrap(bootstrap)
     except ValueError as exc:
         err.write(f"sluice: --bootstrap: {exc}\n")
         return 2

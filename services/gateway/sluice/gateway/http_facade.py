@@ -103,11 +103,7 @@ def _one_credential(request: web.Request) -> None:
     values, or an x-api-key and a different Bearer token): which one counts would otherwise be
     the order of the headers, as a body's repeated key is refused rather than guessed. Raises
     SluiceError MALFORMED_API_KEY (401)."""
-    keys = {k.strip() for k in request.headers.getall(headers.API_KEY, ())}
-    for value in request.headers.getall(headers.AUTHORIZATION, ()):
-        if value.lower().startswith("bearer "):
-            keys.add(value[7:].strip())
-    if len(keys) > 1:
+    if len(headers.presented_api_keys(lambda name: request.headers.getall(name, ()))) > 1:
         raise SluiceError(Reason.MALFORMED_API_KEY, "more than one API key presented (x-api-key, Authorization: "
                                                     "Bearer): send exactly one")
 

@@ -40,7 +40,7 @@ from sluice.llm.v1 import wire_pb2
 from sluice.resilience.shedding import LoadShedder, shed_class
 from sluice.routing.v1 import model_pb2, routing_service_pb2
 from sluice.rpc import headers
-from sluice.rpc.batching import ready_batches
+from sluice.rpc.batching import carrying, ready_batches
 from sluice.rpc.errors import Reason, SluiceError, from_rpc_error
 from sluice.safety.v1 import safety_service_pb2, verdict_pb2
 from sluice.storage.response_cache import resolve_mode
@@ -735,9 +735,8 @@ class Pipeline:
                             event=wire_pb2.WireEvent(type=event.type, data=event.data))
                 else:  # over the network, a stream's events that are ready together go as one message
                     async for ready in ready_batches(events):
-                        wired = [wire_pb2.WireEvent(type=e.type, data=e.data) for e in ready]
-                        yield safety_service_pb2.FilterOutputRequest(event=wired[0]) if len(wired) == 1 \
-                            else safety_service_pb2.FilterOutputRequest(events=wire_pb2.WireEvents(events=wired))
+                        yield carrying(safety_service_pb2.FilterOutputRequest,
+                                       [wire_pb2.WireEvent(type=e.type, data=e.data) for e in ready])
             except Exception as exc:  # noqa: BLE001 - the model's failure, raised below once the filter let go
                 # Ending the request stream lets the filter release what it holds.
                 failure.append(exc)

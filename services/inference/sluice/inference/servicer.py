@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 from sluice.inference.core import AttemptReport, Generator, UpstreamTiming
 from sluice.inference.v1 import inference_service_pb2 as pb
 from sluice.llm.v1 import wire_pb2
-from sluice.rpc.batching import ready_batches
+from sluice.rpc.batching import carrying, ready_batches
 from sluice.rpc.registry import LocalContext
 from sluice.wire.events import Event
 
@@ -78,26 +78,19 @@ def _messages(items: list[_Item]) -> list[pb.GenerateResponse]:
     for item in items:
         if isinstance(item, (AttemptReport, UpstreamTiming)):
             if held:
-                out.append(_events(held))
+                out.append(carrying(pb.GenerateResponse, held))
                 held = []
             out.append(_report(item))
         else:
             held.append(wire_pb2.WireEvent(type=item.type, data=item.data))
     if held:
-        out.append(_events(held))
+        out.append(carrying(pb.GenerateResponse, held))
     return out
 
 
 async def _one_by_one(items: AsyncIterator[_Item]) -> AsyncIterator[list[_Item]]:
     async for item in items:
         yield [item]
-
-
-def _events(held: list[wire_pb2.WireEvent]) -> pb.GenerateResponse:
-    """One event as `event`, more as a batch (`events`)."""
-    if len(held) == 1:
-        return pb.GenerateResponse(event=held[0])
-    return pb.GenerateResponse(events=wire_pb2.WireEvents(events=held))
 
 
 def _report(item: AttemptReport | UpstreamTiming) -> pb.GenerateResponse:
